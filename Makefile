@@ -1,0 +1,62 @@
+# The two commands a newcomer needs:  `make demo`  and  `make test`.
+# Every target creates .venv when absent and installs the exact pins of constraints.txt.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PRESET ?= cpu-quick
+
+# Point the data layer at the course team's offline copy of CIFAR-10/MNIST when it exists.
+ifneq ($(wildcard ../shared/data/cifar10_jpeg_subset5k1k_seed0_uint8.npz),)
+export REPLEARN_DATA_DIR ?= $(abspath ../shared/data)
+endif
+
+.PHONY: help demo test test-fast lint format release starter bench lock clean
+
+help:
+	@echo "make demo     run every assignment notebook (preset $(PRESET)), grade, write build/demo/index.html"
+	@echo "make test     the whole test suite (lint, library, grader, attacks, notebooks in smoke preset)"
+	@echo "make release  regenerate-check starter code and build the student hand-out zip"
+	@echo "make bench    speed and learning-quality benchmarks -> build/bench/"
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (replearn)" >/dev/null
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m replearn.demo --preset $(PRESET)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format . && $(PY) -m ruff check --fix .
+
+starter: $(STAMP)
+	$(PY) -m replearn.release starter
+
+release: $(STAMP)
+	$(PY) -m replearn.release starter --check
+	$(PY) -m replearn.release zip --out build/release
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.augment_throughput
+	$(PY) -m benchmarks.backbone_speed
+	$(PY) -m benchmarks.grading_speed
+	$(PY) -m benchmarks.transfer_quality --preset $(PRESET)
+
+lock: $(STAMP)
+	@echo "Edit constraints.txt from: $(PY) -m pip freeze --exclude-editable"
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,196 @@
+"""`make demo`: run every assignment notebook against the reference, grade, and write a report.
+
+    python -m replearn.demo [--preset cpu-quick] [--only 01] [--out build/demo]
+
+1. executes each ``assignments/*.ipynb`` for real (nbclient) with the reference solutions;
+2. grades the reference solutions and the generated starter code with the autograder;
+3. writes ``build/demo/index.html``: per notebook its run time, data, headline numbers, grade,
+   figures and links to the executed notebook.
+
+Offline it uses the embedded default dataset; with ``REPLEARN_DATA_DIR`` (set by the Makefile when
+the course team's copy exists) or a working download it uses real CIFAR-10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from replearn import __version__
+from replearn.notebook import NotebookRun, run_notebook
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def find_notebooks(only: str | None = None) -> list[Path]:
+    notebooks = sorted((REPO / "assignments").glob("*.ipynb"))
+    return [p for p in notebooks if only is None or p.name.startswith(only) or only in p.stem]
+
+
+def extract_figures(executed: Path, out_dir: Path) -> list[Path]:
+    """Save every PNG output of an executed notebook as a file, in cell order."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = []
+    for cell_index, cell in enumerate(nb.cells):
+        for output_index, output in enumerate(cell.get("outputs", [])):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                path = out_dir / f"cell{cell_index:03d}_{output_index}.png"
+                path.write_bytes(base64.b64decode(png))
+                figures.append(path)
+    return figures
+
+
+def to_html(executed: Path) -> Path | None:
+    """An HTML rendering of the executed notebook, for reading in a browser."""
+    target = executed.with_suffix(".html")
+    done = subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--to", "html", str(executed), "--output", target.name],
+        capture_output=True, text=True, cwd=executed.parent,
+    )
+    return target if done.returncode == 0 and target.exists() else None
+
+
+def grade(submission: Path, results: Path, timeout: int = 900) -> dict:
+    """Grade a folder of modules with the autograder CLI; returns score, max score and status."""
+    if not (REPO / "autograder" / "__main__.py").exists():
+        return {"status": "autograder not available"}
+    results.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "autograder", "grade", str(submission), "--assignment", "all",
+           "--results", str(results)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": f"grading timed out after {timeout} s"}
+    if not results.exists():
+        return {"status": f"no results (exit {done.returncode}): {done.stderr[-500:]}"}
+    data = json.loads(results.read_text())
+    tests = data.get("tests", [])
+    score = data.get("score", sum(t.get("score", 0) for t in tests))
+    max_score = sum(t.get("max_score", 0) for t in tests)
+    per_module: dict[str, list[float]] = {}
+    for t in tests:
+        module = (t.get("tags") or ["?"])[0]
+        got, out_of = per_module.setdefault(module, [0.0, 0.0])
+        per_module[module] = [got + t.get("score", 0), out_of + t.get("max_score", 0)]
+    return {"status": "graded", "score": score, "max_score": max_score, "per_module": per_module,
+            "summary": done.stdout[-3000:]}
+
+
+def write_index(out: Path, runs: list[tuple[NotebookRun, list[Path], Path | None]],
+                grades: dict[str, dict], preset: str, seconds: float) -> Path:
+    e = html.escape
+    rows = []
+    for run, figures, rendered in runs:
+        summary = run.summary or {}
+        records = "".join(
+            f"<tr><td>{e(str(r['name']))}</td><td>{e(_fmt(r['value']))}</td>"
+            f"<td>{e(r.get('promised') or '-')}</td><td>{_ok(r.get('ok'))}</td></tr>"
+            for r in summary.get("records", [])
+        )
+        figs = "".join(
+            f'<a href="{e(str(f.relative_to(out)))}"><img src="{e(str(f.relative_to(out)))}"></a>'
+            for f in figures
+        )
+        link = rendered or run.output
+        status = "ran" if run.ok else "FAILED"
+        rows.append(
+            f"<section><h2>{e(run.path.stem)} <small>{status} in {run.seconds:.0f} s</small></h2>"
+            f"<p>{'<br>'.join(e(d) for d in summary.get('data', [])) or 'data: (not reported)'}</p>"
+            f"<p>implementation: {e(summary.get('impl', '-'))}</p>"
+            f'<p><a href="{e(str(link.relative_to(out)))}">executed notebook</a></p>'
+            + (f"<pre>{e(run.error)}</pre>" if run.error else "")
+            + (f"<table><tr><th>quantity</th><th>this run</th><th>promised</th><th></th></tr>{records}</table>"
+               if records else "")
+            + f'<div class="figs">{figs}</div></section>'
+        )
+    grade_rows = "".join(
+        f"<tr><td>{e(name)}</td><td>{e(_grade_text(g))}</td></tr>" for name, g in grades.items()
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>replearn demo</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
+.figs img{{max-height:220px;margin:4px;border:1px solid #ddd}}pre{{background:#f6f6f6;overflow:auto}}</style>
+</head><body><h1>replearn {e(__version__)}: demo run</h1>
+<p>preset <b>{e(preset)}</b>, torch {e(torch.__version__)}, {e(platform.platform())},
+{os.cpu_count()} cores, {seconds:.0f} s in all, {time.strftime('%Y-%m-%d %H:%M')}</p>
+<h2>Grades</h2><table><tr><th>submission</th><th>score</th></tr>{grade_rows}</table>
+{''.join(rows) or '<p>No assignment notebooks yet.</p>'}
+</body></html>"""
+    index = out / "index.html"
+    index.write_text(page)
+    return index
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _ok(ok) -> str:
+    return {True: "ok", False: "BELOW", None: ""}.get(ok, "")
+
+
+def _grade_text(g: dict) -> str:
+    if g.get("status") != "graded":
+        return g.get("status", "?")
+    parts = ", ".join(f"{m} {s:g}/{t:g}" for m, (s, t) in sorted(g.get("per_module", {}).items()))
+    return f"{g['score']:g} / {g['max_score']:g}" + (f" ({parts})" if parts else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default=os.environ.get("REPLEARN_PRESET", "cpu-quick"))
+    parser.add_argument("--only", help="run only notebooks whose name starts with / contains this")
+    parser.add_argument("--out", default=str(REPO / "build" / "demo"))
+    parser.add_argument("--no-grade", action="store_true", help="skip grading")
+    parser.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    data_dir = os.environ.get("REPLEARN_DATA_DIR")
+    print(f"replearn demo: preset {args.preset}; data "
+          f"{'from ' + data_dir if data_dir else 'from a download or the embedded default'}")
+
+    notebooks = find_notebooks(args.only)
+    runs = []
+    for i, path in enumerate(notebooks, 1):
+        print(f"[{i}/{len(notebooks)}] running {path.name} ...", flush=True)
+        run = run_notebook(path, out / "notebooks" / path.name, preset=args.preset,
+                           impl="solution", timeout=args.timeout)
+        figures = extract_figures(run.output, out / "figures" / path.stem)
+        rendered = to_html(run.output)
+        print(f"    {'ok' if run.ok else 'FAILED'} in {run.seconds:.0f} s, {len(figures)} figures")
+        if not run.ok:
+            print("    " + run.error.strip().splitlines()[-1] if run.error.strip() else "")
+        runs.append((run, figures, rendered))
+
+    grades: dict[str, dict] = {}
+    if not args.no_grade:
+        for name, folder in (("reference solutions", "solutions"), ("starter code", "starter_code")):
+            print(f"grading the {name} ...", flush=True)
+            grades[name] = grade(REPO / folder, out / "grades" / f"{folder}.json")
+            print(f"    {_grade_text(grades[name])}")
+
+    index = write_index(out, runs, grades, args.preset, time.perf_counter() - start)
+    print(f"report: {index}")
+    failed = [r for r, _, _ in runs if not r.ok]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

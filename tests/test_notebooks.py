@@ -1,0 +1,51 @@
+"""Every assignment notebook executes end to end, for real, in the `smoke` preset."""
+
+from pathlib import Path
+
+import pytest
+
+from replearn.notebook import run_notebook
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "assignments").glob("*.ipynb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_smoke_preset_with_reference(path):
+    out = REPO / "build" / "test-notebooks" / path.name
+    run = run_notebook(path, out, preset="smoke", impl="solution", timeout=300)
+    assert run.ok, f"{path.name} failed after {run.seconds:.0f} s:\n{run.error}"
+    assert run.summary.get("preset") == "smoke", "the notebook must end with S.finish()"
+    assert run.summary.get("data"), "the notebook must say which data it used"
+    assert run.seconds < 120, f"smoke preset took {run.seconds:.0f} s; it should take seconds"
+
+
+def test_runner_reports_a_failing_cell_without_raising(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    src = tmp_path / "broken.ipynb"
+    nbformat.write(nb, src)
+    run = run_notebook(src, tmp_path / "out" / "broken.ipynb", preset="smoke", timeout=60)
+    assert not run.ok and "boom" in run.error
+    assert (tmp_path / "out" / "broken.ipynb").exists(), "the executed copy is kept for reading"
+
+
+def test_runner_passes_preset_and_collects_the_summary(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from replearn import notebook, presets\nimport torch\n"
+        "S = notebook.Session('demo', presets.get_preset(), torch.device('cpu'), 0, None, 'none',"
+        " torch.Generator())\n"
+        "S.record('accuracy', 0.5, '>= 0.4', at_least=0.4)\nS.finish()"
+    )]
+    src = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, src)
+    run = run_notebook(src, tmp_path / "out" / "tiny.ipynb", preset="smoke", timeout=60)
+    assert run.ok, run.error
+    assert run.summary["preset"] == "smoke"
+    assert run.summary["records"][0] == {"name": "accuracy", "value": 0.5, "promised": ">= 0.4", "ok": True}
