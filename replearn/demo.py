@@ -59,7 +59,9 @@ def to_html(executed: Path) -> Path | None:
     target = executed.with_suffix(".html")
     done = subprocess.run(
         [sys.executable, "-m", "nbconvert", "--to", "html", str(executed), "--output", target.name],
-        capture_output=True, text=True, cwd=executed.parent,
+        capture_output=True,
+        text=True,
+        cwd=executed.parent,
     )
     return target if done.returncode == 0 and target.exists() else None
 
@@ -69,8 +71,17 @@ def grade(submission: Path, results: Path, timeout: int = 900) -> dict:
     if not (REPO / "autograder" / "__main__.py").exists():
         return {"status": "autograder not available"}
     results.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "autograder", "grade", str(submission), "--assignment", "all",
-           "--results", str(results)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "autograder",
+        "grade",
+        str(submission),
+        "--assignment",
+        "all",
+        "--results",
+        str(results),
+    ]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -86,12 +97,22 @@ def grade(submission: Path, results: Path, timeout: int = 900) -> dict:
         module = (t.get("tags") or ["?"])[0]
         got, out_of = per_module.setdefault(module, [0.0, 0.0])
         per_module[module] = [got + t.get("score", 0), out_of + t.get("max_score", 0)]
-    return {"status": "graded", "score": score, "max_score": max_score, "per_module": per_module,
-            "summary": done.stdout[-3000:]}
+    return {
+        "status": "graded",
+        "score": score,
+        "max_score": max_score,
+        "per_module": per_module,
+        "summary": done.stdout[-3000:],
+    }
 
 
-def write_index(out: Path, runs: list[tuple[NotebookRun, list[Path], Path | None]],
-                grades: dict[str, dict], preset: str, seconds: float) -> Path:
+def write_index(
+    out: Path,
+    runs: list[tuple[NotebookRun, list[Path], Path | None]],
+    grades: dict[str, dict],
+    preset: str,
+    seconds: float,
+) -> Path:
     e = html.escape
     rows = []
     for run, figures, rendered in runs:
@@ -113,8 +134,11 @@ def write_index(out: Path, runs: list[tuple[NotebookRun, list[Path], Path | None
             f"<p>implementation: {e(summary.get('impl', '-'))}</p>"
             f'<p><a href="{e(str(link.relative_to(out)))}">executed notebook</a></p>'
             + (f"<pre>{e(run.error)}</pre>" if run.error else "")
-            + (f"<table><tr><th>quantity</th><th>this run</th><th>promised</th><th></th></tr>{records}</table>"
-               if records else "")
+            + (
+                f"<table><tr><th>quantity</th><th>this run</th><th>promised</th><th></th></tr>{records}</table>"
+                if records
+                else ""
+            )
             + f'<div class="figs">{figs}</div></section>'
         )
     grade_rows = "".join(
@@ -126,9 +150,9 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;te
 .figs img{{max-height:220px;margin:4px;border:1px solid #ddd}}pre{{background:#f6f6f6;overflow:auto}}</style>
 </head><body><h1>replearn {e(__version__)}: demo run</h1>
 <p>preset <b>{e(preset)}</b>, torch {e(torch.__version__)}, {e(platform.platform())},
-{os.cpu_count()} cores, {seconds:.0f} s in all, {time.strftime('%Y-%m-%d %H:%M')}</p>
+{os.cpu_count()} cores, {seconds:.0f} s in all, {time.strftime("%Y-%m-%d %H:%M")}</p>
 <h2>Grades</h2><table><tr><th>submission</th><th>score</th></tr>{grade_rows}</table>
-{''.join(rows) or '<p>No assignment notebooks yet.</p>'}
+{"".join(rows) or "<p>No assignment notebooks yet.</p>"}
 </body></html>"""
     index = out / "index.html"
     index.write_text(page)
@@ -151,7 +175,9 @@ def _grade_text(g: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default=os.environ.get("REPLEARN_PRESET", "cpu-quick"))
     parser.add_argument("--only", help="run only notebooks whose name starts with / contains this")
     parser.add_argument("--out", default=str(REPO / "build" / "demo"))
@@ -163,15 +189,22 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     data_dir = os.environ.get("REPLEARN_DATA_DIR")
-    print(f"replearn demo: preset {args.preset}; data "
-          f"{'from ' + data_dir if data_dir else 'from a download or the embedded default'}")
+    print(
+        f"replearn demo: preset {args.preset}; data "
+        f"{'from ' + data_dir if data_dir else 'from a download or the embedded default'}"
+    )
 
     notebooks = find_notebooks(args.only)
     runs = []
     for i, path in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] running {path.name} ...", flush=True)
-        run = run_notebook(path, out / "notebooks" / path.name, preset=args.preset,
-                           impl="solution", timeout=args.timeout)
+        run = run_notebook(
+            path,
+            out / "notebooks" / path.name,
+            preset=args.preset,
+            impl="solution",
+            timeout=args.timeout,
+        )
         figures = extract_figures(run.output, out / "figures" / path.stem)
         rendered = to_html(run.output)
         print(f"    {'ok' if run.ok else 'FAILED'} in {run.seconds:.0f} s, {len(figures)} figures")
@@ -181,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
 
     grades: dict[str, dict] = {}
     if not args.no_grade:
-        for name, folder in (("reference solutions", "solutions"), ("starter code", "starter_code")):
+        for name, folder in (
+            ("reference solutions", "solutions"),
+            ("starter code", "starter_code"),
+        ):
             print(f"grading the {name} ...", flush=True)
             grades[name] = grade(REPO / folder, out / "grades" / f"{folder}.json")
             print(f"    {_grade_text(grades[name])}")

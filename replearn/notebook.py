@@ -29,6 +29,31 @@ from replearn.presets import PRESET_ENV, Preset, get_preset
 
 RESULTS_ENV = "REPLEARN_RESULTS_PATH"  # where S.finish() writes its JSON summary (set by runners)
 
+# Where Colab installs the course package from: the release tag of this version.
+REPO_URL = "https://github.com/replearn-course/replearn"
+RELEASE_TAG = f"v{__version__}"
+
+
+def setup_cell_source(module_name: str) -> str:
+    """The first code cell of every notebook (one source: a test checks each notebook uses it).
+
+    On Colab it pip-installs the package at the release tag; the package declares torch as a
+    range, so Colab's preinstalled torch and torchvision stay (no download, no restart) and no
+    Google Drive mount is needed. Locally `make` has installed everything already.
+    """
+    return (
+        "# Set-up: on Colab this installs the course package (keeping Colab's own torch);\n"
+        "# locally `make` has done it. Then: preset, device, seed and which implementation runs.\n"
+        "import sys\n"
+        "\n"
+        'if "google.colab" in sys.modules:\n'
+        f'    %pip install -q "replearn[notebooks] @ git+{REPO_URL}@{RELEASE_TAG}"\n'
+        "\n"
+        "from replearn import notebook\n"
+        "\n"
+        f'S = notebook.setup("{module_name}")'
+    )
+
 
 @dataclass
 class Record:
@@ -107,8 +132,10 @@ class Session:
             shown = f"{r.value:.4f}" if isinstance(r.value, float) else str(r.value)
             flag = {None: "", True: "  ok", False: "  BELOW"}[r.ok]
             print(f"{r.name:<{width}}  {shown:>10}  {r.promised or '-'}{flag}")
-        print(f"\ntotal time {summary['seconds']:.0f} s on {platform.node() or 'this machine'} "
-              f"({os.cpu_count()} cores, device {self.device}), torch {torch.__version__}")
+        print(
+            f"\ntotal time {summary['seconds']:.0f} s on {platform.node() or 'this machine'} "
+            f"({os.cpu_count()} cores, device {self.device}), torch {torch.__version__}"
+        )
         out = os.environ.get(RESULTS_ENV)
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -118,8 +145,14 @@ class Session:
         return summary
 
 
-def setup(module_name: str, *, preset: str | None = None, impl: str | None = None,
-          seed: int = 0, device: str | None = None) -> Session:
+def setup(
+    module_name: str,
+    *,
+    preset: str | None = None,
+    impl: str | None = None,
+    seed: int = 0,
+    device: str | None = None,
+) -> Session:
     """The first cell of a notebook: choose preset, device and implementation; seed everything.
 
     Prints one line saying what it found, for example
@@ -136,8 +169,10 @@ def setup(module_name: str, *, preset: str | None = None, impl: str | None = Non
         impl_note = impl_mod.describe(module)
     except Exception as err:  # the notebook still opens; the first call to the module says why
         module, impl_note = None, f"could not import {module_name}: {err}"
-    print(f"replearn {__version__} | preset {chosen.name} | device {dev} | torch {torch.__version__}"
-          f" | {impl_note}")
+    print(
+        f"replearn {__version__} | preset {chosen.name} | device {dev} | torch {torch.__version__}"
+        f" | {impl_note}"
+    )
     return Session(module_name, chosen, dev, seed, module, impl_note, generator)
 
 
@@ -152,9 +187,16 @@ class NotebookRun:
     summary: dict = field(default_factory=dict)
 
 
-def run_notebook(path: str | Path, output: str | Path, *, preset: str = "smoke",
-                 impl: str = "solution", timeout: int = 900, kernel: str = "python3",
-                 extra_env: dict[str, str] | None = None) -> NotebookRun:
+def run_notebook(
+    path: str | Path,
+    output: str | Path,
+    *,
+    preset: str = "smoke",
+    impl: str = "solution",
+    timeout: int = 900,
+    kernel: str = "python3",
+    extra_env: dict[str, str] | None = None,
+) -> NotebookRun:
     """Execute ``path`` for real with nbclient and save the executed copy to ``output``.
 
     The preset and implementation reach the kernel through environment variables, so the
@@ -168,13 +210,22 @@ def run_notebook(path: str | Path, output: str | Path, *, preset: str = "smoke",
     output.parent.mkdir(parents=True, exist_ok=True)
     results_path = output.with_suffix(".results.json")
     results_path.unlink(missing_ok=True)
-    env_changes = {PRESET_ENV: preset, "REPLEARN_IMPL": impl, RESULTS_ENV: str(results_path.resolve()),
-                   "MPLBACKEND": "Agg", **(extra_env or {})}
+    env_changes = {
+        PRESET_ENV: preset,
+        "REPLEARN_IMPL": impl,
+        RESULTS_ENV: str(results_path.resolve()),
+        "MPLBACKEND": "Agg",
+        **(extra_env or {}),
+    }
     saved = {k: os.environ.get(k) for k in env_changes}
     os.environ.update(env_changes)  # the kernel inherits the parent's environment
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
-                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=kernel,
+        resources={"metadata": {"path": str(path.parent.resolve())}},
+    )
     start = time.perf_counter()
     ok, error = True, ""
     try:

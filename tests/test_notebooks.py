@@ -25,7 +25,10 @@ def test_runner_reports_a_failing_cell_without_raising(tmp_path):
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("raise ValueError('boom')"),
+    ]
     src = tmp_path / "broken.ipynb"
     nbformat.write(nb, src)
     run = run_notebook(src, tmp_path / "out" / "broken.ipynb", preset="smoke", timeout=60)
@@ -37,15 +40,22 @@ def test_runner_passes_preset_and_collects_the_summary(tmp_path):
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
-        "from replearn import notebook, presets\nimport torch\n"
-        "S = notebook.Session('demo', presets.get_preset(), torch.device('cpu'), 0, None, 'none',"
-        " torch.Generator())\n"
-        "S.record('accuracy', 0.5, '>= 0.4', at_least=0.4)\nS.finish()"
-    )]
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "from replearn import notebook, presets\nimport torch\n"
+            "S = notebook.Session('demo', presets.get_preset(), torch.device('cpu'), 0, None, 'none',"
+            " torch.Generator())\n"
+            "S.record('accuracy', 0.5, '>= 0.4', at_least=0.4)\nS.finish()"
+        )
+    ]
     src = tmp_path / "tiny.ipynb"
     nbformat.write(nb, src)
     run = run_notebook(src, tmp_path / "out" / "tiny.ipynb", preset="smoke", timeout=60)
     assert run.ok, run.error
     assert run.summary["preset"] == "smoke"
-    assert run.summary["records"][0] == {"name": "accuracy", "value": 0.5, "promised": ">= 0.4", "ok": True}
+    assert run.summary["records"][0] == {
+        "name": "accuracy",
+        "value": 0.5,
+        "promised": ">= 0.4",
+        "ok": True,
+    }

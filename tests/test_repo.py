@@ -33,10 +33,13 @@ def notebooks() -> list[Path]:
 def test_notebooks_are_committed_without_outputs(path):
     nb = json.loads(path.read_text())
     dirty = [
-        i for i, cell in enumerate(nb["cells"])
+        i
+        for i, cell in enumerate(nb["cells"])
         if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count"))
     ]
-    assert not dirty, f"{path.name}: cells {dirty} hold outputs; clear them (executed copies go to build/)"
+    assert not dirty, (
+        f"{path.name}: cells {dirty} hold outputs; clear them (executed copies go to build/)"
+    )
 
 
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
@@ -44,13 +47,18 @@ def test_notebook_imports_its_logic_and_starts_with_setup(path):
     nb = json.loads(path.read_text())
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
     assert any("notebook.setup(" in c for c in code[:3]), "the set-up cell must come first"
-    assert not any(re.search(r"^\s*def \w+\(", c, re.M) and "BEGIN SOLUTION" not in c
-                   for c in code), "logic belongs in the module or replearn/, not in a cell"
+    assert not any(
+        re.search(r"^\s*def \w+\(", c, re.M) and "BEGIN SOLUTION" not in c for c in code
+    ), "logic belongs in the module or replearn/, not in a cell"
 
 
 def test_starter_code_matches_the_generator():
     done = run(sys.executable, "-m", "replearn.release", "starter", "--check")
-    assert done.returncode == 0, "starter_code/ drifted from solutions/; run `make starter`\n" + done.stdout[-3000:] + done.stderr[-2000:]
+    assert done.returncode == 0, (
+        "starter_code/ drifted from solutions/; run `make starter`\n"
+        + done.stdout[-3000:]
+        + done.stderr[-2000:]
+    )
 
 
 def test_readme_opens_with_the_two_commands():
@@ -71,3 +79,16 @@ def test_student_module_names_shadow_no_installed_package():
     for path in sorted((REPO / "solutions").glob("*.py")):
         spec = importlib.util.find_spec(path.stem)
         assert spec is None or str(REPO) in str(spec.origin), f"{path.stem} shadows {spec.origin}"
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
+def test_first_code_cell_is_the_generated_setup_cell(path):
+    from replearn.notebook import setup_cell_source
+
+    nb = json.loads(path.read_text())
+    first = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    module = re.search(r'notebook\.setup\("(\w+)"\)', first)
+    assert module, f'{path.name}: the first code cell must call notebook.setup("<module>")'
+    assert first.strip() == setup_cell_source(module.group(1)).strip(), (
+        f"{path.name}: first cell differs from replearn.notebook.setup_cell_source(); paste its output"
+    )

@@ -1,0 +1,62 @@
+"""`make demo`'s report: figures extracted, grades and numbers on one page."""
+
+import base64
+import io
+
+import nbformat
+
+from replearn import demo
+from replearn.notebook import run_notebook
+
+
+def _png_bytes() -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def test_report_holds_numbers_figures_grades_and_links(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    code = (
+        "import torch\nfrom replearn import notebook, presets\n"
+        "S = notebook.Session('demo_module', presets.get_preset(), torch.device('cpu'), 0, None,"
+        " 'reference: solutions/demo_module.py', torch.Generator())\n"
+        "S.data_notes.append('data: test data')\n"
+        "from IPython.display import Image, display\n"
+        f"display(Image(data=__import__('base64').b64decode({base64.b64encode(_png_bytes())!r})))\n"
+        "S.record('linear probe accuracy', 0.8, '>= 0.75', at_least=0.75)\nS.finish()"
+    )
+    nb.cells = [nbformat.v4.new_code_cell(code)]
+    src = tmp_path / "01_demo.ipynb"
+    nbformat.write(nb, src)
+    out = tmp_path / "report"
+    run = run_notebook(src, out / "notebooks" / src.name, preset="smoke", timeout=60)
+    assert run.ok, run.error
+    figures = demo.extract_figures(run.output, out / "figures" / "01_demo")
+    grades = {
+        "reference solutions": {
+            "status": "graded",
+            "score": 10.0,
+            "max_score": 10.0,
+            "per_module": {"demo_module": [10.0, 10.0]},
+        }
+    }
+    index = demo.write_index(out, [(run, figures, None)], grades, "smoke", 1.0)
+    page = index.read_text()
+    assert "linear probe accuracy" in page and "0.8000" in page and "&gt;= 0.75" in page
+    assert "10 / 10" in page and "data: test data" in page
+    assert len(figures) == 1 and figures[0].read_bytes().startswith(b"\x89PNG")
+    assert 'href="notebooks/01_demo.ipynb"' in page
+
+
+def test_demo_without_notebooks_still_writes_a_page(tmp_path):
+    code = demo.main(["--only", "no-such-notebook", "--no-grade", "--out", str(tmp_path)])
+    assert code == 0
+    assert "No assignment notebooks yet" in (tmp_path / "index.html").read_text()
