@@ -17,7 +17,7 @@ import pytest
 
 from replearn import impl
 
-MODULE_SOURCE = '''
+MODULE_SOURCE = """
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,7 +33,7 @@ class Pair:
 
 def combine(a, b):
     return a + b
-'''
+"""
 
 
 def write_module(folder: Path, name: str, who: str) -> Path:
