@@ -167,6 +167,7 @@ def setup(
     try:
         module = impl_mod.load(module_name, impl)
         impl_note = impl_mod.describe(module)
+        impl_mod.warn_if_shadowed(module_name)  # a stale copy or a package of the same name
     except Exception as err:  # the notebook still opens; the first call to the module says why
         module, impl_note = None, f"could not import {module_name}: {err}"
     print(
