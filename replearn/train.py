@@ -1,0 +1,1076 @@
+"""One training loop for every method in the course.
+
+Every assignment trains something different (a classifier, an autoencoder, a rotation
+predictor, SimCLR, MoCo, an MAE), but the loop around the loss is always the same: draw a
+batch, compute the loss, ``zero_grad`` / ``backward`` / clip / ``step`` / schedule, keep a
+history, stop when the epochs or the wall-clock budget run out, and save a checkpoint that
+a later run can resume from. This module is that loop, written once:
+
+* ``seed_everything`` and ``pick_device``: the set-up every notebook does first;
+* ``TensorLoader``: batches of in-memory tensors whose order depends only on ``(seed, epoch)``,
+  so that a resumed run sees exactly the batches the interrupted one would have seen;
+* ``TrainConfig`` and ``train``: the loop (AMP on CUDA, gradient clipping, tqdm, budget,
+  hooks for per-step state updates such as MoCo's momentum encoder, per-epoch monitors);
+* ``History``: what happened, as plain data (``as_dict`` for JSON);
+* ``save_checkpoint`` / ``load_checkpoint`` / ``train_or_load``: atomic checkpoints and
+  exact resume (an interrupted seeded run, resumed, ends with bit-identical weights);
+* ``save_weights`` / ``load_weights``: model weights in safetensors (never pickle), for the
+  artefacts students submit.
+
+A method supplies only its ``step_fn(model, batch) -> loss`` (or a dict with a ``"loss"`` key
+and other scalar metrics):
+
+>>> import torch
+>>> from torch import nn
+>>> generator = seed_everything(0)
+>>> x, y = torch.randn(64, 5, generator=generator), torch.randint(0, 3, (64,), generator=generator)
+>>> model = nn.Linear(5, 3)
+>>> def step_fn(model, batch):
+...     images, labels = batch
+...     return nn.functional.cross_entropy(model(images), labels)
+>>> history = train(step_fn, model, torch.optim.SGD(model.parameters(), lr=0.1),
+...                 TensorLoader(x, y, batch_size=16), TrainConfig(epochs=2, progress=False))
+>>> history.steps_done, history.epochs_done, len(history.epochs)
+(8, 2.0, 2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import random
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "CheckpointError",
+    "History",
+    "Hook",
+    "TensorLoader",
+    "TrainConfig",
+    "load_checkpoint",
+    "load_weights",
+    "pick_device",
+    "save_checkpoint",
+    "save_weights",
+    "seed_everything",
+    "train",
+    "train_or_load",
+]
+
+CHECKPOINT_FORMAT = "replearn-checkpoint-v1"
+
+
+# --------------------------------------------------------------------------------------------
+# Set-up: seeds and devices
+# --------------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int, *, deterministic: bool = False) -> torch.Generator:
+    """Seed Python's ``random``, NumPy, torch (CPU and every CUDA device); return a generator.
+
+    The returned CPU ``torch.Generator`` is seeded with the same ``seed``: pass it as
+    ``generator=`` to anything that should not depend on the global random state.
+    ``deterministic=True`` also asks cuDNN and torch for deterministic kernels (slower on GPU;
+    torch only warns where an operation has no deterministic version).
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # NumPy's legacy seed is limited to 32 bits
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def pick_device(preference: str | torch.device | None = "auto") -> torch.device:
+    """The device to train on: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``.
+
+    A CUDA device that is asked for but missing is an error, not a silent fall-back to the CPU
+    (a run planned for a GPU would otherwise take hours without saying why).
+
+    >>> pick_device("cpu")
+    device(type='cpu')
+    """
+    if preference is None or preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(preference)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"unknown device {preference!r}; use 'auto', 'cpu', 'cuda' or 'cuda:<index>'"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                "device 'cuda' was asked for but torch sees no CUDA GPU "
+                f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); "
+                "use device='auto' or 'cpu', or on Colab choose Runtime > Change runtime type > GPU"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device {device} was asked for but only {torch.cuda.device_count()} GPU(s) exist"
+            )
+    return device
+
+
+# --------------------------------------------------------------------------------------------
+# Data: batches of in-memory tensors, reproducible per (seed, epoch)
+# --------------------------------------------------------------------------------------------
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed that depends on ``(seed, epoch)`` only, well mixed by NumPy's SeedSequence."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+    return int(state) >> 1
+
+
+class TensorLoader:
+    """Batches of in-memory tensors, shuffled by a generator seeded with ``(seed, epoch)``.
+
+    Unlike a ``DataLoader`` over a global random state, the batch order of epoch ``e`` is a pure
+    function of ``(seed, e)``, so a run interrupted at (epoch, step) and resumed from a
+    checkpoint sees exactly the batches the uninterrupted run would have seen. No worker
+    processes: the tensors are indexed directly (on the GPU when ``device`` is one), and the
+    augmentation runs batched on the device in the step function (see ``replearn.augment``).
+
+    Args:
+        *tensors: one or more tensors with the same first dimension ``N`` (e.g. uint8 images
+            ``[N, C, H, W]`` and int64 labels ``[N]``).
+        batch_size: samples per batch.
+        shuffle: draw a fresh permutation per epoch (``False``: the stored order).
+        drop_last: drop the last, smaller batch (keeps batch statistics and contrastive
+            negatives comparable across steps).
+        seed: the shuffling seed.
+        device: where batches are delivered. With ``preload`` the tensors are moved there
+            once (CIFAR-10 as uint8 is 150 MB, small for a GPU); otherwise per batch.
+
+    A batch is the single tensor when one tensor was given, else a tuple of them.
+    ``len(loader)`` is the number of batches per epoch. Iterating the loader itself runs its
+    current epoch from its current position and then advances the epoch; ``train`` instead
+    asks for ``batches(epoch, start)`` directly.
+
+    >>> loader = TensorLoader(torch.arange(10), batch_size=4, seed=0)
+    >>> len(loader), [batch.tolist() for batch in loader] == [b.tolist() for b in loader.batches(0)]
+    (2, True)
+    """
+
+    def __init__(
+        self,
+        *tensors: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+        preload: bool = True,
+    ) -> None:
+        if not tensors:
+            raise ValueError("TensorLoader needs at least one tensor, e.g. TensorLoader(x, y, ...)")
+        tensors = tuple(torch.as_tensor(t) for t in tensors)
+        lengths = [len(t) for t in tensors]
+        if len(set(lengths)) != 1:
+            raise ValueError(f"all tensors must have the same first dimension, got {lengths}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.num_samples = lengths[0]
+        if drop_last and self.num_samples < batch_size:
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the {self.num_samples} samples, so "
+                "drop_last=True leaves no batch at all; use a smaller batch_size or drop_last=False"
+            )
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.device = torch.device(device) if device is not None else None
+        self.preload = preload
+        if self.device is not None and preload:
+            tensors = tuple(t.to(self.device) for t in tensors)
+        self.tensors = tensors
+        self.epoch = 0  # the epoch that iterating the loader runs next
+        self.position = 0  # batches of that epoch already delivered
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """The sample order of ``epoch``: a function of ``(seed, epoch)`` only. ``[N]`` int64, CPU."""
+        if not self.shuffle:
+            return torch.arange(self.num_samples)
+        generator = torch.Generator()
+        generator.manual_seed(_epoch_seed(self.seed, epoch))
+        return torch.randperm(self.num_samples, generator=generator)  # [N]
+
+    def batches(
+        self, epoch: int, start: int = 0
+    ) -> Iterator[torch.Tensor | tuple[torch.Tensor, ...]]:
+        """Batches ``start, start+1, ...`` of ``epoch`` (``start`` > 0 resumes mid-epoch)."""
+        order = self.permutation(epoch)  # [N]
+        index_cache: dict[torch.device, torch.Tensor] = {}
+        for batch_index in range(start, len(self)):
+            rows = order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
+            parts = []
+            for tensor in self.tensors:
+                if tensor.device not in index_cache:
+                    index_cache[tensor.device] = rows.to(tensor.device)
+                part = tensor[index_cache[tensor.device]]  # [B, ...]
+                if self.device is not None and part.device != self.device:
+                    part = part.to(self.device, non_blocking=True)
+                parts.append(part)
+            index_cache.clear()
+            yield parts[0] if len(parts) == 1 else tuple(parts)
+
+    def __iter__(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, ...]]:
+        for batch in self.batches(self.epoch, self.position):
+            self.position += 1  # counted before the yield: a checkpoint now resumes after it
+            yield batch
+        self.epoch += 1
+        self.position = 0
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the loader stands: enough, with the seed, to deliver the same next batch."""
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "position": self.position,
+            "batch_size": self.batch_size,
+            "num_samples": self.num_samples,
+        }
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        for key in ("batch_size", "num_samples"):
+            if key in state and state[key] != getattr(self, key):
+                raise ValueError(
+                    f"loader state has {key}={state[key]} but this loader has "
+                    f"{key}={getattr(self, key)}; resume with the same data and batch size"
+                )
+        self.seed = int(state["seed"])
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration, hooks and history
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """How long and how to train. Training stops at whichever limit comes first.
+
+    ``epochs``, ``budget_s`` and ``max_steps`` are totals over the whole run, resumes
+    included: a run resumed with the same config does only the part that is left.
+    """
+
+    epochs: int | None = None  # passes over the loader; None: no limit from epochs
+    budget_s: float | None = None  # wall-clock budget in seconds (hooks included)
+    max_steps: int | None = None  # optimizer steps; None: no limit from steps
+    grad_clip: float | None = None  # clip the global gradient L2 norm to this; None: no clipping
+    amp: bool | Literal["auto"] = (
+        "auto"  # autocast (bf16 on Ampere+, else fp16 + GradScaler); CUDA only
+    )
+    log_every: int = 20  # steps between metric syncs from the GPU and progress-bar updates
+    progress: bool = True  # show a tqdm progress bar
+    desc: str = "train"  # progress-bar label
+    stop_on_nonfinite: bool = True  # raise when the loss becomes NaN or inf
+    checkpoint_path: str | None = None  # where to save checkpoints; None: no checkpoints
+    checkpoint_every_s: float | None = 300.0  # seconds between checkpoints (and one at the end)
+    checkpoint_every_steps: int | None = None  # steps between checkpoints
+    resume: bool = True  # continue from checkpoint_path when that file exists
+
+    def __post_init__(self) -> None:
+        if self.epochs is None and self.budget_s is None and self.max_steps is None:
+            raise ValueError("TrainConfig needs a limit: set epochs, budget_s or max_steps")
+        for name in ("epochs", "max_steps", "checkpoint_every_steps"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a non-negative int or None, got {value!r}")
+        for name in ("budget_s", "grad_clip", "checkpoint_every_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive or None, got {value!r}")
+        if self.amp not in (True, False, "auto"):
+            raise ValueError(f"amp must be True, False or 'auto', got {self.amp!r}")
+        if not isinstance(self.log_every, int) or self.log_every < 1:
+            raise ValueError(f"log_every must be a positive int, got {self.log_every!r}")
+
+
+class Hook:
+    """Things to do around the optimizer step. Subclass it, or pass functions.
+
+    * ``after_step(model, step)``: called after every optimizer (and scheduler) step, with
+      ``step`` the 0-based index of the step just taken, under ``torch.no_grad()``. For state
+      that is updated without gradients: MoCo's and BYOL's momentum encoders.
+    * ``on_epoch_end(model, epoch, history) -> dict | None``: called after each full epoch;
+      the scalars it returns join that epoch's record (e.g. ``{"knn": 0.47}`` from a kNN
+      monitor). The model is put back in training mode afterwards.
+
+    A hook that has ``state_dict()`` / ``load_state_dict()`` is saved in checkpoints.
+
+    >>> hook = Hook(after_step=lambda model, step: None)
+    """
+
+    def __init__(
+        self,
+        *,
+        after_step: Callable[[nn.Module, int], None] | None = None,
+        on_epoch_end: Callable[[nn.Module, int, History], Mapping[str, float] | None] | None = None,
+    ) -> None:
+        if after_step is not None:
+            self.after_step = after_step
+        if on_epoch_end is not None:
+            self.on_epoch_end = on_epoch_end
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """Called after each optimizer step (no gradients)."""
+
+    def on_epoch_end(
+        self, model: nn.Module, epoch: int, history: History
+    ) -> Mapping[str, float] | None:
+        """Called after each full epoch; returns extra scalars for the epoch record."""
+        return None
+
+
+@dataclass
+class History:
+    """What a training run did, as plain data.
+
+    ``steps`` holds one record per optimizer step (``step``, ``epoch``, ``lr``, ``time_s`` and
+    every scalar the step function returned, ``loss`` first); ``epochs`` one record per full
+    epoch (the mean of each metric, ``time_s``, ``images_per_s`` and the hooks' scalars).
+    """
+
+    steps: list[dict[str, float]] = field(default_factory=list)
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    steps_done: int = 0  # optimizer steps over the whole run, resumes included
+    epochs_done: float = (
+        0.0  # steps_done / batches per epoch (19.8 = 19 full epochs and most of one)
+    )
+    images_seen: int = 0  # samples drawn from the loader (not counting views made from them)
+    wall_time_s: float = 0.0  # training wall time, resumes included, hooks included
+    stopped_by: str | None = None  # "epochs", "budget", "max_steps"; None while unfinished
+    resumed_at_step: list[int] = field(
+        default_factory=list
+    )  # steps_done at each resume that trained
+    device: str = ""
+    amp: str | None = None  # the autocast dtype, or None without AMP
+
+    @property
+    def stopped_by_budget(self) -> bool:
+        """Whether the wall-clock budget ended the run (rather than its epochs or steps)."""
+        return self.stopped_by == "budget"
+
+    @property
+    def images_per_s(self) -> float:
+        """Samples per second of wall time over the whole run."""
+        return self.images_seen / self.wall_time_s if self.wall_time_s > 0 else 0.0
+
+    def metric(self, name: str, per: Literal["step", "epoch"] = "step") -> list[float]:
+        """One metric as a list: ``history.metric("loss")``, ``history.metric("knn", "epoch")``."""
+        records = self.steps if per == "step" else self.epochs
+        return [record[name] for record in records if name in record]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (lists, dicts, numbers, strings) for JSON and checkpoints."""
+        data = dataclasses.asdict(self)
+        data["stopped_by_budget"] = self.stopped_by_budget
+        data["images_per_s"] = self.images_per_s
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+    def plot(
+        self, keys: Sequence[str] | None = None, *, smooth: float = 0.0, title: str | None = None
+    ):
+        """Loss, accuracy and learning-rate curves: ``replearn.viz.loss_curves(self, ...)``."""
+        from replearn.viz import loss_curves
+
+        return loss_curves(self, keys=keys, smooth=smooth, title=title)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints: atomic writes, every random state, clear errors
+# --------------------------------------------------------------------------------------------
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, corrupt, or does not match the run that loads it."""
+
+
+def _rng_state() -> dict[str, Any]:
+    """Every global random state, as tensors and plain numbers (loadable with weights_only)."""
+    version, mt_state, gauss_next = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": [version, list(mt_state), gauss_next],
+        "numpy": [
+            np_name,
+            torch.from_numpy(np_keys.astype(np.int64)),
+            np_pos,
+            np_has_gauss,
+            np_gauss,
+        ],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, mt_state, gauss_next = state["python"]
+    random.setstate((version, tuple(mt_state), gauss_next))
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
+    np.random.set_state(
+        (np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss)
+    )
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+        else:
+            warnings.warn(
+                f"checkpoint holds {len(cuda_states)} CUDA random states but "
+                f"{torch.cuda.device_count()} GPUs are visible; CUDA random streams not restored",
+                stacklevel=3,
+            )
+
+
+def save_checkpoint(path: str | os.PathLike, **state: Any) -> Path:
+    """Write ``state`` to ``path`` atomically; return the path.
+
+    The bytes go to a temporary file in the same folder, are flushed and fsync'ed, and only then
+    replace ``path`` with ``os.replace``: a crash or a full disk mid-write leaves the previous
+    checkpoint intact, never half a file. ``state`` should hold tensors, state dicts and plain
+    data, so that ``load_checkpoint`` can read it without unpickling arbitrary objects.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state.setdefault("format", CHECKPOINT_FORMAT)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX only)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike, *, map_location: str | torch.device = "cpu", trusted: bool = False
+) -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint``.
+
+    Loads with ``weights_only=True`` (tensors and plain data, no arbitrary code) unless
+    ``trusted=True`` is passed for a file you wrote yourself that holds other objects.
+    Raises ``CheckpointError`` naming the file when it is missing, truncated or not a checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {path}; train first (TrainConfig(checkpoint_path=...)) "
+            "or check the path"
+        )
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=not trusted)
+    except Exception as error:
+        hint = (
+            "it holds objects other than tensors and plain data; if you wrote it yourself, "
+            "pass trusted=True"
+            if "weights_only" in str(error) or "Unsupported global" in str(error)
+            else "it is truncated or not a torch checkpoint; delete it and train again"
+        )
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({path.stat().st_size} bytes): {hint}. "
+            f"Cause: {type(error).__name__}: {str(error)[:300]}"
+        ) from error
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict")
+    return state
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch if batch.device == device else batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {key: _to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(value, device) for value in batch)
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    """The number of samples in a batch: the first dimension of its first tensor."""
+    if isinstance(batch, torch.Tensor):
+        return len(batch) if batch.dim() > 0 else 1
+    if isinstance(batch, Mapping):
+        batch = list(batch.values())
+    if isinstance(batch, (list, tuple)) and batch:
+        return _batch_size(batch[0])
+    return 0
+
+
+def _split_metrics(output: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+    """``step_fn``'s output as (loss, {name: scalar}), with ``loss`` first in the metrics."""
+    if isinstance(output, torch.Tensor):
+        loss, extras = output, {}
+    elif isinstance(output, Mapping):
+        if "loss" not in output:
+            raise ValueError(
+                f"step_fn returned a dict with keys {sorted(output)} but no 'loss'; "
+                "return the loss tensor, or a dict {'loss': loss, 'other_metric': value, ...}"
+            )
+        loss, extras = output["loss"], {k: v for k, v in output.items() if k != "loss"}
+    else:
+        raise TypeError(
+            f"step_fn must return a loss tensor or a dict with a 'loss' key, got {type(output).__name__}"
+        )
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise ValueError(f"the loss must be a scalar tensor, got {loss!r:.80}")
+    if not loss.requires_grad:
+        raise ValueError(
+            "the loss does not require grad: step_fn detached it, called .item(), or ran "
+            "under torch.no_grad(); return the tensor that backward() should start from"
+        )
+    metrics: dict[str, torch.Tensor | float] = {"loss": loss.detach().float().reshape(())}
+    for name, value in extras.items():
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ValueError(
+                    f"metric {name!r} must be a scalar, got shape {tuple(value.shape)}"
+                )
+            metrics[name] = value.detach().float().reshape(())
+        elif isinstance(value, (int, float)):
+            metrics[name] = float(value)
+        else:
+            raise TypeError(
+                f"metric {name!r} must be a scalar tensor or number, got {type(value).__name__}"
+            )
+    return loss, metrics
+
+
+def _amp_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
+    """bf16 on GPUs that have it natively (Ampere, compute capability 8+), else fp16; CPU: None."""
+    if device.type != "cuda" or amp is False:
+        return None
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+class _MetricLog:
+    """Per-step metrics kept on the device and turned into floats every ``log_every`` steps.
+
+    ``.item()`` after every step would stall the GPU pipeline; one stacked transfer per
+    ``log_every`` steps costs nothing.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[dict[str, Any], dict[str, torch.Tensor | float]]] = []
+
+    def add(self, record: dict[str, Any], metrics: dict[str, torch.Tensor | float]) -> None:
+        self.pending.append((record, metrics))
+
+    def flush(self) -> list[dict[str, Any]]:
+        tensors = [
+            v
+            for _, metrics in self.pending
+            for v in metrics.values()
+            if isinstance(v, torch.Tensor)
+        ]
+        values = iter(torch.stack(tensors).cpu().tolist()) if tensors else iter(())
+        records = []
+        for record, metrics in self.pending:
+            for name, value in metrics.items():
+                record[name] = next(values) if isinstance(value, torch.Tensor) else value
+            records.append(record)
+        self.pending.clear()
+        return records
+
+
+def train(
+    step_fn: Callable[[nn.Module, Any], torch.Tensor | Mapping[str, Any]],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable,
+    config: TrainConfig,
+    *,
+    scheduler: Any | None = None,
+    device: str | torch.device | None = None,
+    hooks: Hook | Sequence[Hook] = (),
+) -> History:
+    """Train ``model`` with ``step_fn`` until ``config``'s epochs, budget or steps run out.
+
+    Each step: ``loss = step_fn(model, batch)`` (under autocast when AMP is on), then
+    ``zero_grad``, ``backward`` (through the GradScaler with fp16), gradient clipping,
+    ``optimizer.step()``, ``scheduler.step()`` (once per step: build schedules in steps), and
+    the hooks' ``after_step``. After each full epoch the hooks' ``on_epoch_end`` may add
+    metrics (a kNN monitor). With ``config.checkpoint_path`` the run is checkpointed every
+    ``checkpoint_every_s`` seconds / ``checkpoint_every_steps`` steps and at the end; with
+    ``config.resume`` a run that finds its checkpoint continues from it, restoring the model,
+    optimizer, scheduler, scaler, loader position, hooks and every random state, so that a
+    seeded run that was interrupted and resumed ends with the same weights, bit for bit, as
+    one that never stopped (on the same hardware; exact for a ``TensorLoader``).
+
+    Args:
+        step_fn: ``step_fn(model, batch)`` returns the loss tensor or a dict with a ``"loss"``
+            key and other scalar metrics (tensors or numbers), which the history records.
+        model: moved to ``device`` when one is given; otherwise trained where it is.
+        optimizer: built over the model's parameters.
+        loader: a ``TensorLoader`` (exact resume) or any iterable of batches (on resume its
+            first batches are skipped, which is exact only if its order is fixed).
+        config: a ``TrainConfig``.
+        scheduler: a learning-rate scheduler stepped after every optimizer step.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, a ``torch.device``, or None (the model's).
+        hooks: a ``Hook`` or a sequence of them.
+
+    Returns:
+        The run's ``History`` (also saved in the checkpoint).
+    """
+    from tqdm.auto import tqdm
+
+    hooks = [hooks] if isinstance(hooks, Hook) else list(hooks)
+    device = pick_device(device) if device is not None else _model_device(model)
+    model.to(device)
+    try:
+        batches_per_epoch = len(loader)
+    except TypeError:
+        batches_per_epoch = None
+    if config.epochs is not None and batches_per_epoch is None:
+        raise ValueError("config.epochs needs a loader with len(); use budget_s or max_steps")
+    if batches_per_epoch == 0:
+        raise ValueError(
+            "the loader yields no batch per epoch; lower batch_size or drop_last=False"
+        )
+
+    amp_dtype = _amp_dtype(device, config.amp)
+    if config.amp is True and amp_dtype is None:
+        warnings.warn("amp=True has no effect on the CPU; training in float32", stacklevel=2)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    trained_params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    history = History(
+        device=str(device), amp=str(amp_dtype).removeprefix("torch.") if amp_dtype else None
+    )
+    epoch, position = 0, 0
+    epoch_sums: dict[str, float] = {}
+    epoch_count, epoch_images, epoch_time = 0, 0, 0.0
+    resumed, resumed_finished = False, False
+
+    # ---- resume -------------------------------------------------------------------------
+    checkpoint_path = Path(config.checkpoint_path) if config.checkpoint_path else None
+    if checkpoint_path is not None and config.resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        resumed = True
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"{checkpoint_path} is not a training checkpoint of this library "
+                f"(format {state.get('format')!r}); delete it or choose another checkpoint_path"
+            )
+        if batches_per_epoch is not None and state["batches_per_epoch"] != batches_per_epoch:
+            raise CheckpointError(
+                f"{checkpoint_path} was written with {state['batches_per_epoch']} batches per "
+                f"epoch but this loader has {batches_per_epoch}; resume with the same data and "
+                "batch size, or use another checkpoint_path"
+            )
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"{checkpoint_path} does not fit this model: {error}. Delete it or use another "
+                "checkpoint_path"
+            ) from error
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        if isinstance(loader, TensorLoader) and state.get("loader"):
+            loader.load_state_dict(state["loader"])
+        for hook, hook_state in zip(hooks, state.get("hooks", [])):
+            if hook_state is not None and hasattr(hook, "load_state_dict"):
+                hook.load_state_dict(hook_state)
+        history = History.from_dict(state["history"])
+        history.device = str(device)
+        history.stopped_by = None
+        resumed_finished = bool(state.get("finished"))
+        epoch, position = state["epoch"], state["position"]
+        epoch_sums = dict(state["epoch_sums"])
+        epoch_count, epoch_images, epoch_time = state["epoch_progress"]
+        _set_rng_state(state["rng"])
+
+    def save() -> None:
+        if checkpoint_path is None:
+            return
+        save_checkpoint(
+            checkpoint_path,
+            model=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict() if scheduler is not None else None,
+            scaler=scaler.state_dict() if scaler.is_enabled() else None,
+            loader=loader.state_dict() if isinstance(loader, TensorLoader) else None,
+            hooks=[h.state_dict() if hasattr(h, "state_dict") else None for h in hooks],
+            rng=_rng_state(),
+            epoch=epoch,
+            position=position,
+            batches_per_epoch=batches_per_epoch,
+            epoch_sums=epoch_sums,
+            epoch_progress=[epoch_count, epoch_images, epoch_time],
+            history=history.as_dict(),
+            finished=history.stopped_by is not None,
+            config=dataclasses.asdict(config),
+        )
+
+    # ---- stopping rules -------------------------------------------------------------------
+    prior_wall = history.wall_time_s
+    start = time.perf_counter()
+
+    def elapsed() -> float:
+        return prior_wall + time.perf_counter() - start
+
+    def stop_reason() -> str | None:
+        if config.max_steps is not None and history.steps_done >= config.max_steps:
+            return "max_steps"
+        if config.epochs is not None and epoch >= config.epochs:
+            return "epochs"
+        if config.budget_s is not None and elapsed() >= config.budget_s:
+            return "budget"
+        return None
+
+    total_steps = None
+    if config.epochs is not None:
+        total_steps = config.epochs * batches_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps or config.max_steps, config.max_steps)
+    bar = tqdm(
+        total=total_steps,
+        initial=history.steps_done,
+        desc=config.desc,
+        disable=not config.progress,
+        dynamic_ncols=True,
+        leave=True,
+    )
+    metric_log = _MetricLog()
+    last_save_time, last_save_step = time.perf_counter(), history.steps_done
+
+    def flush_metrics() -> None:
+        records = metric_log.flush()
+        for record in records:
+            for name, value in record.items():
+                if name in ("step", "epoch", "lr", "time_s"):
+                    continue
+                if config.stop_on_nonfinite and name == "loss" and not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"the loss is {value} at step {record['step']} (epoch {record['epoch']}); "
+                        "lower the learning rate, set TrainConfig.grad_clip, or check the inputs"
+                    )
+                epoch_sums[name] = epoch_sums.get(name, 0.0) + value
+        history.steps.extend(records)
+        if records:
+            bar.set_postfix(
+                {
+                    k: f"{v:.4g}"
+                    for k, v in records[-1].items()
+                    if k not in ("step", "epoch", "time_s")
+                },
+                refresh=False,
+            )
+
+    def maybe_save(force: bool = False) -> None:
+        nonlocal last_save_time, last_save_step
+        if checkpoint_path is None:
+            return
+        due_time = config.checkpoint_every_s is not None and (
+            time.perf_counter() - last_save_time >= config.checkpoint_every_s
+        )
+        due_steps = config.checkpoint_every_steps is not None and (
+            history.steps_done - last_save_step >= config.checkpoint_every_steps
+        )
+        if force or due_time or due_steps:
+            flush_metrics()
+            history.wall_time_s = elapsed()
+            save()
+            last_save_time, last_save_step = time.perf_counter(), history.steps_done
+
+    # ---- epochs and steps -----------------------------------------------------------------
+    steps_at_start = history.steps_done
+    model.train()
+    try:
+        reason = stop_reason()
+        while reason is None:
+            if isinstance(loader, TensorLoader):
+                batches = loader.batches(epoch, position)
+            else:
+                batches = iter(loader)
+                for _ in range(position):  # resume a generic iterable by skipping batches
+                    next(batches, None)
+            epoch_start = time.perf_counter()
+            exhausted = True  # the loop ran to the end of the epoch
+            for batch in batches:
+                batch = _to_device(batch, device)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    loss, metrics = _split_metrics(step_fn(model, batch))
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if config.grad_clip is not None:
+                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                    metrics["grad_norm"] = nn.utils.clip_grad_norm_(
+                        trained_params, config.grad_clip
+                    )
+                lr = float(optimizer.param_groups[0]["lr"])  # the rate this step used
+                scaler.step(optimizer)
+                scaler.update()
+                if scheduler is not None:
+                    scheduler.step()
+                with torch.no_grad():
+                    for hook in hooks:
+                        hook.after_step(model, history.steps_done)
+                n_images = _batch_size(batch)
+                metric_log.add(
+                    {"step": history.steps_done, "epoch": epoch, "lr": lr, "time_s": elapsed()},
+                    metrics,
+                )
+                history.steps_done += 1
+                history.images_seen += n_images
+                position += 1
+                epoch_count += 1
+                epoch_images += n_images
+                if batches_per_epoch:
+                    history.epochs_done = history.steps_done / batches_per_epoch
+                if history.steps_done % config.log_every == 0:
+                    flush_metrics()
+                bar.update(1)
+                reason = stop_reason()
+                if reason is not None:
+                    exhausted = position == batches_per_epoch
+                    break
+                maybe_save()
+            epoch_time += time.perf_counter() - epoch_start
+            if not exhausted:
+                break  # stopped mid-epoch: no epoch record; the checkpoint keeps the partial sums
+            if position == 0:
+                raise ValueError("the loader yielded no batch this epoch; check its contents")
+
+            # a full epoch: record it, let the hooks measure, reset the epoch accumulators
+            flush_metrics()
+            record = {name: total / max(epoch_count, 1) for name, total in epoch_sums.items()}
+            record.update(
+                epoch=epoch,
+                end_step=history.steps_done,
+                time_s=epoch_time,
+                images_per_s=epoch_images / epoch_time if epoch_time > 0 else 0.0,
+            )
+            for hook in hooks:
+                extra = hook.on_epoch_end(model, epoch, history)
+                if extra:
+                    record.update({k: float(v) for k, v in extra.items()})
+            model.train()
+            history.epochs.append(record)
+            if batches_per_epoch is None:
+                history.epochs_done = float(len(history.epochs))
+            epoch, position = epoch + 1, 0
+            epoch_sums, epoch_count, epoch_images, epoch_time = {}, 0, 0, 0.0
+            bar.set_postfix(
+                {k: f"{v:.4g}" for k, v in record.items() if k not in ("epoch", "end_step")},
+                refresh=True,
+            )
+            reason = reason or stop_reason()
+            if reason is None:
+                maybe_save()
+        flush_metrics()
+        history.stopped_by = reason
+        history.wall_time_s = elapsed()
+        if resumed and history.steps_done > steps_at_start:
+            history.resumed_at_step.append(steps_at_start)
+        if history.steps_done > steps_at_start or not resumed_finished:
+            maybe_save(force=True)
+    finally:
+        bar.close()
+        if isinstance(loader, TensorLoader):
+            loader.epoch, loader.position = epoch, position
+    return history
+
+
+def train_or_load(
+    path: str | os.PathLike,
+    build_and_train_fn: Callable[[str], Any],
+    *,
+    retrain: bool = False,
+    verbose: bool = True,
+) -> Any:
+    """Reuse a finished training run's checkpoint when present; otherwise train (or resume).
+
+    ``build_and_train_fn(checkpoint_path)`` builds the model, optimizer and loader and calls
+    ``train(..., config=TrainConfig(..., checkpoint_path=checkpoint_path, resume=True))``;
+    whatever it returns is returned. When the checkpoint is from a finished run, ``train``
+    only restores it (no step is taken); when it is from an interrupted run (a closed Colab
+    tab), training continues where it stopped; without a checkpoint it trains from scratch.
+    ``retrain=True`` deletes the checkpoint first.
+
+    Name the checkpoint after everything that changes the result (method, preset, seed), e.g.
+    ``f"checkpoints/simclr-{preset.name}-seed0.pt"``: a smoke run must not reuse a full one.
+    """
+    path = Path(path)
+    if retrain and path.exists():
+        path.unlink()
+    if path.exists():
+        state = load_checkpoint(path)
+        history = state.get("history", {})
+        status = "reusing finished" if state.get("finished") else "resuming interrupted"
+        message = (
+            f"{status} checkpoint {path} ({history.get('steps_done', 0)} steps, "
+            f"{history.get('epochs_done', 0):.1f} epochs, {history.get('wall_time_s', 0):.0f} s); "
+            "pass retrain=True to train again"
+        )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        message = f"no checkpoint at {path}: training from scratch"
+    if verbose:
+        print(message)
+    result = build_and_train_fn(str(path))
+    if not path.exists():
+        warnings.warn(
+            f"build_and_train_fn did not write {path}: pass checkpoint_path to its TrainConfig, "
+            "or the next call will train again",
+            stacklevel=2,
+        )
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Weights for submission artefacts: safetensors, never pickle
+# --------------------------------------------------------------------------------------------
+
+
+def _weights_nbytes(module: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values())
+
+
+def save_weights(
+    module: nn.Module,
+    path: str | os.PathLike,
+    *,
+    max_bytes: int | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Save ``module``'s parameters and buffers to a safetensors file, atomically.
+
+    safetensors stores raw tensors and a JSON header, so loading one runs no code (unlike a
+    pickled ``torch.save``): the format a grader can accept from students. Tied weights are
+    stored once. ``max_bytes`` refuses to write a file larger than a submission limit.
+    """
+    from safetensors.torch import save_model
+
+    size = _weights_nbytes(module)
+    if max_bytes is not None and size > max_bytes:
+        raise ValueError(
+            f"{type(module).__name__} weights take {size / 2**20:.1f} MiB, over the "
+            f"{max_bytes / 2**20:.1f} MiB limit; submit a smaller model (or the encoder only)"
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_model(module, temp_name, metadata=dict(metadata) if metadata else None)
+        with open(temp_name, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+    return path
+
+
+def load_weights(
+    module: nn.Module,
+    path: str | os.PathLike,
+    *,
+    max_bytes: int | None = None,
+    strict: bool = True,
+) -> nn.Module:
+    """Load a safetensors file written by ``save_weights`` into ``module``; return the module.
+
+    Refuses files over ``max_bytes`` before reading them. Raises ``FileNotFoundError`` for a
+    missing file and ``ValueError`` for a file that is not safetensors or whose tensors do not
+    match the module (names and shapes are listed).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no weights file at {path}; save one with save_weights(module, path)"
+        )
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise ValueError(
+            f"{path} is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.1f} MiB limit"
+        )
+    device = _model_device(module)
+    try:
+        missing, unexpected = load_model(module, path, strict=False, device=str(device))
+    except SafetensorError as error:
+        raise ValueError(
+            f"{path} is not a valid safetensors file ({error}); write it with save_weights"
+        ) from error
+    except RuntimeError as error:  # shape mismatches come from load_state_dict
+        raise ValueError(f"{path} does not fit {type(module).__name__}: {error}") from error
+    if strict and (missing or unexpected):
+        raise ValueError(
+            f"{path} does not fit {type(module).__name__}: missing {sorted(missing)[:8]}, "
+            f"unexpected {sorted(unexpected)[:8]} (first 8 of each); was it saved from the "
+            "same architecture?"
+        )
+    return module
