@@ -32,6 +32,28 @@ def _seeded():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny batches: one thread avoids OpenMP barrier stalls when a neighbour loads the cores
+    (measured here: a 2-image ResNet-18 forward took 1.45 s with 2 busy threads, 0.04 s with 1).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import replearn.backbones
+    import replearn.imagenet
+
+    for module in (replearn.backbones, replearn.imagenet):
+        failures, tried = doctest.testmod(module)
+        assert tried > 0 and failures == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # CNNs trained from scratch
 # ---------------------------------------------------------------------------------------------
@@ -40,13 +62,13 @@ def _seeded():
 @pytest.mark.parametrize(
     "make, dims, sides",
     [
-        (SmallCNN, (32, 64, 128, 256), (16, 8, 4, 4)),
-        (cifar_resnet18, (64, 128, 256, 512), (32, 16, 8, 4)),
+        (SmallCNN, (32, 64, 128, 256), (8, 4, 2, 2)),
+        (cifar_resnet18, (64, 128, 256, 512), (16, 8, 4, 2)),
     ],
 )
 def test_cnn_shapes_and_blocks(make, dims, sides):
     net = make().eval()
-    x = torch.rand(2, 3, 32, 32)
+    x = torch.rand(2, 3, 16, 16)  # 16 px keeps the test fast; 32 px doubles every side
     assert net.feature_dim == dims[-1]
     assert net(x).shape == (2, dims[-1])
     assert len(net.blocks) == 4 and net.block_dims == dims
@@ -57,14 +79,15 @@ def test_cnn_shapes_and_blocks(make, dims, sides):
         torch.testing.assert_close(pooled, fmap.mean(dim=(2, 3)))
     # the last block pooled is exactly forward
     torch.testing.assert_close(net.forward_features(x, pool=True), net(x))
+    assert net(torch.rand(1, 3, 32, 32)).shape == (1, dims[-1])
 
 
 @pytest.mark.parametrize("make", [SmallCNN, cifar_resnet18])
 def test_cnn_grey_input_and_clear_errors(make):
     grey = make(in_channels=1)
-    assert grey(torch.rand(2, 1, 28, 28)).shape == (2, grey.feature_dim)
+    assert grey(torch.rand(2, 1, 12, 12)).shape == (2, grey.feature_dim)
     with pytest.raises(ValueError, match="in_channels=3"):
-        grey(torch.rand(2, 3, 28, 28))
+        grey(torch.rand(2, 3, 12, 12))
     with pytest.raises(TypeError, match="to_float"):
         make()(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match="1..4"):
@@ -106,7 +129,7 @@ def test_determinism(make):
     b = make().eval()
     for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(pa, pb)
-    x = torch.rand(2, 3, 32, 32)
+    x = torch.rand(2, 3, 32, 32) if make is VisionTransformer else torch.rand(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(a(x), b(x))
         assert torch.equal(a(x), a(x))
@@ -114,8 +137,12 @@ def test_determinism(make):
 
 def test_backbones_train_a_step():
     """Gradients reach the first layer of every backbone."""
-    for net in (SmallCNN(), cifar_resnet18(), VisionTransformer()):
-        x = torch.rand(4, 3, 32, 32)
+    for net in (SmallCNN(), cifar_resnet18(), VisionTransformer(dim=32, depth=1, heads=2)):
+        x = (
+            torch.rand(2, 3, 32, 32)
+            if isinstance(net, VisionTransformer)
+            else torch.rand(2, 3, 8, 8)
+        )
         net(x).square().mean().backward()
         first = next(p for p in net.parameters() if p.requires_grad)
         assert first.grad is not None and first.grad.abs().sum() > 0
@@ -153,6 +180,8 @@ def test_vit_tokens_and_features(pool, prefix):
     torch.testing.assert_close(features, expected)
     assert vit.forward_tokens(x, upto=1).shape == tokens.shape
     assert vit.embed_patches(x).shape == (3, 64, 64)
+    mnist_vit = VisionTransformer(image_size=28, in_channels=1, dim=32, depth=1, heads=2, pool=pool)
+    assert mnist_vit(torch.rand(2, 1, 28, 28)).shape == (2, 32)  # 7 x 7 patches
 
 
 def test_attention_maps_shape_and_rows_sum_to_one():
@@ -257,20 +286,41 @@ def test_lite0_features_and_head_compose_to_the_classifier(lite0):
         torch.testing.assert_close(lite0.classifier(features), lite0.model(x))
 
 
-@pytest.mark.parametrize(
-    "photo, expected",
-    [
-        ("chelsea", {"tabby", "tiger cat", "Egyptian cat"}),
-        ("coffee", {"espresso", "cup", "coffee mug"}),
-        ("rocket", {"missile", "projectile", "space shuttle"}),
-    ],
-)
-def test_lite0_recognises_real_photos(lite0, photo, expected):
+PHOTO_CLASSES = {
+    "chelsea": {"tabby", "tiger cat", "Egyptian cat"},
+    "coffee": {"espresso", "cup", "coffee mug"},
+    "rocket": {"missile", "projectile", "space shuttle"},
+}
+
+
+@pytest.fixture(scope="module")
+def photo_top5(lite0):
+    """Top-5 of scikit-image's sample photos, all in one forward pass."""
+    side = 224  # every photo center-cropped and resized to the same side, so they batch
+    photos = [
+        prepare(_photo(name), size=side, mean=(0,) * 3, std=(1,) * 3, center_crop=True)
+        for name in PHOTO_CLASSES
+    ]
+    return dict(zip(PHOTO_CLASSES, lite0.top_k(torch.cat(photos), k=5)))
+
+
+@pytest.mark.parametrize("photo", sorted(PHOTO_CLASSES))
+def test_lite0_recognises_real_photos(photo_top5, photo):
     """Real weights and right preprocessing: scikit-image's sample photos get their classes."""
-    (top5,) = lite0.top_k(_photo(photo), k=5)
+    top5 = photo_top5[photo]
     names = [name for name, _ in top5]
-    assert expected & set(names[:2]), f"{photo}: top-5 was {top5}"
-    assert top5[0][1] > 0.2  # a confident first guess, not noise
+    assert PHOTO_CLASSES[photo] & set(names[:2]), f"{photo}: top-5 was {top5}"
+    assert top5[0][1] > 0.1, f"{photo}: a first guess near chance (0.001): {top5[0]}"
+
+
+@pytest.mark.parametrize(
+    "name, size, top1", [("efficientnet_lite1", 240, 76.7), ("efficientnet_lite2", 260, 77.6)]
+)
+def test_larger_lite_variants_load_and_see_the_cat(name, size, top1):
+    net = load_pretrained(name)  # strict load: every tensor of the checkpoint fits
+    assert (net.input_size, net.imagenet_top1, net.feature_dim) == (size, top1, 1280)
+    (top3,) = net.top_k(_photo("chelsea"), k=3)
+    assert {"tabby", "tiger cat", "Egyptian cat"} & {name for name, _ in top3}, top3
 
 
 def test_lite0_on_cifar_sized_input_still_recognises_the_cat(lite0):
@@ -281,14 +331,18 @@ def test_lite0_on_cifar_sized_input_still_recognises_the_cat(lite0):
 
 
 def test_efficientnet_lite_matches_the_reference_port():
-    """Parity with the efficientnet-lite-pytorch package (its static padding is exact at 224)."""
+    """Parity with the efficientnet-lite-pytorch package.
+
+    Its padding is fixed for 224 px inputs; at 96 px every stride-2 layer also sees an even side,
+    so the padding is the same and the outputs must agree.
+    """
     reference_module = pytest.importorskip("efficientnet_lite_pytorch")
     reference = reference_module.EfficientNet.from_name("efficientnet-lite0").eval()
     ours = EfficientNetLite("efficientnet_lite0").eval()
     from replearn.backbones import _from_lukemelas_names
 
     ours.load_state_dict(_from_lukemelas_names(reference.state_dict()))
-    x = torch.randn(1, 3, 224, 224)
+    x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), reference(x))
 
