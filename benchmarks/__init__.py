@@ -1,0 +1,1 @@
+"""Speed and quality benchmarks, run as modules: ``python -m benchmarks.<name>``."""
