@@ -1,0 +1,180 @@
+"""Run one grading session: stage the submission, run pytest (trusted config only), report.
+
+pytest runs in a child interpreter started with ``-I -B`` and a clean environment::
+
+    python -I -B -c <boot> -c autograder/pytest.ini --rootdir <tests root> --noconftest
+        -p no:cacheprovider -p autograder.plugin --ag-config <private json> <test folders>
+
+with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``, working directory = the tests root. The submission
+folder is never on pytest's path, never its rootdir and never a source of configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from autograder import assignments, results, submission
+from autograder.assignments import Assignment
+
+PLATFORM_MARGIN_S = 45.0
+PASS_ENV = (
+    "AUTOGRADER_SANDBOX",
+    "AUTOGRADER_WORKER_USER",
+    "AUTOGRADER_TESTS_ROOT",
+    "AUTOGRADER_SOLUTIONS_ROOT",
+)
+
+
+def grade(
+    source: Path,
+    targets: list[Assignment],
+    results_path: Path,
+    *,
+    public_only: bool = False,
+    seed: int | None = None,
+    budget_s: float | None = None,
+    quiet: bool = False,
+) -> dict:
+    """Grade ``source`` (folder or zip) on ``targets``; returns the results dict (also written)."""
+    results_path = Path(results_path).resolve()
+    results.write_atomic(
+        results_path, results.provisional("Grading did not finish; no test has run yet.")
+    )
+    budget = float(budget_s or sum(a.budget_s for a in targets))
+    stage_root = Path(tempfile.mkdtemp(prefix="autograder-stage-"))
+    os.chmod(stage_root, 0o700)
+    start = time.monotonic()
+    try:
+        own = {a.module for a in targets}
+        staged = submission.stage(Path(source), stage_root / "submission", own)
+        tests_root = assignments.tests_root()
+        sol_root = assignments.solutions_root()
+        missing = [a.module for a in targets if not (staged.root / f"{a.module}.py").exists()]
+        notes = list(staged.notes)
+        if missing:
+            notes.append("missing from the submission: " + ", ".join(f"{m}.py" for m in missing))
+        cfg = {
+            "submission_dir": str(staged.root),
+            "worker_files": staged.worker_files,
+            "notes": notes,
+            "results": str(results_path),
+            "seed": int(seed if seed is not None else secrets.randbits(62)),
+            "budget_s": budget,
+            "public_only": public_only,
+            "tests_root": str(tests_root),
+            "hide": _hide_list(results_path, stage_root, tests_root, sol_root),
+            "assignments": [
+                {
+                    "name": a.name,
+                    "module": a.module,
+                    "number": a.number,
+                    "call_timeout_s": a.call_timeout_s,
+                    "budget_s": a.budget_s,
+                    "reference": str(a.reference_path),
+                }
+                for a in targets
+            ],
+        }
+        cfg_path = stage_root / "session.json"
+        cfg_path.write_text(json.dumps(cfg))
+        os.chmod(cfg_path, 0o600)
+        _run_pytest(cfg_path, tests_root, [a.tests_dir for a in targets], budget, quiet)
+    finally:
+        shutil.rmtree(stage_root, ignore_errors=True)
+    data = json.loads(results_path.read_text())
+    if any("in progress" in line for line in data.get("output", "").splitlines()):
+        data["output"] = data["output"].replace(
+            "grading in progress (this file is rewritten after every test)",
+            "the grader stopped early; tests marked 'not run' were not graded",
+        )
+        data["execution_time"] = round(time.monotonic() - start, 2)
+        results.write_atomic(results_path, data)
+    return data
+
+
+def _hide_list(results_path: Path, *dirs: Path) -> list[str]:
+    """Folders a worker must not see: the grader, the tests, the reference, staging, results."""
+    keep = [Path(p).resolve() for p in sys.path if p and Path(p).is_dir()]
+    keep.append(assignments.REPO_ROOT / "replearn")
+    candidates = [
+        assignments.GRADER_DIR,
+        assignments.REPO_ROOT / "tests",
+        *dirs,
+        results_path.parent,
+    ]
+    hidden = []
+    for path in candidates:
+        path = Path(path).resolve()
+        if path == Path("/") or not path.is_dir():
+            continue
+        if any(k == path or path in k.parents for k in keep):
+            continue  # hiding it would hide the interpreter or the course library
+        hidden.append(str(path))
+    return sorted(set(hidden))
+
+
+def _run_pytest(
+    cfg_path: Path, tests_root: Path, test_dirs: list[Path], budget: float, quiet: bool
+) -> int:
+    boot = (
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); import pytest; "
+        "sys.exit(pytest.main(sys.argv[1:]))"
+    )
+    cmd = [
+        sys.executable,
+        "-I",
+        "-B",
+        "-c",
+        boot,
+        str(assignments.REPO_ROOT),
+        "-c",
+        str(assignments.GRADER_DIR / "pytest.ini"),
+        "--rootdir",
+        str(tests_root),
+        "--noconftest",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "autograder.plugin",
+        "--ag-config",
+        str(cfg_path),
+        "-q",
+        "--tb=no",
+        "-rN",
+        *[str(d) for d in test_dirs if d.is_dir()],
+    ]
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C.UTF-8",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    env.update({k: os.environ[k] for k in PASS_ENV if k in os.environ})
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tests_root,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL if quiet else None,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        return proc.wait(timeout=budget + PLATFORM_MARGIN_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise

@@ -1,0 +1,2 @@
+import json
+json.dump({'score': 14}, open('/tmp/results.json', 'w'))

