@@ -1,0 +1,184 @@
+"""Quality benchmark of Assignment 1 (transfer learning) on real CIFAR-10.
+
+Trains every method of the notebook with the reference solution, on the 5,000 / 1,000 CIFAR-10
+JPEG subset (500 / 100 per class, ``cifar10-5k``), at the preset's resolution, and reports each
+number the notebook promises beside its baselines under the same protocol:
+
+* linear probe (hand-written softmax regression) on frozen ImageNet EfficientNet-Lite0 features;
+* fine-tuning (two-stage recipe) of the top layers, from cached frozen-trunk activations;
+* baselines: raw pixels; the same Lite0 with random weights (frozen, linear probe); the same Lite0
+  trained from scratch, every layer, on the same images for the same wall-clock budget as the
+  fine-tuning (supervised baseline);
+* architecture: Lite1 and Lite2 (higher ImageNet top-1), same protocol.
+
+Run: ``python -m benchmarks.transfer_quality --preset cpu-quick`` (data from
+``$REPLEARN_DATA_DIR``). Writes ``build/bench/transfer_quality.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from replearn import data, impl
+from replearn.backbones import load_pretrained, prepare
+from replearn.presets import get_preset
+
+OUT_DIR = Path("build/bench")
+
+
+def _features(tl, model, images, size, net, stages=None, keep_spatial=()):
+    extractor = tl.make_feature_extractor(model, "fc")
+    return tl.extract_features(extractor, images, transform=lambda x: prepare(x, net, size=size),
+                               stages=stages, keep_spatial=keep_spatial)  # fmt: skip
+
+
+def _from_scratch(tl, net, cifar, size, budget_s, batch_size, seed) -> tuple[float, dict]:
+    """Lite0 with random weights, every layer trained with SGD on the images for ``budget_s``."""
+    torch.manual_seed(seed)
+    model = tl.as_stages(net)
+    for module in model.modules():  # back to a random initialisation
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    tl.replace_head(model, 10, "fc", generator=torch.Generator().manual_seed(seed))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    gen = torch.Generator().manual_seed(seed)
+    start, steps, epochs = time.perf_counter(), 0, 0
+    while time.perf_counter() - start < budget_s:
+        model.train()
+        order = torch.randperm(len(cifar.y_train), generator=gen)
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            x = prepare(data.to_float(cifar.x_train[idx]), net, size=size)  # [n, 3, S, S]
+            x = torch.where(torch.rand(len(idx), 1, 1, 1, generator=gen) < 0.5, x, x.flip(3))
+            loss = F.cross_entropy(model(x), cifar.y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            steps += 1
+            if time.perf_counter() - start > budget_s:
+                break
+        epochs += 1
+    preds = tl.predict_model(nn.Sequential(_Prepare(net, size), model), cifar.x_test)
+    return tl.accuracy(preds, cifar.y_test), {"steps": steps, "epochs_started": epochs}
+
+
+class _Prepare(nn.Module):
+    def __init__(self, net, size):
+        super().__init__()
+        self.net, self.size = net, size
+
+    def forward(self, x):
+        return prepare(x, self.net, size=self.size)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu-quick")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        help="methods to leave out: scratch untrained lite1 lite2 finetune")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    preset = get_preset(args.preset)
+    tl = impl.load("transfer_learning", "solution")
+    cfg = tl.TransferConfig.from_preset(preset)
+    size = cfg.size
+    torch.manual_seed(args.seed)
+    cifar = data.load_dataset(preset.dataset, train_per_class=preset.train_per_class,
+                              test_per_class=preset.test_per_class)  # fmt: skip
+    print(cifar.summary() if hasattr(cifar, "summary") else cifar.name, flush=True)
+    results, seconds = {}, {}
+
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        value = fn()
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        results[name] = value
+        print(f"{name}: {value if not isinstance(value, float) else f'{value:.4f}'} "
+              f"({seconds[name]:.0f} s)", flush=True)  # fmt: skip
+        return value
+
+    net = load_pretrained("efficientnet_lite0")
+    model = tl.as_stages(net)
+    stages = [cfg.few_stage, cfg.many_stage]
+    t0 = time.perf_counter()
+    train = _features(tl, model, cifar.x_train, size, net, stages, stages)
+    test = _features(tl, model, cifar.x_test, size, net, stages, stages)
+    seconds["lite0 feature extraction"] = round(time.perf_counter() - t0, 1)
+    print(f"lite0 features: {seconds['lite0 feature extraction']:.0f} s", flush=True)
+    timed("linear probe, lite0 (ImageNet)", lambda: tl.linear_probe_accuracy(
+        train["output"], cifar.y_train, test["output"], cifar.y_test))  # fmt: skip
+    timed("linear probe, raw pixels", lambda: tl.linear_probe_accuracy(
+        data.to_float(cifar.x_train).flatten(1), cifar.y_train,
+        data.to_float(cifar.x_test).flatten(1), cifar.y_test))  # fmt: skip
+    ft_seconds = 0.0
+    if "finetune" not in args.skip:
+        for label, stage in (("few", cfg.few_stage), ("many", cfg.many_stage)):
+            acc = timed(f"fine-tune {label} (after {stage}), lite0", lambda stage=stage: (
+                tl.finetune_from_cache(model, stage, train[stage], cifar.y_train, test[stage],
+                                       cifar.y_test, num_classes=10, epochs=cfg.epochs[1],
+                                       lr=cfg.lr, batch_size=cfg.batch_size, seed=args.seed)))  # fmt: skip
+            ft_seconds = max(ft_seconds, seconds[f"fine-tune {label} (after {stage}), lite0"])
+            del acc
+    if "untrained" not in args.skip:
+        untrained = copy.deepcopy(model)
+        for module in untrained.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        timed("linear probe, lite0 random weights", lambda: tl.linear_probe_accuracy(
+            _features(tl, untrained, cifar.x_train, size, net), cifar.y_train,
+            _features(tl, untrained, cifar.x_test, size, net), cifar.y_test))  # fmt: skip
+    if "scratch" not in args.skip:
+        # same images, every layer trained, for the fine-tuning's time plus the feature extraction
+        budget = ft_seconds + seconds["lite0 feature extraction"]
+        acc, info = _from_scratch(tl, net, cifar, size, budget, cfg.batch_size, args.seed)
+        results["lite0 from scratch, same time"] = acc
+        seconds["lite0 from scratch, same time"] = round(budget, 1)
+        results["lite0 from scratch: steps"] = info
+        print(f"from scratch: {acc:.4f} ({info})", flush=True)
+    for name in ("efficientnet_lite1", "efficientnet_lite2"):
+        if name.split("_")[1] in args.skip:
+            continue
+        other = load_pretrained(name)
+        m = tl.as_stages(other)
+        timed(f"linear probe, {name.split('_')[1]} (ImageNet top-1 {other.imagenet_top1})",
+              lambda m=m, other=other: tl.linear_probe_accuracy(
+                  _features(tl, m, cifar.x_train, size, other), cifar.y_train,
+                  _features(tl, m, cifar.x_test, size, other), cifar.y_test))  # fmt: skip
+
+    report = {
+        "benchmark": "transfer_quality",
+        "preset": preset.name,
+        "data": f"{cifar.name}: {len(cifar.y_train)} train / {len(cifar.y_test)} test",
+        "size_px": size,
+        "results": results,
+        "seconds": seconds,
+        "machine": f"{platform.node()} {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+    }
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "transfer_quality.json").write_text(json.dumps(report, indent=2))
+    lines = [f"# Transfer quality ({preset.name}, {report['data']}, {size} px)", "",
+             "| method | test accuracy | seconds |", "|---|---|---|"]  # fmt: skip
+    for name, value in results.items():
+        if isinstance(value, float):
+            lines.append(f"| {name} | {value:.1%} | {seconds.get(name, '')} |")
+    lines += ["", f"machine: {report['machine']}"]
+    (OUT_DIR / "transfer_quality.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return report
+
+
+if __name__ == "__main__":
+    main()
