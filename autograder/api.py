@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,83 @@ def reference(module_name: str):
 def banned_apis(module_name: str) -> dict[str, list[str]]:
     """``BANNED_APIS`` of ``solutions/<module>.py`` (literal_eval; empty if none)."""
     return read_banned(Path(assignments.solutions_root()) / f"{module_name}.py")
+
+
+# ---- reference values of PUBLIC tests, recorded for the student hand-out -------------------------
+EXPECTED_FILE = "expected_public.agv"  # one codec frame (never pickle) beside the public tests
+EXPECTED_MODE_ENV = "AUTOGRADER_EXPECTED"  # "auto" (default), "recorded" or "record"
+_recorded: dict[Path, dict[str, Any]] = {}
+
+
+def expected(key: str, compute):
+    """The reference value of a public test: computed, or read from the recorded copy.
+
+    Public tests ship to students, the solutions do not. With the solutions present (the grader,
+    CI) ``compute()`` runs; in the student hand-out the value recorded by
+    ``python -m autograder record <assignment>`` is returned instead, so ``autograder check``
+    gives the same verdicts as the grader. Hidden tests must call ``reference`` directly.
+    """
+    caller = Path(sys._getframe(1).f_code.co_filename).resolve()
+    if not caller.name.startswith("test_public_"):
+        raise RuntimeError(f"expected() is for public tests only, not {caller.name}")
+    folder, module = caller.parent, caller.parent.name
+    path = folder / EXPECTED_FILE
+    mode = os.environ.get(EXPECTED_MODE_ENV, "auto")
+    if mode not in ("auto", "recorded", "record"):
+        raise ValueError(f"{EXPECTED_MODE_ENV} must be auto, recorded or record, not {mode!r}")
+    have_reference = (assignments.solutions_root() / f"{module}.py").exists()
+    if mode == "record" or (mode == "auto" and have_reference):
+        value = compute()
+        if mode == "record":
+            _record(path, key, value)
+        return value
+    values = _load_recorded(path)
+    if key not in values:
+        raise FileNotFoundError(
+            f"no recorded reference value {key!r} in {path}; the instructor regenerates them "
+            f"with `python -m autograder record {module}`"
+        )
+    return values[key]
+
+
+def _load_recorded(path: Path) -> dict[str, Any]:
+    from autograder import codec
+
+    if path not in _recorded:
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} is missing: the public tests need their recorded reference values "
+                f"(instructor: `python -m autograder record {path.parent.name}`)"
+            )
+        _header, values = codec.decode(path.read_bytes())
+        if type(values) is not dict:
+            raise ValueError(f"{path} does not hold a table of recorded values")
+        _recorded[path] = {k: _plain(v) for k, v in values.items()}
+    return _recorded[path]
+
+
+def _plain(value: Any) -> Any:
+    """Decoded values as ordinary, writable tensors (recursively)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if type(value) in (list, tuple):
+        return type(value)(_plain(v) for v in value)
+    if type(value) is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _record(path: Path, key: str, value: Any) -> None:
+    from autograder import codec
+    from autograder.results import write_bytes_atomic
+
+    values = dict(_load_recorded(path)) if path.exists() else {}
+    if key in _fresh_records.get(path, set()):
+        raise KeyError(f"expected() key {key!r} is used twice in {path.parent.name}'s public tests")
+    values[key] = value
+    write_bytes_atomic(path, codec.encode(dict(sorted(values.items()))), mode=0o644)
+    _recorded[path] = values
+    _fresh_records.setdefault(path, set()).add(key)
+
+
+_fresh_records: dict[Path, set[str]] = {}

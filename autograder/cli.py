@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("grade", "check", "batch", "gradescope"):
+    for name in ("grade", "check", "batch", "gradescope", "record"):
         p = sub.add_parser(name)
         p.add_argument("--tests-root", help="folder holding <module>/test_*.py")
         p.add_argument("--solutions-root", help="folder holding the reference <module>.py")
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "check":
             p.add_argument("name", help="assignment name or alias (e.g. transfer_learning, 01)")
             p.add_argument("--submission", type=Path, default=Path("starter_code"))
+        elif name == "record":
+            p.add_argument("name", help="assignment name or alias, or all")
         elif name == "batch":
             p.add_argument("submissions", type=Path, help="folder of submission folders/zips")
             p.add_argument("--out", type=Path, default=Path("grades.csv"))
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             print(results.summary(data))
             return 0
+        if args.command == "record":
+            return _record(assignments.resolve(args.name))
         if args.command == "batch":
             from autograder.batch import run_batch
 
@@ -112,3 +116,41 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
+
+
+def _record(targets) -> int:
+    """Record the reference values of the public tests for the student hand-out.
+
+    Grades the reference solutions with ``expected()`` in record mode, then checks that the
+    recorded values alone give the reference full public marks.
+    """
+    from autograder import api, assignments, runner
+
+    failed = 0
+    for target in targets:
+        path = target.tests_dir / api.EXPECTED_FILE
+        path.unlink(missing_ok=True)
+        scores = []
+        for mode in ("record", "recorded"):
+            os.environ[api.EXPECTED_MODE_ENV] = mode
+            with tempfile.TemporaryDirectory() as tmp:
+                data = runner.grade(
+                    assignments.solutions_root(),
+                    [target],
+                    Path(tmp) / "results.json",
+                    public_only=True,
+                    seed=0,
+                    quiet=True,
+                )
+            got = sum(t["score"] for t in data["tests"])
+            scores.append((got, sum(t["max_score"] for t in data["tests"])))
+        os.environ.pop(api.EXPECTED_MODE_ENV, None)
+        (got, out_of), (replayed, _) = scores
+        ok = got == out_of == replayed and path.exists()
+        failed += not ok
+        print(
+            f"{target.name}: reference {got:g}/{out_of:g} while recording, {replayed:g}/{out_of:g}"
+            f" from the recording -> {path if path.exists() else 'nothing recorded'}"
+            + ("" if ok else "  PROBLEM: the reference must score full marks both ways")
+        )
+    return 1 if failed else 0

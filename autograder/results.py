@@ -23,12 +23,17 @@ def sanitize(text: str, cap: int = 8000) -> str:
 
 def write_atomic(path: Path, data: dict) -> None:
     """Write JSON to ``path`` so that readers see the old or the new file, never a torn one."""
+    raw = json.dumps(data, indent=1, allow_nan=False, ensure_ascii=True).encode()
+    write_bytes_atomic(path, raw, mode=0o600)  # hidden-test seeds live here: not for the worker
+
+
+def write_bytes_atomic(path: Path, raw: bytes, *, mode: int) -> None:
+    """Write ``raw`` to ``path`` atomically (temp file, fsync, rename, fsync of the folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = json.dumps(data, indent=1, allow_nan=False, ensure_ascii=True).encode()
     fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o600)  # hidden-test seeds live here: not for the worker uid
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
             fh.flush()

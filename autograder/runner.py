@@ -31,6 +31,7 @@ PASS_ENV = (
     "AUTOGRADER_WORKER_USER",
     "AUTOGRADER_TESTS_ROOT",
     "AUTOGRADER_SOLUTIONS_ROOT",
+    "AUTOGRADER_EXPECTED",  # how public tests get reference values (autograder.api.expected)
 )
 
 

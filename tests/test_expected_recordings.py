@@ -1,0 +1,82 @@
+"""The public tests' recorded reference values (the student hand-out has no solutions).
+
+`python -m autograder check` in the hand-out reads `autograder/tests/<module>/expected_public.agv`
+instead of computing from `solutions/`. A stale recording would give students verdicts that the
+grader does not give, so this test records afresh into a copy and compares with the committed one.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from autograder import api, codec
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS_ROOT = REPO / "autograder" / "tests"
+MODULES = sorted(
+    p.name
+    for p in TESTS_ROOT.iterdir()
+    if p.is_dir()
+    and any(p.glob("test_public_*.py"))
+    and "expected(" in "".join(f.read_text() for f in p.glob("test_public_*.py"))
+)
+
+
+def _table(path: Path) -> dict:
+    _header, values = codec.decode(path.read_bytes())
+    return values
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", MODULES)
+def test_recorded_values_match_the_reference(module, tmp_path):
+    committed = TESTS_ROOT / module / api.EXPECTED_FILE
+    assert committed.exists(), (
+        f"run `python -m autograder record {module}` and commit {committed.name}"
+    )
+    shutil.copytree(TESTS_ROOT / module, tmp_path / module)
+    (tmp_path / module / api.EXPECTED_FILE).unlink()
+    env = {**os.environ, "AUTOGRADER_TESTS_ROOT": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "autograder", "record", module],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    fresh, old = _table(tmp_path / module / api.EXPECTED_FILE), _table(committed)
+    assert sorted(fresh) == sorted(old), "public tests changed: re-record and commit"
+    for key in fresh:
+        torch.testing.assert_close(
+            fresh[key], old[key], rtol=1e-5, atol=1e-6, msg=lambda m, k=key: f"{k}: {m}"
+        )
+
+
+def test_expected_refuses_hidden_tests_and_reports_missing_recordings(tmp_path, monkeypatch):
+    hidden = tmp_path / "m" / "test_hidden_x.py"
+    public = tmp_path / "m" / "test_public_x.py"
+    hidden.parent.mkdir()
+    for path in (hidden, public):
+        path.write_text(
+            "from autograder.api import expected\ndef run():\n    return expected('k', lambda: 1.5)\n"
+        )
+    namespace: dict = {}
+    exec(compile(hidden.read_text(), str(hidden), "exec"), namespace)
+    with pytest.raises(RuntimeError, match="public tests only"):
+        namespace["run"]()
+    monkeypatch.setenv(api.EXPECTED_MODE_ENV, "recorded")
+    exec(compile(public.read_text(), str(public), "exec"), namespace)
+    with pytest.raises(FileNotFoundError, match="autograder record m"):
+        namespace["run"]()
+    monkeypatch.setenv(api.EXPECTED_MODE_ENV, "record")
+    assert namespace["run"]() == 1.5
+    monkeypatch.setenv(api.EXPECTED_MODE_ENV, "recorded")
+    api._recorded.clear()
+    assert namespace["run"]() == 1.5 and (public.parent / api.EXPECTED_FILE).exists()
