@@ -1,0 +1,903 @@
+"""Assignment 2: representation learning from reconstruction (autoencoders and an RBM).
+
+The lecture's 2000s, in its order ("Representation Learning in the 2000s": layer-wise RBM,
+sparse coding, autoencoding):
+
+1. Autoencoder: an encoder squeezes the image ``x`` (``D = C*H*W`` numbers) into a code ``h``
+   with ``H < D`` numbers, a decoder rebuilds ``x_hat`` from it, and the loss is the lecture's
+   ``L(x) = R(x, x_hat) = ||x - x_hat||_2^2``: :class:`ConvAutoencoder`,
+   :func:`reconstruction_loss`.
+2. Sparse autoencoder: ``L(x) = R(x, x_hat) + lambda ||h||_1`` ("reconstruct inputs with sparse
+   activations (mostly 0)"), or the KL penalty of Ng's CS294A notes:
+   :func:`l1_sparsity_penalty`, :func:`kl_sparsity_penalty`, :func:`sparsity`,
+   :func:`sparse_autoencoder_loss`.
+3. Denoising autoencoder: "reconstruct noisy inputs (pixels randomly set to zero)":
+   :func:`mask_pixels`, :func:`denoising_loss`.
+4. Greedy layer-wise pretraining of a stacked autoencoder, then fine-tuning (Hinton and
+   Salakhutdinov 2006; Bengio et al. 2007): :class:`StackedAutoencoder`, :func:`layer_input`,
+   :func:`layer_reconstruction_loss`, :func:`pretrain_layer`, :func:`finetune_stack`.
+5. A restricted Boltzmann machine trained with one step of contrastive divergence (Hinton
+   2002): :func:`free_energy`, :func:`sample_hidden`, :func:`sample_visible`, :func:`cd1_update`.
+
+Every model is then judged the same way (the lecture's stage 2): a linear probe and a kNN
+classifier on its codes (``replearn.evaluate``), beside raw pixels and a randomly initialised
+encoder of the same architecture.
+
+Shapes follow the package legend: ``N`` images, ``C, H, W`` channels and size, ``D`` code width
+(the lecture's hidden size H, called ``D`` here so that it does not clash with the image height).
+The parts you write sit between ``BEGIN SOLUTION`` and ``END SOLUTION``; everything else is given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from replearn.data import to_float
+from replearn.evaluate import extract_features, knn_accuracy, linear_probe
+from replearn.train import TensorLoader, TrainConfig, train
+
+# The losses are written by hand: the grader rejects these names inside the listed functions.
+BANNED_APIS = {
+    "reconstruction_loss": [
+        "torch.nn.functional.mse_loss",
+        "torch.nn.MSELoss",
+        "torch.nn.functional.l1_loss",
+        "torch.nn.functional.smooth_l1_loss",
+        "torch.nn.functional.huber_loss",
+        "torch.nn.functional.binary_cross_entropy",
+    ],
+    "l1_sparsity_penalty": [
+        "torch.nn.functional.l1_loss",
+        "torch.nn.L1Loss",
+        "torch.norm",
+        "torch.linalg.norm",
+        "torch.linalg.vector_norm",
+        "torch.Tensor.norm",
+    ],
+    "kl_sparsity_penalty": [
+        "torch.nn.functional.kl_div",
+        "torch.nn.KLDivLoss",
+        "torch.distributions.kl.kl_divergence",
+        "torch.distributions.kl_divergence",
+        "torch.nn.functional.binary_cross_entropy",
+    ],
+    "mask_pixels": [
+        "torch.nn.functional.dropout",
+        "torch.nn.functional.dropout2d",
+        "torch.nn.Dropout",
+        "torch.nn.Dropout2d",
+    ],
+    "cd1_update": ["torch.autograd.grad", "torch.Tensor.backward"],
+}
+
+
+def hello() -> str:
+    """Import check: the notebook calls this first to show which file it loaded."""
+    return "autoencoders: ready"
+
+
+# ==============================================================================================
+# Part 1. The autoencoder: a bottleneck and the reconstruction loss
+# ==============================================================================================
+
+
+class ConvAutoencoder(nn.Module):
+    """A convolutional encoder, a bottleneck code ``h`` of width ``code_dim``, and a decoder.
+
+    "Autoencoder tries to reconstruct inputs. Hidden layer (hopefully) learns good
+    representations. H < D to get non-trivial hidden representations." (lecture)
+
+    Build exactly these layers (the grader loads your weights into its own copy by name):
+
+    * ``self.encoder = nn.Sequential(...)``: for each width ``w`` in ``widths``:
+      ``nn.Conv2d(prev, w, kernel_size=4, stride=2, padding=1)``, ``nn.BatchNorm2d(w)``,
+      ``nn.ReLU()`` (``prev`` starts at ``in_channels``; each block halves the image side);
+      then ``nn.Flatten()`` and ``nn.Linear(widths[-1] * s * s, code_dim)`` where
+      ``s = image_size // 2 ** len(widths)`` is the side of the last map.
+    * ``self.decoder = nn.Sequential(...)``, the mirror image:
+      ``nn.Linear(code_dim, widths[-1] * s * s)``, ``nn.Unflatten(1, (widths[-1], s, s))``,
+      ``nn.ReLU()``; then for each width from the last to the first, except the first:
+      ``nn.ConvTranspose2d(w_k, w_{k-1}, kernel_size=4, stride=2, padding=1)``,
+      ``nn.BatchNorm2d(w_{k-1})``, ``nn.ReLU()``; finally
+      ``nn.ConvTranspose2d(widths[0], in_channels, kernel_size=4, stride=2, padding=1)`` and
+      ``nn.Sigmoid()`` (pixels live in [0, 1]).
+
+    ``code_activation`` is applied to the encoder's output in :meth:`encode`: ``"none"`` (a
+    linear code), ``"relu"`` (codes that can be exactly 0: the L1 sparse autoencoder) or
+    ``"sigmoid"`` (codes in (0, 1), the KL sparsity penalty's "firing rates").
+
+    Shapes: ``x [N, C, H, W]`` -> ``h [N, D]`` -> ``x_hat [N, C, H, W]``.
+    """
+
+    CODE_ACTIVATIONS = ("none", "relu", "sigmoid")
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: int = 32,
+        widths: Sequence[int] = (32, 64, 128),
+        code_dim: int = 256,
+        code_activation: str = "none",
+    ):
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if not widths or min(widths) < 1:
+            raise ValueError(f"widths must be a non-empty list of positive ints, got {widths}")
+        if image_size % 2 ** len(widths):
+            raise ValueError(
+                f"image_size {image_size} must be divisible by 2**len(widths) = "
+                f"{2 ** len(widths)} (each block halves the side); use fewer widths or pad "
+                "the images (e.g. MNIST 28 px works with 2 widths: 28 -> 14 -> 7)"
+            )
+        if code_activation not in self.CODE_ACTIVATIONS:
+            raise ValueError(
+                f"code_activation must be one of {self.CODE_ACTIVATIONS}, got {code_activation!r}"
+            )
+        self.in_channels, self.image_size, self.widths = int(in_channels), int(image_size), widths
+        self.code_dim, self.code_activation = int(code_dim), code_activation
+        side = image_size // 2 ** len(widths)  # s, the side of the last feature map
+        ### BEGIN SOLUTION
+        layers, prev = [], self.in_channels
+        for width in widths:
+            layers += [
+                nn.Conv2d(prev, width, kernel_size=4, stride=2, padding=1),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+            ]
+            prev = width
+        layers += [nn.Flatten(), nn.Linear(widths[-1] * side * side, code_dim)]
+        self.encoder = nn.Sequential(*layers)
+
+        layers = [
+            nn.Linear(code_dim, widths[-1] * side * side),
+            nn.Unflatten(1, (widths[-1], side, side)),
+            nn.ReLU(),
+        ]
+        for k in range(len(widths) - 1, 0, -1):
+            layers += [
+                nn.ConvTranspose2d(widths[k], widths[k - 1], kernel_size=4, stride=2, padding=1),
+                nn.BatchNorm2d(widths[k - 1]),
+                nn.ReLU(),
+            ]
+        layers += [
+            nn.ConvTranspose2d(widths[0], self.in_channels, kernel_size=4, stride=2, padding=1),
+            nn.Sigmoid(),
+        ]
+        self.decoder = nn.Sequential(*layers)
+        ### END SOLUTION
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``[N, C, H, W]`` in [0, 1] -> codes ``[N, D]`` (after ``code_activation``)."""
+        ### BEGIN SOLUTION
+        h = self.encoder(x)  # [N, D]
+        if self.code_activation == "relu":
+            h = F.relu(h)
+        elif self.code_activation == "sigmoid":
+            h = torch.sigmoid(h)
+        return h
+        ### END SOLUTION
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """Codes ``[N, D]`` -> reconstructions ``[N, C, H, W]`` in [0, 1]."""
+        ### BEGIN SOLUTION
+        return self.decoder(h)  # [N, C, H, W]
+        ### END SOLUTION
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_hat [N, C, H, W], h [N, D])``."""
+        h = self.encode(x)  # [N, D]
+        return self.decode(h), h
+
+
+def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """The lecture's ``R(x, x_hat) = ||x - x_hat||_2^2``, averaged over the batch.
+
+    The squared error is *summed* over every number of one sample (all channels and pixels,
+    whatever the shape after the batch dimension) and then *averaged* over the ``N`` samples,
+    so that it does not depend on the batch size but grows with the image size, as the norm
+    in the lecture does.
+
+    Args:
+        x: ``[N, ...]`` the clean inputs. x_hat: ``[N, ...]`` the reconstructions (same shape).
+
+    Returns:
+        A scalar tensor (differentiable). Banned: see ``BANNED_APIS`` (no library MSE).
+    """
+    if x.shape != x_hat.shape:
+        raise ValueError(
+            f"x {tuple(x.shape)} and x_hat {tuple(x_hat.shape)} must have the same shape"
+        )
+    ### BEGIN SOLUTION
+    squared = (x - x_hat) ** 2  # [N, ...]
+    return squared.flatten(1).sum(dim=1).mean()  # sum over pixels, mean over the batch
+    ### END SOLUTION
+
+
+# ==============================================================================================
+# Part 2. The sparse autoencoder
+# ==============================================================================================
+
+
+def l1_sparsity_penalty(h: torch.Tensor) -> torch.Tensor:
+    """``S(h) = ||h||_1``: the sum of ``|h_j|`` over the code, averaged over the batch.
+
+    Args:
+        h: ``[N, D]`` codes. Returns a scalar tensor (differentiable).
+    """
+    ### BEGIN SOLUTION
+    return h.abs().sum(dim=1).mean()
+    ### END SOLUTION
+
+
+def kl_sparsity_penalty(h: torch.Tensor, rho: float = 0.05, eps: float = 1e-6) -> torch.Tensor:
+    """The sparsity penalty of Ng's CS294A "Sparse autoencoder" notes, for codes in (0, 1).
+
+    "Let ``rho_hat_j = (1/m) sum_i a_j(x_i)`` be the average activation of hidden unit j
+    [over the m training examples] ... we would like to (approximately) enforce
+    ``rho_hat_j = rho``, where rho is a sparsity parameter, typically a small value close to
+    zero"; the penalty is ``sum_j KL(rho || rho_hat_j)`` with
+    ``KL(rho || rho_hat) = rho log(rho / rho_hat) + (1 - rho) log((1 - rho) / (1 - rho_hat))``,
+    the KL divergence between Bernoulli variables of means rho and rho_hat (Ng, CS294A
+    lecture notes, section 2.3). Here the average runs over the batch.
+
+    Args:
+        h: ``[N, D]`` codes in [0, 1] (a sigmoid code). rho: the target average activation.
+        eps: ``rho_hat`` is clamped to ``[eps, 1 - eps]`` so that the logs stay finite.
+
+    Returns:
+        A scalar tensor, 0 exactly when every unit's average activation equals ``rho``.
+    """
+    if not 0 < rho < 1:
+        raise ValueError(f"rho must be in (0, 1), got {rho!r}")
+    ### BEGIN SOLUTION
+    rho_hat = h.mean(dim=0).clamp(eps, 1 - eps)  # [D] average activation of each unit
+    kl = rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))  # [D]
+    return kl.sum()
+    ### END SOLUTION
+
+
+@torch.no_grad()
+def sparsity(h: torch.Tensor, threshold: float = 1e-2) -> float:
+    """The fraction of near-zero activations: ``|h| <= threshold``, over all N x D entries.
+
+    Returns a Python float in [0, 1] (1.0: every activation is near zero).
+    """
+    ### BEGIN SOLUTION
+    return (h.abs() <= threshold).float().mean().item()
+    ### END SOLUTION
+
+
+def sparse_autoencoder_loss(
+    x: torch.Tensor,
+    x_hat: torch.Tensor,
+    h: torch.Tensor,
+    lam: float,
+    penalty: str = "l1",
+    rho: float = 0.05,
+) -> torch.Tensor:
+    """``L(x) = R(x, x_hat) + lambda S(h)`` with ``S`` the L1 (``"l1"``) or KL (``"kl"``) penalty.
+
+    Args:
+        x, x_hat: ``[N, C, H, W]``. h: ``[N, D]``. lam: lambda >= 0. rho: the KL target.
+    """
+    if penalty not in ("l1", "kl"):
+        raise ValueError(f"penalty must be 'l1' or 'kl', got {penalty!r}")
+    ### BEGIN SOLUTION
+    if penalty == "l1":
+        s = l1_sparsity_penalty(h)
+    else:
+        s = kl_sparsity_penalty(h, rho)
+    return reconstruction_loss(x, x_hat) + lam * s
+    ### END SOLUTION
+
+
+# ==============================================================================================
+# Part 3. The denoising autoencoder
+# ==============================================================================================
+
+
+def mask_pixels(
+    x: torch.Tensor, fraction: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masking noise: set a fraction of each image's pixels to zero.
+
+    Vincent et al. 2010 (JMLR, "Stacked Denoising Autoencoders", section 4.2): "Masking noise
+    (MN): a fraction nu of the elements of x (chosen at random for each example) is forced to
+    0". Here the elements are *pixels*: the same pixel positions are zeroed in every channel.
+
+    For each image, exactly ``round(fraction * H * W)`` pixel positions, drawn at random and
+    independently of the other images (e.g. the first ``k`` positions of a random permutation,
+    or the ``k`` smallest of ``H * W`` uniform numbers), using ``generator`` for every random
+    draw so that a seeded generator gives the same masks.
+
+    Args:
+        x: ``[N, C, H, W]`` clean images. fraction: in [0, 1].
+        generator: the source of randomness (None: torch's global one).
+
+    Returns:
+        ``(x_noisy [N, C, H, W], mask [N, 1, H, W] bool)``, ``mask`` True where a pixel was
+        zeroed; ``x`` itself is not modified.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+    if x.ndim != 4:
+        raise ValueError(f"x must be [N, C, H, W], got shape {tuple(x.shape)}")
+    ### BEGIN SOLUTION
+    n, _, height, width = x.shape
+    num_masked = round(fraction * height * width)
+    scores = torch.rand(n, height * width, generator=generator).to(x.device)  # [N, H*W]
+    masked_ids = scores.argsort(dim=1)[:, :num_masked]  # [N, k] k random pixels per image
+    mask = torch.zeros(n, height * width, dtype=torch.bool, device=x.device)  # [N, H*W]
+    mask.scatter_(1, masked_ids, True)
+    mask = mask.view(n, 1, height, width)  # [N, 1, H, W], shared by the channels
+    return x.masked_fill(mask, 0.0), mask  # [N, C, H, W], [N, 1, H, W]
+    ### END SOLUTION
+
+
+def denoising_loss(
+    model: ConvAutoencoder,
+    x: torch.Tensor,
+    fraction: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The denoising autoencoder's loss: corrupt ``x`` with :func:`mask_pixels`, reconstruct
+    from the corrupted copy, and compare with the *clean* ``x``: ``R(x, g(f(x_noisy)))``.
+
+    "The key difference [from a basic autoencoder] is that z is now a deterministic function
+    of x_tilde rather than x" (Vincent et al. 2010, section 3.3), while the loss still
+    measures the distance to the uncorrupted x.
+
+    Args:
+        model: a :class:`ConvAutoencoder`. x: ``[N, C, H, W]`` clean images in [0, 1].
+    """
+    ### BEGIN SOLUTION
+    x_noisy, _ = mask_pixels(x, fraction, generator)  # [N, C, H, W]
+    x_hat, _ = model(x_noisy)  # [N, C, H, W]
+    return reconstruction_loss(x, x_hat)
+    ### END SOLUTION
+
+
+# ==============================================================================================
+# Part 4. Greedy layer-wise pretraining of a stacked autoencoder
+# ==============================================================================================
+
+
+class StackedAutoencoder(nn.Module):
+    """A deep fully connected autoencoder made of one small autoencoder per layer (given).
+
+    ``dims = (D_0, D_1, ..., D_L)``: layer ``k`` has an encoder ``encoders[k]``
+    (``Linear(D_k, D_{k+1})``) and a decoder ``decoders[k]`` (``Linear(D_{k+1}, D_k)``), each
+    followed by a sigmoid, as in Hinton and Salakhutdinov's deep autoencoders (2006). The whole
+    stack encodes ``x -> h_1 -> ... -> h_L`` and decodes back ``h_L -> ... -> x_hat``.
+
+    Inputs are flattened images in [0, 1], ``[N, D_0]``.
+    """
+
+    def __init__(self, dims: Sequence[int] = (784, 512, 256, 64)):
+        super().__init__()
+        dims = tuple(int(d) for d in dims)
+        if len(dims) < 2 or min(dims) < 1:
+            raise ValueError(f"dims needs at least two positive widths, got {dims}")
+        self.dims = dims
+        self.encoders = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.decoders = nn.ModuleList(nn.Linear(b, a) for a, b in zip(dims[:-1], dims[1:]))
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.encoders)
+
+    def encode(self, x: torch.Tensor, upto: int | None = None) -> torch.Tensor:
+        """``[N, D_0]`` -> the activations of layer ``upto`` (default: the code), ``[N, D_upto]``."""
+        upto = self.num_layers if upto is None else upto
+        for k in range(upto):
+            x = torch.sigmoid(self.encoders[k](x))  # [N, D_{k+1}]
+        return x
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """The code ``[N, D_L]`` -> the reconstruction ``[N, D_0]``, through every decoder."""
+        for k in reversed(range(self.num_layers)):
+            h = torch.sigmoid(self.decoders[k](h))  # [N, D_k]
+        return h
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encode(x)  # [N, D_L]
+        return self.decode(h), h
+
+
+def layer_input(stack: StackedAutoencoder, x: torch.Tensor, k: int) -> torch.Tensor:
+    """What layer ``k`` sees: ``x`` encoded by the (frozen) layers ``0 .. k-1``, ``[N, D_k]``.
+
+    Computed without gradients: in greedy training the lower layers are already trained and
+    are not changed by the training of layer ``k`` ("each layer is trained as an autoencoder
+    on the output of the layer below", Bengio et al. 2007). ``k = 0`` gives ``x`` itself.
+    """
+    if not 0 <= k < stack.num_layers:
+        raise ValueError(f"layer k must be in 0..{stack.num_layers - 1}, got {k}")
+    ### BEGIN SOLUTION
+    with torch.no_grad():
+        return stack.encode(x, upto=k)  # [N, D_k]
+    ### END SOLUTION
+
+
+def layer_reconstruction_loss(stack: StackedAutoencoder, x: torch.Tensor, k: int) -> torch.Tensor:
+    """Layer ``k`` as a one-layer autoencoder of its input ``a = layer_input(stack, x, k)``:
+    ``a_hat = sigmoid(decoders[k](sigmoid(encoders[k](a))))``, loss
+    ``reconstruction_loss(a, a_hat)``. Gradients reach only layer ``k``'s parameters.
+    """
+    ### BEGIN SOLUTION
+    a = layer_input(stack, x, k)  # [N, D_k]
+    h = torch.sigmoid(stack.encoders[k](a))  # [N, D_{k+1}]
+    a_hat = torch.sigmoid(stack.decoders[k](h))  # [N, D_k]
+    return reconstruction_loss(a, a_hat)
+    ### END SOLUTION
+
+
+def pretrain_layer(
+    stack: StackedAutoencoder,
+    k: int,
+    x: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    generator: torch.Generator | None = None,
+) -> list[float]:
+    """Train layer ``k`` alone, the layers below frozen; return the loss of every step.
+
+    Follow these steps exactly (the grader compares your weights with the reference):
+    ``torch.optim.Adam`` over the parameters of ``encoders[k]`` and ``decoders[k]`` only, at
+    ``lr``; for each of ``epochs`` epochs, a random order ``torch.randperm(N, generator=generator)``
+    and batches of ``batch_size`` consecutive indices of it (the last one may be smaller); per
+    batch, :func:`layer_reconstruction_loss`, ``zero_grad``, ``backward``, ``step``.
+
+    Args:
+        x: ``[N, D_0]`` flattened images in [0, 1].
+    """
+    ### BEGIN SOLUTION
+    params = [*stack.encoders[k].parameters(), *stack.decoders[k].parameters()]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    losses = []
+    for _ in range(epochs):
+        order = torch.randperm(x.shape[0], generator=generator)  # [N]
+        for start in range(0, x.shape[0], batch_size):
+            batch = x[order[start : start + batch_size]]  # [n, D_0]
+            loss = layer_reconstruction_loss(stack, batch, k)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+    return losses
+    ### END SOLUTION
+
+
+def finetune_stack(
+    stack: StackedAutoencoder,
+    x: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    generator: torch.Generator | None = None,
+) -> list[float]:
+    """Train the whole stack end to end on ``reconstruction_loss(x, stack(x)[0])``.
+
+    After greedy pretraining this is the fine-tuning stage of Hinton and Salakhutdinov
+    ("the [pretrained] autoencoder is then fine-tuned ... for optimal reconstruction"); from a
+    random initialisation it is the end-to-end baseline. The same loop as
+    :func:`pretrain_layer`, with ``torch.optim.Adam`` over *every* parameter of the stack.
+    Returns the loss of every step.
+    """
+    ### BEGIN SOLUTION
+    optimizer = torch.optim.Adam(stack.parameters(), lr=lr)
+    losses = []
+    for _ in range(epochs):
+        order = torch.randperm(x.shape[0], generator=generator)  # [N]
+        for start in range(0, x.shape[0], batch_size):
+            batch = x[order[start : start + batch_size]]  # [n, D_0]
+            x_hat, _ = stack(batch)  # [n, D_0]
+            loss = reconstruction_loss(batch, x_hat)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+    return losses
+    ### END SOLUTION
+
+
+def greedy_pretrain(
+    stack: StackedAutoencoder,
+    x: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    generator: torch.Generator | None = None,
+) -> dict[int, list[float]]:
+    """Greedy layer-wise pretraining (given): :func:`pretrain_layer` for ``k = 0, 1, ...``."""
+    return {
+        k: pretrain_layer(
+            stack, k, x, epochs=epochs, batch_size=batch_size, lr=lr, generator=generator
+        )
+        for k in range(stack.num_layers)
+    }
+
+
+# ==============================================================================================
+# Part 5. A restricted Boltzmann machine and contrastive divergence (CD-1)
+# ==============================================================================================
+
+
+def free_energy(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The free energy of a binary RBM, ``F(v) = -b.v - sum_j log(1 + exp(c_j + (W^T v)_j))``.
+
+    The RBM's energy is ``E(v, h) = -b.v - c.h - v^T W h`` and ``p(v) = exp(-F(v)) / Z`` with
+    ``F(v) = -log sum_h exp(-E(v, h))``: summing the binary hidden units out gives the formula
+    above (each ``h_j`` contributes ``log(1 + exp(c_j + v.W[:, j]))``).
+
+    Args:
+        v: ``[N, D_v]`` visible vectors (binary, or probabilities). W: ``[D_v, D_h]``.
+        b: ``[D_v]`` visible biases. c: ``[D_h]`` hidden biases.
+
+    Returns:
+        ``[N]`` free energies. Compute ``log(1 + exp(t))`` stably (``F.softplus``, or
+        ``max(t, 0) + log(1 + exp(-|t|))``): ``exp`` of a large ``t`` overflows.
+    """
+    ### BEGIN SOLUTION
+    hidden_input = v @ W + c  # [N, D_h]
+    return -(v @ b) - F.softplus(hidden_input).sum(dim=1)  # [N]
+    ### END SOLUTION
+
+
+def sample_hidden(
+    v: torch.Tensor, W: torch.Tensor, c: torch.Tensor, noise: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``p(h_j = 1 | v) = sigmoid(c_j + (v W)_j)`` and a binary sample of it.
+
+    The hidden units are independent given ``v`` (no hidden-hidden connections: the
+    "restricted" in RBM). The sample is ``h = 1`` where ``noise < p`` and 0 elsewhere, so
+    that a given ``noise`` (uniform in [0, 1), ``[N, D_h]``) fixes the result.
+
+    Returns:
+        ``(p_h [N, D_h], h [N, D_h])``, both float, ``h`` in {0, 1}.
+    """
+    ### BEGIN SOLUTION
+    p_h = torch.sigmoid(v @ W + c)  # [N, D_h]
+    return p_h, (noise < p_h).to(p_h.dtype)
+    ### END SOLUTION
+
+
+def sample_visible(
+    h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, noise: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``p(v_i = 1 | h) = sigmoid(b_i + (W h)_i)`` and a binary sample (``noise < p``).
+
+    Args:
+        h: ``[N, D_h]``. noise: uniform ``[N, D_v]``. Returns ``(p_v [N, D_v], v [N, D_v])``.
+    """
+    ### BEGIN SOLUTION
+    p_v = torch.sigmoid(h @ W.T + b)  # [N, D_v]
+    return p_v, (noise < p_v).to(p_v.dtype)
+    ### END SOLUTION
+
+
+@torch.no_grad()
+def cd1_update(
+    v0: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    noise_h: torch.Tensor,
+    noise_v: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of contrastive divergence (CD-1): an estimate of the log-likelihood gradient.
+
+    The gradient of ``log p(v)`` is ``<v h^T>_data - <v h^T>_model``; the model expectation is
+    intractable, and CD-1 replaces it by one step of Gibbs sampling started at the data
+    (Hinton 2002, "Training Products of Experts by Minimizing Contrastive Divergence";
+    Hinton 2010, "A Practical Guide to Training RBMs", sections 3 and 3.3):
+
+    1. positive phase: ``p_h0, h0 = sample_hidden(v0, W, c, noise_h)``;
+    2. reconstruction: ``_, v1 = sample_visible(h0, W, b, noise_v)`` (driven by the *binary*
+       ``h0``, "to avoid overfitting the hidden units must ... communicate only binary
+       values");
+    3. negative phase: ``p_h1 = p(h = 1 | v1)`` (probabilities, no sampling: less noise);
+    4. ``dW = (v0^T p_h0 - v1^T p_h1) / N``, ``db = mean(v0 - v1)``, ``dc = mean(p_h0 - p_h1)``
+       (means over the batch).
+
+    The caller ascends: ``W += lr * dW`` (and likewise ``b``, ``c``).
+
+    Args:
+        v0: ``[N, D_v]`` a batch of binary data. W ``[D_v, D_h]``, b ``[D_v]``, c ``[D_h]``.
+        noise_h: uniform ``[N, D_h]``. noise_v: uniform ``[N, D_v]``.
+
+    Returns:
+        ``(dW [D_v, D_h], db [D_v], dc [D_h])``. No autograd here (see ``BANNED_APIS``).
+    """
+    ### BEGIN SOLUTION
+    n = v0.shape[0]
+    p_h0, h0 = sample_hidden(v0, W, c, noise_h)  # [N, D_h] each
+    _, v1 = sample_visible(h0, W, b, noise_v)  # [N, D_v] a one-step "fantasy"
+    p_h1 = torch.sigmoid(v1 @ W + c)  # [N, D_h]
+    dW = (v0.T @ p_h0 - v1.T @ p_h1) / n  # [D_v, D_h]
+    db = (v0 - v1).mean(dim=0)  # [D_v]
+    dc = (p_h0 - p_h1).mean(dim=0)  # [D_h]
+    return dW, db, dc
+    ### END SOLUTION
+
+
+class RBM(nn.Module):
+    """A binary restricted Boltzmann machine's parameters, trained with :func:`cd1_update` (given).
+
+    ``W [D_v, D_h]`` starts at ``N(0, 0.01^2)`` and the hidden biases at 0 ("A Practical Guide
+    to Training RBMs", section 8); :func:`train_rbm` sets the visible biases from the data.
+    The parameters are buffers: they are updated by hand, never by autograd.
+    """
+
+    def __init__(self, num_visible: int, num_hidden: int, generator: torch.Generator | None = None):
+        super().__init__()
+        self.register_buffer("W", 0.01 * torch.randn(num_visible, num_hidden, generator=generator))
+        self.register_buffer("b", torch.zeros(num_visible))  # [D_v]
+        self.register_buffer("c", torch.zeros(num_hidden))  # [D_h]
+
+    def hidden_probs(self, v: torch.Tensor) -> torch.Tensor:
+        """``p(h = 1 | v)`` ``[N, D_h]``: the RBM's code of a (flattened) image."""
+        return torch.sigmoid(v.flatten(1) @ self.W + self.c)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return self.hidden_probs(v)
+
+
+# ==============================================================================================
+# Given: data preparation, training loops, codes and probes, experiment settings
+# ==============================================================================================
+
+
+def binarize(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """uint8 or float images -> flattened binary vectors ``[N, C*H*W]`` (pixel > threshold)."""
+    x = to_float(images) if images.dtype == torch.uint8 else images.float()
+    return (x.flatten(1) > threshold).float()
+
+
+class CodeEncoder(nn.Module):
+    """Wraps a model with ``encode`` (or an RBM) as an ``images -> codes [N, D]`` module."""
+
+    def __init__(self, model: nn.Module, flatten: bool = False, binary: bool = False):
+        super().__init__()
+        self.model, self.flatten, self.binary = model, flatten, binary
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.binary:
+            x = (x > 0.5).float()
+        if self.flatten:
+            x = x.flatten(1)  # [N, C*H*W]
+        if isinstance(self.model, RBM):
+            return self.model.hidden_probs(x)  # [N, D_h]
+        return self.model.encode(x)  # [N, D]
+
+
+def encode_images(model: nn.Module, images: torch.Tensor, **kwargs) -> torch.Tensor:
+    """The codes ``[N, D]`` of uint8 / float images (eval mode, no gradients, CPU result)."""
+    return extract_features(CodeEncoder(model, **kwargs), images)
+
+
+def evaluate_codes(
+    train_codes: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_codes: torch.Tensor,
+    test_labels: torch.Tensor,
+    *,
+    weight_decay: float | Sequence[float] | None = None,
+) -> dict[str, float]:
+    """``{"knn": ..., "linear": ...}``: the course's kNN (k=20, cosine, tau=0.1) and linear
+    probe (standardised features, L-BFGS logistic regression, L2 chosen on a validation split)."""
+    knn = knn_accuracy(train_codes, train_labels, test_codes, test_labels)
+    probe = linear_probe(
+        train_codes, train_labels, test_codes, test_labels, weight_decay=weight_decay
+    )
+    return {"knn": knn, "linear": probe.test_accuracy}
+
+
+@torch.no_grad()
+def reconstruction_error(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> float:
+    """Mean :func:`reconstruction_loss` of ``model`` (eval mode) over uint8 / float images."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total = 0.0
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device)
+        x = to_float(x) if x.dtype == torch.uint8 else x.float()
+        if isinstance(model, StackedAutoencoder):
+            x = x.flatten(1)  # [n, C*H*W]
+        x_hat, _ = model(x)
+        total += float(reconstruction_loss(x, x_hat)) * len(x)
+    model.train(was_training)
+    return total / len(images)
+
+
+@torch.no_grad()
+def mean_sparsity(model: ConvAutoencoder, images: torch.Tensor, threshold: float = 1e-2) -> float:
+    """:func:`sparsity` of the codes of ``images`` (eval mode)."""
+    return sparsity(encode_images(model, images), threshold)
+
+
+def train_autoencoder(
+    model: ConvAutoencoder,
+    images: torch.Tensor,
+    *,
+    kind: str = "ae",
+    budget_s: float | None = None,
+    epochs: int | None = None,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    lam: float = 0.0,
+    penalty: str = "l1",
+    rho: float = 0.05,
+    mask_fraction: float = 0.5,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+):
+    """Train a :class:`ConvAutoencoder` with ``replearn.train.train``; returns its ``History``.
+
+    ``kind``: ``"ae"`` (:func:`reconstruction_loss`), ``"sparse"``
+    (:func:`sparse_autoencoder_loss` with ``lam``, ``penalty``, ``rho``) or ``"dae"``
+    (:func:`denoising_loss` with ``mask_fraction``). AdamW at ``lr``, a random horizontal flip
+    for RGB images, until ``epochs`` or ``budget_s`` seconds run out (whichever first).
+    The history records the loss, and for the sparse autoencoder its two terms.
+    """
+    if kind not in ("ae", "sparse", "dae"):
+        raise ValueError(f"kind must be 'ae', 'sparse' or 'dae', got {kind!r}")
+    device = torch.device(device)
+    model.to(device)
+    generator = torch.Generator().manual_seed(seed)  # masks and flips, on the CPU
+
+    def step_fn(model, batch):
+        x = to_float(batch)  # [B, C, H, W] in [0, 1]
+        if x.shape[1] == 3:  # flip half of the RGB images left-right
+            flip = torch.rand(len(x), generator=generator).to(x.device) < 0.5  # [B]
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        if kind == "dae":
+            return denoising_loss(model, x, mask_fraction, generator)
+        x_hat, h = model(x)  # [B, C, H, W], [B, D]
+        if kind == "ae":
+            return reconstruction_loss(x, x_hat)
+        recon = reconstruction_loss(x, x_hat)
+        s = l1_sparsity_penalty(h) if penalty == "l1" else kl_sparsity_penalty(h, rho)
+        return {"loss": recon + lam * s, "recon": recon.detach(), "penalty": s.detach()}
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    loader = TensorLoader(images, batch_size=batch_size, seed=seed, device=device)
+    config = TrainConfig(epochs=epochs, budget_s=budget_s, progress=progress, desc=kind)
+    return train(step_fn, model, optimizer, loader, config)
+
+
+@torch.no_grad()
+def train_rbm(
+    rbm: RBM,
+    v_data: torch.Tensor,
+    *,
+    epochs: int = 10,
+    budget_s: float | None = None,
+    batch_size: int = 100,
+    lr: float = 0.05,
+    momentum: float = 0.5,
+    weight_cost: float = 2e-4,
+    generator: torch.Generator | None = None,
+) -> list[float]:
+    """Train ``rbm`` on binary ``v_data [N, D_v]`` with :func:`cd1_update`; return the mean
+    reconstruction error ``||v0 - p(v | h0)||^2`` of every epoch.
+
+    The recipe of "A Practical Guide to Training RBMs" (Hinton 2010): visible biases start at
+    ``log(p_i / (1 - p_i))`` of the data's pixel means (section 8), mini-batches of 100
+    (section 4), momentum 0.5 (section 9) and a small L2 "weight-cost" 2e-4 on ``W``
+    (section 10). The reconstruction error is only a rough guide to progress (section 5).
+    """
+    p = v_data.mean(dim=0).clamp(1e-3, 1 - 1e-3)  # [D_v]
+    rbm.b.copy_(torch.log(p / (1 - p)))
+    velocity = [torch.zeros_like(t) for t in (rbm.W, rbm.b, rbm.c)]
+    errors, start = [], time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(v_data), generator=generator)  # [N]
+        total = 0.0
+        for i in range(0, len(v_data) - batch_size + 1, batch_size):
+            v0 = v_data[order[i : i + batch_size]]  # [B, D_v]
+            noise_h = torch.rand(batch_size, rbm.W.shape[1], generator=generator)
+            noise_v = torch.rand(batch_size, rbm.W.shape[0], generator=generator)
+            dW, db, dc = cd1_update(v0, rbm.W, rbm.b, rbm.c, noise_h, noise_v)
+            dW = dW - weight_cost * rbm.W
+            for vel, grad, param in zip(velocity, (dW, db, dc), (rbm.W, rbm.b, rbm.c)):
+                vel.mul_(momentum).add_(lr * grad)
+                param.add_(vel)
+            _, h0 = sample_hidden(v0, rbm.W, rbm.c, noise_h)
+            p_v1 = torch.sigmoid(h0 @ rbm.W.T + rbm.b)  # [B, D_v]
+            total += float(((v0 - p_v1) ** 2).sum(dim=1).mean()) * batch_size
+        errors.append(total / (len(v_data) // batch_size * batch_size))
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+    return errors
+
+
+@torch.no_grad()
+def gibbs_samples(
+    rbm: RBM, v: torch.Tensor, steps: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Run ``steps`` rounds of block Gibbs sampling ``v -> h -> v`` from ``v [N, D_v]``;
+    return the visible probabilities ``p(v | h)`` of the last round, ``[N, D_v]`` (nicer to
+    look at than binary samples)."""
+    p_v = v
+    for _ in range(steps):
+        _, h = sample_hidden(
+            v, rbm.W, rbm.c, torch.rand(len(v), rbm.W.shape[1], generator=generator)
+        )
+        p_v, v = sample_visible(h, rbm.W, rbm.b, torch.rand(v.shape, generator=generator))
+    return p_v
+
+
+def flat_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float ``[N, C*H*W]`` in [0, 1] (the stacked autoencoder's input)."""
+    return to_float(images).flatten(1)
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """The experiment settings of the notebook and the benchmark, per preset."""
+
+    cifar_widths: tuple[int, ...]  # ConvAutoencoder widths on CIFAR-10 (32 px)
+    cifar_code: int  # D of the CIFAR-10 code (D < 3 * 32 * 32 = 3072)
+    cifar_budget_s: float  # wall-clock seconds of the CIFAR-10 denoising autoencoder
+    cifar_ae_budget_s: float  # the plain CIFAR-10 autoencoder (0: skipped)
+    mask_fraction: float  # masking noise of the denoising autoencoder
+    mnist_train_per_class: int | None
+    mnist_test_per_class: int | None
+    mnist_widths: tuple[int, ...]  # ConvAutoencoder widths on MNIST (28 px: two blocks)
+    mnist_code: int  # the default MNIST code width
+    mnist_budget_s: float  # seconds per MNIST autoencoder
+    bottlenecks: tuple[int, ...]  # code widths of the bottleneck sweep (MNIST)
+    lambdas: tuple[float, ...]  # L1 strengths of the sparse sweep (MNIST); 0 = no penalty
+    kl_lambda: float  # strength of the KL penalty (one run)
+    kl_rho: float  # its target average activation
+    stack_dims: tuple[int, ...]  # the stacked autoencoder (MNIST)
+    stack_epochs: int  # epochs per greedy layer and of fine-tuning
+    rbm_hidden: int
+    rbm_epochs: int
+    rbm_budget_s: float
+    batch_size: int = 128
+    lr: float = 2e-3
+
+    @staticmethod
+    def from_preset(preset) -> AutoencoderConfig:
+        if preset.name == "smoke":
+            return AutoencoderConfig(
+                cifar_widths=(8, 16, 32), cifar_code=32, cifar_budget_s=2.0,
+                cifar_ae_budget_s=0.0, mask_fraction=0.5,
+                mnist_train_per_class=20, mnist_test_per_class=10, mnist_widths=(8, 16),
+                mnist_code=16, mnist_budget_s=1.0, bottlenecks=(4, 16), lambdas=(0.0, 0.3),
+                kl_lambda=1.0, kl_rho=0.05, stack_dims=(784, 64, 16), stack_epochs=1,
+                rbm_hidden=16, rbm_epochs=1, rbm_budget_s=1.0, batch_size=32,
+            )  # fmt: skip
+        if preset.name == "cpu-quick":
+            return AutoencoderConfig(
+                cifar_widths=(32, 64, 128), cifar_code=256, cifar_budget_s=preset.scaled(100),
+                cifar_ae_budget_s=0.0, mask_fraction=0.5,
+                mnist_train_per_class=1000, mnist_test_per_class=100, mnist_widths=(32, 64),
+                mnist_code=64, mnist_budget_s=preset.scaled(8), bottlenecks=(4, 16, 64),
+                lambdas=(0.0, 0.1, 0.5), kl_lambda=3.0, kl_rho=0.05,
+                stack_dims=(784, 256, 128, 32), stack_epochs=2,
+                rbm_hidden=1024, rbm_epochs=30, rbm_budget_s=preset.scaled(25),
+            )  # fmt: skip
+        return AutoencoderConfig(
+            cifar_widths=(64, 128, 256), cifar_code=512, cifar_budget_s=preset.scaled(180),
+            cifar_ae_budget_s=preset.scaled(60), mask_fraction=0.5,
+            mnist_train_per_class=None, mnist_test_per_class=None, mnist_widths=(32, 64),
+            mnist_code=64, mnist_budget_s=preset.scaled(10), bottlenecks=(4, 16, 64, 256),
+            lambdas=(0.0, 0.03, 0.1, 0.3, 1.0), kl_lambda=3.0, kl_rho=0.05,
+            stack_dims=(784, 512, 256, 64), stack_epochs=5,
+            rbm_hidden=1024, rbm_epochs=50, rbm_budget_s=preset.scaled(30),
+        )  # fmt: skip
