@@ -106,11 +106,13 @@ def _hide_list(results_path: Path, *dirs: Path) -> list[str]:
     """Folders a worker must not see: the grader, the tests, the reference, staging, results."""
     keep = [Path(p).resolve() for p in sys.path if p and Path(p).is_dir()]
     keep.append(assignments.REPO_ROOT / "replearn")
+    repo = assignments.REPO_ROOT
     candidates = [
         assignments.GRADER_DIR,
-        assignments.REPO_ROOT / "tests",
+        *(repo / name for name in ("tests", ".git", "build", "assignments", "benchmarks", "data")),
         *dirs,
         results_path.parent,
+        *_sibling_folders(repo),
     ]
     hidden = []
     for path in candidates:
@@ -121,6 +123,24 @@ def _hide_list(results_path: Path, *dirs: Path) -> list[str]:
             continue  # hiding it would hide the interpreter or the course library
         hidden.append(str(path))
     return sorted(set(hidden))
+
+
+def _sibling_folders(repo: Path, limit: int = 256) -> list[Path]:
+    """Folders beside the course checkout (other clones, shared data): a worker needs none.
+
+    Another copy of the repository elsewhere on the machine would hold the solutions in plain
+    sight; the interpreter and the course library stay visible through the ``keep`` rule.
+    """
+    parent = repo.resolve().parent
+    if parent == Path("/") or parent.parent == Path("/") and parent.name in ("home", "usr", "opt"):
+        return []
+    try:
+        entries = sorted(
+            p for p in parent.iterdir() if p.is_dir() and p.resolve() != repo.resolve()
+        )
+    except OSError:
+        return []
+    return entries[:limit]
 
 
 def _run_pytest(
