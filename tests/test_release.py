@@ -140,7 +140,12 @@ def call_with_placeholders(module, qualname: str):
         p for p in inspect.signature(function).parameters.values()
         if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]  # fmt: skip
-    return function(*[MagicMock(name=p.name) for p in required])
+    keyword_only = {
+        p.name: MagicMock(name=p.name)
+        for p in inspect.signature(function).parameters.values()
+        if p.default is p.empty and p.kind is p.KEYWORD_ONLY
+    }
+    return function(*[MagicMock(name=p.name) for p in required], **keyword_only)
 
 
 def assert_starter_raises(path: Path, name: str) -> dict[str, bool]:
