@@ -41,6 +41,7 @@ COURSE = (
     Assignment("transfer_learning", "transfer_learning", 1, ("01", "1", "a1")),
     Assignment("autoencoders", "autoencoders", 2, ("02", "2", "a2")),
     Assignment("pretext_tasks", "pretext_tasks", 3, ("03", "3", "a3")),
+    Assignment("generative_pretext", "generative_pretext", 3, ("03b", "a3b")),
     Assignment("contrastive_learning", "contrastive_learning", 4, ("04", "4", "a4")),
     Assignment("masked_autoencoders", "masked_autoencoders", 5, ("05", "5", "a5", "mae")),
     Assignment("clip_zero_shot", "clip_zero_shot", 6, ("06", "6", "a6", "clip")),

@@ -26,6 +26,7 @@ from autograder import assignments, results, submission
 from autograder.assignments import Assignment
 
 PLATFORM_MARGIN_S = 45.0
+PRIVATE_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")  # replaced by a private tmpfs in each worker
 PASS_ENV = (
     "AUTOGRADER_SANDBOX",
     "AUTOGRADER_WORKER_USER",
@@ -119,6 +120,8 @@ def _hide_list(results_path: Path, *dirs: Path) -> list[str]:
         path = Path(path).resolve()
         if path == Path("/") or not path.is_dir():
             continue
+        if str(path) in PRIVATE_SCRATCH:
+            continue  # each worker gets a fresh, empty one of these anyway
         if any(k == path or path in k.parents for k in keep):
             continue  # hiding it would hide the interpreter or the course library
         hidden.append(str(path))

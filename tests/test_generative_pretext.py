@@ -1,0 +1,148 @@
+"""Unit tests of the reference Assignment 3, part II module (solutions/generative_pretext.py)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from skimage.color import lab2rgb, rgb2lab
+from sklearn.cluster import KMeans
+from sklearn.metrics import normalized_mutual_info_score
+
+from replearn import impl
+
+gp = impl.load("generative_pretext", "solution")
+
+
+def test_rgb_to_lab_matches_scikit_image_to_1e4():
+    rgb = torch.rand(3, 3, 9, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    rgb[0, :, 0, :4] = torch.tensor([0.0, 1.0, 0.01, 0.04045])[
+        None
+    ]  # black, white, both gamma branches
+    want = torch.from_numpy(rgb2lab(rgb.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)
+    assert (gp.rgb_to_lab(rgb) - want).abs().max() < 1e-4
+    assert (gp.rgb_to_lab(rgb.float()).double() - want).abs().max() < 1e-3  # float32 input
+
+
+def test_lab_to_rgb_matches_scikit_image_and_inverts():
+    g = torch.Generator().manual_seed(1)
+    lab = torch.stack([torch.rand(2, 5, 5, generator=g) * 100, torch.rand(2, 5, 5, generator=g) * 200 - 100,
+                       torch.rand(2, 5, 5, generator=g) * 200 - 100], 1).double()  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = torch.from_numpy(lab2rgb(lab.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)
+    assert (gp.lab_to_rgb(lab) - want).abs().max() < 1e-4
+    rgb = torch.rand(2, 3, 4, 4, dtype=torch.float64, generator=g)
+    assert (gp.lab_to_rgb(gp.rgb_to_lab(rgb)) - rgb).abs().max() < 1e-8
+
+
+def test_gamut_bins_are_on_the_grid_and_cover_primaries():
+    centres = gp.ab_gamut_bins()  # [Q, 2]
+    assert 200 < len(centres) < 400 and bool((centres % 10 == 0).all())
+    primaries = torch.eye(3).view(3, 3, 1, 1)  # red, green, blue
+    ab = gp.rgb_to_lab(primaries)[:, 1:, 0, 0]  # [3, 2]
+    assert torch.cdist(ab, centres).min(dim=1).values.max() <= 5 * 2**0.5 + 1e-4
+
+
+def test_soft_encoding_of_a_bin_centre_peaks_there_and_rebalancing_closed_forms():
+    centres = gp.ab_gamut_bins()
+    ab = centres[:4].T.reshape(1, 2, 2, 2)  # pixels exactly at 4 centres
+    soft = gp.soft_encode_ab(ab, centres)  # [1, Q, 2, 2]
+    assert torch.equal(soft.argmax(1).flatten(), torch.arange(4))
+    assert torch.allclose(soft.sum(1), torch.ones(1, 2, 2))
+    q = 7
+    one_hot = torch.zeros(q)
+    one_hot[2] = 1
+    w = gp.rebalancing_weights(one_hot, 0.5)  # closed form: w_2 = 1, others (1/2 + 1/14)/(1/14) = 8
+    assert torch.allclose(w, torch.tensor([8.0, 8, 1, 8, 8, 8, 8]))
+    assert torch.allclose(gp.rebalancing_weights(torch.full((q,), 1 / q), 0.0), torch.ones(q))
+    with pytest.raises(ValueError):
+        gp.rebalancing_weights(torch.ones(q), 0.5)
+
+
+def test_colorization_loss_of_a_perfect_hard_prediction_is_small():
+    targets = torch.zeros(1, 5, 2, 2)
+    targets[:, 3] = 1
+    assert float(gp.colorization_loss(100 * targets, targets)) < 1e-6
+    assert abs(float(gp.colorization_loss(torch.zeros(1, 5, 2, 2), targets)) - np.log(5)) < 1e-6
+
+
+def test_masked_l2_ignores_the_context_and_region_mask_geometry():
+    mask = gp.region_mask(2, 8, 4, "center")
+    assert mask[:, :, 2:6, 2:6].all() and int(mask.sum()) == 32
+    pred, target = torch.zeros(2, 3, 8, 8), torch.ones(2, 3, 8, 8)
+    pred[~mask.expand_as(pred)] = 5.0  # errors outside the hole do not count
+    assert float(gp.masked_l2_loss(pred, target, mask)) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        gp.region_mask(2, 8, 9)
+
+
+def test_nmi_matches_scikit_learn_including_edge_cases():
+    g = torch.Generator().manual_seed(2)
+    for _ in range(5):
+        a, b = torch.randint(0, 6, (300,), generator=g), torch.randint(0, 9, (300,), generator=g)
+        assert gp.normalized_mutual_info(a, b) == pytest.approx(
+            normalized_mutual_info_score(a, b), abs=1e-12
+        )
+    same = torch.zeros(10, dtype=torch.long)
+    assert gp.normalized_mutual_info(same, same) == normalized_mutual_info_score(same, same) == 1.0
+    assert gp.normalized_mutual_info(torch.arange(10) % 2, same) == 0.0
+
+
+def test_kmeans_plusplus_is_deterministic_under_a_generator():
+    x = torch.randn(100, 5, generator=torch.Generator().manual_seed(3))
+    first = gp.kmeans_plusplus_init(x, 8, torch.Generator().manual_seed(4))
+    again = gp.kmeans_plusplus_init(x, 8, torch.Generator().manual_seed(4))
+    other = gp.kmeans_plusplus_init(x, 8, torch.Generator().manual_seed(5))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert len({tuple(c.tolist()) for c in first}) == 8  # D^2 sampling never repeats a point
+
+
+def test_kmeans_step_reseeds_every_empty_cluster():
+    x = torch.randn(50, 3, generator=torch.Generator().manual_seed(6))
+    centroids = torch.cat([x[:2], torch.full((3, 3), 1e3)])  # three empty clusters
+    new, assign = gp.kmeans_step(x, centroids, torch.Generator().manual_seed(0))
+    assert (torch.bincount(assign, minlength=5) > 0).all() and new.abs().max() < 10
+
+
+def test_kmeans_inertia_agrees_with_scikit_learn_on_blobs():
+    g = torch.Generator().manual_seed(7)
+    x = (
+        (torch.randn(8, 6, generator=g) * 12)[:, None] + torch.randn(8, 40, 6, generator=g)
+    ).reshape(-1, 6)
+    _, assign, inertia = gp.kmeans(x, 8, 50, torch.Generator().manual_seed(0))
+    sk = KMeans(8, n_init=10, random_state=0).fit(x.double().numpy())
+    assert inertia == pytest.approx(sk.inertia_, rel=0.01)
+    assert gp.normalized_mutual_info(
+        assign, torch.arange(8).repeat_interleave(40)
+    ) == pytest.approx(1.0)
+
+
+def test_cluster_sample_weights_are_uniform_over_clusters():
+    assign = torch.tensor([1, 1, 1, 1, 3, 5, 5])
+    w = gp.cluster_sample_weights(assign, 6)
+    totals = torch.zeros(6).index_add_(0, assign, w)
+    assert torch.allclose(totals[[1, 3, 5]], torch.full((3,), 1 / 3)) and float(
+        w.sum()
+    ) == pytest.approx(1.0)
+
+
+def test_adversarial_losses_closed_form_for_a_constant_discriminator():
+    disc = lambda x: torch.zeros(len(x))  # noqa: E731  D = 1/2 everywhere
+    out = gp.adversarial_losses(disc, torch.rand(3, 3, 4, 4), torch.rand(3, 3, 4, 4))
+    assert float(out["d_loss"]) == pytest.approx(np.log(2)) and float(
+        out["g_loss"]
+    ) == pytest.approx(np.log(2))
+
+
+def test_split_brain_net_shapes_and_loss_runs():
+    torch.manual_seed(0)
+    centres = gp.ab_gamut_bins()
+    model = gp.SplitBrainNet(gp.SmallCNN(1, (4, 8, 8)), gp.SmallCNN(2, (4, 8, 8)), len(centres))
+    lab = gp.rgb_to_lab(torch.rand(2, 3, 16, 16))
+    ab_logits, l_logits = model(lab)
+    assert ab_logits.shape == (2, len(centres), 8, 8) and l_logits.shape == (2, 20, 8, 8)
+    out = gp.split_brain_loss(model, lab, centres)
+    assert torch.isfinite(out["loss"]) and float(out["loss"]) == pytest.approx(
+        float(out["ab_loss"] + out["l_loss"])
+    )
