@@ -18,5 +18,6 @@ if "REPLEARN_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
 def repo_root() -> Path:
     return REPO
 
+
 # Hostile and fixture submissions are data for the grader's tests: never collect or import them.
 collect_ignore_glob = ["attacks/*", "fixtures/*"]
