@@ -18,7 +18,6 @@ def test_notebook_runs_in_smoke_preset_with_reference(path):
     assert run.ok, f"{path.name} failed after {run.seconds:.0f} s:\n{run.error}"
     assert run.summary.get("preset") == "smoke", "the notebook must end with S.finish()"
     assert run.summary.get("data"), "the notebook must say which data it used"
-    assert run.seconds < 120, f"smoke preset took {run.seconds:.0f} s; it should take seconds"
 
 
 def test_runner_reports_a_failing_cell_without_raising(tmp_path):
