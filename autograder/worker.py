@@ -111,6 +111,7 @@ def zygote_main(sock_fd: int) -> None:
             if p and os.path.isdir(p) and not os.path.realpath(p).startswith(hidden)
         }
     )
+    config["outside"] = _outside_view(config["expose"])
     sock.sendall(b'{"ready": true}')
     while True:
         _reap()
@@ -175,6 +176,11 @@ def _supervise(config: dict, files: dict, request: bytes, result_w: int, out_w: 
             uid, gid = config["uid"], config["gid"]
             handles = {p: os.open(p, O_PATH | os.O_DIRECTORY) for p in config["expose"]}
             blocked = _blocked_ancestors(config["expose"], uid, gid) if uid is not None else set()
+            for path in config["outside"]:  # first: the scratch and re-binds go on top
+                if os.path.isdir(path):
+                    _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=000")
+                elif os.path.isfile(path):
+                    _mount("/dev/null", path, None, MS_BIND, None)
             scratch = (("/tmp", "512m"), ("/dev/shm", "64m"), ("/var/tmp", "64m"))
             for path, size in scratch:
                 if os.path.isdir(path):
@@ -216,6 +222,49 @@ def _supervise(config: dict, files: dict, request: bytes, result_w: int, out_w: 
     code = os.waitstatus_to_exitcode(status)
     os.write(st_w, json.dumps({"exit": code}).encode() + b"\n")
     os._exit(0)
+
+
+SYSTEM_ROOTS = frozenset(
+    {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "dev", "proc", "sys"}
+    | {"run", "var", "tmp"}
+)
+
+
+def _outside_view(expose: list[str]) -> list[str]:
+    """Everything a worker has no reason to see: an allowlist view of the file system.
+
+    Kept: the system folders (``/usr``, ``/lib``, ``/etc``, ...), the folders on ``expose``
+    (the interpreter's and the course library's) and the folders on the way to them. Hidden:
+    every other entry of ``/`` and of those on-the-way folders, such as another clone of the
+    course with its solutions (``/work/main`` beside a CI checkout at ``/check/work/main``),
+    home folders and mounted data. The named ``hide`` list then covers the secret parts of
+    the checkout itself.
+    """
+    keep = {os.path.realpath(p) for p in expose}
+    on_the_way = set()
+    for path in keep:
+        parent = os.path.dirname(path)
+        while parent != "/":
+            on_the_way.add(parent)
+            parent = os.path.dirname(parent)
+    out: list[str] = []
+
+    def visit(folder: str) -> None:
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            return
+        for name in names:
+            path = os.path.join(folder, name)
+            if path in keep or os.path.islink(path) or folder == "/" and name in SYSTEM_ROOTS:
+                continue
+            if path in on_the_way:
+                visit(path)
+            elif os.path.isdir(path) or os.path.isfile(path):
+                out.append(path)
+
+    visit("/")
+    return out
 
 
 def _can_enter(path: str, uid: int, gid: int, need: int) -> bool:

@@ -7,8 +7,10 @@ submissions are graded two at a time; the campaign takes a few minutes on 2 core
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -99,7 +101,28 @@ def _grade(name: str, out_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def campaign(tmp_path_factory):
+def stray_clone():
+    """A world-readable copy of the fixture's solutions outside the checkout and its parent.
+
+    CI clones the course to a fresh folder while another copy may sit elsewhere on the
+    machine (it did: ``/work/main`` beside ``/check/work/main``); a worker must not see it.
+    """
+    grandparent = REPO.parent.parent
+    for base in (grandparent, Path("/opt"), Path("/srv"), Path("/mnt")):
+        if base == Path("/") or not os.access(base, os.W_OK):
+            continue
+        root = Path(tempfile.mkdtemp(prefix="stray-clone-", dir=base))
+        shutil.copytree(FIXTURE / "solutions", root / "solutions")
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        yield root
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    yield None  # nowhere writable: the attack still searches the whole file system
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory, stray_clone):
     out = tmp_path_factory.mktemp("campaign")
     names = sorted(p.name for p in ATTACKS.iterdir() if p.is_dir())
     # slowest first so that two lanes finish together
