@@ -316,6 +316,50 @@ class TrainConfig:
             raise ValueError(f"log_every must be a positive int, got {self.log_every!r}")
 
 
+class BudgetCosine:
+    """Learning rate: linear warm-up, then cosine decay to 0 at the end of a wall-clock budget.
+
+    A step-count schedule needs the number of steps in advance, which a time budget on a shared
+    machine does not give; this one reads the clock at every ``step()``, so the rate reaches 0
+    when the budget does however fast the steps run. The elapsed time is saved in checkpoints.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, budget_s: float, warmup: float = 0.05):
+        if not budget_s > 0:
+            raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
+        if not 0.0 <= warmup < 1.0:
+            raise ValueError(f"warmup is a fraction of the budget in [0, 1), got {warmup!r}")
+        self.optimizer, self.budget_s, self.warmup = optimizer, float(budget_s), warmup
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.elapsed_before, self.started = 0.0, None
+        self._set(0.0)
+
+    def _factor(self, fraction: float) -> float:
+        if fraction < self.warmup:
+            return max(fraction / self.warmup, 0.01)
+        progress = min(1.0, (fraction - self.warmup) / (1.0 - self.warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def _set(self, fraction: float) -> None:
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * self._factor(fraction)
+
+    def elapsed(self) -> float:
+        now = time.perf_counter()
+        if self.started is None:
+            self.started = now
+        return self.elapsed_before + now - self.started
+
+    def step(self) -> None:
+        self._set(self.elapsed() / self.budget_s)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"elapsed": self.elapsed()}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.elapsed_before, self.started = float(state["elapsed"]), None
+
+
 class Hook:
     """Things to do around the optimizer step. Subclass it, or pass functions.
 

@@ -34,7 +34,6 @@ width, ``K`` number of classes (rotations, positions, permutations or seeds: sai
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,7 +47,7 @@ from replearn import augment
 from replearn.backbones import ConvBackbone, SmallCNN
 from replearn.data import to_float
 from replearn.evaluate import knn_accuracy, linear_probe
-from replearn.train import History, TensorLoader, TrainConfig, train
+from replearn.train import BudgetCosine, History, TensorLoader, TrainConfig, train
 
 
 def hello() -> str:
@@ -736,46 +735,6 @@ def fit_geometry(cfg: PretextConfig, image_size: int) -> PretextConfig:
     fitted = replace(cfg, context_gap=context.context_gap, jigsaw_cell=jigsaw.jigsaw_cell)
     fitted_jigsaw_tile = min(fitted.jigsaw_tile, fitted.jigsaw_cell)
     return replace(fitted, jigsaw_tile=fitted_jigsaw_tile)
-
-
-class BudgetCosine:
-    """Learning rate: linear warm-up, then cosine decay to 0 at the end of a wall-clock budget.
-
-    A step-count schedule needs the number of steps in advance, which a time budget on a shared
-    machine does not give; this one reads the clock at every ``step()``, so the rate reaches 0
-    when the budget does however fast the steps run. The elapsed time is saved in checkpoints.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, budget_s: float, warmup: float = 0.05):
-        self.optimizer, self.budget_s, self.warmup = optimizer, float(budget_s), warmup
-        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
-        self.elapsed_before, self.started = 0.0, None
-        self._set(0.0)
-
-    def _factor(self, fraction: float) -> float:
-        if fraction < self.warmup:
-            return max(fraction / self.warmup, 0.01)
-        progress = min(1.0, (fraction - self.warmup) / (1.0 - self.warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    def _set(self, fraction: float) -> None:
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * self._factor(fraction)
-
-    def elapsed(self) -> float:
-        now = time.perf_counter()
-        if self.started is None:
-            self.started = now
-        return self.elapsed_before + now - self.started
-
-    def step(self) -> None:
-        self._set(self.elapsed() / self.budget_s)
-
-    def state_dict(self) -> dict[str, float]:
-        return {"elapsed": self.elapsed()}
-
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        self.elapsed_before, self.started = float(state["elapsed"]), None
 
 
 @dataclass

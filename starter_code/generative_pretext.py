@@ -40,7 +40,6 @@ given.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,7 +53,7 @@ from replearn import augment
 from replearn.backbones import SmallCNN
 from replearn.data import to_float
 from replearn.evaluate import extract_features, knn_accuracy, linear_probe
-from replearn.train import History, TensorLoader, TrainConfig, train
+from replearn.train import BudgetCosine, History, TensorLoader, TrainConfig, train
 
 BANNED_APIS = {
     "masked_l2_loss": ["torch.nn.functional.mse_loss", "torch.nn.MSELoss"],
@@ -574,25 +573,6 @@ class GenerativeConfig:
                                 cluster_rounds=10)  # fmt: skip
 
 
-def budget_cosine(optimizer: torch.optim.Optimizer, budget_s: float):
-    """A learning-rate schedule that reaches 0 when the wall-clock budget does (Part I's idea)."""
-    start, base = time.perf_counter(), [g["lr"] for g in optimizer.param_groups]
-
-    class _Schedule:
-        def step(self) -> None:
-            frac = min(1.0, (time.perf_counter() - start) / budget_s)
-            for g, lr in zip(optimizer.param_groups, base):
-                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * frac))
-
-        def state_dict(self) -> dict:
-            return {}
-
-        def load_state_dict(self, state: dict) -> None:
-            pass
-
-    return _Schedule()
-
-
 @dataclass
 class PretrainResult:
     """A finished run: the probe-ready features module, the whole model and what happened."""
@@ -712,7 +692,12 @@ def pretrain(
     config = TrainConfig(epochs=cfg.max_epochs, budget_s=budget_s, progress=progress, desc=method,
                          grad_clip=5.0)  # fmt: skip
     history = train(
-        step, model, optimizer, loader, config, scheduler=budget_cosine(optimizer, budget_s)
+        step,
+        model,
+        optimizer,
+        loader,
+        config,
+        scheduler=BudgetCosine(optimizer, budget_s, warmup=0.0),
     )
     model.eval()
     return PretrainResult(method, features, model, history, extra)

@@ -173,16 +173,6 @@ def test_exemplar_dataset_and_head_growth():
     assert sizes == [8 * 10, 8 * 100]
 
 
-def test_budget_cosine_warms_up_and_decays_to_zero():
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    sched = pt.BudgetCosine(opt, budget_s=10.0)
-    assert sched._factor(0.0) == 0.01 and sched._factor(0.05) == pytest.approx(1.0)
-    assert sched._factor(0.525) == pytest.approx(0.5) and sched._factor(1.0) == pytest.approx(0.0)
-    sched.load_state_dict({"elapsed": 10.0})
-    sched.step()
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-6)
-
-
 def test_evaluation_helpers():
     enc = SmallCNN(widths=(4, 8, 8, 16))
     x = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from replearn.train import (
+    BudgetCosine,
     CheckpointError,
     History,
     Hook,
@@ -492,3 +493,21 @@ def test_history_plot_draws_loss_curves():
     figure = history.plot(keys=["loss"])
     assert figure.axes and any(ax.lines for ax in figure.axes)
     assert math.isfinite(history.as_dict()["images_per_s"])
+
+
+def test_budget_cosine_warms_up_and_decays_to_zero():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched = BudgetCosine(opt, budget_s=10.0)
+    assert sched._factor(0.0) == 0.01 and sched._factor(0.05) == pytest.approx(1.0)
+    assert sched._factor(0.525) == pytest.approx(0.5) and sched._factor(1.0) == pytest.approx(0.0)
+    sched.load_state_dict({"elapsed": 10.0})
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_budget_cosine_without_warmup_is_plain_cosine_and_rejects_bad_budgets():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched = BudgetCosine(opt, budget_s=10.0, warmup=0.0)
+    assert sched._factor(0.0) == pytest.approx(1.0) and sched._factor(0.5) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="budget_s"):
+        BudgetCosine(opt, budget_s=0.0)
