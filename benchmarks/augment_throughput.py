@@ -25,10 +25,8 @@ load average before and after) and writes JSON.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from benchmarks.common import machine_info
 from replearn.augment import SimCLRAugment, two_views
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,26 +181,6 @@ def time_loader(dataset: Dataset, workers: int, batch: int, seconds: float) -> d
     return {"views": 2 * batch * batches, "seconds": elapsed, "batches": batches}
 
 
-def machine() -> dict:
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1min_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-    for package in ("torchvision", "lightly"):
-        try:
-            info[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            info[package] = None
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 # ---- main ---------------------------------------------------------------------------------------
 
 
@@ -241,10 +220,10 @@ def main(argv: list[str] | None = None) -> dict:
     devices["cuda"] = ["cuda"]
 
     images, source = load_cifar_train(args.data_dir or default_data_dir())
-    info = machine()
+    info = machine_info(packages=("torchvision", "lightly"))
     print(f"data: {len(images)} images {images.shape[1:]} from {source}")
     print(f"machine: {info}")
-    load, cores = info["load_average_1min_before"], info["cpu_count"] or 1
+    load, cores = info["load_average_1min"], info["cpu_count"] or 1
     if load is not None and load > cores:
         print(
             f"warning: the machine is busy (load {load:.1f} on {cores} cores); every number is "

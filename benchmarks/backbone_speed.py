@@ -16,7 +16,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmarks.common import machine_info
 from replearn.backbones import SmallCNN, VisionTransformer, cifar_resnet18
 
 
@@ -92,20 +92,6 @@ def time_training_steps(
     }
 
 
-def machine(device: torch.device) -> dict:
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=int, default=256)
@@ -122,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"batch_size": args.batch_size, "image_size": 32, "results": {}}
     for name in devices:
         device = torch.device(name)
-        info = machine(device)
+        info = machine_info(device)
         print(f"[{name}] {info}")
         rows = {}
         for label, make in candidates().items():

@@ -14,11 +14,12 @@ import argparse
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from replearn.demo import grade
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -47,25 +48,12 @@ def time_worker_pool() -> tuple[float, float]:
 
 
 def grade_once(submission: Path, assignment: str, env: dict) -> float:
+    """Seconds for one ``python -m autograder grade`` of ``submission`` (fails loudly)."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.monotonic()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "autograder",
-                "grade",
-                str(submission),
-                "--assignment",
-                assignment,
-                "--results",
-                f"{tmp}/r.json",
-            ],
-            cwd=REPO,
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        outcome = grade(Path(submission), Path(tmp, "r.json"), assignment=assignment, env=env)
+        if outcome["status"] != "graded":
+            raise RuntimeError(f"grading {submission} failed: {outcome['status']}")
         return time.monotonic() - start
 
 

@@ -66,8 +66,19 @@ def to_html(executed: Path) -> Path | None:
     return target if done.returncode == 0 and target.exists() else None
 
 
-def grade(submission: Path, results: Path, timeout: int = 900) -> dict:
-    """Grade a folder of modules with the autograder CLI; returns score, max score and status."""
+def grade(
+    submission: Path,
+    results: Path,
+    timeout: int = 900,
+    *,
+    assignment: str = "all",
+    env: dict[str, str] | None = None,
+) -> dict:
+    """Grade a folder of modules with the autograder CLI; returns score, max score and status.
+
+    ``env``: the environment of the grading command (default: this process's), e.g. with
+    ``AUTOGRADER_TESTS_ROOT`` pointing at another course tree.
+    """
     if not (REPO / "autograder" / "__main__.py").exists():
         return {"status": "autograder not available"}
     results.parent.mkdir(parents=True, exist_ok=True)
@@ -78,12 +89,14 @@ def grade(submission: Path, results: Path, timeout: int = 900) -> dict:
         "grade",
         str(submission),
         "--assignment",
-        "all",
+        assignment,
         "--results",
         str(results),
     ]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=timeout)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=REPO, timeout=timeout, env=env
+        )
     except subprocess.TimeoutExpired:
         return {"status": f"grading timed out after {timeout} s"}
     if not results.exists():
