@@ -23,7 +23,7 @@ Datasets (``load_dataset(name)``; ``DATASETS`` lists them):
 * ``digits``          scikit-learn's 1,797 8x8 digits (``[N, 1, 8, 8]``, 0..16 rescaled to 0..255),
   split 1,497 / 300 (30 per class in the test set, fixed seed 0).
 
-Every file is checked against ``data/manifest.json`` (size, then sha256, or the md5 torchvision
+Every file is checked against ``replearn/data_manifest.json`` (size, then sha256, or the md5 torchvision
 publishes) before it is read; a verified hash is remembered per (path, size, mtime) in the cache
 directory, so that later loads skip the hashing. Anything wrong raises one ``DataError`` whose
 message names the file and says how to get a good copy.
@@ -79,7 +79,7 @@ __all__ = [
 DATA_DIR_ENV = "REPLEARN_DATA_DIR"
 CACHE_ENV = "REPLEARN_CACHE"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MANIFEST_PATH = REPO_ROOT / "data" / "manifest.json"
+MANIFEST_PATH = Path(__file__).with_name("data_manifest.json")  # ships inside the package
 EMBEDDED_DATASET = "mnist-embedded"
 
 # File names inside a data folder (the formats of /work/shared/data, see data/README.md).
@@ -340,14 +340,14 @@ _verified_memo: dict[tuple[str, int, int, str], str] = {}
 
 
 def _manifest() -> dict | None:
-    """``data/manifest.json`` as a dict, or None (with one notice) where it is absent."""
+    """``replearn/data_manifest.json`` as a dict, or None (with one notice) where it is absent."""
     global _manifest_cache, _manifest_warned
     if _manifest_cache is None and MANIFEST_PATH.is_file():
         _manifest_cache = json.loads(MANIFEST_PATH.read_text())
     if _manifest_cache is None and not _manifest_warned:
         _manifest_warned = True
         _notice(
-            f"{MANIFEST_PATH} not found (installed without the repository?): files not verified"
+            f"{MANIFEST_PATH} not found (a damaged installation?): files not verified"
         )
     return _manifest_cache
 
@@ -387,7 +387,7 @@ def _remember_verified(key: tuple[str, int, int, str], digest: str) -> None:
 
 
 def verify_file(path: str | Path, key: str | None = None) -> Path:
-    """Check ``path`` against its ``data/manifest.json`` entry (``key``, default its file name).
+    """Check ``path`` against its ``replearn/data_manifest.json`` entry (``key``, default its file name).
 
     Size first (a truncated download fails at once), then sha256 (or md5 where only torchvision's
     md5 is published). A verified result is remembered per (path, size, mtime), in this process

@@ -92,7 +92,6 @@ REQUIRED_FILES = (
     "pyproject.toml",
     "constraints.txt",
     "environment.yml",
-    "data/manifest.json",
     "data/README.md",
 )
 SHIPPED_TREES = ("replearn", "autograder")

@@ -257,7 +257,6 @@ def make_repo(root: Path) -> Path:
     (root / "LICENSE").write_text("MIT License (test copy)\n")
     (root / "environment.yml").write_text("name: replearn\ndependencies: [python=3.11]\n")
     (root / "data").mkdir()
-    (root / "data" / "manifest.json").write_text(json.dumps({"datasets": {}}))
     (root / "data" / "README.md").write_text("Data notes.\n")
     (root / "replearn").mkdir()
     for name in ("__init__.py", "release.py"):  # the real files: release.py must not leak markers
@@ -351,7 +350,6 @@ HANDOUT_FILES = [
     "autograder/tests/toy_module/test_public_toy.py",
     "constraints.txt",
     "data/README.md",
-    "data/manifest.json",
     "environment.yml",
     "pyproject.toml",
     "replearn/__init__.py",
