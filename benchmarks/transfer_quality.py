@@ -5,7 +5,8 @@ JPEG subset (500 / 100 per class, ``cifar10-5k``), at the preset's resolution, a
 number the notebook promises beside its baselines under the same protocol:
 
 * linear probe (hand-written softmax regression) on frozen ImageNet EfficientNet-Lite0 features;
-* fine-tuning (two-stage recipe) of the top layers, from cached frozen-trunk activations;
+* fine-tuning (two-stage recipe) of the top layers, from cached frozen-trunk activations of the
+  images and of their mirror images (flip augmentation), and once without the flips;
 * baselines: raw pixels; the same Lite0 with random weights (frozen, linear probe); the same Lite0
   trained from scratch, every layer, on the same images for the same wall-clock budget as the
   fine-tuning (supervised baseline);
@@ -111,12 +112,20 @@ def main(argv=None) -> dict:
 
     net = load_pretrained("efficientnet_lite0")
     model = tl.as_stages(net)
-    stages = [cfg.few_stage, cfg.many_stage]
+    stages = tl.finetune_stages(cfg)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     t0 = time.perf_counter()
     train = _features(tl, model, cifar.x_train, size, net, stages, stages)
     test = _features(tl, model, cifar.x_test, size, net, stages, stages)
     seconds["lite0 feature extraction"] = round(time.perf_counter() - t0, 1)
     print(f"lite0 features: {seconds['lite0 feature extraction']:.0f} s", flush=True)
+    flipped = None
+    if "finetune" not in args.skip:  # the trunk once more, on mirrored images: flip augmentation
+        t0 = time.perf_counter()
+        flipped = tl.extract_features(tl.make_feature_extractor(model, "fc"), cifar.x_train,
+                                      transform=lambda x: prepare(x.flip(3), net, size=size),
+                                      stages=stages, keep_spatial=stages)  # fmt: skip
+        seconds["lite0 flipped trunk (fine-tuning)"] = round(time.perf_counter() - t0, 1)
     timed("linear probe, lite0 (ImageNet)", lambda: tl.linear_probe_accuracy(
         train["output"], cifar.y_train, test["output"], cifar.y_test))  # fmt: skip
     timed("linear probe, raw pixels", lambda: tl.linear_probe_accuracy(
@@ -124,13 +133,16 @@ def main(argv=None) -> dict:
         data.to_float(cifar.x_test).flatten(1), cifar.y_test))  # fmt: skip
     ft_seconds = 0.0
     if "finetune" not in args.skip:
-        for label, stage in (("few", cfg.few_stage), ("many", cfg.many_stage)):
-            acc = timed(f"fine-tune {label} (after {stage}), lite0", lambda stage=stage: (
-                tl.finetune_from_cache(model, stage, train[stage], cifar.y_train, test[stage],
-                                       cifar.y_test, num_classes=10, epochs=cfg.epochs[1],
-                                       lr=cfg.lr, batch_size=cfg.batch_size, seed=args.seed)))  # fmt: skip
-            ft_seconds = max(ft_seconds, seconds[f"fine-tune {label} (after {stage}), lite0"])
-            del acc
+        runs = [("few", cfg.few_stage, True), ("few", cfg.few_stage, False)]  # + without flips
+        if cfg.many_stage is not None:
+            runs.insert(1, ("many", cfg.many_stage, True))
+        for label, stage, flip in runs:
+            name = f"fine-tune {label} (after {stage}), lite0" + ("" if flip else ", no flips")
+            timed(name, lambda stage=stage, flip=flip: tl.finetune_from_cache(
+                model, stage, train[stage], cifar.y_train, test[stage], cifar.y_test,
+                num_classes=10, epochs=cfg.epochs[1], lr=cfg.lr, batch_size=cfg.batch_size,
+                seed=args.seed, flipped_inputs=flipped[stage] if flip else None))  # fmt: skip
+            ft_seconds = max(ft_seconds, seconds[name])
     if "untrained" not in args.skip:
         untrained = copy.deepcopy(model)
         for module in untrained.modules():
@@ -142,6 +154,7 @@ def main(argv=None) -> dict:
     if "scratch" not in args.skip:
         # same images, every layer trained, for the fine-tuning's time plus the feature extraction
         budget = ft_seconds + seconds["lite0 feature extraction"]
+        budget += seconds.get("lite0 flipped trunk (fine-tuning)", 0.0)
         acc, info = _from_scratch(tl, net, cifar, size, budget, cfg.batch_size, args.seed)
         results["lite0 from scratch, same time"] = acc
         seconds["lite0 from scratch, same time"] = round(budget, 1)
@@ -164,6 +177,8 @@ def main(argv=None) -> dict:
         "size_px": size,
         "results": results,
         "seconds": seconds,
+        "wall_seconds_total": round(time.perf_counter() - wall0, 1),
+        "cpu_seconds_total": round(time.process_time() - cpu0, 1),
         "machine": f"{platform.node()} {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
     }
@@ -174,7 +189,8 @@ def main(argv=None) -> dict:
     for name, value in results.items():
         if isinstance(value, float):
             lines.append(f"| {name} | {value:.1%} | {seconds.get(name, '')} |")
-    lines += ["", f"machine: {report['machine']}"]
+    lines += ["", f"machine: {report['machine']}; total {report['wall_seconds_total']:.0f} s "
+              f"wall, {report['cpu_seconds_total']:.0f} s CPU (all threads)"]  # fmt: skip
     (OUT_DIR / "transfer_quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return report

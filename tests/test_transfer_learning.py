@@ -97,3 +97,23 @@ def test_split_at_and_config():
     for preset in PRESETS.values():
         cfg = tl.TransferConfig.from_preset(preset)
         assert cfg.budgets[0] < cfg.budgets[1]
+        assert tl.finetune_stages(cfg)[0] == cfg.few_stage
+    quick = tl.TransferConfig.from_preset(PRESETS["cpu-quick"])
+    assert quick.many_stage is None and tl.finetune_stages(quick) == [quick.few_stage]
+
+
+def test_random_view_picks_one_whole_view_per_sample():
+    original = torch.arange(6 * 4 * 2 * 2, dtype=torch.float32).view(6, 4, 2, 2)  # [N, C, H, W]
+    mirrored = -original.flip(3)  # [N, C, H, W], distinguishable from the original
+    pick = tl.RandomView(2, torch.Generator().manual_seed(0))
+    seen = set()
+    for _ in range(5):
+        out = pick(torch.cat([original, mirrored], dim=1))  # [N, C, H, W]
+        assert out.shape == original.shape
+        for i in range(6):
+            is_original = torch.equal(out[i], original[i])
+            assert is_original or torch.equal(out[i], mirrored[i])
+            seen.add(is_original)
+    assert seen == {True, False}, "both views must be drawn"
+    with pytest.raises(ValueError, match="do not split"):
+        tl.RandomView(3)(torch.zeros(2, 4, 1, 1))
