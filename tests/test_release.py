@@ -6,7 +6,6 @@ import ast
 import hashlib
 import importlib.util
 import inspect
-import json
 import shutil
 import subprocess
 import sys
