@@ -346,9 +346,7 @@ def _manifest() -> dict | None:
         _manifest_cache = json.loads(MANIFEST_PATH.read_text())
     if _manifest_cache is None and not _manifest_warned:
         _manifest_warned = True
-        _notice(
-            f"{MANIFEST_PATH} not found (a damaged installation?): files not verified"
-        )
+        _notice(f"{MANIFEST_PATH} not found (a damaged installation?): files not verified")
     return _manifest_cache
 
 
