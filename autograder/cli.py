@@ -1,9 +1,18 @@
 """Command line: grade one submission, check locally, grade a batch, build a Gradescope zip.
 
     python -m autograder grade SUBMISSION [--assignment NAME|all] [--results results.json]
-    python -m autograder check NAME [--submission starter_code]
+                               [--require-manifest]
+    python -m autograder check NAME [--part PART] [--submission starter_code] [--results FILE]
+    python -m autograder answers SUBMISSION [--out answers.md]
     python -m autograder batch SUBMISSIONS_DIR --out grades.csv [--jobs N]
     python -m autograder gradescope --out autograder.zip [--assignment NAME|all]
+
+``grade`` checks the submission's ``MANIFEST.json`` (written by ``python -m replearn.submit``)
+against the files themselves and reports a mismatch in ``results.json`` (see
+``autograder.manifest``); ``check`` runs the public tests of one assignment, or of one part
+of it (``--part rotation`` selects the tests of the student functions named ``rotation*``), with
+the grader's own messages; ``answers`` writes the free-response answers of a submission's
+notebooks to one Markdown file for the people who grade them.
 
 ``--tests-root`` / ``--solutions-root`` (or ``AUTOGRADER_TESTS_ROOT`` /
 ``AUTOGRADER_SOLUTIONS_ROOT``) point the grader at another set of tests and references.
@@ -12,7 +21,9 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("grade", "check", "batch", "gradescope", "record"):
+    for name in ("grade", "check", "answers", "batch", "gradescope", "record"):
         p = sub.add_parser(name)
         p.add_argument("--tests-root", help="folder holding <module>/test_*.py")
         p.add_argument("--solutions-root", help="folder holding the reference <module>.py")
@@ -42,9 +53,23 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--results", type=Path, default=Path("results.json"))
             p.add_argument("--seed", type=int, help="reuse a recorded hidden-test seed")
             p.add_argument("--budget", type=float, help="overall time budget in seconds")
+            p.add_argument(
+                "--require-manifest",
+                action="store_true",
+                help="refuse (score 0) a submission without a MANIFEST.json that matches its files",
+            )
         elif name == "check":
             p.add_argument("name", help="assignment name or alias (e.g. transfer_learning, 01)")
             p.add_argument("--submission", type=Path, default=Path("starter_code"))
+            p.add_argument(
+                "--part",
+                help="only the tests of this part: a student function (or its prefix, e.g. "
+                "'rotation'), a class, or a test name; unknown names list the parts",
+            )
+            p.add_argument("--results", type=Path, help="also write the results JSON here")
+        elif name == "answers":
+            p.add_argument("submission", type=Path, help="folder or .zip of the student's files")
+            p.add_argument("--out", type=Path, default=Path("answers.md"))
         elif name == "record":
             p.add_argument("name", help="assignment name or alias, or all")
             p.add_argument(
@@ -69,13 +94,18 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--assignment", default="all")
     args = parser.parse_args(argv)
     _roots(args)
-    from autograder import assignments, results, runner
+    from autograder import assignments, results
 
     try:
         if args.command == "grade":
             targets = assignments.resolve(args.assignment)
-            data = runner.grade(
-                args.submission, targets, args.results, seed=args.seed, budget_s=args.budget
+            data = grade_with_manifest(
+                args.submission,
+                targets,
+                args.results,
+                seed=args.seed,
+                budget_s=args.budget,
+                require_manifest=args.require_manifest,
             )
             print(results.summary(data))
             print(f"results written to {args.results}")
@@ -89,16 +119,22 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            with tempfile.TemporaryDirectory() as tmp:
-                data = runner.grade(
-                    args.submission,
-                    targets,
-                    Path(tmp) / "results.json",
-                    public_only=True,
-                    seed=0,
-                    quiet=True,
-                )
+            data = check(args.submission, targets, part=args.part)
+            if args.results:
+                results.write_atomic(args.results, data)
             print(results.summary(data))
+            return 0
+        if args.command == "answers":
+            from autograder.submission import written_answers
+
+            if not args.submission.exists():
+                print(f"no file or folder {args.submission}", file=sys.stderr)
+                return 2
+            text, found = written_answers(args.submission)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text, encoding="utf-8")
+            answered = sum(bool(a.text) for a in found)
+            print(f"wrote {args.out}: {answered} of {len(found)} answer cells answered")
             return 0
         if args.command == "record":
             return _record(assignments.resolve(args.name), verify=not args.no_verify)
@@ -121,6 +157,129 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
+
+
+def grade_with_manifest(
+    source: Path,
+    targets,
+    results_path: Path,
+    *,
+    seed: int | None = None,
+    budget_s: float | None = None,
+    require_manifest: bool = False,
+) -> dict:
+    """Grade ``source`` and put the verdict on its manifest into ``results.json``.
+
+    The manifest is checked first, on a staged copy made with the grading rules. A mismatch
+    is reported (a note on top and a visible 0-point test), never hidden; under
+    ``require_manifest`` a submission without a matching manifest is not graded at all.
+    """
+    from autograder import manifest, results, runner
+
+    verdict = manifest.verify_source(Path(source), {a.module for a in targets})
+    if require_manifest and verdict.status != "verified":
+        data = manifest.refused(verdict)
+        results.write_atomic(results_path, data)
+        return data
+    data = runner.grade(source, targets, results_path, seed=seed, budget_s=budget_s)
+    data = manifest.apply(data, verdict)
+    results.write_atomic(results_path, data)
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# Self-check by part
+# --------------------------------------------------------------------------------------------
+
+
+def _string_args(call: ast.Call) -> list[str]:
+    return [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+
+
+def test_functions(tests_dir: Path) -> dict[str, list[str]]:
+    """``{public test name: student functions it exercises}``, read from the test files' AST.
+
+    The functions are the ``@pytest.mark.functions(...)`` names and the first argument of every
+    ``student.call("name", ...)`` in the test body. Nothing is imported or executed.
+    """
+    found: dict[str, list[str]] = {}
+    for path in sorted(Path(tests_dir).glob("test_public_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in tree.body:
+            if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test_"):
+                continue
+            names: list[str] = []
+            for deco in node.decorator_list:
+                if isinstance(deco, ast.Call) and ast.unparse(deco.func).endswith("mark.functions"):
+                    names += _string_args(deco)
+            for call in ast.walk(node):
+                if (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Attribute)
+                    and call.func.attr == "call"
+                    and ast.unparse(call.func.value) == "student"
+                ):
+                    names += _string_args(call)[:1]
+            found[node.name] = list(dict.fromkeys(names))
+    return found
+
+
+def _matches(part: str, function: str) -> bool:
+    return function == part or function.startswith((f"{part}_", f"{part}."))
+
+
+def part_tests(tests_dir: Path, part: str) -> set[str]:
+    """Names of the public tests of ``part``; ``KeyError`` listing the parts when none match."""
+    table = test_functions(tests_dir)
+    chosen = {
+        test
+        for test, functions in table.items()
+        if test == part or any(_matches(part, f) for f in functions)
+    }
+    if not chosen:
+        parts = sorted({f for functions in table.values() for f in functions})
+        raise KeyError(
+            f"no public test of {Path(tests_dir).name} checks a part called {part!r}; parts: "
+            + (", ".join(parts) or "none")
+            + " (a prefix such as the word before '_' selects several)"
+        )
+    return chosen
+
+
+def _test_name(record: dict) -> str:
+    """``"assignment: test_x[param]"`` -> ``"test_x"``."""
+    return re.sub(r"\[.*\]$", "", str(record.get("name", "")).split(": ", 1)[-1])
+
+
+def check(source: Path, targets, *, part: str | None = None) -> dict:
+    """The public tests of ``targets`` on ``source``, as the grader runs them (seed 0).
+
+    With ``part``, only the tests of that part are reported and scored (all public tests of the
+    assignment still run: the grader's session selects by assignment, not by test).
+    """
+    from autograder import runner
+
+    selected: set[str] | None = None
+    if part:
+        if len(targets) != 1:
+            raise KeyError("--part needs one assignment, not 'all'")
+        selected = part_tests(targets[0].tests_dir, part)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = runner.grade(
+            source, targets, Path(tmp) / "results.json", public_only=True, seed=0, quiet=True
+        )
+    if selected is None:
+        return data
+    tests = [t for t in data.get("tests", []) if _test_name(t) in selected]
+    return {
+        **data,
+        "tests": tests,
+        "score": round(sum(t.get("score", 0.0) for t in tests), 4),
+        "max_score": sum(t.get("max_score", 0.0) for t in tests),
+        "output": "\n".join(
+            filter(None, [f"part {part!r}: {len(tests)} public test(s)", data.get("output")])
+        ),
+    }
 
 
 def _record(targets, verify: bool = True) -> int:

@@ -4,6 +4,11 @@ Only plain files with whitelisted extensions are kept, at bounded sizes; symlink
 escape the folder, pytest configuration (``conftest.py``, ``pytest.ini``), interpreter hooks
 (``sitecustomize.py``, ``*.pth``) and modules that would shadow an installed package
 (``torch.py``) are dropped and listed in the notes shown to the student.
+:func:`why_refused` states the same rules for one file, so that the student's packager
+(``replearn.submit``) refuses up front what the grader would drop.
+
+:func:`written_answers` exports the free-response answers of a submission's notebooks (nbgrader
+"manually graded answer" cells) to one Markdown document for the people who grade them.
 """
 
 from __future__ import annotations
@@ -41,23 +46,44 @@ def _shadow(stem: str, own_modules: set[str]) -> bool:
     return importlib.util.find_spec(stem) is not None
 
 
-def _check_name(rel: PurePosixPath, size: int, own: set[str], notes: list[str]) -> bool:
+def why_refused(rel: str | PurePosixPath, size: int, own: set[str]) -> str | None:
+    """Why the grader would drop the file ``rel`` (relative path) of ``size`` bytes, or None.
+
+    ``own`` are the module names being graded (they may shadow nothing, so they are allowed).
+    """
+    rel = PurePosixPath(rel)
     if rel.is_absolute() or ".." in rel.parts or any(p in SKIP_DIRS for p in rel.parts[:-1]):
-        return False
+        return "its path leaves the submission folder or sits in a skipped folder"
     if any(p.startswith(".") for p in rel.parts):
-        return False
-    name = rel.name
-    if name in DENIED_NAMES or rel.suffix not in ALLOWED_SUFFIXES:
-        if rel.suffix not in (".pyc",) and rel.name not in (".DS_Store",):
-            notes.append(f"ignored {rel}: not a file type the grader accepts")
-        return False
+        return "hidden files and folders are not graded"
+    if rel.name in DENIED_NAMES or rel.suffix not in ALLOWED_SUFFIXES:
+        return (
+            "not a file type the grader accepts (it takes "
+            + ", ".join(sorted(ALLOWED_SUFFIXES))
+            + "; no pytest or interpreter configuration)"
+        )
     if rel.suffix == ".py" and _shadow(rel.stem, own):
-        notes.append(f"ignored {rel}: it would shadow the installed module {rel.stem!r}")
-        return False
+        return f"it would shadow the installed module {rel.stem!r}"
     if size > MAX_FILE_BYTES:
-        notes.append(f"ignored {rel}: {size} bytes is over the {MAX_FILE_BYTES} byte limit")
-        return False
-    return True
+        return f"{size} bytes is over the {MAX_FILE_BYTES} byte limit"
+    return None
+
+
+def _check_name(rel: PurePosixPath, size: int, own: set[str], notes: list[str]) -> bool:
+    reason = why_refused(rel, size, own)
+    if reason is None:
+        return True
+    silent = (
+        rel.is_absolute()
+        or ".." in rel.parts
+        or any(p in SKIP_DIRS for p in rel.parts[:-1])
+        or any(p.startswith(".") for p in rel.parts)
+        or rel.suffix == ".pyc"
+        or rel.name == ".DS_Store"
+    )
+    if not silent:
+        notes.append(f"ignored {rel}: {reason}")
+    return False
 
 
 def _strip_common_folder(names: list[PurePosixPath], own: set[str]) -> PurePosixPath | None:
@@ -123,3 +149,122 @@ def stage(source: Path, dest: Path, own_modules: set[str]) -> StagedSubmission:
         if rel.suffix in WORKER_SUFFIXES and target.stat().st_size <= MAX_WORKER_FILE_BYTES:
             staged.worker_files.append(str(rel))
     return staged
+
+
+# --------------------------------------------------------------------------------------------
+# Written answers, for the people who grade them by hand
+# --------------------------------------------------------------------------------------------
+
+# Marker lines assembled from halves: this file ships in the student hand-out, which must not
+# spell a marker out (replearn.release.leaks).
+_MARKERS = tuple(f"{'#' * 3} {word} SOLUTION" for word in ("BEGIN", "END"))
+UNANSWERED = ("YOUR ANSWER HERE", "_Your answer here._")  # nbgrader's release stub, the source's
+MAX_ANSWER_CHARS = 20_000
+
+
+@dataclass
+class Answer:
+    notebook: str
+    grade_id: str
+    points: float | None
+    question: str  # the markdown cell just above the answer cell
+    text: str  # the student's answer, markers removed ("" when unanswered)
+
+
+def _cell_text(cell: dict) -> str:
+    source = cell.get("source")
+    if isinstance(source, list):
+        return "".join(s for s in source if isinstance(s, str))
+    return source if isinstance(source, str) else ""
+
+
+def _answer_text(raw: str) -> str:
+    lines = [line for line in raw.splitlines() if line.strip() not in _MARKERS]
+    text = "\n".join(lines).strip()
+    return "" if text in UNANSWERED or not text else text[:MAX_ANSWER_CHARS]
+
+
+def notebook_answers(nb: dict, name: str) -> list[Answer]:
+    """The manually graded markdown answer cells of a parsed notebook, in order.
+
+    An answer cell is what nbgrader calls a "Manually graded answer": markdown with
+    ``metadata.nbgrader`` ``solution`` and ``grade`` both true.
+    """
+    answers: list[Answer] = []
+    question = ""
+    for cell in nb.get("cells", []):
+        if not isinstance(cell, dict):
+            continue
+        meta = cell.get("metadata")
+        grader = meta.get("nbgrader") if isinstance(meta, dict) else None
+        is_answer = (
+            cell.get("cell_type") == "markdown"
+            and isinstance(grader, dict)
+            and grader.get("solution") is True
+            and grader.get("grade") is True
+        )
+        if is_answer:
+            points = grader.get("points")
+            answers.append(
+                Answer(
+                    notebook=name,
+                    grade_id=str(grader.get("grade_id") or f"answer {len(answers) + 1}")[:100],
+                    points=float(points) if type(points) in (int, float) else None,
+                    question=question,
+                    text=_answer_text(_cell_text(cell)),
+                )
+            )
+        elif cell.get("cell_type") == "markdown":
+            question = _cell_text(cell).strip()[:MAX_ANSWER_CHARS]
+    return answers
+
+
+def written_answers(source: Path, *, title: str | None = None) -> tuple[str, list[Answer]]:
+    """All written answers of the submission ``source`` (folder or zip) as one Markdown text.
+
+    The submission is staged with the grader's rules first, so a hostile archive is handled
+    the same way as when grading; a notebook that cannot be read is named, never skipped
+    silently.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    from autograder.results import sanitize
+
+    scratch = Path(tempfile.mkdtemp(prefix="autograder-answers-"))
+    try:
+        staged = stage(Path(source), scratch / "submission", set())
+        books = sorted(staged.root.rglob("*.ipynb"))
+        answers: list[Answer] = []
+        problems: list[str] = []
+        for book in books:
+            rel = book.relative_to(staged.root).as_posix()
+            try:
+                nb = json.loads(book.read_bytes())
+                if not isinstance(nb, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, UnicodeDecodeError) as error:
+                problems.append(f"{rel} could not be read as a notebook ({error})")
+                continue
+            answers += notebook_answers(nb, rel)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    lines = [f"# Written answers: {title or Path(source).name}", ""]
+    if not books:
+        lines += ["_No notebook in this submission._", ""]
+    lines += [f"> **{problem}**" for problem in problems]
+    current = None
+    for answer in answers:
+        if answer.notebook != current:
+            current = answer.notebook
+            lines += [f"## {current}", ""]
+        plural = "" if answer.points == 1 else "s"
+        points = "" if answer.points is None else f" ({answer.points:g} point{plural})"
+        lines += [f"### {answer.grade_id}{points}", ""]
+        if answer.question:
+            lines += ["> " + line if line else ">" for line in answer.question.splitlines()]
+            lines.append("")
+        lines += [answer.text if answer.text else "_(no answer)_", ""]
+    return sanitize("\n".join(lines), 10**7), answers

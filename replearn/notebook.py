@@ -9,14 +9,36 @@ and ends with ``S.finish()``, which prints the numbers this run measured beside 
 notebook's header promises. ``run_notebook`` executes a notebook for real (nbclient) with a chosen
 preset and implementation; the tests run every notebook in ``smoke`` and ``make demo`` in
 ``cpu-quick``.
+
+The same set-up cell works unchanged on Colab, in a local Jupyter and in VS Code. The student's
+module is found in the course folder's ``starter_code/`` (a clone), else in a folder named by
+``$REPLEARN_STUDENT_DIR``, else by a short search of the working folder and Colab's ``/content``
+(an upload, or a clone one level down), else the cell asks for the folder once (then remembers it
+for the session). Its one line of output says what it found: preset, device, data, and which
+implementation was imported from where; it warns when that is not the student's file (a newer copy
+elsewhere, a package of the same name on ``sys.path``).
+
+Round trip: ``S.check("rotation")`` runs the public tests of one part (or ``S.check()`` all of
+them) through ``python -m autograder check``, with the grader's messages, and raises when one
+fails; ``S.package()`` builds the submission zip (see ``replearn.submit``). To let the packager
+prove that a notebook's outputs come from the submitted code, ``setup()`` and ``S.finish()``
+display a run record (mimetype ``application/vnd.replearn.run+json``: the imported file's sha256,
+the preset, the time) that the executed notebook keeps among its outputs.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
+import uuid
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -28,6 +50,10 @@ from replearn import __version__
 from replearn.presets import PRESET_ENV, Preset, get_preset
 
 RESULTS_ENV = "REPLEARN_RESULTS_PATH"  # where S.finish() writes its JSON summary (set by runners)
+RUN_MIMETYPE = "application/vnd.replearn.run+json"  # equals autograder.manifest.RUN_MIMETYPE
+# Folders searched for an uploaded or cloned student module besides the working folder: Colab's.
+SEARCH_ROOTS = ("/content",)
+_SKIP_SEARCH = {"solutions", "sample_data", "site-packages", "node_modules", "__pycache__"}
 
 # Where Colab installs the course package from: the release tag of this version.
 REPO_URL = "https://github.com/replearn-course/replearn"
@@ -80,6 +106,74 @@ class Session:
     records: list[Record] = field(default_factory=list)
     data_notes: list[str] = field(default_factory=list)
     _data_cache: dict = field(default_factory=dict, repr=False)
+    run_id: str = ""  # ties the finish record to this set-up's record in the notebook's outputs
+    course_root: str = ""  # the course folder, when one was found
+
+    @property
+    def impl_info(self) -> dict:
+        """``{"impl", "path", "sha256"}`` of the imported module ({} when none was imported)."""
+        info = getattr(self.impl, "__replearn_impl__", None)
+        return dict(info) if isinstance(info, dict) else {}
+
+    def _run_record(self, event: str, **extra) -> dict:
+        info = self.impl_info
+        return {
+            "event": event,
+            "run_id": self.run_id,
+            "module": self.module_name,
+            "impl": info.get("impl", ""),
+            "module_path": info.get("path", ""),
+            "module_sha256": info.get("sha256", ""),
+            "preset": self.preset.name,
+            "device": str(self.device),
+            "replearn": __version__,
+            "torch": torch.__version__,
+            "time": _utc_now(),
+            **extra,
+        }
+
+    # ---- round trip: self-check and packaging ----------------------------------------------
+    def check(self, part: str | None = None, *, timeout: float = 900) -> dict:
+        """Run the public tests of ``part`` (a function name or prefix, e.g. ``"rotation"``) or
+        of the whole assignment on the imported module, exactly as ``python -m autograder check``
+        does; print the grader's report and raise :class:`CheckFailed` when a test fails."""
+        path = self.impl_info.get("path")
+        if not path:
+            raise CheckFailed(f"nothing to check: {self.impl_note}")
+        return check(self.module_name, Path(path).parent, part=part, timeout=timeout)
+
+    def package(
+        self,
+        out: str | os.PathLike | None = None,
+        *,
+        notebooks: list[str | os.PathLike] | None = None,
+        artefacts: list[str | os.PathLike] | None = None,
+    ) -> Path:
+        """Build the submission zip of this assignment (see ``replearn.submit``).
+
+        Run it after ``S.finish()`` and after saving the notebook: it refuses a notebook file
+        that does not yet hold this run's outputs. Returns the zip's path.
+        """
+        from replearn import submit
+
+        info = self.impl_info
+        if info.get("impl") != "starter":
+            raise submit.SubmissionError(
+                f"this session ran {self.impl_note}; a submission is your own code: unset "
+                "REPLEARN_IMPL, restart the kernel and run the notebook again"
+            )
+        books = notebooks or _current_notebook(self.module_name, self.course_root)
+        sub = submit.package(
+            self.module_name,
+            out=out,
+            root=self.course_root or None,
+            student_dir=Path(info["path"]).parent,
+            notebooks=books,
+            artefacts=artefacts,
+            expect_run_id=self.run_id,
+        )
+        print(sub.describe())
+        return sub.path
 
     # ---- data -------------------------------------------------------------------------------
     def load_data(self, name: str | None = None, **kwargs):
@@ -132,10 +226,15 @@ class Session:
             shown = f"{r.value:.4f}" if isinstance(r.value, float) else str(r.value)
             flag = {None: "", True: "  ok", False: "  BELOW"}[r.ok]
             print(f"{r.name:<{width}}  {shown:>10}  {r.promised or '-'}{flag}")
-        print(
-            f"\ntotal time {summary['seconds']:.0f} s on {platform.node() or 'this machine'} "
+        closing = (
+            f"total time {summary['seconds']:.0f} s on {platform.node() or 'this machine'} "
             f"({os.cpu_count()} cores, device {self.device}), torch {torch.__version__}"
         )
+        print()
+        if self.run_id:
+            _emit(closing, self._run_record("finish", seconds=summary["seconds"]))
+        else:
+            print(closing)
         out = os.environ.get(RESULTS_ENV)
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +244,150 @@ class Session:
         return summary
 
 
+class CheckFailed(AssertionError):
+    """A public test failed in ``S.check()``; the message is the grader's."""
+
+
+class CheckResults(dict):
+    """The grader's results dict, shown in a notebook as its one-line total."""
+
+    def __repr__(self) -> str:
+        return f"public tests: {self.get('score', 0):g} / {self.get('max_score', 0):g} points"
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _kernel_shell():
+    """The IPython shell when running inside a Jupyter/Colab/VS Code kernel, else None."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return shell if shell is not None and hasattr(shell, "kernel") else None
+
+
+def _emit(line: str, record: dict) -> None:
+    """Show ``line``; inside a kernel, attach ``record`` (kept in the notebook's outputs)."""
+    if _kernel_shell() is None:
+        print(line)
+        return
+    from IPython.display import display
+
+    sys.stdout.flush()
+    # In the data bundle (front ends show the text/plain line) and, in case a front end drops
+    # unknown mimetypes on saving, in the output's metadata too.
+    display({"text/plain": line, RUN_MIMETYPE: record}, raw=True, metadata={RUN_MIMETYPE: record})
+
+
+# ---- finding the student's module -----------------------------------------------------------
+def _module_copies(module_name: str) -> list[Path]:
+    """``<module>.py`` files in the working folder and Colab's ``/content``, one level down,
+    and in ``starter_code/`` at either level (never in ``solutions/``)."""
+    bases = [Path.cwd(), *(Path(p) for p in SEARCH_ROOTS if Path(p).is_dir())]
+    folders: list[Path] = []
+    for base in bases:
+        folders += [base, base / "starter_code"]
+        try:
+            children = sorted(p for p in base.iterdir() if p.is_dir())[:200]
+        except OSError:
+            children = []
+        for child in children:
+            if child.name.startswith(".") or child.name in _SKIP_SEARCH:
+                continue
+            folders += [child, child / "starter_code"]
+    found: dict[Path, None] = {}
+    for folder in folders:
+        path = folder / f"{module_name}.py"
+        if path.is_file() and folder.name not in _SKIP_SEARCH:
+            found[path.resolve()] = None
+    return list(found)
+
+
+def _ask_for_folder(module_name: str, ask: Callable[[str], str]) -> Path | None:
+    prompt = f"Folder holding your {module_name}.py (Enter to skip): "
+    for _ in range(3):
+        try:
+            answer = ask(prompt).strip().strip("'\"")
+        except Exception:  # no stdin: a notebook run by nbclient, a script
+            return None
+        if not answer:
+            return None
+        folder = Path(answer).expanduser()
+        if folder.is_file() and folder.name == f"{module_name}.py":
+            folder = folder.parent
+        if (folder / f"{module_name}.py").is_file():
+            return folder.resolve()
+        print(f"{folder} has no {module_name}.py; try again")
+    return None
+
+
+def find_student_dir(
+    module_name: str,
+    *,
+    root: str | os.PathLike | None = None,
+    ask: Callable[[str], str] | None = None,
+) -> Path | None:
+    """Where the student's ``<module>.py`` is, when it is not in the course's ``starter_code/``.
+
+    Returns None when ``replearn.impl.load`` finds it by itself (``$REPLEARN_STUDENT_DIR``, or
+    ``starter_code/`` of the course folder). Otherwise searches the working folder and Colab's
+    ``/content`` (and one level below them, with or without ``starter_code/``); several copies:
+    the newest, with a warning naming the others. Nothing found: asks with ``ask`` (default:
+    ``input`` inside a notebook kernel, nobody elsewhere) and remembers the answer in
+    ``$REPLEARN_STUDENT_DIR`` for the rest of the session, so it asks once.
+    """
+    from replearn import impl as impl_mod
+
+    if os.environ.get(impl_mod.STUDENT_DIR_ENV):
+        return None
+    try:
+        if (impl_mod.find_root(root) / "starter_code" / f"{module_name}.py").is_file():
+            return None
+    except impl_mod.ImplError:
+        pass
+    copies = sorted(_module_copies(module_name), key=lambda p: p.stat().st_mtime, reverse=True)
+    if copies:
+        if len(copies) > 1:
+            warnings.warn(
+                f"found {len(copies)} copies of {module_name}.py; using the newest, {copies[0]} "
+                f"(others: {', '.join(map(str, copies[1:]))}). Set {impl_mod.STUDENT_DIR_ENV} "
+                "to choose another.",
+                stacklevel=3,
+            )
+        return copies[0].parent
+    if ask is None and _kernel_shell() is not None:
+        ask = input
+    folder = _ask_for_folder(module_name, ask) if ask is not None else None
+    if folder is not None:
+        os.environ[impl_mod.STUDENT_DIR_ENV] = str(folder)  # asked once per session
+    return folder
+
+
+def _newer_copies(module_name: str, loaded: Path, root) -> list[Path]:
+    """Other copies of the student module, newer than the imported file and different from it."""
+    from replearn import impl as impl_mod
+
+    candidates = set(_module_copies(module_name))
+    try:
+        candidates.add((impl_mod.find_root(root) / "starter_code" / f"{module_name}.py").resolve())
+    except impl_mod.ImplError:
+        pass
+    loaded = loaded.resolve()
+    data, mtime = loaded.read_bytes(), loaded.stat().st_mtime
+    return sorted(
+        p
+        for p in candidates
+        if p != loaded and p.is_file() and p.stat().st_mtime > mtime and p.read_bytes() != data
+    )
+
+
+def _data_note(preset: Preset) -> str:
+    from replearn.data import DATA_DIR_ENV, EMBEDDED_DATASET
+
+    folder = os.environ.get(DATA_DIR_ENV)
+    where = f"${DATA_DIR_ENV}={folder}" if folder else f"download, else {EMBEDDED_DATASET}"
+    return f"data {preset.dataset} ({where})"
+
+
 def setup(
     module_name: str,
     *,
@@ -152,11 +395,17 @@ def setup(
     impl: str | None = None,
     seed: int = 0,
     device: str | None = None,
+    root: str | os.PathLike | None = None,
+    student_dir: str | os.PathLike | None = None,
+    ask: Callable[[str], str] | None = None,
 ) -> Session:
     """The first cell of a notebook: choose preset, device and implementation; seed everything.
 
-    Prints one line saying what it found, for example
-    ``replearn 0.1.0 | preset cpu-quick | device cpu | torch 2.14.1 | student code: starter_code/x.py``.
+    Prints one line saying what it found, for example ``replearn 0.1.0 | preset cpu-quick |
+    device cpu | torch 2.14.1 | data cifar10-5k (download, else mnist-embedded) | x: your
+    implementation (starter) from /course/starter_code/x.py``, and warns when the imported file
+    is not the student's (a newer different copy elsewhere, a shadowing package). ``root``,
+    ``student_dir`` and ``ask`` are for special set-ups and tests (see :func:`find_student_dir`).
     """
     from replearn import impl as impl_mod
     from replearn.train import pick_device, seed_everything
@@ -164,17 +413,104 @@ def setup(
     chosen = get_preset(preset)
     dev = pick_device(device or chosen.device)
     generator = seed_everything(seed)
+    wanted = str(impl or os.environ.get(impl_mod.IMPL_ENV) or impl_mod.DEFAULT_IMPL).strip().lower()
     try:
-        module = impl_mod.load(module_name, impl)
+        if wanted == "starter" and student_dir is None:
+            student_dir = find_student_dir(module_name, root=root, ask=ask)
+        module = impl_mod.load(module_name, impl, root=root, student_dir=student_dir)
         impl_note = impl_mod.describe(module)
-        impl_mod.warn_if_shadowed(module_name)  # a stale copy or a package of the same name
+        impl_mod.warn_if_shadowed(module_name, root=root, student_dir=student_dir)
+        info = module.__replearn_impl__
+        if info["impl"] == "starter":
+            for newer in _newer_copies(module_name, Path(info["path"]), root):
+                warnings.warn(
+                    f"{newer} is newer than the imported {info['path']} and differs from it: "
+                    f"if that is the file you edit, set {impl_mod.STUDENT_DIR_ENV}="
+                    f"{newer.parent} (or delete the stale copy) and run this cell again",
+                    stacklevel=2,
+                )
     except Exception as err:  # the notebook still opens; the first call to the module says why
         module, impl_note = None, f"could not import {module_name}: {err}"
-    print(
-        f"replearn {__version__} | preset {chosen.name} | device {dev} | torch {torch.__version__}"
-        f" | {impl_note}"
+    try:
+        course_root = str(impl_mod.find_root(root))
+    except impl_mod.ImplError:
+        course_root = ""
+    session = Session(
+        module_name, chosen, dev, seed, module, impl_note, generator, course_root=course_root
     )
-    return Session(module_name, chosen, dev, seed, module, impl_note, generator)
+    session.run_id = uuid.uuid4().hex
+    line = (
+        f"replearn {__version__} | preset {chosen.name} | device {dev} | torch {torch.__version__}"
+        f" | {_data_note(chosen)} | {impl_note}"
+    )
+    _emit(line, session._run_record("setup"))
+    return session
+
+
+def check(
+    module_name: str,
+    submission: str | os.PathLike,
+    *,
+    part: str | None = None,
+    timeout: float = 900,
+) -> dict:
+    """``python -m autograder check <module> --submission <folder> [--part <part>]``, in a child
+    process (the course folder's own grader when there is one); prints its report, returns the
+    results and raises :class:`CheckFailed` with the failing tests' messages."""
+    from replearn import impl as impl_mod
+
+    cwd = None
+    try:
+        course = impl_mod.find_root()
+        if (course / "autograder" / "__main__.py").is_file():
+            cwd = course  # `python -m autograder` then imports the course folder's grader
+    except impl_mod.ImplError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="replearn-check-") as scratch:
+        results_path = Path(scratch) / "results.json"
+        command = [sys.executable, "-m", "autograder", "check", module_name]
+        command += ["--submission", str(Path(submission).resolve()), "--results", str(results_path)]
+        command += ["--part", part] if part else []
+        proc = subprocess.run(
+            command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if proc.returncode == 2:  # a usage error: unknown assignment or part (it lists them)
+            raise ValueError((proc.stderr or proc.stdout).strip()[-3000:])
+        if proc.returncode != 0 or not results_path.is_file():
+            raise CheckFailed((proc.stderr or proc.stdout).strip()[-3000:] or "the check failed")
+        results = json.loads(results_path.read_text())
+    print(proc.stdout.rstrip())
+    failed = [t for t in results.get("tests", []) if t.get("status") != "passed"]
+    if failed:
+        messages = "\n".join(f"{t['name']}:\n    {t.get('output', '')[:1500]}" for t in failed)
+        raise CheckFailed(f"{len(failed)} public test(s) failed:\n{messages}")
+    return CheckResults(results)
+
+
+def _current_notebook(module_name: str, course_root: str) -> list[Path] | None:
+    """The notebook this kernel runs, where the front end says so (VS Code, Jupyter, Colab).
+
+    None when unknown: the packager then searches the course's ``assignments/``.
+    """
+    shell = _kernel_shell()
+    if shell is None:
+        return None
+    vscode = shell.user_ns.get("__vsc_ipynb_file__")
+    if vscode and Path(vscode).is_file():
+        return [Path(vscode)]
+    session = os.environ.get("JPY_SESSION_NAME")  # set by jupyter_server >= 2
+    if session and session.endswith(".ipynb") and Path(session).is_file():
+        return [Path(session)]
+    if "google.colab" in sys.modules:  # the notebook lives in Drive: fetch what Colab holds
+        from google.colab import _message  # type: ignore[import-not-found]
+
+        nb = _message.blocking_request("get_ipynb", timeout_sec=60)["ipynb"]
+        names = sorted(Path(course_root, "assignments").glob("*.ipynb")) if course_root else []
+        name = next((p.name for p in names if f'setup("{module_name}")' in p.read_text()), None)
+        path = Path(tempfile.mkdtemp(prefix="replearn-colab-")) / (name or f"{module_name}.ipynb")
+        path.write_text(json.dumps(nb))
+        return [path]
+    return None
 
 
 # ---- executing notebooks ------------------------------------------------------------------------

@@ -469,3 +469,25 @@ def test_real_handout_builds_without_leaks(tmp_path):
     prefix = f"replearn-student-{release.project_version(REPO)}/"
     assert_no_leak(entries, prefix)
     assert_manifest(entries, prefix)
+
+
+@pytest.mark.slow
+def test_wheel_ships_public_tests_and_manifest_but_no_hidden_test_or_solution(tmp_path):
+    """What `pip install git+...` puts on a student's Colab: enough to self-check, no secrets."""
+    source = tmp_path / "src"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__"),
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "wheel"), str(source)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "replearn/data_manifest.json" in names
+    assert "autograder/tests/transfer_learning/test_public_transfer_learning.py" in names
+    assert "autograder/tests/transfer_learning/expected_public.agv" in names
+    assert not [n for n in names if "test_hidden" in n or n.startswith(("solutions/", "tests/"))]
