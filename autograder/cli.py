@@ -1,6 +1,6 @@
 """Command line: grade one submission, check locally, grade a batch, build a Gradescope zip.
 
-    python -m autograder grade SUBMISSION [--assignment NAME|all] [--results results.json]
+    python -m autograder grade SUBMISSION [--assignment NAME|all|auto] [--results results.json]
                                [--require-manifest]
     python -m autograder check NAME [--part PART] [--submission starter_code] [--results FILE]
     python -m autograder answers SUBMISSION [--out answers.md]
@@ -49,7 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--solutions-root", help="folder holding the reference <module>.py")
         if name == "grade":
             p.add_argument("submission", type=Path, help="folder or .zip of the student's files")
-            p.add_argument("--assignment", default="all")
+            p.add_argument(
+                "--assignment",
+                default="auto",
+                help="a name or alias, 'all', or 'auto' (default): the assignments whose module "
+                "files the submission holds (all of them if it holds none)",
+            )
             p.add_argument("--results", type=Path, default=Path("results.json"))
             p.add_argument("--seed", type=int, help="reuse a recorded hidden-test seed")
             p.add_argument("--budget", type=float, help="overall time budget in seconds")
@@ -98,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "grade":
-            targets = assignments.resolve(args.assignment)
+            targets = (
+                submitted_assignments(args.submission)
+                if args.assignment == "auto"
+                else assignments.resolve(args.assignment)
+            )
             data = grade_with_manifest(
                 args.submission,
                 targets,
@@ -318,3 +327,28 @@ def _record(targets, verify: bool = True) -> int:
             + ("" if ok else "  PROBLEM: the reference must score full marks both ways")
         )
     return 1 if failed else 0
+
+
+def submitted_assignments(source: Path) -> list:
+    """The assignments whose ``<module>.py`` a submission (folder or zip) holds; all if none.
+
+    Only file names are read (nothing is extracted or imported): a zip's member list, a folder's
+    file names. A submission of one assignment is then graded out of that assignment's points.
+    """
+    import zipfile
+
+    from autograder import assignments
+
+    source = Path(source)
+    try:
+        if zipfile.is_zipfile(source):
+            with zipfile.ZipFile(source) as archive:
+                names = {Path(n).name for n in archive.namelist()}
+        elif source.is_dir():
+            names = {p.name for p in source.rglob("*.py")}
+        else:
+            names = set()
+    except (OSError, zipfile.BadZipFile):
+        names = set()
+    options = assignments.resolve("all")
+    return [a for a in options if f"{a.module}.py" in names] or options

@@ -193,3 +193,21 @@ def test_reference_ten_times_identical(tmp_path):
     sub = make_reference_submission(tmp_path / "ref")
     scores = [grade(sub, tmp_path / f"r{i}.json")["score"] for i in range(10)]
     assert scores == [FULL_MARKS] * 10
+
+
+def test_grade_picks_the_assignments_a_submission_holds(tmp_path):
+    from autograder import assignments
+    from autograder.cli import submitted_assignments
+
+    everything = assignments.resolve("all")
+    one = everything[0]
+    archive = tmp_path / "one.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(f"work/{one.module}.py", "x = 1\n")
+        zf.writestr("notes.txt", "hello\n")
+    assert submitted_assignments(archive) == [one]
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / f"{everything[-1].module}.py").write_text("x = 1\n")
+    assert submitted_assignments(folder) == [everything[-1]]
+    assert submitted_assignments(tmp_path / "empty-or-missing") == everything

@@ -549,3 +549,49 @@ def test_run_records_are_read_from_the_data_bundle_or_the_output_metadata(course
     assert setup["event"] == "setup" and finish["run_id"] == setup["run_id"]
     nb["cells"][0]["outputs"][0]["metadata"] = {manifest.RUN_MIMETYPE: "not a record"}
     assert manifest.last_run(nb) == (None, None)
+
+
+@pytest.mark.slow
+def test_round_trip_of_a_real_assignment_completed_with_its_reference(tmp_path, monkeypatch):
+    """The same trip on a course assignment (pretext tasks): its real notebook, tests and grader."""
+    real = "pretext_tasks"
+    book = "03_pretext_tasks.ipynb"
+    for key in ("AUTOGRADER_TESTS_ROOT", "AUTOGRADER_SOLUTIONS_ROOT", "REPLEARN_IMPL"):
+        monkeypatch.delenv(key, raising=False)
+    course = tmp_path / "course"
+    for sub in ("starter_code", "assignments"):
+        (course / sub).mkdir(parents=True)
+    shutil.copy(REPO / "solutions" / f"{real}.py", course / "starter_code")  # "completed"
+    shutil.copy(REPO / "assignments" / book, course / "assignments")
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "REPLEARN_STUDENT_DIR": ""}
+
+    ran = notebook.run_notebook(
+        course / "assignments" / book,
+        course / "assignments" / book,
+        preset="smoke",
+        impl="starter",
+        extra_env={"REPLEARN_STUDENT_DIR": str(course / "starter_code")},
+        timeout=600,
+    )
+    assert ran.ok, ran.error
+    setup, finish = manifest.last_run(json.loads((course / "assignments" / book).read_text()))
+    assert setup["module_sha256"] == manifest.sha256_file(course / "starter_code" / f"{real}.py")
+    assert finish is not None and finish["run_id"] == setup["run_id"]
+
+    checked = run(
+        ["-m", "autograder", "check", real, "--submission", str(course / "starter_code")], env
+    )
+    assert checked.returncode == 0 and "Total:" in checked.stdout, checked.stdout[-2000:]
+
+    out = tmp_path / "submission.zip"
+    packed = run(["-m", "replearn.submit", real, "--root", str(course), "--out", str(out)], env)
+    assert packed.returncode == 0, packed.stderr[-2000:]
+    with zipfile.ZipFile(out) as archive:
+        assert {f"{real}.py", book, manifest.MANIFEST_NAME} <= set(archive.namelist())
+
+    results_path = tmp_path / "results.json"
+    graded = run(["-m", "autograder", "grade", str(out), "--results", str(results_path)], env)
+    assert graded.returncode == 0, graded.stderr[-2000:]
+    results = json.loads(results_path.read_text())
+    assert results["score"] == results["max_score"] > 0
+    assert results["extra_data"]["manifest"] == {"status": "verified", "problems": []}
