@@ -35,6 +35,7 @@ True
 from __future__ import annotations
 
 import datetime
+import gc
 import hashlib
 import math
 import os
@@ -166,10 +167,19 @@ def init_distributed(
     return World(rank, world_size, local_rank, wanted, dist.get_backend())
 
 
-def shutdown_distributed() -> None:
-    """Leave the process group (a no-op for a single process)."""
+def shutdown_distributed(wait_for_peers: bool = True) -> None:
+    """Leave the process group once every rank is done with it (a no-op for a single process).
+
+    Rank 0 still evaluates and saves after the other ranks finish training, so each rank first
+    frees what still holds the group (DDP's reducer sits in reference cycles), then waits at a
+    barrier: no rank tears its connections down while a peer may still use them. After an
+    error pass ``wait_for_peers=False``: the peers are blocked elsewhere and would never arrive.
+    """
     global _CONTROL_GROUP
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        if wait_for_peers and dist.get_world_size() > 1:
+            dist.barrier(group=_control_group())  # gloo, whatever the main backend
         dist.destroy_process_group()
     _CONTROL_GROUP = None
 

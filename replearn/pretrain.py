@@ -977,10 +977,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     world = distributed.init_distributed(settings.device)
     try:
         run_pretraining(settings, world)
-    finally:
-        distributed.shutdown_distributed()
+    except BaseException:
+        distributed.shutdown_distributed(wait_for_peers=False)
+        raise
+    distributed.shutdown_distributed()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if distributed.launched_by_torchrun():
+        # Everything is written and the group is closed. Skip the interpreter's teardown, where
+        # gloo's C++ threads can still be destroyed after Python's objects and abort the process
+        # ("terminate called without an active exception") once the work is done.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
