@@ -1,0 +1,230 @@
+"""Public tests of Assignment 5, masked autoencoders (they ship to students).
+
+Run them locally with the grader's one command (see the README). Each test names the functions it
+grades; tiny ViTs (16x16 images, 4x4 patches, width 16) stand in for the real one, so the file
+takes seconds. A test of the encoder, the decoder or the whole model swaps the other parts it
+calls (sine-cosine table, masking, loss) for trusted versions, so one mistake costs only the tests
+of that part.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from autograder.api import (
+    expect_close,
+    expect_tensor,
+    expect_true,
+    expected,
+    load_weights,
+    reference,
+)
+from autograder.probes import masked_autoencoders as probes
+
+REF = "masked_autoencoders"
+PROBES = "autograder.probes.masked_autoencoders"
+
+
+def unfold_patches(images: torch.Tensor, p: int) -> torch.Tensor:
+    """An independent patchify: torch's unfold ((C, p, p) order) re-ordered to MAE's (p, p, C)."""
+    n, c = images.shape[:2]
+    columns = F.unfold(images, kernel_size=p, stride=p)  # [N, C*p*p, L]
+    return columns.view(n, c, p, p, -1).permute(0, 4, 2, 3, 1).reshape(n, -1, p * p * c)
+
+
+def fold_images(patches: torch.Tensor, p: int, c: int) -> torch.Tensor:
+    """An independent unpatchify: MAE's (p, p, C) order re-ordered for torch's fold."""
+    n, length, _ = patches.shape
+    side = int(round(length**0.5)) * p
+    columns = patches.view(n, length, p, p, c).permute(0, 4, 2, 3, 1).reshape(n, c * p * p, length)
+    return F.fold(columns, output_size=(side, side), kernel_size=p, stride=p)  # [N, C, H, W]
+
+
+# ---- Part 1: patchify / unpatchify ----------------------------------------------------------
+
+
+@pytest.mark.weight(2)
+@pytest.mark.functions("patchify")
+def test_patchify_row_major_patches_in_p_p_c_order(student):
+    images = torch.rand(2, 3, 8, 8, generator=student.rng)  # [N, C, H, W]
+    got = student.call("patchify", images, 4)
+    expect_tensor(got, unfold_patches(images, 4), rtol=0, atol=0,
+                  name="patchify(images [2, 3, 8, 8], p=4) -> [2, 4, 48] (patches row by row, "
+                       "each flattened (p, p, C))")  # fmt: skip
+    wide = torch.rand(1, 2, 4, 6, generator=student.rng)  # a 2 x 3 grid of 2x2 patches
+    got = student.call("patchify", wide, 2)
+    expect_tensor(got, unfold_patches(wide, 2), rtol=0, atol=0,
+                  name="patchify(images [1, 2, 4, 6], p=2) -> [1, 6, 8] (non-square image)")  # fmt: skip
+
+
+@pytest.mark.weight(1)
+@pytest.mark.functions("unpatchify")
+def test_unpatchify_inverts_patchify(student):
+    patches = torch.rand(2, 9, 2 * 2 * 3, generator=student.rng)  # [N, L, p*p*C]
+    got = student.call("unpatchify", patches, 2, 3)
+    expect_tensor(got, fold_images(patches, 2, 3), rtol=0, atol=0,
+                  name="unpatchify(patches [2, 9, 12], p=2, C=3) -> [2, 3, 6, 6]")  # fmt: skip
+    grey = torch.rand(1, 4, 9, generator=student.rng)
+    got = student.call("unpatchify", grey, 3, 1)
+    expect_tensor(got, fold_images(grey, 3, 1), rtol=0, atol=0,
+                  name="unpatchify(patches [1, 4, 9], p=3, C=1) -> [1, 1, 6, 6]")  # fmt: skip
+
+
+# ---- Part 2: random masking -----------------------------------------------------------------
+
+
+@pytest.mark.weight(2)
+@pytest.mark.functions("random_masking")
+def test_random_masking_keeps_l_keep_tokens_and_restores_order(student):
+    tokens = torch.randn(3, 16, 4, generator=student.rng)  # [N, L, D]
+    got = student.probe(f"{PROBES}:masking", 7, tokens, 0.75)
+    visible, mask, ids_restore = got["visible"], got["mask"], got["ids_restore"]
+    expect_true(tuple(visible.shape) == (3, 4, 4),
+                f"visible must be [N, L_keep, D] = [3, 4, 4] for L = 16 and ratio 0.75, got "
+                f"{tuple(visible.shape)}")  # fmt: skip
+    expect_true(mask.dtype == torch.float32 and ids_restore.dtype == torch.int64,
+                f"mask must be float32 and ids_restore int64, got {mask.dtype} and "
+                f"{ids_restore.dtype}")  # fmt: skip
+    expect_true(bool((mask.sum(dim=1) == 12).all()),
+                f"every sample must have exactly L - L_keep = 12 masked tokens, got "
+                f"{mask.sum(dim=1).tolist()}")  # fmt: skip
+    # appending the removed tokens and unshuffling with ids_restore gives the input back
+    order = ids_restore.argsort(dim=1)  # [N, L] ids_shuffle
+    removed = tokens.gather(1, order[:, 4:, None].expand(-1, -1, 4))  # [N, L - L_keep, D]
+    restored = torch.cat([visible, removed], dim=1).gather(1, ids_restore[..., None].expand(-1, -1, 4))  # fmt: skip
+    expect_tensor(restored, tokens, rtol=0, atol=0,
+                  name="cat([visible, removed tokens]) unshuffled with ids_restore")  # fmt: skip
+    expect_tensor(mask, (ids_restore >= 4).float(), rtol=0, atol=0,
+                  name="mask (1 where the token's place in the shuffle is beyond L_keep)")  # fmt: skip
+    want = expected("masking", lambda: probes.masking(reference(REF), 7, tokens, 0.75))
+    expect_tensor(ids_restore, want["ids_restore"], rtol=0, atol=0,
+                  name="ids_restore for a seeded generator (noise = torch.rand((N, L), "
+                       "generator=generator), small noise kept)")  # fmt: skip
+
+
+# ---- Part 3: sine-cosine positions ----------------------------------------------------------
+
+
+def mae_sincos(dim: int, grid_size: int, cls_token: bool) -> torch.Tensor:
+    """MAE's ``get_2d_sincos_pos_embed`` (facebookresearch/mae, util/pos_embed.py) in numpy."""
+
+    def one_d(d: int, positions: np.ndarray) -> np.ndarray:
+        omega = 1.0 / 10000 ** (np.arange(d // 2, dtype=np.float64) / (d / 2.0))
+        out = np.outer(positions.reshape(-1), omega)
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    coords = np.arange(grid_size, dtype=np.float64)
+    grid = np.stack(np.meshgrid(coords, coords), axis=0)  # "here w goes first"
+    table = np.concatenate([one_d(dim // 2, grid[0]), one_d(dim // 2, grid[1])], axis=1)
+    if cls_token:
+        table = np.concatenate([np.zeros((1, dim)), table], axis=0)
+    return torch.from_numpy(table).float()
+
+
+@pytest.mark.weight(2)
+@pytest.mark.functions("sincos_pos_embed_2d")
+def test_sincos_pos_embed_matches_mae(student):
+    for dim, grid, cls_token in ((16, 4, True), (8, 3, False)):
+        got = student.call("sincos_pos_embed_2d", dim, grid, cls_token)
+        rows = grid * grid + int(cls_token)
+        expect_tensor(got, mae_sincos(dim, grid, cls_token), rtol=1e-5, atol=1e-6,
+                      name=f"sincos_pos_embed_2d({dim}, {grid}, cls_token={cls_token}) [{rows}, {dim}] "
+                           "(first half: the column, second half: the row; sines then cosines)")  # fmt: skip
+
+
+# ---- Part 4: encoder and decoder ------------------------------------------------------------
+
+
+@pytest.mark.weight(2)
+@pytest.mark.functions("MAEEncoder.forward")
+def test_encoder_forward_sees_only_visible_patches(student):
+    images = torch.rand(2, 3, 16, 16, generator=student.rng)  # [N, C, H, W]
+    got = student.probe(f"{PROBES}:encoder_forward", 3, images, 0.75)
+    want = expected("encoder", lambda: probes.encoder_forward(reference(REF), 3, images, 0.75))
+    expect_tensor(got["mask"], want["mask"], rtol=0, atol=0,
+                  name="mask [2, 16] (random_masking of the patch tokens with the generator)")  # fmt: skip
+    expect_tensor(got["latent"], want["latent"], rtol=1e-4, atol=1e-5,
+                  name="latent [2, 1 + 4, 16] (positions added before masking, cls token + its "
+                       "position row first, blocks, norm)")  # fmt: skip
+    expect_tensor(got["scrambled_latent"], got["latent"], rtol=1e-5, atol=1e-6,
+                  name="latent when the masked patches' pixels are replaced by noise (the encoder "
+                       "must not see masked patches)")  # fmt: skip
+
+
+@pytest.mark.weight(2)
+@pytest.mark.functions("MAEDecoder.forward")
+def test_decoder_forward_restores_order_with_mask_tokens(student):
+    latent = torch.randn(2, 1 + 4, 16, generator=student.rng)  # [N, 1 + L_keep, D]
+    ids_restore = torch.stack(
+        [torch.randperm(16, generator=student.rng) for _ in range(2)]
+    )  # [N, L]
+    got = student.probe(f"{PROBES}:decoder_forward", 4, latent, ids_restore)
+    want = expected("decoder", lambda: probes.decoder_forward(reference(REF), 4, latent, ids_restore))  # fmt: skip
+    expect_tensor(got["pred"], want["pred"], rtol=1e-4, atol=1e-5,
+                  name="decoder prediction [2, 16, 48] (embed, mask tokens appended, unshuffled "
+                       "with ids_restore, cls back in front, + pos_embed, blocks, norm, pred, cls "
+                       "dropped)")  # fmt: skip
+    expect_true(got["mask_token_grad"] is not None, "the prediction must depend on the mask token")
+    expect_tensor(got["latent_grad"], want["latent_grad"], rtol=1e-3, atol=1e-5,
+                  name="gradient of sum(pred^2) w.r.t. the latent")  # fmt: skip
+
+
+# ---- Part 5: the loss -----------------------------------------------------------------------
+
+
+@pytest.mark.weight(2)
+@pytest.mark.functions("mae_loss")
+def test_mae_loss_on_masked_patches_only(student):
+    images = torch.rand(2, 3, 8, 8, generator=student.rng)  # [N, C, H, W]
+    pred = torch.randn(2, 4, 48, generator=student.rng)  # [N, L, p*p*C]
+    mask = torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.0, 0.0]])  # [N, L]
+    for norm_pix in (False, True):
+        got = student.probe(f"{PROBES}:loss_with_grad", images, pred, mask, 4, norm_pix)
+        want = expected(f"mae_loss_{norm_pix}", lambda norm_pix=norm_pix: _loss_with_grad(images, pred, mask, norm_pix))  # fmt: skip
+        expect_close(got["output"], float(want["output"]), rtol=1e-5, atol=1e-6,
+                     name=f"mae_loss (norm_pix_loss={norm_pix}): mean over the 4 masked patches "
+                          "of each patch's mean squared error")  # fmt: skip
+        grad = got["grads"][0]
+        expect_true(grad is not None, "the loss must be differentiable with respect to pred")
+        expect_tensor(grad[mask == 0], torch.zeros(4, 48), rtol=0, atol=0,
+                      name="d loss / d pred on the VISIBLE patches (must be 0)")  # fmt: skip
+        expect_tensor(grad, want["grads"][0], rtol=1e-4, atol=1e-6, name=f"d loss / d pred (norm_pix_loss={norm_pix})")  # fmt: skip
+
+
+def _loss_with_grad(images, pred, mask, norm_pix):
+    pred = pred.clone().requires_grad_(True)
+    loss = reference(REF).mae_loss(images, pred, mask, 4, norm_pix)
+    loss.backward()
+    return {"output": loss.detach(), "grads": [pred.grad]}
+
+
+# ---- Part 6: the masked autoencoder ---------------------------------------------------------
+
+
+@pytest.mark.weight(1)
+@pytest.mark.functions("MaskedAutoencoder.forward")
+def test_masked_autoencoder_forward(student):
+    images = torch.rand(2, 3, 16, 16, generator=student.rng)  # [N, C, H, W]
+    got = student.probe(f"{PROBES}:mae_forward", 5, images, 0.75, True)
+    want = expected("mae_forward", lambda: probes.mae_forward(reference(REF), 5, images, 0.75, True))  # fmt: skip
+    expect_tensor(got["mask"], want["mask"], rtol=0, atol=0, name="'mask' [2, 16] from the encoder")
+    expect_tensor(got["pred"], want["pred"], rtol=1e-4, atol=1e-5, name="'pred' [2, 16, 48] from the decoder")  # fmt: skip
+    expect_close(got["loss"], want["loss"], rtol=1e-4, atol=1e-6,
+                 name="'loss': mae_loss(images, pred, mask, patch_size, norm_pix_loss=True)")  # fmt: skip
+    expect_true(got["grad"] is not None, "the loss must backpropagate into the encoder")
+
+
+@pytest.mark.weight(3)
+@pytest.mark.functions("MaskedAutoencoder.forward", "MAEEncoder.forward", "MAEDecoder.forward",
+                       "mae_loss", "random_masking", "patchify", "sincos_pos_embed_2d")  # fmt: skip
+def test_mae_smoke_train_reduces_the_masked_loss(student):
+    got = student.probe(f"{PROBES}:smoke_train", 0, 30, timeout=90)
+    trained = load_weights(probes.TrustedMAE(0), got["state_dict"], name="trained MAE")
+    # the parent scores fresh masks with its own model and loss, before and after training
+    before = probes.heldout_masked_loss(probes.TrustedMAE(0), 0, masks_seed=99)
+    after = probes.heldout_masked_loss(trained, 0, masks_seed=99)
+    expect_true(len(got["losses"]) == 30, f"expected 30 recorded losses, got {len(got['losses'])}")
+    expect_true(after < 0.2 * before,
+                f"after 30 MAE steps the masked-patch loss under fresh masks fell from {before:.3f} "
+                f"only to {after:.3f}; expected below {0.2 * before:.3f}")  # fmt: skip
