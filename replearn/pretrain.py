@@ -138,6 +138,11 @@ class PretrainMethod:
         evaluate: ``(module, encoder, data, cfg) -> {name: float}``, run by rank 0 at the end;
             None: no evaluation.
         grad_clip: the global gradient-norm clip, or None.
+        augment: ``(module, cfg, sample_images) -> (images, generator) -> images``, the batched
+            augmentation the step receives as ``ctx.augment``. Default: the module's
+            ``default_augment``.
+        backbone: whether ``build`` takes an encoder from ``--backbone``; False for methods
+            that build their own (MAE's ViT), which then get ``None``.
     """
 
     name: str
@@ -152,6 +157,10 @@ class PretrainMethod:
     evaluate: Callable[[types.ModuleType, nn.Module, ImageData, Any], dict] | None = None
     grad_clip: float | None = 5.0
     description: str = ""
+    augment: Callable[[types.ModuleType, Any, torch.Tensor], Callable] = (
+        lambda module, cfg, images: module.default_augment(cfg, images)
+    )
+    backbone: bool = True
 
 
 METHODS: dict[str, PretrainMethod] = {}
@@ -320,6 +329,45 @@ def _register_contrastive() -> None:
 
 
 _register_contrastive()
+
+
+# ---- Assignment 5: masked_autoencoders -------------------------------------------------------
+
+
+def _mae_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``masked_autoencoders.pretrain``'s step: each rank masks its share with its generator."""
+    x = ctx.module.as_float_images(images)  # [n, C, H, W]
+    return {"loss": ctx.trained(x, ctx.cfg.mask_ratio, ctx.generator)["loss"]}
+
+
+def _mae_optimizer(cfg: Any, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """MAE's AdamW: betas (0.9, 0.95), no weight decay on biases and norms (1-D tensors)."""
+    groups = [
+        {"params": [p for p in parameters if p.ndim > 1], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+register_method(
+    PretrainMethod(
+        name="mae",
+        module="masked_autoencoders",
+        config=lambda module, preset: module.MAEConfig.from_preset(preset),
+        budget=lambda cfg: cfg.pretrain_s,
+        build=lambda m, cfg, encoder, data: m.build_mae(
+            cfg, data.image_shape[-1], data.image_shape[0]
+        ),  # fmt: skip
+        step=_mae_step,
+        optimizer=_mae_optimizer,
+        evaluate=lambda m, encoder, data, cfg: m.evaluate_encoder(
+            encoder, data.x_train, data.y_train, data.x_test, data.y_test, cfg
+        ),  # fmt: skip
+        augment=lambda module, cfg, images: lambda x, generator=None: x,  # MAE: none
+        backbone=False,
+        description="masked autoencoder, a ViT on the visible patches (--backbone does not apply)",
+    )
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -596,7 +644,7 @@ def run_pretraining(settings: PretrainSettings, world: World | None = None) -> P
     if settings.backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {settings.backbone!r}; choose one of {sorted(BACKBONES)}")  # fmt: skip
     torch.manual_seed(settings.seed)  # the same initial weights, queue and targets on every rank
-    encoder = BACKBONES[settings.backbone](cfg, data.image_shape[0])
+    encoder = BACKBONES[settings.backbone](cfg, data.image_shape[0]) if method.backbone else None
     model = method.build(module, cfg, encoder, data).to(world.device)
     trained = method.trained(model)
     if settings.sync_bn and world.world_size > 1:
@@ -776,7 +824,7 @@ def run_pretraining(settings: PretrainSettings, world: World | None = None) -> P
         )
         pending.clear()
 
-    augment = module.default_augment(cfg, data.x_train[:1])  # the module's pipeline
+    augment = method.augment(module, cfg, data.x_train[:1])  # the module's pipeline
     forward.train()
     model.train()
     reason = stop_reason()

@@ -35,6 +35,8 @@ cl = impl.load("contrastive_learning", "solution")
 # two-block SmallCNN, global batch 16 (2 x 8), a 96-key queue.
 TINY = {"widths": "8,16", "queue_size": "96", "projection_dim": "16", "hidden_dim": "32",
         "simsiam_hidden_dim": "8"}  # fmt: skip
+# MAE's ViT at the same scale: 28x28 digits in 7x7 patches of 4, width 16, one block each side.
+TINY_MAE = {"dim": "16", "depth": "1", "heads": "2", "decoder_dim": "16", "decoder_heads": "2"}
 TINY_ARGS = [
     "--data", "mnist-embedded", "--preset", "smoke", "--batch-size", "16", "--budget-s", "0",
     *[arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")],
@@ -181,14 +183,15 @@ def test_two_process_losses_and_gradients_equal_one_process_on_the_global_batch(
 def _train_worker(world: World, methods: list[str], tmp: str) -> dict:
     states = {}
     for method in methods:
-        settings = tiny_settings(method, Path(tmp), max_steps=3)
+        overrides = dict(TINY_MAE) if method == "mae" else dict(TINY)
+        settings = tiny_settings(method, Path(tmp), max_steps=3, overrides=overrides)
         outcome = pretrain.run_pretraining(settings, world)
         states[method] = (outcome.model.state_dict(), outcome.history.steps_done, outcome.digest)
     return states
 
 
 def test_two_process_training_ends_with_identical_weights_on_both_ranks(tmp_path):
-    methods = ["simclr", "moco", "byol", "simsiam", "supervised"]
+    methods = ["simclr", "moco", "byol", "simsiam", "supervised", "mae"]
     rank0, rank1 = run_two_ranks(_train_worker, tmp_path, methods, str(tmp_path))
     for method in methods:
         (state0, steps0, digest0), (state1, steps1, digest1) = rank0[method], rank1[method]
@@ -334,8 +337,29 @@ def test_sharded_loader_splits_each_global_batch_into_rank_ordered_shares():
         pretrain.ShardedLoader(data, global_batch_size=10, rank=0, world_size=4)
 
 
+def test_mae_engine_step_is_the_module_forward_and_its_run_evaluates_the_vit(tmp_path):
+    mae = impl.load("masked_autoencoders", "solution")
+    entry = pretrain.METHODS["mae"]
+    cfg = pretrain.apply_overrides(mae.MAEConfig.from_preset(get_preset("smoke")), TINY_MAE)
+    images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(5))  # fmt: skip
+    data = type("Data", (), {"image_shape": (1, 28, 28)})()
+    torch.manual_seed(0)
+    model = entry.build(mae, cfg, None, data)
+    augment = entry.augment(mae, cfg, images)
+    ctx = pretrain.StepContext(mae, model, entry.trained(model), cfg, augment,
+                               torch.Generator().manual_seed(9), World())  # fmt: skip
+    ours = entry.step(ctx, augment(images, ctx.generator))["loss"]
+    theirs = model(mae.as_float_images(images), cfg.mask_ratio, torch.Generator().manual_seed(9))
+    torch.testing.assert_close(ours, theirs["loss"])
+    settings = tiny_settings("mae", tmp_path, max_steps=2, overrides=dict(TINY_MAE), evaluate=True)
+    outcome = pretrain.run_pretraining(settings)
+    assert outcome.history.steps_done == 2 and isinstance(outcome.encoder, mae.MAEEncoder)
+    assert set(outcome.metrics) == {"knn", "linear"}
+
+
 def test_method_table_and_overrides():
-    assert {"simclr", "moco", "byol", "simsiam", "supervised"} <= set(pretrain.METHODS)
+    assert {"simclr", "moco", "byol", "simsiam", "supervised", "mae"} <= set(pretrain.METHODS)
     with pytest.raises(ValueError, match="already registered"):
         pretrain.register_method(pretrain.METHODS["simclr"])
     with pytest.raises(ValueError, match="choose one of"):
