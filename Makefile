@@ -53,7 +53,9 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.augment_throughput
 	$(PY) -m benchmarks.backbone_speed
 	$(PY) -m benchmarks.grading_speed
+	$(PY) -m benchmarks.method_speed
 	$(PY) -m benchmarks.transfer_quality --preset $(PRESET)
+	$(PY) -m benchmarks.quality --preset $(PRESET)
 
 lock: $(STAMP)
 	@echo "Edit constraints.txt from: $(PY) -m pip freeze --exclude-editable"

@@ -1,0 +1,23 @@
+"""The side-by-side speed benchmark of the SSL methods runs, and its loss parity holds."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_method_speed_runs_both_contenders_and_losses_agree(monkeypatch, repo_root, tmp_path):
+    monkeypatch.syspath_prepend(str(repo_root))  # benchmarks/ is not an installed package
+    from benchmarks.method_speed import main
+
+    out = tmp_path / "speed.json"
+    report = main(["--methods", "byol", "mae", "--rounds", "1", "--steps", "1",
+                   "--loss-n", "64", "--loss-repeats", "1", "--out", str(out)])  # fmt: skip
+    assert json.loads(out.read_text())["methods"].keys() == {"byol", "mae"}
+    for row in report["methods"].values():
+        assert row["ours"] > 0 and row["lightly"] > 0
+        assert abs(row["ratio"] - row["ours"] / row["lightly"]) < 1e-9
+    assert len(report["losses"]) == 2
+    for name, row in report["losses"].items():
+        assert row["max_abs_loss_diff"] < 1e-5, name
+        assert row["max_abs_grad_diff"] < 1e-6, name
+    assert "| byol | 256 |" in out.with_suffix(".md").read_text()
