@@ -853,6 +853,7 @@ def open_clip_zero_shot(
     classnames: Sequence[str],
     templates: Sequence[str | Callable[[str], str]],
     batch_size: int = 256,
+    image_size: int = 224,
 ) -> dict[str, torch.Tensor]:
     """YOUR :func:`zero_shot_classifier` and :func:`zero_shot_predict` on an open_clip model.
 
@@ -861,7 +862,10 @@ def open_clip_zero_shot(
     on the same model, class names and templates (the tests check it).
 
     Args:
-        images: preprocessed ``[N, 3, S, S]`` (:func:`open_clip_preprocess`).
+        images: preprocessed ``[N, 3, S, S]`` (:func:`open_clip_preprocess`), or uint8
+            ``[N, 3, H, W]``, preprocessed here one batch at a time (all 10,000 CIFAR test
+            images at 224 x 224 in float32 would take 6 GB).
+        image_size: ``S`` for uint8 images (ViT-B/32: 224).
 
     Returns:
         ``{"weights": [D, K], "predictions": int64 [N], "image_features": [N, D]}``.
@@ -872,8 +876,12 @@ def open_clip_zero_shot(
         return F.normalize(model.encode_text(tokenizer(texts).to(device)), dim=-1)  # [M, D]
 
     weights = zero_shot_classifier(encode, list(classnames), templates)  # [D, K]
-    chunks = [F.normalize(model.encode_image(images[i : i + batch_size].to(device)), dim=-1)
-              for i in range(0, len(images), batch_size)]  # fmt: skip
+    raw = images.dtype == torch.uint8
+    chunks = []
+    for i in range(0, len(images), batch_size):
+        batch = images[i : i + batch_size].to(device)  # [B, 3, H, W]
+        batch = open_clip_preprocess(batch, image_size) if raw else batch  # [B, 3, S, S]
+        chunks.append(F.normalize(model.encode_image(batch), dim=-1))  # [B, D]
     features = torch.cat(chunks).float()  # [N, D]
     return {"weights": weights, "predictions": zero_shot_predict(features, weights).cpu(),
             "image_features": features.cpu()}  # fmt: skip
