@@ -23,9 +23,9 @@ What happens under torchrun (``W`` processes, ranks ``0 .. W-1``):
   identically on every rank; BatchNorm statistics are averaged over ranks after every step
   (``replearn.distributed.sync_batchnorm_stats``), or synchronised in the forward pass with
   ``--sync-bn`` (SyncBatchNorm, GPUs only; SimCLR's "global BN");
-* **losses**: NT-Xent (and CLIP's loss) gather the embeddings of every rank with gradients, so
-  the negatives are the global batch; MoCo enqueues the keys of every rank; BYOL and SimSiam
-  compare the two views of one image and need no gather;
+* **losses**: NT-Xent and CLIP's loss gather the embeddings of every rank with gradients, so
+  the negatives are the global batch; MoCo enqueues the keys of every rank; BYOL, SimSiam and
+  MAE compare an image with itself and need no gather;
 * **rank 0** logs, writes the checkpoint atomically (``replearn.train.save_checkpoint``),
   evaluates and saves the encoder; every rank resumes from rank 0's checkpoint (read by rank 0
   and broadcast, so other nodes need not see the file);
@@ -33,9 +33,13 @@ What happens under torchrun (``W`` processes, ranks ``0 .. W-1``):
   clock, broadcast every step, so that every rank takes the same number of steps at the same
   rates; ``check_replicas`` proves at the end that every rank holds bit-identical weights.
 
-Each method is a ``PretrainMethod`` in ``METHODS`` (SimCLR, MoCo, BYOL, SimSiam, the supervised
-baseline); a later assignment module adds its own with ``register_method``. Shapes: ``n``
-images on this rank, ``N = W n`` in the global batch, ``D`` embedding width, ``K`` queue length.
+Each method is a ``PretrainMethod`` in ``METHODS``: SimCLR, MoCo, BYOL, SimSiam (with and
+without the stop-gradient) and the supervised baseline (Assignment 4), MAE (Assignment 5) and the
+CLIP-style model (Assignment 6: a CIFAR image tower aligned to frozen sentence embeddings of
+captions; the captions are made from the class labels, so ``clip``, like ``supervised``, uses
+labels). Another module adds its own with ``register_method``. Shapes: ``n`` images on this
+rank, ``N = W n`` in the global batch, ``D`` embedding width, ``K`` queue length (MoCo) or
+classes (CLIP's caption table).
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from replearn import distributed
+from replearn import captions, distributed
 from replearn.backbones import SmallCNN, cifar_resnet18
 from replearn.data import ImageData, load_dataset
 from replearn.distributed import World
@@ -76,12 +80,14 @@ from replearn.train import (
 __all__ = [
     "BACKBONES",
     "METHODS",
+    "CaptionAlignedTower",
     "PretrainMethod",
     "PretrainOutcome",
     "PretrainSettings",
     "ShardedLoader",
     "StepContext",
     "apply_overrides",
+    "caption_table",
     "get_method",
     "main",
     "register_method",
@@ -134,7 +140,7 @@ class PretrainMethod:
         step: ``(StepContext, batch) -> {"loss": tensor, ...}``, one step's loss on this rank's
             share (scalars besides the loss are logged, averaged over ranks).
         optimizer: ``(cfg, parameters) -> torch.optim.Optimizer``.
-        tensors: ``data -> tensors`` the loader iterates (a batch is their rows).
+        tensors: ``(data, cfg) -> tensors`` the loader iterates (a batch is their rows).
         evaluate: ``(module, encoder, data, cfg) -> {name: float}``, run by rank 0 at the end;
             None: no evaluation.
         grad_clip: the global gradient-norm clip, or None.
@@ -142,7 +148,8 @@ class PretrainMethod:
             augmentation the step receives as ``ctx.augment``. Default: the module's
             ``default_augment``.
         backbone: whether ``build`` takes an encoder from ``--backbone``; False for methods
-            that build their own (MAE's ViT), which then get ``None``.
+            that build their own (MAE's ViT, CLIP's image tower), which then get ``None``.
+        batch_size: ``cfg -> int``, the default global batch (``--batch-size`` overrides it).
     """
 
     name: str
@@ -153,7 +160,9 @@ class PretrainMethod:
     step: Callable[[StepContext, Any], Mapping[str, Any]]
     optimizer: Callable[[Any, list[nn.Parameter]], torch.optim.Optimizer]
     trained: Callable[[nn.Module], nn.Module] = lambda model: model
-    tensors: Callable[[ImageData], tuple[torch.Tensor, ...]] = lambda data: (data.x_train,)
+    tensors: Callable[[ImageData, Any], tuple[torch.Tensor, ...]] = lambda data, cfg: (
+        data.x_train,
+    )
     evaluate: Callable[[types.ModuleType, nn.Module, ImageData, Any], dict] | None = None
     grad_clip: float | None = 5.0
     description: str = ""
@@ -161,6 +170,7 @@ class PretrainMethod:
         lambda module, cfg, images: module.default_augment(cfg, images)
     )
     backbone: bool = True
+    batch_size: Callable[[Any], int] = lambda cfg: cfg.batch_size
 
 
 METHODS: dict[str, PretrainMethod] = {}
@@ -323,7 +333,7 @@ def _register_contrastive() -> None:
         optimizer=lambda cfg, params: torch.optim.SGD(
             params, lr=cfg.supervised_lr, momentum=0.9, nesterov=True, weight_decay=5e-4
         ),  # fmt: skip
-        tensors=lambda data: (data.x_train, data.y_train),
+        tensors=lambda data, cfg: (data.x_train, data.y_train),
         description="the supervised baseline (labels, cross-entropy)",
     )
 
@@ -366,6 +376,148 @@ register_method(
         augment=lambda module, cfg, images: lambda x, generator=None: x,  # MAE: none
         backbone=False,
         description="masked autoencoder, a ViT on the visible patches (--backbone does not apply)",
+    )
+)
+
+
+# ---- Assignment 6: clip_zero_shot ------------------------------------------------------------
+
+
+class CaptionAlignedTower(nn.Module):
+    """``clip_zero_shot.train_cifar_aligned``'s model, shaped for DDP and a global-batch loss.
+
+    ``clip`` is the module's ``FrozenTextCLIP`` (its ``ImageEncoder`` and learnable
+    ``LogitScale``), the part that learns; ``caption_table`` holds the frozen sentence embeddings
+    of every prompt template filled with every class name, ``[K, M, D]`` (``K`` classes, ``M``
+    templates), computed once. ``FrozenTextCLIP.forward`` computes the one-process loss itself;
+    here ``forward`` stops before the loss and returns what ``distributed.clip_loss`` needs, so
+    that the negatives can come from every rank while DDP still sees the forward pass.
+    """
+
+    def __init__(self, clip: nn.Module, caption_table: torch.Tensor):
+        super().__init__()
+        if caption_table.ndim != 3:
+            raise ValueError(f"caption_table must be [K, M, D], got {tuple(caption_table.shape)}")
+        self.clip = clip
+        # recomputed from the frozen sentence encoder, so not saved in checkpoints
+        self.register_buffer("caption_table", caption_table, persistent=False)  # [K, M, D]
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The image tower: what transfers (its ``features`` are what a linear probe reads)."""
+        return self.clip.image_encoder
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``[n, C, H, W]`` in [0, 1] -> (image embeddings ``[n, D]``, logit scale ``[]``)."""
+        return self.clip.image_encoder(images), self.clip.logit_scale()  # [n, D], []
+
+
+def _heldout_ids(data: ImageData, cfg: Any) -> list[int]:
+    """Label ids of ``cfg.cifar_heldout``, the classes CLIP never sees a caption of."""
+    names = list(data.class_names)
+    unknown = [name for name in cfg.cifar_heldout if name not in names]
+    if unknown:
+        raise ValueError(
+            f"held-out classes {unknown} are not classes of {data.name} ({names}); choose some "
+            f"with --set cifar_heldout=NAME,NAME or hold none out with --set cifar_heldout="
+        )
+    return [names.index(name) for name in cfg.cifar_heldout]
+
+
+def _clip_tensors(data: ImageData, cfg: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images and labels of every class but the held-out ones."""
+    keep = ~torch.isin(data.y_train, torch.tensor(_heldout_ids(data, cfg), dtype=torch.int64))
+    return data.x_train[keep], data.y_train[keep]  # [N', C, H, W], [N']
+
+
+def caption_table(classnames: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:  # fmt: skip
+    """Frozen all-MiniLM-L6-v2 embeddings of every template x class name: ``[K, M, 384]``.
+
+    The table of ``clip_zero_shot.train_cifar_aligned`` (``replearn.captions.prompts``, class
+    by class, then ``sentence_embeddings``). Rank 0 embeds and broadcasts, so every rank trains
+    against the same numbers even where thread counts make float sums differ.
+    """
+    templates = list(captions.CIFAR_TEMPLATES if templates is None else templates)
+    table = None
+    if distributed.get_rank() == 0:
+        texts = captions.prompts(classnames, templates)  # [K * M] class by class
+        table = captions.sentence_embeddings(texts).view(len(classnames), len(templates), -1)
+    return distributed.broadcast_object(table)  # [K, M, 384]
+
+
+def _clip_build(m: types.ModuleType, cfg: Any, encoder: None, data: ImageData) -> CaptionAlignedTower:  # fmt: skip
+    _heldout_ids(data, cfg)  # a wrong class name fails before the sentence encoder loads
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed alone,
+        table = caption_table(data.class_names)  # [K, M, D] not on what loading the encoder draws
+    image_encoder = m.ImageEncoder(table.shape[-1], cfg.cifar_widths, data.image_shape[0])
+    return CaptionAlignedTower(m.FrozenTextCLIP(image_encoder), table)
+
+
+def _clip_step(ctx: StepContext, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:  # fmt: skip
+    """``train_cifar_aligned``'s step with the global batch's negatives.
+
+    Each image gets the caption "a template drawn at random, filled with its class name", whose
+    frozen embedding is the positive; the other captions of the GLOBAL batch are the negatives
+    (``distributed.clip_loss`` gathers both sides from every rank, with gradients). The template
+    is drawn before the augmentation, as the module's step does, from this step's generator.
+    """
+    images, labels = batch  # [n, C, H, W] uint8, [n]
+    table = ctx.model.caption_table  # [K, M, D]
+    which = torch.randint(table.shape[1], (len(labels),), generator=ctx.generator)  # [n]
+    texts = table[labels, which.to(labels.device)]  # [n, D] one caption per image
+    views = ctx.augment(ctx.module.as_float_images(images), ctx.generator)  # [n, C, H, W]
+    image_features, logit_scale = ctx.trained(views)  # [n, D], [] through DDP
+    loss = distributed.clip_loss(image_features, texts, logit_scale)
+    return {"loss": loss, "logit_scale": logit_scale.detach()}
+
+
+def _clip_optimizer(cfg: Any, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """``clip_zero_shot._adamw``: CLIP's betas (0.9, 0.98) and eps 1e-6 (Radford et al. 2021,
+    Table 19), no weight decay on biases, norms and the temperature (tensors < 2-D)."""
+    groups = [
+        {"params": [p for p in parameters if p.ndim > 1], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.cifar_lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def _clip_evaluate(m: types.ModuleType, encoder: nn.Module, data: ImageData, cfg: Any) -> dict:
+    """The notebook's protocol: a linear probe on the pooled features (every class labelled), and
+    zero-shot accuracies with the 18-template ensemble (``cifar_zero_shot``: the held-out classes
+    among their names and among all, the seen classes, all; chance is 1 / candidates)."""
+    metrics = {"linear": m.linear_probe_accuracy(encoder, data.x_train, data.y_train,
+                                                 data.x_test, data.y_test, cfg)}  # fmt: skip
+    if cfg.cifar_heldout:
+        scores = m.cifar_zero_shot(encoder, data.x_test, data.y_test, cfg.cifar_heldout,
+                                   classnames=data.class_names)  # fmt: skip
+        metrics.update({f"zero_shot_{k}": v for k, v in scores.items() if not k.startswith("chance")})  # fmt: skip
+    else:  # nothing held out: zero-shot over every class
+        from replearn.evaluate import extract_features
+
+        weights = m.zero_shot_classifier(m.sentence_encoder_fn, list(data.class_names), captions.CIFAR_TEMPLATES)  # fmt: skip
+        predicted = m.zero_shot_predict(extract_features(encoder, data.x_test), weights)  # [M]
+        metrics["zero_shot_all"] = float((predicted == data.y_test).float().mean())
+    return metrics
+
+
+register_method(
+    PretrainMethod(
+        name="clip",
+        module="clip_zero_shot",
+        config=lambda module, preset: module.CLIPConfig.from_preset(preset),
+        budget=lambda cfg: cfg.cifar_s,
+        build=_clip_build,
+        step=_clip_step,
+        optimizer=_clip_optimizer,
+        tensors=_clip_tensors,
+        evaluate=_clip_evaluate,
+        augment=lambda module, cfg, images: (
+            lambda x, generator=None: module.cifar_augment(generator)(x)
+        ),  # fmt: skip
+        backbone=False,
+        batch_size=lambda cfg: cfg.cifar_batch_size,
+        description="CLIP-style: image tower vs frozen sentence embeddings of captions made "
+        "from the labels, CLIP loss over the global batch (--backbone does not apply)",
     )
 )
 
@@ -481,7 +633,7 @@ class PretrainSettings:
     out_dir: str | None = "runs/pretrain"  # encoder weights, history and metrics; None: off
     overrides: dict[str, str] = field(default_factory=dict)  # cfg field -> value (``--set``)
     log_every: int = 20
-    evaluate: bool = True  # kNN and linear probe on the test split (rank 0, at the end)
+    evaluate: bool = True  # the method's evaluation on the test split (rank 0, at the end)
     verbose: bool = True
 
     def run_name(self, preset: Preset, data_name: str) -> str:
@@ -628,8 +780,8 @@ def run_pretraining(settings: PretrainSettings, world: World | None = None) -> P
     data = load_dataset(
         data_name, train_per_class=per_class, test_per_class=preset.test_per_class, seed=settings.seed
     )  # fmt: skip
-    tensors = method.tensors(data)
-    global_batch = settings.batch_size or cfg.batch_size
+    tensors = method.tensors(data, cfg)
+    global_batch = settings.batch_size or method.batch_size(cfg)
     global_batch = min(global_batch, len(tensors[0]) - len(tensors[0]) % world.world_size)
     loader = ShardedLoader(
         *tensors,
@@ -952,13 +1104,19 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m replearn.pretrain",
         description="Pretrain an encoder with one method, as one process or under torchrun "
         "(DistributedDataParallel). Every rank runs this same command.",
-        epilog="examples:\n"
+        epilog="methods:\n"
+        + "".join(f"  {name:<20} {m.description}\n" for name, m in sorted(METHODS.items()))
+        + "\nsupervised and clip use the labels: CLIP pretrains on image-caption pairs, and here\n"
+        "the captions are made from the class labels (a prompt template filled with the class\n"
+        "name, embedded by a frozen sentence encoder).\n\n"
+        "examples:\n"
         "  python -m replearn.pretrain --method simclr --data cifar10 --preset full\n"
-        "  torchrun --nproc_per_node 4 -m replearn.pretrain --method moco --preset full --sync-bn",
+        "  torchrun --nproc_per_node 4 -m replearn.pretrain --method moco --preset full --sync-bn\n"
+        "  torchrun --nproc_per_node 2 -m replearn.pretrain --method clip --set cifar_heldout=cat,truck",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
-    add("--method", required=True, choices=sorted(METHODS))
+    add("--method", required=True, choices=sorted(METHODS), help="see 'methods' below")
     add("--data", help="dataset name (cifar10, cifar10-5k, mnist, ...); default: the preset's")
     add("--preset", help="smoke, cpu-quick, colab, full; default $REPLEARN_PRESET or cpu-quick")
     add("--impl", choices=("solution", "starter"), help="whose module; default $REPLEARN_IMPL or solution")  # fmt: skip
@@ -979,7 +1137,11 @@ def _parser() -> argparse.ArgumentParser:
     add("--out-dir", default="runs/pretrain", help="encoder weights and summary; 'none': off")
     add("--set", action="append", default=[], metavar="FIELD=VALUE", help="change a config field, e.g. --set queue_size=8192 (repeatable)")  # fmt: skip
     add("--log-every", type=int, default=20)
-    add("--no-eval", action="store_true", help="skip the kNN / linear-probe evaluation")
+    add(
+        "--no-eval",
+        action="store_true",
+        help="skip the evaluation (kNN / linear probe / zero-shot)",
+    )
     add("--quiet", action="store_true")
     return parser
 

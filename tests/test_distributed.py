@@ -11,6 +11,7 @@ last checkpoint to the weights an uninterrupted run reaches.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from replearn import distributed, impl, pretrain
+from replearn import captions, distributed, impl, pretrain
 from replearn.distributed import World
 from replearn.presets import get_preset
 
@@ -37,6 +38,8 @@ TINY = {"widths": "8,16", "queue_size": "96", "projection_dim": "16", "hidden_di
         "simsiam_hidden_dim": "8"}  # fmt: skip
 # MAE's ViT at the same scale: 28x28 digits in 7x7 patches of 4, width 16, one block each side.
 TINY_MAE = {"dim": "16", "depth": "1", "heads": "2", "decoder_dim": "16", "decoder_heads": "2"}
+# CLIP's image tower at the same scale; digits 7, 8, 9 get no caption in training (zero-shot)
+TINY_CLIP = {"cifar_widths": "8,16", "cifar_heldout": "7,8,9"}
 TINY_ARGS = [
     "--data", "mnist-embedded", "--preset", "smoke", "--batch-size", "16", "--budget-s", "0",
     *[arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")],
@@ -358,8 +361,74 @@ def test_mae_engine_step_is_the_module_forward_and_its_run_evaluates_the_vit(tmp
     assert set(outcome.metrics) == {"knn", "linear"}
 
 
+def _clip_worker(world: World, tmp: str) -> dict:
+    settings = tiny_settings("clip", Path(tmp), max_steps=3, overrides=dict(TINY_CLIP))
+    outcome = pretrain.run_pretraining(settings, world)
+    return {"state": outcome.model.state_dict(), "steps": outcome.history.steps_done,
+            "digest": outcome.digest, "table": outcome.model.caption_table,
+            "losses": outcome.history.metric("loss")}  # fmt: skip
+
+
+def test_two_process_clip_run_ends_with_identical_replicas(tmp_path):
+    rank0, rank1 = run_two_ranks(_clip_worker, tmp_path, str(tmp_path))
+    assert rank0["steps"] == rank1["steps"] == 3 and rank0["digest"] == rank1["digest"]
+    assert rank0["losses"] == rank1["losses"]  # logged: the mean over ranks of the local losses
+    torch.testing.assert_close(rank0["table"], rank1["table"], rtol=0, atol=0)  # rank 0's, sent
+    assert rank0["state"].keys() == rank1["state"].keys()
+    for name in rank0["state"]:  # the image tower, its BatchNorm statistics, the temperature
+        assert torch.equal(rank0["state"][name], rank1["state"][name]), f"clip: {name} differs"
+    log_scale = rank0["state"]["clip.logit_scale.log_scale"]
+    assert log_scale.item() != pytest.approx(math.log(1 / 0.07), abs=1e-7)  # the temperature learns
+
+
+def test_clip_engine_step_is_the_module_forward_and_its_run_evaluates_zero_shot(tmp_path):
+    clip = impl.load("clip_zero_shot", "solution")
+    entry = pretrain.METHODS["clip"]
+    cfg = pretrain.apply_overrides(clip.CLIPConfig.from_preset(get_preset("smoke")), TINY_CLIP)
+    g = torch.Generator().manual_seed(5)
+    images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=g)  # [n, C, H, W]
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 0])  # [n] seen digits only
+    names = [str(digit) for digit in range(10)]
+    data = type("Data", (), {"image_shape": (1, 28, 28), "class_names": names, "name": "digits"})()
+    torch.manual_seed(0)
+    model = entry.build(clip, cfg, None, data)
+    assert isinstance(model.encoder, clip.ImageEncoder) and model.encoder.embed_dim == 384
+    texts = clip.sentence_encoder_fn([t.format(c="3") for t in captions.CIFAR_TEMPLATES])
+    torch.testing.assert_close(model.caption_table[3], texts)  # [18, 384] the module's text side
+    twin = copy.deepcopy(model)
+
+    augment = entry.augment(clip, cfg, images)
+    ctx = pretrain.StepContext(clip, model, entry.trained(model), cfg, augment,
+                               torch.Generator().manual_seed(9), World())  # fmt: skip
+    ours = entry.step(ctx, (images, labels))
+    ours["loss"].backward()
+    # train_cifar_aligned's step: a template per image, then the augmentation, same generator
+    generator = torch.Generator().manual_seed(9)
+    which = torch.randint(len(captions.CIFAR_TEMPLATES), (8,), generator=generator)  # [n]
+    view = clip.cifar_augment(generator)
+    theirs = twin.clip(view(clip.as_float_images(images)), twin.caption_table[labels, which])
+    theirs["loss"].backward()
+    torch.testing.assert_close(ours["loss"], theirs["loss"])
+    torch.testing.assert_close(ours["logit_scale"], theirs["logit_scale"])
+    for (name, a), b in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=f"clip: gradient of {name}")
+
+    settings = tiny_settings("clip", tmp_path, max_steps=2, overrides=dict(TINY_CLIP),
+                             evaluate=True, checkpoint=str(tmp_path / "clip.pt"))  # fmt: skip
+    outcome = pretrain.run_pretraining(settings)
+    assert outcome.history.steps_done == 2 and isinstance(outcome.encoder, clip.ImageEncoder)
+    assert set(outcome.metrics) == {"linear", "zero_shot_heldout", "zero_shot_seen",
+                                    "zero_shot_heldout_among_all", "zero_shot_all"}  # fmt: skip
+    assert all(0 <= value <= 1 for value in outcome.metrics.values())
+    run = torch.load(tmp_path / "clip.pt", weights_only=True)["run"]
+    assert run["num_samples"] == 140  # 20 digits of each of the 7 seen classes, none of 7, 8, 9
+    with pytest.raises(ValueError, match=r"held-out classes \['cat'\] are not classes"):
+        pretrain.run_pretraining(tiny_settings("clip", tmp_path, max_steps=1,
+                                               overrides={"cifar_heldout": "cat"}))  # fmt: skip
+
+
 def test_method_table_and_overrides():
-    assert {"simclr", "moco", "byol", "simsiam", "supervised", "mae"} <= set(pretrain.METHODS)
+    assert {"simclr", "moco", "byol", "simsiam", "supervised", "mae", "clip"} <= set(pretrain.METHODS)  # fmt: skip
     with pytest.raises(ValueError, match="already registered"):
         pretrain.register_method(pretrain.METHODS["simclr"])
     with pytest.raises(ValueError, match="choose one of"):
