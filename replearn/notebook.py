@@ -60,7 +60,7 @@ REPO_URL = "https://github.com/replearn-course/replearn"
 RELEASE_TAG = f"v{__version__}"
 
 
-def setup_cell_source(module_name: str) -> str:
+def setup_cell_source(module_name: str | None) -> str:
     """The first code cell of every notebook (one source: a test checks each notebook uses it).
 
     On Colab it pip-installs the package at the release tag; the package declares torch as a
@@ -76,8 +76,7 @@ def setup_cell_source(module_name: str) -> str:
         f'    %pip install -q "replearn[notebooks] @ git+{REPO_URL}@{RELEASE_TAG}"\n'
         "\n"
         "from replearn import notebook\n"
-        "\n"
-        f'S = notebook.setup("{module_name}")'
+        "\n" + (f'S = notebook.setup("{module_name}")' if module_name else "S = notebook.setup()")
     )
 
 
@@ -193,6 +192,12 @@ class Session:
         return self._data_cache[key]
 
     # ---- results ----------------------------------------------------------------------------
+    def note_data(self, note: str) -> None:
+        """Say which data a result came from when it was not loaded with :meth:`load_data` (a
+        saved benchmark, a run inside the course library)."""
+        print(note)
+        self.data_notes.append(note)
+
     def record(self, name: str, value, promised: str = "", *, at_least: float | None = None):
         """Note a headline number; ``at_least`` checks a promise such as "linear probe >= 0.75"."""
         ok = None if at_least is None else bool(float(value) >= at_least)
@@ -388,8 +393,12 @@ def _data_note(preset: Preset) -> str:
     return f"data {preset.dataset} ({where})"
 
 
+class _NoModule(Exception):
+    """Internal: ``setup()`` was called without a module name."""
+
+
 def setup(
-    module_name: str,
+    module_name: str | None = None,
     *,
     preset: str | None = None,
     impl: str | None = None,
@@ -414,7 +423,11 @@ def setup(
     dev = pick_device(device or chosen.device)
     generator = seed_everything(seed)
     wanted = str(impl or os.environ.get(impl_mod.IMPL_ENV) or impl_mod.DEFAULT_IMPL).strip().lower()
+    if module_name is None:  # a notebook that reads results (Assignment 7) has no student module
+        wanted = "none"
     try:
+        if module_name is None:
+            raise _NoModule
         if wanted == "starter" and student_dir is None:
             student_dir = find_student_dir(module_name, root=root, ask=ask)
         module = impl_mod.load(module_name, impl, root=root, student_dir=student_dir)
@@ -429,6 +442,8 @@ def setup(
                     f"{newer.parent} (or delete the stale copy) and run this cell again",
                     stacklevel=2,
                 )
+    except _NoModule:
+        module, impl_note = None, "no student module in this notebook"
     except Exception as err:  # the notebook still opens; the first call to the module says why
         module, impl_note = None, f"could not import {module_name}: {err}"
     try:
@@ -436,7 +451,7 @@ def setup(
     except impl_mod.ImplError:
         course_root = ""
     session = Session(
-        module_name, chosen, dev, seed, module, impl_note, generator, course_root=course_root
+        module_name or "", chosen, dev, seed, module, impl_note, generator, course_root=course_root
     )
     session.run_id = uuid.uuid4().hex
     line = (

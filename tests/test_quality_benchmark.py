@@ -1,4 +1,5 @@
-"""The one-protocol benchmark (`benchmarks/quality.py`): every method runs, and the report adds up."""
+"""The one-protocol comparison (`replearn.compare`, run by `benchmarks/quality.py` and read by
+Assignment 7's notebook): every method runs, and the report adds up."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ from replearn import data
 
 
 @pytest.fixture()
-def quality(monkeypatch, repo_root):
-    monkeypatch.syspath_prepend(str(repo_root))  # benchmarks/ is not an installed package
-    import benchmarks.quality as quality
+def quality():
+    import replearn.compare as quality
 
     return quality
 
@@ -86,3 +86,38 @@ def test_every_method_runs_under_the_protocol(quality, tmp_path):
             assert run["steps"] >= 1, name
         has_blocks = "block3_knn" in run
         assert has_blocks == (name not in {"autoencoder", "denoising autoencoder", "MAE"}), name
+
+
+def fake_result(scores: dict[str, tuple[float, float]], preset: str = "smoke") -> dict:
+    rows = {name: {"summary": {"knn": {"mean": k, "std": 0.0}, "linear": {"mean": lin, "std": 0.0}}}
+            for name, (k, lin) in scores.items()}  # fmt: skip
+    return {"preset": preset, "rows": rows, "seeds": [0], "budget_s": 1.0, "seconds": 1.0}
+
+
+def test_rankings_and_their_rank_correlation(quality):
+    same = fake_result({"a": (0.5, 0.6), "b": (0.4, 0.5), "c": (0.3, 0.4)})
+    assert quality.ranking(same, "knn") == ["a", "b", "c"]
+    assert quality.rank_correlation(same, "knn", "linear") == pytest.approx(1.0)
+    reversed_ = fake_result({"a": (0.5, 0.4), "b": (0.4, 0.5), "c": (0.3, 0.6)})
+    assert quality.rank_correlation(reversed_, "knn", "linear") == pytest.approx(-1.0)
+
+
+def test_load_or_run_reads_a_saved_comparison_of_the_same_preset(quality, tmp_path, capsys):
+    path = tmp_path / "quality.json"
+    path.write_text(json.dumps(fake_result({"a": (0.5, 0.6), "b": (0.4, 0.5), "c": (0.1, 0.2)})))
+    result = quality.load_or_run("smoke", path)
+    assert list(result["rows"]) == ["a", "b", "c"] and "read " in capsys.readouterr().out
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="delete it and run the benchmark again"):
+        quality.load_results(path)
+    with pytest.raises(FileNotFoundError, match="python -m benchmarks.quality"):
+        quality.load_results(tmp_path / "missing.json")
+
+
+def test_the_benchmark_script_is_the_library_comparison(repo_root):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "benchmarks.quality", "--help"], cwd=repo_root,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0 and "--budget-s" in out.stdout

@@ -262,6 +262,17 @@ def test_setup_line_says_preset_device_data_and_which_file(course, capsys):
     assert session.run_id and session.course_root == str(course)
 
 
+def test_setup_without_a_module_is_a_reading_notebook(course, capsys):
+    """Assignment 7 has no student module: the set-up cell is ``notebook.setup()``."""
+    assert notebook.setup_cell_source(None).endswith("S = notebook.setup()")
+    session = notebook.setup(preset="smoke", root=course)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.endswith("| no student module in this notebook")
+    assert session.impl is None and session.module_name == ""
+    session.note_data("data: a saved comparison")
+    assert session.summary()["data"] == ["data: a saved comparison"]
+
+
 def test_setup_finds_an_uploaded_or_cloned_module_and_asks_only_once(tmp_path, monkeypatch):
     monkeypatch.delenv("REPLEARN_STUDENT_DIR", raising=False)
     monkeypatch.delenv("REPLEARN_ROOT", raising=False)

@@ -1,0 +1,587 @@
+"""Which SSL method is best? Every method of the six assignments under one protocol.
+
+The comparison behind ``python -m benchmarks.quality`` and ``assignments/07_which_method_is_best.ipynb``
+(it lives in the library so that the notebook also runs where only the package is installed).
+
+The lecture's warning: comparisons between self-supervised methods are hard because papers change
+the backbone, the data, the budget and the evaluation all at once. Here only the objective
+changes. Every method:
+
+* starts from a fresh encoder of the SmallCNN family (``replearn.backbones.SmallCNN``, widths
+  32-64-128-256; two exceptions, named in each row: the autoencoders keep their own
+  convolutional encoder with a 256-d code, and MAE needs a ViT, because masking patches is its
+  point);
+* sees the same unlabelled images (``cifar10-5k``: 5,000 training images; labels only for the
+  rows marked "labels": supervised, and the CLIP-style model whose captions are made from them);
+* trains for the same wall-clock budget (``--budget-s``, 30 s per run in ``cpu-quick``) with its
+  own assignment's recipe (optimiser, batch, augmentation: ``<Assignment>Config.from_preset``),
+  with the same seeds;
+* is evaluated frozen with the same probes on the same 1,000 test images: kNN (cosine, k = 20,
+  temperature 0.1), a linear probe (L-BFGS logistic regression on standardised features, L2
+  2e-4 as in Assignments 3-6), and the few-label curve (linear probe on 1, 10 and 100 labelled
+  images per class), on the last block's pooled features, and kNN + linear on block 3 too (the
+  layer probed is one of the protocol choices the notebook discusses).
+
+Each method runs with each seed of ``--seeds`` (three by default); the table reports the mean and
+the sample standard deviation over seeds. Wall-clock budgets make the numbers depend on the
+machine and its load: every run records its steps and the load average before it.
+
+Run: ``python -m benchmarks.quality --preset cpu-quick`` (data from ``$REPLEARN_DATA_DIR``;
+about 14 minutes per seed on 2 idle cores). Writes ``build/bench/quality/quality.json``,
+``quality.md`` and two plots (``quality.png``, ``few_label.png``);
+``assignments/07_which_method_is_best.ipynb`` reads the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from replearn import data, impl
+from replearn.backbones import ConvBackbone, SmallCNN
+from replearn.evaluate import extract_features, few_label_curve, knn_accuracy, linear_probe
+from replearn.presets import Preset, get_preset
+
+OUT_DIR = Path("build/bench/quality")
+RESULTS = OUT_DIR / "quality.json"
+WIDTHS = (32, 64, 128, 256)  # the SmallCNN every conv method starts from
+PROBE_WEIGHT_DECAY = 2e-4  # the linear probe's L2 strength in Assignments 3-6 (sklearn's C = 1)
+KNN_K, KNN_TEMPERATURE = 20, 0.1
+FEW_LABELS = (1, 10, 100)  # labelled images per class of the few-label curve
+PROBE_BLOCK = 3  # the inner block probed besides the last one
+BUDGET_S = {"smoke": 1.0, "cpu-quick": 30.0}  # per run; other presets: preset.scaled(30)
+
+
+class BlockFeatures(nn.Module):
+    """A conv backbone's pooled block ``upto`` (``None``: the last) as ``images -> [N, D]``."""
+
+    def __init__(self, encoder: ConvBackbone, upto: int | None = None):
+        super().__init__()
+        self.encoder, self.upto = encoder, upto
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder.forward_features(x, upto=self.upto, pool=True)  # [N, D_b]
+
+
+class MethodFeatures(nn.Module):
+    """``images -> [N, D]`` through a callable of a trained model (codes, ViT features)."""
+
+    def __init__(self, model: nn.Module, fn: Callable[[nn.Module, torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.model, self.fn = model, fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.model, x)  # [N, D]
+
+
+@dataclass
+class Trained:
+    """What a method's run leaves for the probes: the last layer's features, and block 3's when
+    the encoder has blocks; the steps it did."""
+
+    features: nn.Module
+    block_features: nn.Module | None
+    steps: int | None
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    assignment: str  # where the method is taught
+    backbone: str
+    uses_labels: bool
+    run: Callable[[Context, int], Trained]
+
+
+@dataclass
+class Context:
+    """What every run shares: the data, the preset, the per-run budget and the modules."""
+
+    preset: Preset
+    budget_s: float
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    modules: dict
+
+    def module(self, name: str):
+        if name not in self.modules:
+            self.modules[name] = impl.load(name, "solution")
+        return self.modules[name]
+
+    def config(self, module: str, cls: str, **changes):
+        cfg = getattr(self.module(module), cls).from_preset(self.preset)
+        fields = {f.name for f in dataclasses.fields(cfg)}
+        if "widths" in fields and self.preset.name != "smoke":
+            changes.setdefault("widths", WIDTHS)
+        return dataclasses.replace(cfg, **changes)
+
+
+def _conv(encoder: ConvBackbone, steps: int | None) -> Trained:
+    encoder.eval()
+    return Trained(BlockFeatures(encoder), BlockFeatures(encoder, PROBE_BLOCK), steps)
+
+
+def _random_init(ctx: Context, seed: int) -> Trained:
+    torch.manual_seed(seed)
+    return _conv(SmallCNN(3, WIDTHS), None)
+
+
+def _autoencoder(kind: str) -> Callable[[Context, int], Trained]:
+    def run(ctx: Context, seed: int) -> Trained:
+        aec = ctx.module("autoencoders")
+        cfg = aec.AutoencoderConfig.from_preset(ctx.preset)
+        torch.manual_seed(seed)
+        model = aec.ConvAutoencoder(3, 32, cfg.cifar_widths, cfg.cifar_code)
+        history = aec.train_autoencoder(model, ctx.x_train, kind=kind, budget_s=ctx.budget_s,
+                                        batch_size=cfg.batch_size, lr=cfg.lr,
+                                        mask_fraction=cfg.mask_fraction, seed=seed)  # fmt: skip
+        model.eval()
+        return Trained(MethodFeatures(model, lambda m, x: m.encode(x)), None, history.steps_done)
+
+    return run
+
+
+def _pretext(task: str) -> Callable[[Context, int], Trained]:
+    def run(ctx: Context, seed: int) -> Trained:
+        cfg = ctx.config("pretext_tasks", "PretextConfig")
+        result = ctx.module("pretext_tasks").pretrain(task, ctx.x_train, cfg,
+                                                      budget_s=ctx.budget_s, seed=seed)  # fmt: skip
+        return _conv(result.encoder, result.history.steps_done)
+
+    return run
+
+
+def _generative(method: str) -> Callable[[Context, int], Trained]:
+    def run(ctx: Context, seed: int) -> Trained:
+        gen = ctx.module("generative_pretext")
+        cfg = ctx.config("generative_pretext", "GenerativeConfig")
+        if method == "deep-cluster":
+            result, _ = gen.deep_cluster(ctx.x_train, ctx.y_train, cfg, budget_s=ctx.budget_s,
+                                         seed=seed)  # fmt: skip
+        else:
+            result = gen.pretrain(method, ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed)
+        features = result.features.eval()
+        block = gen.LabFeatures(list(zip(features.encoders, features.channels)), upto=PROBE_BLOCK)
+        return Trained(features, block, result.history.steps_done)
+
+    return run
+
+
+def _contrastive(method: str) -> Callable[[Context, int], Trained]:
+    def run(ctx: Context, seed: int) -> Trained:
+        cfg = ctx.config("contrastive_learning", "ContrastiveConfig", knn_every=0)
+        labels = ctx.y_train if method == "supervised" else None
+        result = ctx.module("contrastive_learning").pretrain(
+            method, ctx.x_train, labels, cfg, budget_s=ctx.budget_s, seed=seed
+        )
+        return _conv(result.encoder, result.history.steps_done)
+
+    return run
+
+
+def _mae(ctx: Context, seed: int) -> Trained:
+    mae = ctx.module("masked_autoencoders")
+    cfg = mae.MAEConfig.from_preset(ctx.preset)
+    result = mae.pretrain(ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed)
+    encoder = result.encoder.eval()
+    return Trained(MethodFeatures(encoder, lambda m, x: m.forward_features(x)), None,
+                   result.history.steps_done)  # fmt: skip
+
+
+def _clip(ctx: Context, seed: int) -> Trained:
+    clip = ctx.module("clip_zero_shot")
+    cfg = clip.CLIPConfig.from_preset(ctx.preset)
+    cfg = dataclasses.replace(cfg, cifar_heldout=(),
+                              cifar_widths=cfg.cifar_widths if ctx.preset.name == "smoke" else WIDTHS)  # fmt: skip
+    result = clip.train_cifar_aligned(ctx.x_train, ctx.y_train, cfg, budget_s=ctx.budget_s,
+                                      seed=seed)  # fmt: skip
+    return _conv(result.model.image_encoder.backbone, result.history.steps_done)
+
+
+SMALLCNN = "SmallCNN"
+METHODS: tuple[Method, ...] = (
+    Method("random init", "-", SMALLCNN, False, _random_init),
+    Method("supervised", "A4 (baseline)", SMALLCNN, True, _contrastive("supervised")),
+    Method("autoencoder", "A2", "conv autoencoder, 256-d code", False, _autoencoder("ae")),
+    Method(
+        "denoising autoencoder", "A2", "conv autoencoder, 256-d code", False, _autoencoder("dae")
+    ),  # fmt: skip
+    Method("rotation", "A3", SMALLCNN, False, _pretext("rotation")),
+    Method("context (relative patch)", "A3", SMALLCNN, False, _pretext("context")),
+    Method("jigsaw", "A3", SMALLCNN, False, _pretext("jigsaw")),
+    Method("exemplar", "A3", SMALLCNN, False, _pretext("exemplar")),
+    Method("inpainting", "A3 II", SMALLCNN, False, _generative("inpainting")),
+    Method("colorization", "A3 II", SMALLCNN + " on L", False, _generative("color-class")),
+    Method("split-brain", "A3 II", "two half-width SmallCNNs", False, _generative("split-brain")),
+    Method("deep clustering", "A3 II", SMALLCNN, False, _generative("deep-cluster")),
+    Method("SimCLR", "A4", SMALLCNN, False, _contrastive("simclr")),
+    Method("MoCo", "A4", SMALLCNN, False, _contrastive("moco")),
+    Method("BYOL", "A4", SMALLCNN, False, _contrastive("byol")),
+    Method("SimSiam", "A4", SMALLCNN, False, _contrastive("simsiam")),
+    Method("MAE", "A5", "ViT (patch 4, width 128, 4 blocks)", False, _mae),
+    Method("CLIP-style (captions from labels)", "A6", SMALLCNN, True, _clip),
+)
+
+
+def method_names() -> list[str]:
+    return [m.name for m in METHODS]
+
+
+def machine_info() -> dict:
+    """Platform, CPU count, torch version and threads, load average, GPU (as the benchmarks)."""
+    info = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "load_average_1min": load_average()}  # fmt: skip
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def load_average() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def evaluate(
+    trained: Trained,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    seed: int,
+    probe_iters: int,
+) -> dict:
+    """The one protocol: kNN, linear probe and few-label curve on the last layer; kNN and
+    linear on block 3."""
+    scores: dict = {}
+    layers = {"": trained.features, f"block{PROBE_BLOCK}_": trained.block_features}
+    for prefix, module in layers.items():
+        if module is None:
+            continue
+        f_train = extract_features(module, x_train, batch_size=500)  # [N, D]
+        f_test = extract_features(module, x_test, batch_size=500)  # [M, D]
+        scores[prefix + "knn"] = knn_accuracy(f_train, y_train, f_test, y_test, k=KNN_K,
+                                              temperature=KNN_TEMPERATURE)  # fmt: skip
+        scores[prefix + "linear"] = linear_probe(f_train, y_train, f_test, y_test,
+                                                 weight_decay=PROBE_WEIGHT_DECAY,
+                                                 max_iter=probe_iters).test_accuracy  # fmt: skip
+        if not prefix:
+            smallest = int(torch.bincount(y_train).min())
+            per_class = [n for n in FEW_LABELS if n <= smallest]
+            curve = few_label_curve(f_train, y_train, f_test, y_test, per_class=per_class,
+                                    seeds=(seed,), probe_kwargs={"weight_decay": PROBE_WEIGHT_DECAY,
+                                                                 "max_iter": probe_iters})  # fmt: skip
+            for n, acc in zip(curve["per_class"], curve["mean"]):
+                scores[f"few_{n}"] = float(acc)
+    return {k: float(v) for k, v in scores.items()}
+
+
+def summarise(runs: Sequence[dict]) -> dict:
+    """Mean and sample standard deviation over seeds of every number the runs share."""
+    keys = [k for k in runs[0] if isinstance(runs[0][k], (int, float)) and k != "seed"]
+    out = {}
+    for key in keys:
+        values = [float(r[key]) for r in runs if r.get(key) is not None]
+        if values:
+            out[key] = {"mean": statistics.fmean(values),
+                        "std": statistics.stdev(values) if len(values) > 1 else 0.0}  # fmt: skip
+    return out
+
+
+def run(
+    preset: Preset | str = "cpu-quick",
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    budget_s: float | None = None,
+    methods: Sequence[str] | None = None,
+    out: str | Path | None = RESULTS,
+    plots: bool = True,
+    verbose: bool = True,
+) -> dict:
+    """Train and probe ``methods`` (default: all) with every seed; the result as plain data.
+
+    ``budget_s``: seconds of pretraining per method and seed (default 30 in ``cpu-quick``, 1 in
+    ``smoke``, ``preset.scaled(30)`` otherwise). ``out``: where the JSON goes (with the markdown
+    table and, with ``plots``, the figures beside it); ``None`` writes nothing.
+    """
+    preset = get_preset(preset)
+    budget = float(budget_s) if budget_s is not None else BUDGET_S.get(preset.name, preset.scaled(30))  # fmt: skip
+    chosen = METHODS
+    if methods is not None:
+        unknown = sorted(set(methods) - set(method_names()))
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; choose from {method_names()}")
+        chosen = tuple(m for m in METHODS if m.name in methods)
+    if not seeds:
+        raise ValueError("give at least one seed")
+    machine = machine_info()
+    cifar = data.load_dataset(preset.dataset, train_per_class=preset.train_per_class,
+                              test_per_class=preset.test_per_class, seed=0)  # fmt: skip
+    say = print if verbose else (lambda *a, **k: None)
+    say(cifar.summary(), flush=True)
+    ctx = Context(preset, budget, cifar.x_train, cifar.y_train, {})
+    probe_iters = 10 if preset.name == "smoke" else 100
+    started = time.perf_counter()
+    rows: dict[str, dict] = {}
+    for method in chosen:
+        runs = []
+        for seed in seeds:
+            load_before, t0 = load_average(), time.perf_counter()
+            torch.manual_seed(seed)
+            trained = method.run(ctx, seed)
+            train_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            scores = evaluate(trained, cifar.x_train, cifar.y_train, cifar.x_test, cifar.y_test,
+                              seed, probe_iters)  # fmt: skip
+            record = {"seed": seed, **scores, "steps": trained.steps, "train_s": round(train_s, 1),
+                      "eval_s": round(time.perf_counter() - t1, 1), "load_before": load_before}  # fmt: skip
+            runs.append(record)
+            say(f"{method.name} (seed {seed}): kNN {scores['knn']:.3f}, linear "
+                f"{scores['linear']:.3f}, {trained.steps} steps in {train_s:.0f} s", flush=True)  # fmt: skip
+        rows[method.name] = {"assignment": method.assignment, "backbone": method.backbone,
+                             "uses_labels": method.uses_labels,
+                             "budget_s": 0.0 if method.name == "random init" else budget,
+                             "runs": runs, "summary": summarise(runs)}  # fmt: skip
+    result = {
+        "preset": preset.name, "dataset": cifar.name, "source": cifar.source,
+        "train_images": len(cifar.y_train), "test_images": len(cifar.y_test),
+        "budget_s": budget, "seeds": list(seeds), "few_labels": list(FEW_LABELS),
+        "probe_block": PROBE_BLOCK,
+        "protocol": {"knn_k": KNN_K, "knn_temperature": KNN_TEMPERATURE,
+                     "linear_weight_decay": PROBE_WEIGHT_DECAY, "probe_iters": probe_iters},
+        "machine": {**machine, "load_average_1min_end": load_average(),
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
+        "rows": rows, "seconds": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        temporary = out.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(result, indent=2, default=str))
+        os.replace(temporary, out)
+        out.with_suffix(".md").write_text(markdown(result))
+        if plots:
+            plot(result, out.parent)
+    return result
+
+
+def load_results(path: str | Path = RESULTS) -> dict:
+    """A saved comparison (``run``'s JSON), with a clear error when it is missing or broken."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `python -m benchmarks.quality "
+                                "--preset cpu-quick` (about 14 minutes per seed) or `make bench`")  # fmt: skip
+    try:
+        result = json.loads(path.read_text())
+        result["rows"], result["preset"]  # noqa: B018
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is not a comparison written by replearn.compare ({err}); "
+                         "delete it and run the benchmark again") from err  # fmt: skip
+    return result
+
+
+# What the notebook trains itself when no saved comparison is there: a few methods that span
+# the lecture (labels, a pretext task, a contrastive and a Siamese method, masking), one seed.
+NOTEBOOK_METHODS = ("random init", "supervised", "rotation", "SimCLR", "SimSiam", "MAE")
+NOTEBOOK_BUDGET_S = {"smoke": 1.0, "cpu-quick": 20.0}
+
+
+def default_results_path() -> Path:
+    """Where ``python -m benchmarks.quality`` writes by default, in the course folder when there
+    is one (a notebook's working directory is ``assignments/``)."""
+    try:
+        return impl.find_root() / RESULTS
+    except impl.ImplError:
+        return RESULTS
+
+
+def load_or_run(preset: Preset | str, path: str | Path = RESULTS, seed: int = 0) -> dict:
+    """The saved comparison at ``path`` when it was made with ``preset``; otherwise a smaller one
+    run now (``NOTEBOOK_METHODS``, one seed, ``NOTEBOOK_BUDGET_S`` per method) and not saved."""
+    preset = get_preset(preset)
+    path = Path(path)
+    if path.is_file():
+        result = load_results(path)
+        if result["preset"] == preset.name:
+            print(f"read {path}: {len(result['rows'])} methods, seeds {result['seeds']}, "
+                  f"{result['budget_s']:g} s each, measured in {result['seconds']:.0f} s")  # fmt: skip
+            return result
+        print(f"{path} was measured with preset {result['preset']}, not {preset.name}: running "
+              "a smaller comparison now")  # fmt: skip
+    budget = NOTEBOOK_BUDGET_S.get(preset.name, preset.scaled(60))
+    return run(preset, (seed,), budget_s=budget, methods=NOTEBOOK_METHODS, out=None)
+
+
+def mean(result: dict, method: str, key: str) -> float:
+    """The mean over seeds of ``key`` ("knn", "linear", "few_1", "block3_linear", ...)."""
+    summary = result["rows"][method]["summary"]
+    return summary[key]["mean"] if key in summary else float("nan")
+
+
+def ranking(result: dict, key: str = "linear") -> list[str]:
+    """Method names, best first, by the mean of ``key`` (methods without it are left out)."""
+    names = [n for n in result["rows"] if key in result["rows"][n]["summary"]]
+    return sorted(names, key=lambda n: -mean(result, n, key))
+
+
+def rank_correlation(result: dict, key_a: str, key_b: str) -> float:
+    """Spearman's rank correlation of the methods' scores under two probes (1: same order)."""
+    names = [n for n in result["rows"] if {key_a, key_b} <= result["rows"][n]["summary"].keys()]
+    if len(names) < 3:
+        return float("nan")
+    ranks = []
+    for key in (key_a, key_b):
+        order = torch.tensor([mean(result, n, key) for n in names]).argsort()
+        rank = torch.empty(len(names))
+        rank[order] = torch.arange(len(names), dtype=torch.float32)
+        ranks.append(rank - rank.mean())
+    return float((ranks[0] @ ranks[1]) / (ranks[0].norm() * ranks[1].norm()))
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu-quick")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="seconds of pretraining per method and seed (default: 30 in "
+                             "cpu-quick, 1 in smoke, preset.scaled(30) otherwise)")  # fmt: skip
+    parser.add_argument("--methods", nargs="*", default=None, metavar="NAME",
+                        help=f"a subset, by name: {method_names()}")  # fmt: skip
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    if args.methods:
+        unknown = sorted(set(args.methods) - set(method_names()))
+        if unknown:
+            parser.error(f"unknown methods {unknown}; choose from {method_names()}")
+    result = run(args.preset, args.seeds, budget_s=args.budget_s, methods=args.methods or None,
+                 out=args.out, plots=not args.no_plots)  # fmt: skip
+    print(markdown(result))
+    return result
+
+
+def _cell(summary: dict, key: str, pct: bool = True) -> str:
+    if key not in summary:
+        return "-"
+    mean, std = summary[key]["mean"], summary[key]["std"]
+    scale = 100 if pct else 1
+    if math.isnan(mean):
+        return "-"
+    text = f"{scale * mean:.1f}" if pct else f"{mean:.0f}"
+    return text + (f" ± {scale * std:.1f}" if std and pct else "")
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    seeds = result["seeds"]
+    lines = [
+        f"Every method for {result['budget_s']:g} s per run on {result['dataset']} "
+        f"({result['train_images']} train / {result['test_images']} test), preset "
+        f"{result['preset']}, seeds {seeds} (mean ± sample std); {m['cpu_count']} CPUs, torch "
+        f"{m['torch']} with {m['torch_threads']} threads, load average "
+        f"{m['load_average_1min']:.1f} at the start and {m['load_average_1min_end']:.1f} at the "
+        f"end, total {result['seconds']:.0f} s. Accuracies in %; kNN and linear on the last "
+        f"layer; block {result['probe_block']} probed the same way.",
+        "",
+        "| method | taught in | backbone | labels | steps | kNN | linear | "
+        + " | ".join(f"linear {n}/class" for n in result["few_labels"])
+        + f" | kNN block {result['probe_block']} | linear block {result['probe_block']} |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(result["few_labels"]) + "---|---|",
+    ]
+    block = f"block{result['probe_block']}_"
+    for name, row in result["rows"].items():
+        s = row["summary"]
+        few = " | ".join(_cell(s, f"few_{n}") for n in result["few_labels"])
+        lines.append(
+            f"| {name} | {row['assignment']} | {row['backbone']} | "
+            f"{'yes' if row['uses_labels'] else 'no'} | {_cell(s, 'steps', pct=False)} | "
+            f"{_cell(s, 'knn')} | {_cell(s, 'linear')} | {few} | "
+            f"{_cell(s, block + 'knn')} | {_cell(s, block + 'linear')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _sorted_rows(result: dict, key: str = "linear") -> list[tuple[str, dict]]:
+    return sorted(result["rows"].items(), key=lambda kv: kv[1]["summary"][key]["mean"])
+
+
+def figure_scores(result: dict):
+    """kNN and linear probe per method (mean ± std over seeds), sorted by the linear probe."""
+    from replearn.viz import _new_figure
+
+    rows = _sorted_rows(result)
+    fig = _new_figure(8, 0.35 * len(rows) + 1.5)
+    ax = fig.add_subplot()
+    y = torch.arange(len(rows)).float()
+    for offset, key, colour in ((-0.2, "knn", "tab:blue"), (0.2, "linear", "tab:orange")):
+        means = [100 * r["summary"][key]["mean"] for _, r in rows]
+        stds = [100 * r["summary"][key]["std"] for _, r in rows]
+        ax.barh(y + offset, means, height=0.4, xerr=stds, color=colour, label=key)
+    ax.set(yticks=y.tolist(), yticklabels=[name for name, _ in rows], xlabel="test accuracy (%)",
+           title=f"{result['dataset']}, {result['budget_s']:g} s per method, "
+                 f"{len(result['seeds'])} seed(s)")  # fmt: skip
+    ax.legend(loc="lower right")
+    return fig
+
+
+def figure_few_label(result: dict):
+    """Linear-probe accuracy against labelled images per class, one line per method."""
+    from replearn.viz import _new_figure
+
+    fig = _new_figure(6.5, 4.2)
+    ax = fig.add_subplot()
+    for name, row in _sorted_rows(result)[::-1]:
+        points = [(n, row["summary"][f"few_{n}"]["mean"]) for n in result["few_labels"]
+                  if f"few_{n}" in row["summary"]]  # fmt: skip
+        if points:
+            ax.plot([n for n, _ in points], [100 * a for _, a in points], marker="o", label=name)
+    ax.set(xscale="log", xlabel="labelled images per class", ylabel="linear probe accuracy (%)",
+           title="few-label curve (same frozen features)")  # fmt: skip
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def figure_blocks(result: dict):
+    """Linear probe on block 3 against the last block, for the encoders that have blocks."""
+    from replearn.viz import _new_figure
+
+    block = f"block{result['probe_block']}_linear"
+    names = [n for n, r in result["rows"].items() if block in r["summary"]]
+    fig = _new_figure(5.5, 5)
+    ax = fig.add_subplot()
+    last = [100 * mean(result, n, "linear") for n in names]
+    inner = [100 * mean(result, n, block) for n in names]
+    ax.scatter(last, inner)
+    for name, x, y in zip(names, last, inner):
+        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    low, high = min(last + inner) - 2, max(last + inner) + 2
+    ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
+    ax.set(xlabel="linear probe, last block (%)", ylabel=f"linear probe, block {result['probe_block']} (%)",
+           title="which layer is probed (above the line: the inner block is better)")  # fmt: skip
+    return fig
+
+
+def plot(result: dict, folder: Path) -> list[Path]:
+    """``quality.png``, ``few_label.png`` and ``blocks.png`` in ``folder``."""
+    from replearn.viz import save_figure
+
+    figures = {"quality.png": figure_scores, "few_label.png": figure_few_label,
+               "blocks.png": figure_blocks}  # fmt: skip
+    return [
+        save_figure(make(result), Path(folder) / name, dpi=120) for name, make in figures.items()
+    ]
+
+
+if __name__ == "__main__":
+    main()
