@@ -24,7 +24,8 @@ Below the student parts (marked "Given") are the experiment settings per preset
 captioned shapes with both towers (:func:`train_shapes`) and on CIFAR-10 aligned to a frozen
 pretrained sentence encoder (:func:`train_cifar_aligned`), their evaluations
 (:func:`shapes_zero_shot`, :func:`cifar_zero_shot`, :func:`linear_probe_accuracy`), and the same
-zero-shot code on a real CLIP from open_clip (:func:`open_clip_zero_shot`).
+zero-shot code on a real CLIP from open_clip (:func:`open_clip_zero_shot`,
+:func:`open_clip_text_fn`).
 
 Shapes follow the package legend: ``N`` images or captions in a batch, ``C, H, W`` channels and
 size, ``T`` tokens per caption, ``D`` embedding width, ``K`` classes (the candidate captions of a
@@ -892,6 +893,21 @@ def open_clip_preprocess(images: torch.Tensor, image_size: int = 224) -> torch.T
     return (x.clamp(0, 1) - mean) / std  # [N, 3, S, S]
 
 
+def open_clip_text_fn(
+    model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor]
+) -> Callable[[list[str]], torch.Tensor]:
+    """``texts -> [M, D]``: an open_clip model's normalised text embeddings (what
+    :func:`zero_shot_classifier` takes), computed as open_clip's ``build_zero_shot_classifier``
+    computes them."""
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            return F.normalize(model.encode_text(tokenizer(texts).to(device)), dim=-1)  # [M, D]
+
+    return encode
+
+
 @torch.no_grad()
 def open_clip_zero_shot(
     model: nn.Module,
@@ -918,10 +934,7 @@ def open_clip_zero_shot(
         ``{"weights": [D, K], "predictions": int64 [N], "image_features": [N, D]}``.
     """
     device = next(model.parameters()).device
-
-    def encode(texts: list[str]) -> torch.Tensor:
-        return F.normalize(model.encode_text(tokenizer(texts).to(device)), dim=-1)  # [M, D]
-
+    encode = open_clip_text_fn(model, tokenizer)
     weights = zero_shot_classifier(encode, list(classnames), templates)  # [D, K]
     raw = images.dtype == torch.uint8
     chunks = []
