@@ -24,11 +24,13 @@ changes. Every method:
 
 Each method runs with each seed of ``--seeds`` (three by default); the table reports the mean and
 the sample standard deviation over seeds. Wall-clock budgets make the numbers depend on the
-machine and its load: every run records its steps and the load average before it.
+machine and its load: every run records its steps and the load average before it. Seeds run
+apart (one per night, or on two machines) merge into one report with ``--merge``, and a rerun of
+the same seeds is checked against the spread over seeds with ``--agreement``.
 
 Run: ``python -m benchmarks.quality --preset cpu-quick`` (data from ``$REPLEARN_DATA_DIR``;
 about 14 minutes per seed on 2 idle cores). Writes ``build/bench/quality/quality.json``,
-``quality.md`` and two plots (``quality.png``, ``few_label.png``);
+``quality.md`` and three plots (``quality.png``, ``few_label.png``, ``blocks.png``);
 ``assignments/07_which_method_is_best.ipynb`` reads the JSON.
 """
 
@@ -365,15 +367,103 @@ def run(
         "rows": rows, "seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = out.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(result, indent=2, default=str))
-        os.replace(temporary, out)
-        out.with_suffix(".md").write_text(markdown(result))
-        if plots:
-            plot(result, out.parent)
+        _write(result, out, plots)
     return result
+
+
+def _write(result: dict, out: str | Path, plots: bool) -> None:
+    """The JSON (written atomically), the markdown table beside it and, with ``plots``, the
+    figures."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(result, indent=2, default=str))
+    os.replace(temporary, out)
+    out.with_suffix(".md").write_text(markdown(result))
+    if plots:
+        plot(result, out.parent)
+
+
+# What must be equal for two comparisons to be one experiment with more seeds.
+SAME_PROTOCOL = ("preset", "dataset", "train_images", "test_images", "budget_s", "few_labels",
+                 "probe_block", "protocol")  # fmt: skip
+
+
+def merge(results: Sequence[dict]) -> dict:
+    """One comparison from runs of the same protocol with different seeds (for example one seed
+    per night, or seeds run on two machines). Each part keeps its seeds, machine and time under
+    ``"parts"``; the summaries are recomputed over all seeds."""
+    if len(results) < 2:
+        raise ValueError("give at least two comparisons to merge")
+    first = results[0]
+    for other in results[1:]:
+        for key in SAME_PROTOCOL:
+            if other.get(key) != first.get(key):
+                raise ValueError(f"cannot merge: {key} differs ({first.get(key)!r} vs "
+                                 f"{other.get(key)!r}); only runs of one protocol merge")  # fmt: skip
+        if other["rows"].keys() != first["rows"].keys():
+            missing = sorted(set(first["rows"]) ^ set(other["rows"]))
+            raise ValueError(f"cannot merge: the methods differ ({missing}); run the same "
+                             "--methods with every seed")  # fmt: skip
+    seeds = [s for r in results for s in r["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"cannot merge: a seed appears twice ({seeds}); a rerun of a seed is "
+                         "compared with `--agreement`, not merged")  # fmt: skip
+    parts = [p for r in results for p in r.get("parts", [_part(r)])]
+    rows = {}
+    for name, row in first["rows"].items():
+        runs = sorted((run for r in results for run in r["rows"][name]["runs"]),
+                      key=lambda run: run["seed"])  # fmt: skip
+        rows[name] = {**row, "runs": runs, "summary": summarise(runs)}
+    return {**{k: first[k] for k in first if k not in ("rows", "seeds", "parts")},
+            "seeds": sorted(seeds), "rows": rows, "parts": parts,
+            "machine": first["machine"],
+            "seconds": round(sum(p["seconds"] for p in parts), 1)}  # fmt: skip
+
+
+def _part(result: dict) -> dict:
+    return {"seeds": result["seeds"], "machine": result["machine"], "seconds": result["seconds"]}
+
+
+def rerun_agreement(result: dict, rerun: dict, keys: Sequence[str] = ("knn", "linear")) -> dict:
+    """How far a rerun of the same seeds lands from the first run, beside the noise between seeds.
+
+    For every method and key: the largest absolute difference between the two runs of a seed
+    (``"rerun"``) and the sample standard deviation over the seeds of ``result`` (``"seed_std"``,
+    the noise the report states). With wall-clock budgets a rerun is not bit-identical: the number
+    of steps depends on the machine's load, so a rerun agrees when its difference is of the order
+    of the seed-to-seed spread."""
+    shared = sorted(set(result["seeds"]) & set(rerun["seeds"]))
+    if not shared:
+        raise ValueError(f"no seed in common: {result['seeds']} vs {rerun['seeds']}")
+    out = {}
+    for name in result["rows"].keys() & rerun["rows"].keys():
+        first = {r["seed"]: r for r in result["rows"][name]["runs"]}
+        second = {r["seed"]: r for r in rerun["rows"][name]["runs"]}
+        out[name] = {}
+        for key in keys:
+            diffs = [abs(first[s][key] - second[s][key]) for s in shared
+                     if key in first[s] and key in second[s]]  # fmt: skip
+            if diffs:
+                std = result["rows"][name]["summary"].get(key, {}).get("std", float("nan"))
+                out[name][key] = {"rerun": max(diffs), "seed_std": std,
+                                  "steps": (first[shared[0]]["steps"], second[shared[0]]["steps"])}  # fmt: skip
+    return {"seeds": shared, "methods": out}
+
+
+def agreement_markdown(agreement: dict) -> str:
+    lines = [f"Rerun of seeds {agreement['seeds']}: largest |first - rerun| beside the sample std "
+             "over seeds of the first comparison, in points.", "",
+             "| method | steps (first, rerun) | kNN rerun | kNN seed std | linear rerun | "
+             "linear seed std |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, keys in agreement["methods"].items():
+        cells = []
+        for key in ("knn", "linear"):
+            k = keys.get(key)
+            cells += ["-", "-"] if k is None else [f"{100 * k['rerun']:.1f}", f"{100 * k['seed_std']:.1f}"]  # fmt: skip
+        steps = next(iter(keys.values()))["steps"] if keys else ("-", "-")
+        lines.append(f"| {name} | {steps[0]}, {steps[1]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def load_results(path: str | Path = RESULTS) -> dict:
@@ -460,7 +550,28 @@ def main(argv=None) -> dict:
                         help=f"a subset, by name: {method_names()}")  # fmt: skip
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="train nothing: merge comparisons run with different seeds into "
+                             "--out")  # fmt: skip
+    parser.add_argument("--agreement", nargs=2, metavar=("FIRST", "RERUN"),
+                        help="train nothing: compare a rerun of the same seeds with the first "
+                             "run, beside the spread over seeds")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.merge:
+        try:
+            result = merge([load_results(path) for path in args.merge])
+        except (FileNotFoundError, ValueError) as err:
+            parser.error(str(err))
+        _write(result, args.out, not args.no_plots)
+        print(markdown(result))
+        return result
+    if args.agreement:
+        try:
+            agreement = rerun_agreement(*(load_results(path) for path in args.agreement))
+        except (FileNotFoundError, ValueError) as err:
+            parser.error(str(err))
+        print(agreement_markdown(agreement))
+        return agreement
     if args.methods:
         unknown = sorted(set(args.methods) - set(method_names()))
         if unknown:
@@ -482,17 +593,27 @@ def _cell(summary: dict, key: str, pct: bool = True) -> str:
     return text + (f" ± {scale * std:.1f}" if std and pct else "")
 
 
+def _machine_text(m: dict, seconds: float, seeds: list[int] | None) -> str:
+    def load(key: str) -> str:
+        value = m.get(key)
+        return "?" if value is None else f"{value:.1f}"
+
+    text = (f"{m['cpu_count']} CPUs, torch {m['torch']} with {m['torch_threads']} threads, load "
+            f"average {load('load_average_1min')} at the start and "
+            f"{load('load_average_1min_end')} at the end, {seconds:.0f} s")  # fmt: skip
+    return f"seeds {seeds} on {text}" if seeds is not None else f"{text} in all"
+
+
 def markdown(result: dict) -> str:
-    m = result["machine"]
     seeds = result["seeds"]
+    parts = result.get("parts", [_part(result)])
+    where = "; ".join(_machine_text(p["machine"], p["seconds"], p["seeds"] if len(parts) > 1 else None)
+                      for p in parts)  # fmt: skip
     lines = [
         f"Every method for {result['budget_s']:g} s per run on {result['dataset']} "
         f"({result['train_images']} train / {result['test_images']} test), preset "
-        f"{result['preset']}, seeds {seeds} (mean ± sample std); {m['cpu_count']} CPUs, torch "
-        f"{m['torch']} with {m['torch_threads']} threads, load average "
-        f"{m['load_average_1min']:.1f} at the start and {m['load_average_1min_end']:.1f} at the "
-        f"end, total {result['seconds']:.0f} s. Accuracies in %; kNN and linear on the last "
-        f"layer; block {result['probe_block']} probed the same way.",
+        f"{result['preset']}, seeds {seeds} (mean ± sample std); {where}. Accuracies in %; kNN "
+        f"and linear on the last layer; block {result['probe_block']} probed the same way.",
         "",
         "| method | taught in | backbone | labels | steps | kNN | linear | "
         + " | ".join(f"linear {n}/class" for n in result["few_labels"])

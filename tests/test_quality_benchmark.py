@@ -121,3 +121,38 @@ def test_the_benchmark_script_is_the_library_comparison(repo_root):
     out = subprocess.run([sys.executable, "-m", "benchmarks.quality", "--help"], cwd=repo_root,
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert out.returncode == 0 and "--budget-s" in out.stdout
+
+
+def test_seeds_run_apart_merge_into_one_report_and_a_rerun_is_checked(quality, tmp_path, capsys):
+    """Seeds run separately merge (summaries over all seeds, each part's machine kept); a rerun of
+    a seed is compared with the first run beside the spread over seeds, not merged."""
+    common = ["--preset", "smoke", "--methods", "random init", "SimCLR", "--no-plots"]
+    paths = {name: tmp_path / f"{name}.json" for name in ("s0", "s1", "s0_again")}
+    quality.main(common + ["--seeds", "0", "--out", str(paths["s0"])])
+    quality.main(common + ["--seeds", "1", "--out", str(paths["s1"])])
+    quality.main(common + ["--seeds", "0", "--out", str(paths["s0_again"])])
+    merged_path = tmp_path / "merged.json"
+    merged = quality.main(["--merge", str(paths["s0"]), str(paths["s1"]), "--out",
+                           str(merged_path), "--no-plots"])  # fmt: skip
+    assert merged["seeds"] == [0, 1] and len(merged["parts"]) == 2
+    knn = [r["knn"] for r in merged["rows"]["SimCLR"]["runs"]]
+    assert merged["rows"]["SimCLR"]["summary"]["knn"]["mean"] == pytest.approx(sum(knn) / 2)
+    assert quality.load_results(merged_path)["seeds"] == [0, 1]
+    assert "seeds [0] on" in merged_path.with_suffix(".md").read_text()
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # the same seed twice is a rerun, not more data
+        quality.main(["--merge", str(paths["s0"]), str(paths["s0_again"]), "--out",
+                      str(tmp_path / "x.json")])  # fmt: skip
+    assert "a seed appears twice" in capsys.readouterr().err
+    other = json.loads(paths["s1"].read_text())
+    other["budget_s"] = 2.0
+    with pytest.raises(ValueError, match="budget_s differs"):
+        quality.merge([json.loads(paths["s0"].read_text()), other])
+
+    agreement = quality.main(["--agreement", str(merged_path), str(paths["s0_again"])])
+    assert agreement["seeds"] == [0]
+    random_init = agreement["methods"]["random init"]["knn"]
+    assert random_init["rerun"] == 0.0  # seeded, untrained: the rerun is identical
+    assert agreement["methods"]["SimCLR"]["linear"]["seed_std"] >= 0
+    assert "| SimCLR |" in capsys.readouterr().out
