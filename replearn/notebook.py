@@ -50,6 +50,9 @@ from replearn import __version__
 from replearn.presets import PRESET_ENV, Preset, get_preset
 
 RESULTS_ENV = "REPLEARN_RESULTS_PATH"  # where S.finish() writes its JSON summary (set by runners)
+# "1": the long pretraining runs go through replearn.pretrain in any preset (the full preset's
+# path, for the tests and for anyone who wants the entry point's checkpoints in a shorter preset)
+ENTRY_POINT_ENV = "REPLEARN_PRETRAIN_ENTRY"
 RUN_MIMETYPE = "application/vnd.replearn.run+json"  # equals autograder.manifest.RUN_MIMETYPE
 # Folders searched for an uploaded or cloned student module besides the working folder: Colab's.
 SEARCH_ROOTS = ("/content",)
@@ -190,6 +193,23 @@ class Session:
             self.data_notes.append(note)
             self._data_cache[key] = loaded
         return self._data_cache[key]
+
+    # ---- long pretraining runs -------------------------------------------------------------
+    @property
+    def uses_entry_point(self) -> bool:
+        """Whether the notebook's long pretraining runs go through ``python -m replearn.pretrain``'s
+        code (:meth:`pretrain`): in the ``full`` preset, or with ``$REPLEARN_PRETRAIN_ENTRY=1``."""
+        return self.preset.name == "full" or os.environ.get(ENTRY_POINT_ENV, "") == "1"
+
+    def pretrain(self, method: str, **changes):
+        """The entry point's run of ``method`` with this notebook's preset, seed, device and module:
+        loaded when it finished (for example after ``torchrun --nproc_per_node 4 -m
+        replearn.pretrain --method simclr --preset full`` in the course folder), else trained here
+        in one process, resumable. See ``replearn.pretrain.train_or_load``."""
+        from replearn.pretrain import train_or_load
+
+        return train_or_load(method, self.preset, module=self.impl, seed=self.seed,
+                             device=str(self.device), root=self.course_root or None, **changes)  # fmt: skip
 
     # ---- results ----------------------------------------------------------------------------
     def note_data(self, note: str) -> None:

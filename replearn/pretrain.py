@@ -92,6 +92,7 @@ __all__ = [
     "main",
     "register_method",
     "run_pretraining",
+    "train_or_load",
 ]
 
 CHECKPOINT_FORMAT = "replearn-pretrain-v1"
@@ -695,6 +696,12 @@ class PretrainOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def final_loss(self) -> float:
+        """Mean training loss over the last 20 steps (as the assignment modules' results)."""
+        losses = self.history.metric("loss")[-20:]
+        return float(sum(losses) / len(losses)) if losses else float("nan")
+
 
 # --------------------------------------------------------------------------------------------
 # The distributed loop
@@ -752,23 +759,32 @@ def _check_resume_state(state: Mapping[str, Any], path: Path, expected: Mapping[
             )
 
 
-def run_pretraining(settings: PretrainSettings, world: World | None = None) -> PretrainOutcome:
+def run_pretraining(
+    settings: PretrainSettings,
+    world: World | None = None,
+    *,
+    module: types.ModuleType | None = None,
+) -> PretrainOutcome:
     """Pretrain one method on this process's share; the entry point's work, callable from Python.
 
     Call it in every process (torchrun starts them; ``init_distributed`` is called here when
     ``world`` is None). One process: the same code without DDP, gathers or broadcasts, so a
-    notebook can call it too::
+    notebook can call it too (:func:`train_or_load` is that call with a notebook's settings)::
 
         outcome = run_pretraining(PretrainSettings("simclr", data="cifar10", preset="full"))
         outcome.encoder  # the pretrained encoder, eval mode
+
+    ``module``: the assignment module to take the method's parts from, already imported (a
+    notebook's student module); default: ``replearn.impl.load`` with ``settings.impl``.
     """
     from replearn import impl
 
     method = get_method(settings.method)
     world = world or distributed.init_distributed(settings.device)
     preset = get_preset(settings.preset)
-    implementation = settings.impl or os.environ.get("REPLEARN_IMPL") or "solution"
-    module = impl.load(method.module, impl=implementation)
+    if module is None:
+        implementation = settings.impl or os.environ.get("REPLEARN_IMPL") or "solution"
+        module = impl.load(method.module, impl=implementation)
     cfg = apply_overrides(method.config(module, preset), settings.overrides)
     if settings.log_every < 1:
         raise ValueError(f"log_every must be a positive int, got {settings.log_every}")
@@ -1070,6 +1086,64 @@ def run_pretraining(settings: PretrainSettings, world: World | None = None) -> P
             outcome.files = _write_outputs(Path(settings.out_dir), run_name, outcome, settings)
             _say(world, settings, "wrote " + ", ".join(outcome.files.values()))
     return outcome
+
+
+def train_or_load(
+    method: str,
+    preset: Preset | str | None = None,
+    *,
+    module: types.ModuleType | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    root: str | os.PathLike | None = None,
+    verbose: bool = True,
+    **changes: Any,
+) -> PretrainOutcome:
+    """The run ``python -m replearn.pretrain --method METHOD --preset PRESET --seed SEED`` makes,
+    as a notebook's ``full`` preset uses it: loaded when it finished, resumed when it stopped,
+    started here (one process) when it never ran.
+
+    The checkpoint is the entry point's default one, under the course folder
+    (``<root>/checkpoints/pretrain/<run>.pt``), so a run launched from the course folder on
+    several GPUs (``torchrun --nproc_per_node N -m replearn.pretrain ...``, the command is printed)
+    is the one the notebook then loads: the notebook itself never needs more than one process.
+    The method's own evaluation is skipped (the notebook evaluates); the encoder and the history
+    are also written to ``<root>/runs/pretrain/``.
+
+    Args:
+        method: a ``--method`` name (``simclr``, ``moco``, ``byol``, ``simsiam``, ``mae``, ``clip``, ...).
+        preset: the preset (default ``$REPLEARN_PRESET``, else cpu-quick).
+        module: the assignment module already imported (the notebook's ``S.impl``).
+        root: the course folder (default: ``replearn.impl.find_root()``, else the working
+            directory).
+        changes: any other ``PretrainSettings`` field (``data``, ``backbone``, ``budget_s``, ...).
+
+    Returns:
+        The ``PretrainOutcome``: ``model``, ``encoder`` (eval mode), ``history``, ``final_loss``.
+    """
+    from replearn import impl
+
+    preset = get_preset(preset if isinstance(preset, str) or preset is None else preset.name)
+    if root is None:
+        try:
+            root = impl.find_root()
+        except impl.ImplError:
+            root = Path.cwd()
+    root = Path(root)
+    get_method(method)  # an unknown name fails here, with the choices
+    settings = PretrainSettings(method, preset=preset.name, seed=seed, device=str(device),
+                                out_dir=str(root / "runs" / "pretrain"), evaluate=False,
+                                verbose=verbose, **changes)  # fmt: skip
+    run_name = settings.run_name(preset, settings.data or preset.dataset)
+    settings.checkpoint = str(root / "checkpoints" / "pretrain" / f"{run_name}.pt")
+    if verbose:
+        finished = Path(settings.checkpoint).exists()
+        print(f"[train_or_load] {run_name}: {'loading or resuming' if finished else 'training'} "
+              f"{settings.checkpoint}. On several GPUs, run it first from {root}:\n"
+              f"  torchrun --nproc_per_node N -m replearn.pretrain --method {method} --preset "
+              f"{preset.name} --seed {seed}" + (f" --data {settings.data}" if settings.data else ""),
+              flush=True)  # fmt: skip
+    return run_pretraining(settings, module=module)
 
 
 def _write_outputs(

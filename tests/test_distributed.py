@@ -500,6 +500,49 @@ def test_torchrun_two_processes_from_the_command_line(tmp_path):
     assert (tmp_path / "out" / "simclr-mnist-embedded-smoke-seed0-encoder.safetensors").is_file()
 
 
+def test_a_torchrun_run_is_what_the_notebooks_full_preset_loads(tmp_path, capsys):
+    """The full preset's cells call ``Session.pretrain`` (``train_or_load``): a run launched on 2
+    processes from the course folder with the default checkpoint is loaded, not trained again."""
+    process = torchrun(["--method", "byol", *TINY_ARGS, "--max-steps", "3", "--no-eval",
+                        "--log-every", "1"], tmp_path)  # fmt: skip
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    run_name = "byol-mnist-embedded-smoke-seed0"
+    assert (tmp_path / "checkpoints" / "pretrain" / f"{run_name}.pt").is_file()
+    torchrun_digest = output.split("replicas identical (sha256 ")[1][:12]
+    loaded = pretrain.train_or_load("byol", "smoke", module=cl, device="cpu", root=tmp_path,
+                                    data="mnist-embedded", batch_size=16, budget_s=0, max_steps=3,
+                                    overrides=dict(TINY))  # fmt: skip
+    said = capsys.readouterr().out
+    assert "loading or resuming" in said and "torchrun --nproc_per_node N" in said
+    assert loaded.history.steps_done == 3 and loaded.digest.startswith(torchrun_digest)
+    assert math.isfinite(loaded.final_loss) and not loaded.encoder.training
+    # never run: trained here, in one process, under the same checkpoint name
+    fresh = pretrain.train_or_load("simsiam", "smoke", module=cl, device="cpu", root=tmp_path,
+                                   data="mnist-embedded", batch_size=16, budget_s=0, max_steps=2,
+                                   overrides=dict(TINY), verbose=False)  # fmt: skip
+    assert fresh.world.world_size == 1 and fresh.history.steps_done == 2
+    assert (tmp_path / "checkpoints" / "pretrain" / "simsiam-mnist-embedded-smoke-seed0.pt").is_file()  # fmt: skip
+    with pytest.raises(ValueError, match="unknown method"):
+        pretrain.train_or_load("simclr-v2", "smoke", root=tmp_path)
+
+
+def test_notebook_sessions_use_the_entry_point_in_the_full_preset(tmp_path, monkeypatch):
+    from replearn import notebook
+
+    monkeypatch.delenv(notebook.ENTRY_POINT_ENV, raising=False)
+    session = notebook.setup("contrastive_learning", preset="smoke", impl="solution", device="cpu")
+    assert not session.uses_entry_point
+    assert notebook.setup("contrastive_learning", preset="full", impl="solution", device="cpu").uses_entry_point  # fmt: skip
+    monkeypatch.setenv(notebook.ENTRY_POINT_ENV, "1")
+    assert session.uses_entry_point
+    session.course_root = str(tmp_path)
+    outcome = session.pretrain("simclr", data="mnist-embedded", batch_size=16, budget_s=0,
+                               max_steps=2, overrides=dict(TINY), verbose=False)  # fmt: skip
+    assert outcome.history.steps_done == 2 and outcome.model.encoder is outcome.encoder
+    assert (tmp_path / "runs" / "pretrain" / "simclr-mnist-embedded-smoke-seed0-encoder.safetensors").is_file()  # fmt: skip
+
+
 def worker_pids(launcher: int) -> list[int]:
     """The processes torchrun started (each in its own session, so a group kill misses them)."""
     return [int(pid) for pid in Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()]  # fmt: skip

@@ -58,3 +58,24 @@ def test_runner_passes_preset_and_collects_the_summary(tmp_path):
         "promised": ">= 0.4",
         "ok": True,
     }
+
+
+ENTRY_POINT_NOTEBOOKS = [p for p in NOTEBOOKS if p.stem.split("_")[0] in ("04", "05", "06")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ENTRY_POINT_NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_its_full_preset_path_through_the_entry_point(path):
+    """The cells the ``full`` preset takes (``S.pretrain``: replearn.pretrain's train-or-load
+    runs, checkpoints under the course folder), executed in smoke with the switch that forces
+    them."""
+    from replearn.notebook import ENTRY_POINT_ENV
+
+    for stale in (REPO / "checkpoints" / "pretrain").glob("*-smoke-seed0.pt"):
+        stale.unlink()  # train, not load, the runs of an earlier test session
+    out = REPO / "build" / "test-notebooks" / f"{path.stem}-entry-point.ipynb"
+    run = run_notebook(path, out, preset="smoke", impl="solution", timeout=300,
+                       extra_env={ENTRY_POINT_ENV: "1"})  # fmt: skip
+    assert run.ok, f"{path.name} failed after {run.seconds:.0f} s:\n{run.error}"
+    executed = out.read_text()
+    assert "[train_or_load]" in executed and "torchrun --nproc_per_node N" in executed
