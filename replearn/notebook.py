@@ -586,7 +586,8 @@ def run_notebook(
         PRESET_ENV: preset,
         "REPLEARN_IMPL": impl,
         RESULTS_ENV: str(results_path.resolve()),
-        "MPLBACKEND": "Agg",
+        # the backend of Jupyter and Colab, so that pyplot figures are kept in the outputs too
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         **(extra_env or {}),
     }
     saved = {k: os.environ.get(k) for k in env_changes}

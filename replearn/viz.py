@@ -2,8 +2,10 @@
 
 Every function returns a :class:`matplotlib.figure.Figure` built directly (not through
 ``pyplot``) on the Agg canvas, so it renders without a display, in tests and in notebooks run by
-nbclient, and never calls ``plt.show()``. In a notebook, leave the figure as the cell's last
-expression (or call ``display(fig)``) to show it; :func:`save_figure` writes it to disk. No
+nbclient, and never calls ``plt.show()``. In a notebook every figure a cell makes is shown once,
+at the end of the cell (as pyplot's inline backend does; a figure that is the cell's result, or
+that was passed to ``display``, is not shown twice), whatever the matplotlib backend;
+:func:`save_figure` writes one to disk. No
 function changes ``matplotlib.rcParams``: the shared look comes from :func:`_style_axis` and the
 colour helpers below.
 
@@ -89,38 +91,62 @@ def _style_axis(ax, *, grid: bool = True) -> None:
 
 
 def _new_figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
-    """A figure on the Agg canvas (renders headless), shown by IPython when it is a cell result."""
+    """A figure on the Agg canvas (renders headless); in a notebook, shown at the end of the cell."""
     fig = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(fig)
-    _enable_notebook_display()
+    if _enable_notebook_display():
+        _PENDING.append(fig)
     return fig
 
 
 _NOTEBOOK_DISPLAY_READY = False
+_PENDING: list[Figure] = []  # figures the running cell made, shown at its end if not shown yet
 
 
-def _enable_notebook_display() -> None:
-    """Teach a running IPython kernel to show our figures as PNG.
+def _render_png(fig: Figure) -> bytes:
+    from IPython.core.pylabtools import print_figure
 
-    Figures made without ``pyplot`` are only rendered by Jupyter after ``pyplot`` has set up the
-    inline backend; this registers the same PNG formatter so a returned figure shows either way
-    (once, because nothing is registered with ``pyplot`` to be shown again at the cell's end).
+    fig._replearn_shown = True  # shown as the cell's result or by display(): not again
+    return print_figure(fig, "png", bbox_inches="tight")
+
+
+def _show_pending() -> None:
+    """IPython's ``post_execute`` hook: display the cell's figures that nothing displayed."""
+    from IPython.display import display
+
+    pending = list(_PENDING)
+    _PENDING.clear()
+    for fig in pending:
+        if not getattr(fig, "_replearn_shown", False):
+            display(fig)
+
+
+def _enable_notebook_display() -> bool:
+    """Teach a running IPython kernel to show our figures; False outside one.
+
+    Figures made without ``pyplot`` are unknown to ``plt.show()`` and to the inline backend. This
+    registers a PNG formatter for them (so a figure that is a cell's result shows, once) and a
+    ``post_execute`` hook that shows, at the end of the cell, every figure the cell made and
+    nothing displayed: the notebooks' ``viz.bar_table(...)`` followed by ``plt.show()`` shows the
+    table, with the inline backend as with Agg (``make demo``).
     """
     global _NOTEBOOK_DISPLAY_READY
-    if _NOTEBOOK_DISPLAY_READY or "IPython" not in sys.modules:
-        return
+    if _NOTEBOOK_DISPLAY_READY:
+        return True
+    if "IPython" not in sys.modules:
+        return False
     shell = sys.modules["IPython"].get_ipython()
     formatters = getattr(getattr(shell, "display_formatter", None), "formatters", {})
     png = formatters.get("image/png")
-    if png is None:
-        return
-    try:
-        png.lookup_by_type(Figure)
-    except KeyError:
-        from IPython.core.pylabtools import print_figure
-
-        png.for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
+    if png is None or not hasattr(shell, "events"):
+        return False
+    png.for_type(Figure, _render_png)
+    # pyplot's inline backend registers its own formatter for Figure when it starts, which would
+    # hide that a figure was already shown: ours is registered again before every cell
+    shell.events.register("pre_execute", lambda: png.for_type(Figure, _render_png))
+    shell.events.register("post_execute", _show_pending)
     _NOTEBOOK_DISPLAY_READY = True
+    return True
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 150) -> Path:

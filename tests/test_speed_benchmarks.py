@@ -21,3 +21,6 @@ def test_method_speed_runs_both_contenders_and_losses_agree(monkeypatch, repo_ro
         assert row["max_abs_loss_diff"] < 1e-5, name
         assert row["max_abs_grad_diff"] < 1e-6, name
     assert "| byol | 256 |" in out.with_suffix(".md").read_text()
+    # the diagnostic row (our model with the views in two passes) for the joint-forward methods
+    assert report["methods"]["byol"]["split_ratio"] > 0
+    assert "split_ratio" not in report["methods"]["mae"]

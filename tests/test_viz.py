@@ -433,27 +433,31 @@ def test_renders_without_display_and_without_pyplot(tmp_path):
 
 
 @pytest.mark.slow  # starts a Jupyter kernel: ~5 s alone, 25 s on a busy 2-core machine
-def test_figures_show_once_in_an_executed_notebook(monkeypatch):
+@pytest.mark.parametrize(
+    "backend", ["module://matplotlib_inline.backend_inline", "Agg"], ids=["inline", "agg"]
+)
+def test_every_figure_a_cell_makes_shows_once_in_an_executed_notebook(monkeypatch, backend):
+    """Jupyter's and Colab's inline backend (what run_notebook uses too), and Agg: a figure that is
+    the cell's result, one followed by ``plt.show()`` (the notebooks' pattern), several made in a
+    loop, one passed to ``display`` next to a pyplot figure: each shows exactly once."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    monkeypatch.setenv("MPLBACKEND", "Agg")  # as replearn.notebook.run_notebook runs them
+    monkeypatch.setenv("MPLBACKEND", backend)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    notebook = nbformat.v4.new_notebook(
-        cells=[
-            nbformat.v4.new_code_cell(
-                "import numpy as np\nfrom replearn import viz\n"
-                "viz.image_grid(np.zeros((2, 3, 8, 8), np.uint8))"
-            ),
-            nbformat.v4.new_code_cell(
-                "import matplotlib.pyplot as plt\n"
-                "fig = viz.bar_table({'a': 1.0}, title='t', ylabel='y')\nfig"
-            ),
-        ]
-    )
+    cells = {
+        "import numpy as np\nfrom replearn import viz\nviz.image_grid(np.zeros((2, 3, 8, 8), np.uint8))": 1,
+        "import matplotlib.pyplot as plt\nfig = viz.bar_table({'a': 1.0}, title='t', ylabel='y')\nfig": 1,
+        "viz.bar_table({'a': 1.0}, title='t', ylabel='y')\nplt.show()": 1,
+        "for i in range(2):\n    viz.bar_table({'a': 1.0}, title=str(i), ylabel='y')\n    plt.show()": 2,
+        "from IPython.display import display\ndisplay(viz.bar_table({'a': 1.0}, title='t', ylabel='y'))\n"
+        "fig, ax = plt.subplots()\nax.plot([1, 2])\nplt.show()": 2 if "inline" in backend else 1,
+        "print('no figure')": 0,
+    }  # fmt: skip
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     client = nbclient.NotebookClient(
         notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
     )
     client.execute()
-    for cell in notebook.cells:
+    for cell, expected in zip(notebook.cells, cells.values()):
         images = [out for out in cell.outputs if "image/png" in out.get("data", {})]
-        assert len(images) == 1, cell.outputs
+        assert len(images) == expected, (cell.source, cell.outputs)
