@@ -437,7 +437,7 @@ def rerun_agreement(result: dict, rerun: dict, keys: Sequence[str] = ("knn", "li
     if not shared:
         raise ValueError(f"no seed in common: {result['seeds']} vs {rerun['seeds']}")
     out = {}
-    for name in result["rows"].keys() & rerun["rows"].keys():
+    for name in [n for n in result["rows"] if n in rerun["rows"]]:
         first = {r["seed"]: r for r in result["rows"][name]["runs"]}
         second = {r["seed"]: r for r in rerun["rows"][name]["runs"]}
         out[name] = {}

@@ -104,9 +104,13 @@ def test_denoising_autoencoder_smoke_train(student):
     # 16 smooth images (low-frequency patterns): learnable from a 6-d code
     coarse = torch.rand(16, 3, 2, 2, generator=student.rng)
     x = torch.nn.functional.interpolate(coarse, size=8, mode="bilinear", align_corners=False)
-    got = student.probe(f"{PROBES}:dae_smoke_train", spec, 1, x, 60, 0.3, 1e-2, timeout=60)
+    # 150 steps: the reference's error ratio over 200 grader seeds was at most 0.30 (median
+    # 0.15); at 60 steps it exceeded 0.5 for 21 of 200 seeds, failing correct submissions
+    steps = 150
+    got = student.probe(f"{PROBES}:dae_smoke_train", spec, 1, x, steps, 0.3, 1e-2, timeout=60)
     losses = got["losses"]
-    expect_true(len(losses) == 60 and all(v == v for v in losses), "60 finite losses expected")
+    expect_true(len(losses) == steps and all(v == v for v in losses),
+                f"{steps} finite losses expected")  # fmt: skip
     ref = reference(REF)
     masked, _ = ref.mask_pixels(x, 0.3, torch.Generator().manual_seed(99))
 
@@ -118,7 +122,7 @@ def test_denoising_autoencoder_smoke_train(student):
 
     before, after = error(got["initial"]), error(got["final"])
     expect_true(after < 0.5 * before,
-                f"after 60 steps the reconstruction error of the clean images from masked ones "
+                f"after {steps} steps the reconstruction error of the clean images from masked ones "
                 f"must fall below half its initial value (the grader's evaluation of the "
                 f"returned weights: {after:.3g} vs {before:.3g} at the start)")  # fmt: skip
 
