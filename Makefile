@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.augment_throughput
 	$(PY) -m benchmarks.backbone_speed
 	$(PY) -m benchmarks.grading_speed
+	$(PY) -m benchmarks.grader_seeds
 	$(PY) -m benchmarks.method_speed
 	$(PY) -m benchmarks.transfer_quality --preset $(PRESET)
 	$(PY) -m benchmarks.quality --preset $(PRESET)

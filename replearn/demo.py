@@ -73,11 +73,13 @@ def grade(
     *,
     assignment: str = "all",
     env: dict[str, str] | None = None,
+    seed: int | None = None,
 ) -> dict:
     """Grade a folder of modules with the autograder CLI; returns score, max score and status.
 
     ``env``: the environment of the grading command (default: this process's), e.g. with
-    ``AUTOGRADER_TESTS_ROOT`` pointing at another course tree.
+    ``AUTOGRADER_TESTS_ROOT`` pointing at another course tree. ``seed``: the hidden tests' seed
+    (default: a random one, as in a real grading run).
     """
     if not (REPO / "autograder" / "__main__.py").exists():
         return {"status": "autograder not available"}
@@ -92,6 +94,7 @@ def grade(
         assignment,
         "--results",
         str(results),
+        *(["--seed", str(seed)] if seed is not None else []),
     ]
     try:
         done = subprocess.run(

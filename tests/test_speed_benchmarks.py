@@ -24,3 +24,21 @@ def test_method_speed_runs_both_contenders_and_losses_agree(monkeypatch, repo_ro
     # the diagnostic row (our model with the views in two passes) for the joint-forward methods
     assert report["methods"]["byol"]["split_ratio"] > 0
     assert "split_ratio" not in report["methods"]["mae"]
+
+
+def test_grader_seed_audit_grades_the_reference_once_per_seed(monkeypatch, repo_root, tmp_path):
+    monkeypatch.syspath_prepend(str(repo_root))
+    from benchmarks.grader_seeds import main
+
+    out = tmp_path / "seeds.json"
+    report = main(["--assignment", "transfer_learning", "--seeds", "2", "--first", "5",
+                   "--out", str(out)])  # fmt: skip
+    assert [r["seed"] for r in report["runs"]] == [5, 10]
+    assert all(r["score"] == r["max_score"] > 0 for r in report["runs"]), report["runs"]
+    assert (
+        report["lost"] == {}
+        and "full marks with 2 of 2 seeds" in out.with_suffix(".md").read_text()
+    )
+    recorded = json.loads((tmp_path / "seeds_results" / "seed10.json").read_text())
+    hidden_seeds = {t["extra_data"]["seed"] for t in recorded["tests"] if "seed" in t.get("extra_data", {})}  # fmt: skip
+    assert hidden_seeds == {10}, "the hidden tests must have run with the seed asked for"
