@@ -1123,7 +1123,7 @@ def train_or_load(
     """
     from replearn import impl
 
-    preset = get_preset(preset if isinstance(preset, str) or preset is None else preset.name)
+    preset = get_preset(preset)
     if root is None:
         try:
             root = impl.find_root()
