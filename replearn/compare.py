@@ -15,7 +15,12 @@ changes. Every method:
   rows marked "labels": supervised, and the CLIP-style model whose captions are made from them);
 * trains for the same wall-clock budget (``--budget-s``, 30 s per run in ``cpu-quick``) with its
   own assignment's recipe (optimiser, batch, augmentation: ``<Assignment>Config.from_preset``),
-  with the same seeds;
+  with the same seeds. The budget is turned into steps once: a calibration run of each method
+  on the wall clock counts the optimizer steps it takes in the budget, and every seed then
+  trains for exactly that many (``replearn.train.step_budget``), with the learning-rate
+  schedule over those steps. So the comparison stays fair in compute, and a rerun with the
+  same steps (``--steps-from`` an earlier report) repeats every number instead of depending on
+  the machine's load (``--clock wall`` keeps the wall clock for every run);
 * is evaluated frozen with the same probes on the same 1,000 test images: kNN (cosine, k = 20,
   temperature 0.1), a linear probe (L-BFGS logistic regression on standardised features, L2
   2e-4 as in Assignments 3-6), and the few-label curve (linear probe on 1, 10 and 100 labelled
@@ -23,10 +28,11 @@ changes. Every method:
   layer probed is one of the protocol choices the notebook discusses).
 
 Each method runs with each seed of ``--seeds`` (three by default); the table reports the mean and
-the sample standard deviation over seeds. Wall-clock budgets make the numbers depend on the
-machine and its load: every run records its steps and the load average before it. Seeds run
-apart (one per night, or on two machines) merge into one report with ``--merge``, and a rerun of
-the same seeds is checked against the spread over seeds with ``--agreement``.
+the sample standard deviation over seeds. Every run records its steps and the load average
+before it. Seeds run apart (one per night, or on two machines) merge into one report with
+``--merge`` when they trained the same steps (run the later seeds with ``--steps-from`` the first
+report), and a rerun of the same seeds is checked against
+the spread over seeds with ``--agreement``.
 
 Run: ``python -m benchmarks.quality --preset cpu-quick`` (data from ``$REPLEARN_DATA_DIR``;
 about 14 minutes per seed on 2 idle cores). Writes ``build/bench/quality/quality.json``,
@@ -37,6 +43,7 @@ about 14 minutes per seed on 2 idle cores). Writes ``build/bench/quality/quality
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -55,6 +62,7 @@ from replearn import data, impl
 from replearn.backbones import ConvBackbone, SmallCNN
 from replearn.evaluate import extract_features, few_label_curve, knn_accuracy, linear_probe
 from replearn.presets import Preset, get_preset
+from replearn.train import step_budget
 
 OUT_DIR = Path("build/bench/quality")
 RESULTS = OUT_DIR / "quality.json"
@@ -301,6 +309,36 @@ def summarise(runs: Sequence[dict]) -> dict:
     return out
 
 
+CLOCKS = ("steps", "wall")
+
+
+def calibrate(ctx: Context, methods: Sequence[Method], seed: int, say: Callable = print) -> dict[str, int]:  # fmt: skip
+    """The optimizer steps each method takes in ``ctx.budget_s`` seconds on this machine now:
+    one run per method on the wall clock (the models are thrown away)."""
+    steps = {}
+    for method in methods:
+        if method.name == "random init":
+            continue
+        t0 = time.perf_counter()
+        steps[method.name] = max(int(method.run(ctx, seed).steps or 0), 1)
+        say(f"calibration: {method.name} takes {steps[method.name]} steps in {ctx.budget_s:g} s "
+            f"(ran {time.perf_counter() - t0:.0f} s, load {load_average()})", flush=True)  # fmt: skip
+    return steps
+
+
+def steps_from(result: dict) -> dict[str, int]:
+    """The steps per method of an earlier comparison: those it trained every seed for, or, for
+    a wall-clock comparison, the median of its runs' steps."""
+    if result.get("budget_steps"):
+        return {name: int(n) for name, n in result["budget_steps"].items()}
+    out = {}
+    for name, row in result["rows"].items():
+        counts = [r["steps"] for r in row["runs"] if r.get("steps")]
+        if counts:
+            out[name] = int(statistics.median_low(counts))
+    return out
+
+
 def run(
     preset: Preset | str = "cpu-quick",
     seeds: Sequence[int] = (0, 1, 2),
@@ -310,13 +348,23 @@ def run(
     out: str | Path | None = RESULTS,
     plots: bool = True,
     verbose: bool = True,
+    clock: str = "steps",
+    steps: dict[str, int] | None = None,
 ) -> dict:
     """Train and probe ``methods`` (default: all) with every seed; the result as plain data.
 
     ``budget_s``: seconds of pretraining per method and seed (default 30 in ``cpu-quick``, 1 in
-    ``smoke``, ``preset.scaled(30)`` otherwise). ``out``: where the JSON goes (with the markdown
-    table and, with ``plots``, the figures beside it); ``None`` writes nothing.
+    ``smoke``, ``preset.scaled(30)`` otherwise). ``clock="steps"`` (the default) trains every
+    seed of a method for the same number of steps: ``steps[name]`` where given (from
+    ``steps_from`` an earlier report), otherwise what a calibration run takes in ``budget_s``
+    (``calibrate``). ``clock="wall"`` stops each run on the wall clock instead (its steps
+    depend on the machine's load). ``out``: where the JSON goes (with the markdown table and,
+    with ``plots``, the figures beside it); ``None`` writes nothing.
     """
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
+    if steps is not None and clock != "steps":
+        raise ValueError("steps are given for clock='steps'; drop them or the wall clock")
     preset = get_preset(preset)
     budget = float(budget_s) if budget_s is not None else BUDGET_S.get(preset.name, preset.scaled(30))  # fmt: skip
     chosen = METHODS
@@ -335,13 +383,26 @@ def run(
     ctx = Context(preset, budget, cifar.x_train, cifar.y_train, {})
     probe_iters = 10 if preset.name == "smoke" else 100
     started = time.perf_counter()
+    budget_steps: dict[str, int] = {}
+    calibration: dict = {}
+    if clock == "steps":
+        trained_methods = [m for m in chosen if m.name != "random init"]
+        given = {m.name: steps[m.name] for m in trained_methods if steps and m.name in steps}
+        missing = [m for m in trained_methods if m.name not in given]
+        budget_steps = {**given, **calibrate(ctx, missing, seeds[0], say)}
+        budget_steps = {m.name: budget_steps[m.name] for m in trained_methods}  # method order
+        calibration = {"given": sorted(given), "calibrated": [m.name for m in missing],
+                       "seed": seeds[0], "machine": machine_info() if missing else None,
+                       "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     rows: dict[str, dict] = {}
     for method in chosen:
         runs = []
         for seed in seeds:
             load_before, t0 = load_average(), time.perf_counter()
             torch.manual_seed(seed)
-            trained = method.run(ctx, seed)
+            with step_budget(budget_steps[method.name]) if method.name in budget_steps \
+                    else contextlib.nullcontext():  # fmt: skip
+                trained = method.run(ctx, seed)
             train_s = time.perf_counter() - t0
             t1 = time.perf_counter()
             scores = evaluate(trained, cifar.x_train, cifar.y_train, cifar.x_test, cifar.y_test,
@@ -358,7 +419,8 @@ def run(
     result = {
         "preset": preset.name, "dataset": cifar.name, "source": cifar.source,
         "train_images": len(cifar.y_train), "test_images": len(cifar.y_test),
-        "budget_s": budget, "seeds": list(seeds), "few_labels": list(FEW_LABELS),
+        "budget_s": budget, "clock": clock, "budget_steps": budget_steps or None,
+        "calibration": calibration or None, "seeds": list(seeds), "few_labels": list(FEW_LABELS),
         "probe_block": PROBE_BLOCK,
         "protocol": {"knn_k": KNN_K, "knn_temperature": KNN_TEMPERATURE,
                      "linear_weight_decay": PROBE_WEIGHT_DECAY, "probe_iters": probe_iters},
@@ -385,8 +447,8 @@ def _write(result: dict, out: str | Path, plots: bool) -> None:
 
 
 # What must be equal for two comparisons to be one experiment with more seeds.
-SAME_PROTOCOL = ("preset", "dataset", "train_images", "test_images", "budget_s", "few_labels",
-                 "probe_block", "protocol")  # fmt: skip
+SAME_PROTOCOL = ("preset", "dataset", "train_images", "test_images", "budget_s", "clock",
+                 "budget_steps", "few_labels", "probe_block", "protocol")  # fmt: skip
 
 
 def merge(results: Sequence[dict]) -> dict:
@@ -399,8 +461,10 @@ def merge(results: Sequence[dict]) -> dict:
     for other in results[1:]:
         for key in SAME_PROTOCOL:
             if other.get(key) != first.get(key):
+                hint = " (run the later seeds with --steps-from the first report)" \
+                    if key == "budget_steps" else ""  # fmt: skip
                 raise ValueError(f"cannot merge: {key} differs ({first.get(key)!r} vs "
-                                 f"{other.get(key)!r}); only runs of one protocol merge")  # fmt: skip
+                                 f"{other.get(key)!r}); only runs of one protocol merge{hint}")  # fmt: skip
         if other["rows"].keys() != first["rows"].keys():
             missing = sorted(set(first["rows"]) ^ set(other["rows"]))
             raise ValueError(f"cannot merge: the methods differ ({missing}); run the same "
@@ -430,9 +494,10 @@ def rerun_agreement(result: dict, rerun: dict, keys: Sequence[str] = ("knn", "li
 
     For every method and key: the largest absolute difference between the two runs of a seed
     (``"rerun"``) and the sample standard deviation over the seeds of ``result`` (``"seed_std"``,
-    the noise the report states). With wall-clock budgets a rerun is not bit-identical: the number
-    of steps depends on the machine's load, so a rerun agrees when its difference is of the order
-    of the seed-to-seed spread."""
+    the noise the report states). A rerun that trains the same steps (``--steps-from`` the first
+    report) on the same machine repeats the numbers; a wall-clock rerun does not, because its
+    steps depend on the machine's load, and it agrees when its difference is of the order of the
+    seed-to-seed spread."""
     shared = sorted(set(result["seeds"]) & set(rerun["seeds"]))
     if not shared:
         raise ValueError(f"no seed in common: {result['seeds']} vs {rerun['seeds']}")
@@ -510,7 +575,7 @@ def load_or_run(preset: Preset | str, path: str | Path = RESULTS, seed: int = 0)
         print(f"{path} was measured with preset {result['preset']}, not {preset.name}: running "
               "a smaller comparison now")  # fmt: skip
     budget = NOTEBOOK_BUDGET_S.get(preset.name, preset.scaled(60))
-    return run(preset, (seed,), budget_s=budget, methods=NOTEBOOK_METHODS, out=None)
+    return run(preset, (seed,), budget_s=budget, methods=NOTEBOOK_METHODS, out=None, clock="wall")
 
 
 def mean(result: dict, method: str, key: str) -> float:
@@ -548,6 +613,12 @@ def main(argv=None) -> dict:
                              "cpu-quick, 1 in smoke, preset.scaled(30) otherwise)")  # fmt: skip
     parser.add_argument("--methods", nargs="*", default=None, metavar="NAME",
                         help=f"a subset, by name: {method_names()}")  # fmt: skip
+    parser.add_argument("--clock", choices=CLOCKS, default="steps",
+                        help="steps (default): every seed trains the steps a calibration run "
+                             "takes in the budget; wall: every run stops on the wall clock")  # fmt: skip
+    parser.add_argument("--steps-from", metavar="JSON", default=None,
+                        help="train each method for the steps of this earlier report instead of "
+                             "calibrating (a rerun that repeats its numbers)")  # fmt: skip
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
@@ -576,8 +647,21 @@ def main(argv=None) -> dict:
         unknown = sorted(set(args.methods) - set(method_names()))
         if unknown:
             parser.error(f"unknown methods {unknown}; choose from {method_names()}")
+    steps = None
+    if args.steps_from:
+        if args.clock != "steps":
+            parser.error("--steps-from goes with --clock steps")
+        try:
+            earlier = load_results(args.steps_from)
+        except (FileNotFoundError, ValueError) as err:
+            parser.error(str(err))
+        earlier_budget = args.budget_s if args.budget_s is not None else earlier["budget_s"]
+        if earlier["budget_s"] != earlier_budget or earlier["preset"] != args.preset:
+            parser.error(f"{args.steps_from} was measured with preset {earlier['preset']} and "
+                         f"{earlier['budget_s']:g} s per run; use the same --preset and --budget-s")  # fmt: skip
+        steps, args.budget_s = steps_from(earlier), earlier["budget_s"]
     result = run(args.preset, args.seeds, budget_s=args.budget_s, methods=args.methods or None,
-                 out=args.out, plots=not args.no_plots)  # fmt: skip
+                 out=args.out, plots=not args.no_plots, clock=args.clock, steps=steps)  # fmt: skip
     print(markdown(result))
     return result
 
@@ -609,8 +693,12 @@ def markdown(result: dict) -> str:
     parts = result.get("parts", [_part(result)])
     where = "; ".join(_machine_text(p["machine"], p["seconds"], p["seeds"] if len(parts) > 1 else None)
                       for p in parts)  # fmt: skip
+    budget = f"{result['budget_s']:g} s per run"
+    if result.get("clock") == "steps":
+        budget = (f"the optimizer steps it takes in {result['budget_s']:g} s on this machine "
+                  "(calibrated once, the same for every seed)")  # fmt: skip
     lines = [
-        f"Every method for {result['budget_s']:g} s per run on {result['dataset']} "
+        f"Every method for {budget} on {result['dataset']} "
         f"({result['train_images']} train / {result['test_images']} test), preset "
         f"{result['preset']}, seeds {seeds} (mean ± sample std); {where}. Accuracies in %; kNN "
         f"and linear on the last layer; block {result['probe_block']} probed the same way.",

@@ -54,6 +54,8 @@ import torch
 from torch import nn
 
 __all__ = [
+    "BudgetClock",
+    "BudgetCosine",
     "CheckpointError",
     "History",
     "Hook",
@@ -65,6 +67,7 @@ __all__ = [
     "save_checkpoint",
     "save_weights",
     "seed_everything",
+    "step_budget",
     "train",
     "train_or_load",
 ]
@@ -284,7 +287,7 @@ class TrainConfig:
     """
 
     epochs: int | None = None  # passes over the loader; None: no limit from epochs
-    budget_s: float | None = None  # wall-clock budget in seconds (hooks included)
+    budget_s: float | None = None  # wall-clock seconds (hooks included); see step_budget
     max_steps: int | None = None  # optimizer steps; None: no limit from steps
     grad_clip: float | None = None  # clip the global gradient L2 norm to this; None: no clipping
     amp: bool | Literal["auto"] = (
@@ -316,22 +319,102 @@ class TrainConfig:
             raise ValueError(f"log_every must be a positive int, got {self.log_every!r}")
 
 
+# --------------------------------------------------------------------------------------------
+# Budgets: wall-clock seconds, or a fixed number of steps standing in for them
+# --------------------------------------------------------------------------------------------
+
+_STEP_BUDGETS: list[int] = []  # the innermost ``step_budget`` block's steps, last
+
+
+@contextlib.contextmanager
+def step_budget(steps: int) -> Iterator[None]:
+    """Inside the block, every wall-clock budget is spent in exactly ``steps`` optimizer steps.
+
+    A budget in seconds is fair between methods (each gets the same compute) but not
+    reproducible: a rerun on a busier machine takes fewer steps and lands elsewhere. Under
+    ``step_budget(n)``, a budget of ``budget_s`` seconds given to ``train`` (``TrainConfig``),
+    ``BudgetCosine`` or ``BudgetClock`` inside the block ends after ``n`` steps, and its
+    seconds advance by ``budget_s / n`` per step, so the learning-rate schedule and a
+    loop's rounds follow the steps. Time spent outside optimizer steps (k-means in
+    DeepCluster, evaluation) costs nothing. ``replearn.compare`` counts the steps each method
+    takes in its budget once, then trains every seed for exactly that many.
+
+    >>> with step_budget(3):
+    ...     clock = BudgetClock(30.0)
+    ...     for _ in range(3):
+    ...         clock.tick()
+    >>> clock.elapsed(), clock.done()
+    (30.0, True)
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"step_budget needs a positive number of steps, got {steps!r}")
+    _STEP_BUDGETS.append(steps)
+    try:
+        yield
+    finally:
+        _STEP_BUDGETS.pop()
+
+
+def active_step_budget() -> int | None:
+    """The steps of the innermost ``step_budget`` block around this call; None: wall clock."""
+    return _STEP_BUDGETS[-1] if _STEP_BUDGETS else None
+
+
+class BudgetClock:
+    """How much of a budget of ``budget_s`` seconds is spent.
+
+    On the wall clock (the default) the seconds since the first reading. Inside a
+    ``step_budget(n)`` block (read when the clock is made) the optimizer steps counted with
+    ``tick()``, at ``budget_s / n`` seconds each.
+    """
+
+    def __init__(self, budget_s: float):
+        if not budget_s > 0:
+            raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
+        self.budget_s = float(budget_s)
+        self.steps = active_step_budget()  # None: wall clock
+        self.ticks, self.elapsed_before, self.started = 0, 0.0, None
+
+    def tick(self) -> None:
+        """Count one optimizer step."""
+        self.ticks += 1
+
+    def elapsed(self) -> float:
+        if self.steps is not None:
+            return self.budget_s * self.ticks / self.steps
+        now = time.perf_counter()
+        if self.started is None:
+            self.started = now
+        return self.elapsed_before + now - self.started
+
+    def done(self) -> bool:
+        if self.steps is not None:
+            return self.ticks >= self.steps  # exact: no rounding of seconds
+        return self.elapsed() >= self.budget_s
+
+    def state_dict(self) -> dict[str, float]:
+        return {"elapsed": self.elapsed(), "ticks": self.ticks}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.elapsed_before, self.started = float(state["elapsed"]), None
+        self.ticks = int(state.get("ticks", 0))
+
+
 class BudgetCosine:
     """Learning rate: linear warm-up, then cosine decay to 0 at the end of a wall-clock budget.
 
     A step-count schedule needs the number of steps in advance, which a time budget on a shared
     machine does not give; this one reads the clock at every ``step()``, so the rate reaches 0
     when the budget does however fast the steps run. The elapsed time is saved in checkpoints.
+    Inside a ``step_budget(n)`` block it is an ordinary cosine over ``n`` steps.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, budget_s: float, warmup: float = 0.05):
-        if not budget_s > 0:
-            raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
         if not 0.0 <= warmup < 1.0:
             raise ValueError(f"warmup is a fraction of the budget in [0, 1), got {warmup!r}")
-        self.optimizer, self.budget_s, self.warmup = optimizer, float(budget_s), warmup
+        self.clock = BudgetClock(budget_s)
+        self.optimizer, self.budget_s, self.warmup = optimizer, self.clock.budget_s, warmup
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
-        self.elapsed_before, self.started = 0.0, None
         self._set(0.0)
 
     def _factor(self, fraction: float) -> float:
@@ -345,19 +428,17 @@ class BudgetCosine:
             group["lr"] = base * self._factor(fraction)
 
     def elapsed(self) -> float:
-        now = time.perf_counter()
-        if self.started is None:
-            self.started = now
-        return self.elapsed_before + now - self.started
+        return self.clock.elapsed()
 
     def step(self) -> None:
+        self.clock.tick()
         self._set(self.elapsed() / self.budget_s)
 
     def state_dict(self) -> dict[str, float]:
-        return {"elapsed": self.elapsed()}
+        return {"elapsed": self.elapsed(), "ticks": self.clock.ticks}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
-        self.elapsed_before, self.started = float(state["elapsed"]), None
+        self.clock.load_state_dict(state)
 
 
 class Hook:
@@ -821,12 +902,19 @@ def train(
     def elapsed() -> float:
         return prior_wall + time.perf_counter() - start
 
+    budget_steps = active_step_budget() if config.budget_s is not None else None
+
+    def budget_spent() -> bool:  # under step_budget(n): n steps over the whole run
+        if budget_steps is not None:
+            return history.steps_done >= budget_steps
+        return config.budget_s is not None and elapsed() >= config.budget_s
+
     def stop_reason() -> str | None:
         if config.max_steps is not None and history.steps_done >= config.max_steps:
             return "max_steps"
         if config.epochs is not None and epoch >= config.epochs:
             return "epochs"
-        if config.budget_s is not None and elapsed() >= config.budget_s:
+        if budget_spent():
             return "budget"
         return None
 
@@ -835,6 +923,8 @@ def train(
         total_steps = config.epochs * batches_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps or config.max_steps, config.max_steps)
+    if budget_steps is not None:
+        total_steps = min(total_steps or budget_steps, budget_steps)
     bar = tqdm(
         total=total_steps,
         initial=history.steps_done,

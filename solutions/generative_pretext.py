@@ -50,7 +50,7 @@ from replearn import augment
 from replearn.backbones import SmallCNN
 from replearn.data import to_float
 from replearn.evaluate import extract_features, knn_accuracy, linear_probe
-from replearn.train import BudgetCosine, History, TensorLoader, TrainConfig, train
+from replearn.train import BudgetClock, BudgetCosine, History, TensorLoader, TrainConfig, train
 
 BANNED_APIS = {
     "masked_l2_loss": ["torch.nn.functional.mse_loss", "torch.nn.MSELoss"],
@@ -945,8 +945,9 @@ def deep_cluster(
     previous: torch.Tensor | None = None
     history = History()
     round_s = budget_s / cfg.cluster_rounds
+    clock = BudgetClock(budget_s)  # seconds, or steps under replearn.train.step_budget
     for r in range(cfg.cluster_rounds):
-        started = time.perf_counter()
+        started, round_start = time.perf_counter(), clock.elapsed()
         feats = extract_features(encoder, images, batch_size=500)  # [N, D]
         feats = F.normalize(feats - feats.mean(dim=0), dim=1)  # [N, D]
         _, assign, inertia = kmeans(feats, cfg.num_clusters, cfg.kmeans_iters, generator)  # [N]
@@ -955,14 +956,14 @@ def deep_cluster(
         model = nn.Sequential(encoder, head)
         weights = cluster_sample_weights(assign, cfg.num_clusters) if uniform_sampling \
             else torch.full((len(images),), 1.0 / len(images))  # fmt: skip
-        spent = time.perf_counter() - started
-        steps_budget = max(round_s - spent, 0.5)
+        spent = clock.elapsed() - round_start  # the clustering's share of the round
+        steps_budget = max(round_s - spent, min(0.5, round_s))
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                                     weight_decay=cfg.weight_decay)  # fmt: skip
         losses: list[float] = []
         model.train()
-        step_start = time.perf_counter()
-        while not losses or time.perf_counter() - step_start < steps_budget:
+        step_start = clock.elapsed()
+        while not losses or clock.elapsed() - step_start < steps_budget:
             rows = torch.multinomial(
                 weights, min(cfg.batch_size, len(images)), replacement=True, generator=generator
             )
@@ -974,6 +975,7 @@ def deep_cluster(
             losses.append(float(loss.detach()))
             history.steps.append({"step": history.steps_done, "round": r + 1, "loss": losses[-1]})
             history.steps_done += 1
+            clock.tick()
         history.wall_time_s += time.perf_counter() - started
         rounds.append(ClusterRound(
             round=r + 1,

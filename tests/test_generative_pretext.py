@@ -146,3 +146,25 @@ def test_split_brain_net_shapes_and_loss_runs():
     assert torch.isfinite(out["loss"]) and float(out["loss"]) == pytest.approx(
         float(out["ab_loss"] + out["l_loss"])
     )
+
+
+def test_deep_cluster_under_a_step_budget_splits_the_steps_over_its_rounds():
+    """Under ``replearn.train.step_budget`` the k-means time costs nothing and each round gets
+    its share of the steps, so the run repeats exactly."""
+    from replearn.presets import get_preset
+    from replearn.train import step_budget
+
+    cfg = gp.GenerativeConfig.from_preset(get_preset("smoke"))  # 2 rounds
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(64) % 10
+    runs = []
+    for _ in range(2):
+        with step_budget(8):
+            result, rounds = gp.deep_cluster(images, labels, cfg, budget_s=1000.0, seed=0)
+        runs.append(result)
+        assert [r.round for r in rounds] == [1, 2]
+        per_round = [sum(1 for s in result.history.steps if s["round"] == r) for r in (1, 2)]
+        assert per_round == [4, 4]
+    for a, b in zip(runs[0].model.state_dict().values(), runs[1].model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -128,9 +128,15 @@ def test_seeds_run_apart_merge_into_one_report_and_a_rerun_is_checked(quality, t
     a seed is compared with the first run beside the spread over seeds, not merged."""
     common = ["--preset", "smoke", "--methods", "random init", "SimCLR", "--no-plots"]
     paths = {name: tmp_path / f"{name}.json" for name in ("s0", "s1", "s0_again")}
-    quality.main(common + ["--seeds", "0", "--out", str(paths["s0"])])
-    quality.main(common + ["--seeds", "1", "--out", str(paths["s1"])])
-    quality.main(common + ["--seeds", "0", "--out", str(paths["s0_again"])])
+    first = quality.main(common + ["--seeds", "0", "--out", str(paths["s0"])])
+    assert first["clock"] == "steps" and first["calibration"]["calibrated"] == ["SimCLR"]
+    steps = first["budget_steps"]["SimCLR"]
+    assert first["rows"]["SimCLR"]["runs"][0]["steps"] == steps  # every seed: the calibrated steps
+    later = common + ["--steps-from", str(paths["s0"])]
+    again = quality.main(later + ["--seeds", "1", "--out", str(paths["s1"])])
+    assert again["budget_steps"] == {"SimCLR": steps}
+    assert again["calibration"]["given"] == ["SimCLR"]
+    quality.main(later + ["--seeds", "0", "--out", str(paths["s0_again"])])
     merged_path = tmp_path / "merged.json"
     merged = quality.main(["--merge", str(paths["s0"]), str(paths["s1"]), "--out",
                            str(merged_path), "--no-plots"])  # fmt: skip
@@ -149,10 +155,18 @@ def test_seeds_run_apart_merge_into_one_report_and_a_rerun_is_checked(quality, t
     other["budget_s"] = 2.0
     with pytest.raises(ValueError, match="budget_s differs"):
         quality.merge([json.loads(paths["s0"].read_text()), other])
+    other = json.loads(paths["s1"].read_text())
+    other["budget_steps"] = {"SimCLR": steps + 1}  # a seed calibrated on its own
+    with pytest.raises(ValueError, match="budget_steps differs.*--steps-from"):
+        quality.merge([json.loads(paths["s0"].read_text()), other])
 
     agreement = quality.main(["--agreement", str(merged_path), str(paths["s0_again"])])
     assert agreement["seeds"] == [0]
     random_init = agreement["methods"]["random init"]["knn"]
     assert random_init["rerun"] == 0.0  # seeded, untrained: the rerun is identical
-    assert agreement["methods"]["SimCLR"]["linear"]["seed_std"] >= 0
+    simclr = agreement["methods"]["SimCLR"]
+    assert simclr["knn"]["steps"] == (steps, steps)
+    # the same steps on the same machine: the rerun repeats the numbers
+    assert simclr["knn"]["rerun"] == 0.0 and simclr["linear"]["rerun"] == 0.0
+    assert simclr["linear"]["seed_std"] >= 0
     assert "| SimCLR |" in capsys.readouterr().out

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from replearn.train import (
+    BudgetClock,
     BudgetCosine,
     CheckpointError,
     History,
@@ -25,6 +26,7 @@ from replearn.train import (
     save_checkpoint,
     save_weights,
     seed_everything,
+    step_budget,
     train,
     train_or_load,
 )
@@ -511,3 +513,45 @@ def test_budget_cosine_without_warmup_is_plain_cosine_and_rejects_bad_budgets():
     assert sched._factor(0.0) == pytest.approx(1.0) and sched._factor(0.5) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="budget_s"):
         BudgetCosine(opt, budget_s=0.0)
+
+
+def _step_budget_run(path=None, max_steps=None, budget_steps=10):
+    """A 10-step "budget" of 1000 s with its cosine schedule, seeded."""
+    model, optimizer, _, loader = _build()
+    with step_budget(budget_steps):
+        scheduler = BudgetCosine(optimizer, budget_s=1000.0, warmup=0.0)
+        config = _quiet(budget_s=1000.0, max_steps=max_steps,
+                        checkpoint_path=str(path) if path else None)  # fmt: skip
+        history = train(_noisy_step, model, optimizer, loader, config, scheduler=scheduler)
+    return model, history
+
+
+def test_a_step_budget_spends_the_seconds_in_a_fixed_number_of_steps():
+    model, history = _step_budget_run()
+    assert history.steps_done == 10 and history.stopped_by == "budget"
+    lrs = history.metric("lr")  # the rate each step used: a cosine over the 10 steps
+    expected = [1e-2 * 0.5 * (1 + math.cos(math.pi * k / 10)) for k in range(10)]
+    assert lrs == pytest.approx(expected)
+    again, _ = _step_budget_run()
+    _assert_same_weights(model, again)  # no clock in the result: a rerun repeats it
+    with step_budget(4):  # the innermost block counts; a budget-less run is not limited by it
+        clock = BudgetClock(8.0)
+        with step_budget(2):
+            assert BudgetClock(8.0).steps == 2
+        clock.tick()
+        assert clock.elapsed() == 2.0 and not clock.done()
+        model, optimizer, _, loader = _build()
+        by_epochs = train(_noisy_step, model, optimizer, loader, _quiet(epochs=1))
+        assert by_epochs.steps_done == len(loader) == 6 and by_epochs.stopped_by == "epochs"
+    with pytest.raises(ValueError, match="positive number of steps"):
+        with step_budget(0):
+            pass
+
+
+def test_a_step_budget_resumes_exactly(tmp_path):
+    reference, _ = _step_budget_run()
+    path = tmp_path / "run.pt"
+    _step_budget_run(path, max_steps=4)  # interrupted after 4 of the 10 steps
+    model, history = _step_budget_run(path)
+    _assert_same_weights(model, reference)
+    assert history.resumed_at_step == [4] and history.steps_done == 10
