@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("submission", type=Path, help="folder or .zip of the student's files")
             p.add_argument("--out", type=Path, default=Path("answers.md"))
         elif name == "record":
-            p.add_argument("name", help="assignment name or alias, or all")
+            p.add_argument("names", nargs="+", metavar="name",
+                           help="assignment names or aliases, or all")  # fmt: skip
             p.add_argument(
                 "--no-verify",
                 action="store_true",
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.out}: {answered} of {len(found)} answer cells answered")
             return 0
         if args.command == "record":
-            return _record(assignments.resolve(args.name), verify=not args.no_verify)
+            targets = {a.name: a for name in args.names for a in assignments.resolve(name)}
+            return _record(list(targets.values()), verify=not args.no_verify)
         if args.command == "batch":
             from autograder.batch import run_batch
 
@@ -295,31 +297,41 @@ def _record(targets, verify: bool = True) -> int:
     """Record the reference values of the public tests for the student hand-out.
 
     Grades the reference solutions with ``expected()`` in record mode, then checks that the
-    recorded values alone give the reference full public marks.
+    recorded values alone give the reference full public marks. Every assignment asked for is
+    graded in one session (one grader start-up, not one per assignment).
     """
     from autograder import api, assignments, runner
 
-    failed = 0
+    targets = list(targets)
     for target in targets:
-        path = target.tests_dir / api.EXPECTED_FILE
-        path.unlink(missing_ok=True)
-        scores = []
-        for mode in ("record", "recorded") if verify else ("record",):
-            os.environ[api.EXPECTED_MODE_ENV] = mode
+        (target.tests_dir / api.EXPECTED_FILE).unlink(missing_ok=True)
+    scores: list[dict[str, tuple[float, float]]] = []  # per mode: assignment -> (got, out of)
+    for mode in ("record", "recorded") if verify else ("record",):
+        os.environ[api.EXPECTED_MODE_ENV] = mode
+        try:
             with tempfile.TemporaryDirectory() as tmp:
                 data = runner.grade(
                     assignments.solutions_root(),
-                    [target],
+                    targets,
                     Path(tmp) / "results.json",
                     public_only=True,
                     seed=0,
                     quiet=True,
                 )
-            got = sum(t["score"] for t in data["tests"])
-            scores.append((got, sum(t["max_score"] for t in data["tests"])))
-        os.environ.pop(api.EXPECTED_MODE_ENV, None)
-        (got, out_of), (replayed, _) = scores[0], scores[-1]
-        ok = got == out_of == replayed and path.exists()
+        finally:
+            os.environ.pop(api.EXPECTED_MODE_ENV, None)
+        per_target: dict[str, tuple[float, float]] = {}
+        for test in data["tests"]:
+            for name in test.get("tags", []):
+                got, out_of = per_target.get(name, (0.0, 0.0))
+                per_target[name] = (got + test["score"], out_of + test["max_score"])
+        scores.append(per_target)
+    failed = 0
+    for target in targets:
+        path = target.tests_dir / api.EXPECTED_FILE
+        got, out_of = scores[0].get(target.name, (0.0, 0.0))
+        replayed, _ = scores[-1].get(target.name, (0.0, 0.0))
+        ok = got == out_of == replayed and out_of > 0 and path.exists()
         failed += not ok
         print(
             f"{target.name}: reference {got:g}/{out_of:g} while recording, {replayed:g}/{out_of:g}"

@@ -32,26 +32,34 @@ def _table(path: Path) -> dict:
     return values
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("module", MODULES)
-def test_recorded_values_match_the_reference(module, tmp_path):
-    committed = TESTS_ROOT / module / api.EXPECTED_FILE
-    assert committed.exists(), (
-        f"run `python -m autograder record {module}` and commit {committed.name}"
-    )
-    shutil.copytree(TESTS_ROOT / module, tmp_path / module)
-    (tmp_path / module / api.EXPECTED_FILE).unlink()
-    env = {**os.environ, "AUTOGRADER_TESTS_ROOT": str(tmp_path)}
+@pytest.fixture(scope="module")
+def fresh_recordings(tmp_path_factory) -> Path:
+    """Every module's public tests copied and recorded afresh, in one grader session."""
+    root = tmp_path_factory.mktemp("recorded")
+    for module in MODULES:
+        shutil.copytree(TESTS_ROOT / module, root / module)
+        (root / module / api.EXPECTED_FILE).unlink(missing_ok=True)
+    env = {**os.environ, "AUTOGRADER_TESTS_ROOT": str(root)}
     done = subprocess.run(
-        [sys.executable, "-m", "autograder", "record", module, "--no-verify"],
+        [sys.executable, "-m", "autograder", "record", *MODULES, "--no-verify"],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    fresh, old = _table(tmp_path / module / api.EXPECTED_FILE), _table(committed)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", MODULES)
+def test_recorded_values_match_the_reference(module, fresh_recordings):
+    committed = TESTS_ROOT / module / api.EXPECTED_FILE
+    assert committed.exists(), (
+        f"run `python -m autograder record {module}` and commit {committed.name}"
+    )
+    fresh, old = _table(fresh_recordings / module / api.EXPECTED_FILE), _table(committed)
     assert sorted(fresh) == sorted(old), "public tests changed: re-record and commit"
     for key in fresh:
         _assert_same(fresh[key], old[key], key)

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -190,9 +191,13 @@ def test_killed_grader_leaves_valid_results(tmp_path):
 
 @pytest.mark.slow
 def test_reference_ten_times_identical(tmp_path):
+    """Ten regrades, two at a time (as a batch with --jobs 2 would run them), each with its own
+    random hidden-test seed: the same full marks every time."""
     sub = make_reference_submission(tmp_path / "ref")
-    scores = [grade(sub, tmp_path / f"r{i}.json")["score"] for i in range(10)]
-    assert scores == [FULL_MARKS] * 10
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = list(pool.map(lambda i: grade(sub, tmp_path / f"r{i}.json"), range(10)))
+    assert [run["score"] for run in runs] == [FULL_MARKS] * 10
+    assert [[t["score"] for t in run["tests"]] for run in runs] == [[t["score"] for t in runs[0]["tests"]]] * 10  # fmt: skip
 
 
 def test_grade_picks_the_assignments_a_submission_holds(tmp_path):
