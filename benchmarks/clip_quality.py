@@ -150,11 +150,10 @@ def timed(fn: Callable[[], tuple]) -> tuple:
     """``fn()``'s result and what the run cost: steps, epochs, seconds, images/s, load."""
     load_before, t0 = load_average(), time.perf_counter()
     model, history = fn()
-    last_losses = history.metric("loss")[-20:]
     info = {"steps": history.steps_done, "epochs": round(history.epochs_done, 2),
             "train_s": round(time.perf_counter() - t0, 1),
             "images_per_s": round(history.images_per_s, 1),
-            "final_loss": round(sum(last_losses) / max(len(last_losses), 1), 4),
+            "final_loss": round(history.recent_mean("loss"), 4),
             "load_before": load_before, "load_after": load_average()}  # fmt: skip
     return model, info
 

@@ -82,7 +82,7 @@ def main(argv=None) -> dict:
         run = gp.pretrain(method, x_train, cfg, budget_s=budget, seed=args.seed, device=device)
         h = run.history
         probe(method, run.features, train_s=round(h.wall_time_s, 1), steps=h.steps_done,
-              final_loss=round(sum(h.metric("loss")[-20:]) / max(len(h.metric("loss")[-20:]), 1), 4))  # fmt: skip
+              final_loss=round(h.recent_mean("loss"), 4))  # fmt: skip
     clustered, rounds = gp.deep_cluster(x_train, y_train, cfg, budget_s=cfg.cluster_s, seed=args.seed, device=device)  # fmt: skip
     probe("deep clustering", clustered.features, train_s=round(clustered.history.wall_time_s, 1),
           steps=clustered.history.steps_done, rounds=[asdict(r) for r in rounds])  # fmt: skip

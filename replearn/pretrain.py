@@ -699,8 +699,7 @@ class PretrainOutcome:
     @property
     def final_loss(self) -> float:
         """Mean training loss over the last 20 steps (as the assignment modules' results)."""
-        losses = self.history.metric("loss")[-20:]
-        return float(sum(losses) / len(losses)) if losses else float("nan")
+        return self.history.recent_mean("loss")
 
 
 # --------------------------------------------------------------------------------------------

@@ -516,6 +516,12 @@ class History:
         records = self.steps if per == "step" else self.epochs
         return [record[name] for record in records if name in record]
 
+    def recent_mean(self, name: str = "loss", steps: int = 20) -> float:
+        """The mean of a per-step metric over the last ``steps`` steps (NaN before any step):
+        the "final loss" the modules' results report, smoother than the last step's."""
+        values = self.metric(name)[-steps:]
+        return float(sum(values) / len(values)) if values else float("nan")
+
     def as_dict(self) -> dict[str, Any]:
         """Plain data (lists, dicts, numbers, strings) for JSON and checkpoints."""
         data = dataclasses.asdict(self)

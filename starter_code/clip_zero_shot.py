@@ -552,8 +552,7 @@ class TrainResult:
     @property
     def final_loss(self) -> float:
         """Mean training loss over the last 20 steps."""
-        losses = self.history.metric("loss")[-20:]
-        return float(sum(losses) / len(losses)) if losses else float("nan")
+        return self.history.recent_mean("loss")
 
 
 def build_shapes_clip(cfg: CLIPConfig, vocab_size: int) -> CLIP:

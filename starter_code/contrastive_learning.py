@@ -828,8 +828,7 @@ class PretrainResult:
     @property
     def final_loss(self) -> float:
         """Mean training loss over the last 20 steps."""
-        losses = self.history.metric("loss")[-20:]
-        return float(sum(losses) / len(losses)) if losses else float("nan")
+        return self.history.recent_mean("loss")
 
 
 class Classifier(nn.Module):

@@ -603,8 +603,7 @@ class PretrainResult:
     @property
     def pretext_accuracy(self) -> float:
         """Mean training accuracy of the pretext task over the last 20 steps."""
-        accs = self.history.metric("acc")[-20:]
-        return float(sum(accs) / len(accs)) if accs else float("nan")
+        return self.history.recent_mean("acc")
 
 
 TASKS = ("rotation", "context", "jigsaw", "exemplar", "supervised")

@@ -237,6 +237,9 @@ def test_train_learns_and_records_history():
     assert {"loss", "batch_mean", "lr", "epoch", "time_s"} <= history.steps[0].keys()
     losses = history.metric("loss", "epoch")
     assert losses[-1] < 0.5 * losses[0]
+    assert history.recent_mean("loss") == pytest.approx(sum(history.metric("loss")[-20:]) / 20)
+    assert history.recent_mean("loss", steps=1) == history.metric("loss")[-1]
+    assert math.isnan(History().recent_mean("loss"))
     assert history.images_seen == 1000 and history.images_per_s > 0
     assert (model(x).argmax(1) == y).float().mean() > 0.95
     restored = History.from_dict(json.loads(json.dumps(history.as_dict())))
