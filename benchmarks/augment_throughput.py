@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.common import machine_info
+from benchmarks.common import load_average, machine_info
 from replearn.augment import SimCLRAugment, two_views
 
 REPO = Path(__file__).resolve().parents[1]
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         print(f"  {name:22s} {results[-1]['views_per_s']:10,.0f} views/s (median of rounds)")
 
-    info["load_average_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    info["load_average_1min_after"] = load_average()
     speed = {row["name"]: row["views_per_s"] for row in results}
     ratios = {
         f"{ours} / {peer}": speed[ours] / speed[peer]

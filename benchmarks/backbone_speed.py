@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmarks.common import machine_info
+from benchmarks.common import load_average, machine_info
 from replearn.backbones import SmallCNN, VisionTransformer, cifar_resnet18
 
 
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
             ratio = rows["cifar_resnet18"]["images_per_s_median"] / peer["images_per_s_median"]
             print(f"  cifar_resnet18 / lightly resnet-18 (median): {ratio:.2f}x")
             rows["ratio_cifar_resnet18_over_lightly"] = ratio
-        info["load_average_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        info["load_average_1min_after"] = load_average()
         report["results"][name] = {"machine": info, "networks": rows}
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.common import machine_info
+from benchmarks.common import load_average, machine_info
 from replearn import captions, data, impl
 from replearn.evaluate import extract_features, linear_probe
 from replearn.presets import get_preset
@@ -56,10 +56,6 @@ OUT_DIR = Path("build/bench")
 DATA_SEED = 0  # the notebook's shapes split and CIFAR-10 subset; seeds vary the training only
 SINGLE_PROMPT = captions.CIFAR_TEMPLATES[0]  # "a photo of a {c}."
 PARTS = ("shapes", "cifar", "supervised")
-
-
-def load_average() -> float | None:
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def summarise(runs: Sequence[dict]) -> dict[str, dict[str, float | None]]:

@@ -28,14 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import machine_info
+from benchmarks.common import load_average, machine_info
 from replearn import augment, data, impl
 from replearn.backbones import SmallCNN
 from replearn.evaluate import extract_features, few_label_curve, knn_accuracy
@@ -48,10 +47,6 @@ ABLATION_CPU_QUICK_S = 8.0  # seconds per ablation run in cpu-quick (the noteboo
 ABLATION_BATCH = 64  # the notebook's ablation batch size (more steps in its few seconds)
 SIMSIAM_BATCH = 64  # the notebook's SimSiam batch size (collapse takes steps, not images)
 FEW_LABELS = (1, 10, 100)  # labels per class of the few-label curve (the notebook's)
-
-
-def load_average() -> float | None:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def main(argv=None) -> dict:

@@ -49,7 +49,7 @@ from benchmarks.augment_throughput import (
     lightly_simclr_transform,
     load_cifar_train,
 )
-from benchmarks.common import machine_info
+from benchmarks.common import load_average, machine_info
 from replearn import impl
 from replearn.augment import SimCLRAugment
 from replearn.backbones import SmallCNN
@@ -190,8 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
             per_round[contender.name].append(row)
             print(f"  round {round_index + 1}  {contender.name:20s} "
                   f"{row['images_per_s']:7,.0f} images/s ({row['steps']} steps, "
-                  f"{row['seconds']:.1f} s, load {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
-    info["load_average_1min_after"] = os.getloadavg()[0]
+                  f"{row['seconds']:.1f} s, load {load_average()})", flush=True)  # fmt: skip
+    info["load_average_1min_after"] = load_average()
     results = [
         {
             "name": name,

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import time
 from dataclasses import asdict
@@ -32,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import load_average, machine_info
 from replearn import data, impl
 from replearn.backbones import SmallCNN
 from replearn.presets import get_preset
@@ -62,6 +61,7 @@ def main(argv=None) -> dict:
                               test_per_class=preset.test_per_class, seed=args.seed)  # fmt: skip
     print(cifar.summary(), flush=True)
     x_train, y_train, x_test, y_test = cifar.x_train, cifar.y_train, cifar.x_test, cifar.y_test
+    machine = machine_info(device)  # the load average before the runs
     started, cpu_started = time.perf_counter(), cpu_seconds()
     rows: dict[str, dict] = {}
 
@@ -111,9 +111,7 @@ def main(argv=None) -> dict:
     result = {
         "preset": preset.name, "dataset": cifar.name, "train_images": len(y_train),
         "test_images": len(y_test), "device": str(device),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "loadavg": os.getloadavg()},
+        "machine": {**machine, "load_average_1min_end": load_average()},
         "config": asdict(cfg), "rows": rows, "checks": checks,
         "part1_rows": {k: v for k, v in part1_rows.items() if k != "raw pixels"},
         "seconds": round(time.perf_counter() - started, 1),
@@ -133,7 +131,8 @@ def to_markdown(result: dict) -> str:
     lines = [
         f"Generative pretexts on {result['dataset']} ({result['train_images']} train / "
         f"{result['test_images']} test), preset {result['preset']}, {result['device']}, "
-        f"{result['machine']['cpus']} CPUs (shared), load average {result['machine']['loadavg']}",
+        f"{result['machine']['cpu_count']} CPUs, load average {result['machine']['load_average_1min']} "
+        f"at the start and {result['machine']['load_average_1min_end']} at the end",
         "",
         "| encoder | train s | kNN b3 | lin b3 | kNN b4 | lin b4 |",
         "|---|---|---|---|---|---|",

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-from benchmarks.common import machine_info
+from benchmarks.common import load_average, machine_info
 from replearn.demo import REPO, grade
 
 OUT = Path("build/bench/grader_seeds.json")
@@ -91,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     folder = args.out.parent / (args.out.stem + "_results")
     folder.mkdir(parents=True, exist_ok=True)
     report = audit(args.submission, args.assignment, seeds, folder)
-    report["machine"] = {**machine_info(), "load_average_1min_after": os.getloadavg()[0]}
+    report["machine"] = {**machine_info(), "load_average_1min_after": load_average()}
     args.out.write_text(json.dumps(report, indent=2))
     markdown = to_markdown(report)
     args.out.with_suffix(".md").write_text(markdown)

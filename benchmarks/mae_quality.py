@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import machine_info
+from benchmarks.common import load_average, machine_info
 from replearn import data, impl
 from replearn.presets import get_preset
 
@@ -53,10 +53,6 @@ class RawPixels(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_features(images)  # [N, C*H*W]
-
-
-def load_average() -> float | None:
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def main(argv=None) -> dict:

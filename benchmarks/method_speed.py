@@ -49,7 +49,7 @@ import torch
 import torch.nn as nn
 
 from benchmarks.augment_throughput import default_data_dir, load_cifar_train
-from benchmarks.common import machine_info
+from benchmarks.common import load_average, machine_info
 from replearn import impl
 from replearn.augment import SimCLRAugment
 from replearn.backbones import SmallCNN
@@ -415,13 +415,13 @@ def main(argv: list[str] | None = None) -> dict:
                 row = c.round(args.steps)
                 rounds[c.who].append(row["images_per_s"])
                 print(f"  {method:8s} round {index + 1} {c.who:8s} {row['images_per_s']:7,.0f} "
-                      f"images/s (load {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+                      f"images/s (load {load_average()})", flush=True)  # fmt: skip
         speed = {who: statistics.median(v) for who, v in rounds.items()}
         methods[method] = {"batch": contenders[0].batch, **speed, "rounds": rounds,
                            "ratio": speed["ours"] / speed["lightly"]}  # fmt: skip
         if SPLIT in speed:
             methods[method]["split_ratio"] = speed[SPLIT] / speed["lightly"]
-    info["load_average_1min_after"] = os.getloadavg()[0]
+    info["load_average_1min_after"] = load_average()
     losses = {} if args.no_losses else loss_parity(args.loss_n, 128, args.loss_repeats, args.seed)
     report = {"benchmark": "method_speed", "rounds": args.rounds, "steps": args.steps,
               "data": {"images": int(len(images)), "source": source}, "machine": info,

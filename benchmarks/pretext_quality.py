@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import load_average, machine_info
 from replearn import data, impl
 from replearn.backbones import SmallCNN
 from replearn.presets import get_preset
@@ -56,6 +55,7 @@ def main(argv=None) -> dict:
     print(cifar.summary(), flush=True)
     x_train, y_train, x_test, y_test = cifar.x_train, cifar.y_train, cifar.x_test, cifar.y_test
     blocks = cfg.probe_blocks
+    machine = machine_info(device)  # the load average before the runs
     started = time.perf_counter()
     rows: dict[str, dict] = {}
 
@@ -141,9 +141,7 @@ def main(argv=None) -> dict:
     result = {
         "preset": preset.name, "dataset": cifar.name, "source": cifar.source,
         "train_images": len(y_train), "test_images": len(y_test), "device": str(device),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+        "machine": {**machine, "load_average_1min_end": load_average()},
         "config": {k: v for k, v in cfg.__dict__.items()}, "rotation_s": rotation_s,
         "rows": rows, "patches_vs_whole": patches, "nonlinear": nonlinear, "checks": checks,
         "seconds": round(time.perf_counter() - started, 1),
@@ -161,7 +159,8 @@ def markdown(result: dict, blocks) -> str:
         f"kNN b{b} | lin b{b}" for b in blocks) + " |"  # fmt: skip
     lines = [f"Pretext tasks on {result['dataset']} ({result['train_images']} train / "
              f"{result['test_images']} test), preset {result['preset']}, {result['device']}, "
-             f"load average {result['machine']['loadavg']}", "", head,
+             f"load average {result['machine']['load_average_1min']} at the start and "
+             f"{result['machine']['load_average_1min_end']} at the end", "", head,
              "|" + "---|" * (3 + 2 * len(blocks))]  # fmt: skip
     for name, row in result["rows"].items():
         cells = []

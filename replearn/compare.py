@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import math
 import os
@@ -249,13 +250,25 @@ def method_names() -> list[str]:
     return [m.name for m in METHODS]
 
 
-def machine_info() -> dict:
-    """Platform, CPU count, torch version and threads, load average, GPU (as the benchmarks)."""
-    info = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+def machine_info(
+    device: torch.device | str | None = None, packages: tuple[str, ...] = ("torchvision",)
+) -> dict:
+    """What a measured number needs beside it: platform, processor, Python, CPU count, torch
+    version and threads, the 1-minute load average (read before timing starts: on a shared
+    machine it says how much of the CPU the measurement had), package versions, GPU. The
+    comparison and every benchmark under ``benchmarks/`` report it."""
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "load_average_1min": load_average()}  # fmt: skip
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
+    for package in packages:
+        try:
+            info[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            info[package] = None
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda" or device is None and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 
