@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 # The linear classifier of Part 1 is written by hand: the grader rejects these names inside the
 # listed functions. Softmax and log-sum-exp are banned too, because computing them stably
-# (subtract the row maximum before exponentiating) is half of the exercise; autograd and
+# (subtract the row maximum before exponentiating) is half of the exercise, and
 # autograd is banned because the gradient is the other half (the update is three lines).
 BANNED_APIS = {
     "softmax_regression_loss": [
