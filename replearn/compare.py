@@ -30,9 +30,9 @@ changes. Every method:
 Each method runs with each seed of ``--seeds`` (three by default); the table reports the mean and
 the sample standard deviation over seeds. Every run records its steps and the load average
 before it. Seeds run apart (one per night, or on two machines) merge into one report with
-``--merge`` when they trained the same steps (run the later seeds with ``--steps-from`` the first
-report), and a rerun of the same seeds is checked against
-the spread over seeds with ``--agreement``.
+``--merge`` when they trained the same steps (run the later seeds with ``--steps-from`` the
+first report), and a rerun of the same seeds is checked against the spread over seeds with
+``--agreement``.
 
 Run: ``python -m benchmarks.quality --preset cpu-quick`` (data from ``$REPLEARN_DATA_DIR``;
 about 14 minutes per seed on 2 idle cores). Writes ``build/bench/quality/quality.json``,
