@@ -711,11 +711,11 @@ class _ClockCosine(BudgetCosine):
     """``BudgetCosine`` on a given clock: rank 0's elapsed seconds, or the step count."""
 
     def __init__(self, optimizer, total: float, clock: Callable[[], float]):
-        self.clock = clock
         super().__init__(optimizer, total)
+        self.read_clock = clock
 
     def elapsed(self) -> float:
-        return float(self.clock())
+        return float(self.read_clock())
 
 
 def _say(world: World, settings: PretrainSettings, message: str) -> None:
