@@ -707,17 +707,6 @@ class PretrainOutcome:
 # --------------------------------------------------------------------------------------------
 
 
-class _ClockCosine(BudgetCosine):
-    """``BudgetCosine`` on a given clock: rank 0's elapsed seconds, or the step count."""
-
-    def __init__(self, optimizer, total: float, clock: Callable[[], float]):
-        super().__init__(optimizer, total)
-        self.read_clock = clock
-
-    def elapsed(self) -> float:
-        return float(self.read_clock())
-
-
 def _say(world: World, settings: PretrainSettings, message: str) -> None:
     if world.is_main and settings.verbose:
         print(message, flush=True)
@@ -854,12 +843,12 @@ def run_pretraining(
     )
     clock = {"elapsed": 0.0}
     if budget_s is not None:  # cosine over the budget, on rank 0's clock
-        scheduler = _ClockCosine(optimizer, budget_s, lambda: clock["elapsed"])
+        scheduler = BudgetCosine(optimizer, budget_s, clock=lambda: clock["elapsed"])
     else:  # cosine over the steps
         total = settings.max_steps or epochs * len(loader)
         if epochs is not None and settings.max_steps is not None:
             total = min(total, epochs * len(loader))
-        scheduler = _ClockCosine(optimizer, max(total, 1), lambda: history.steps_done)
+        scheduler = BudgetCosine(optimizer, max(total, 1), clock=lambda: history.steps_done)
 
     # ---- header -----------------------------------------------------------------------------
     _say(

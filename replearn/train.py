@@ -365,14 +365,17 @@ class BudgetClock:
 
     On the wall clock (the default) the seconds since the first reading. Inside a
     ``step_budget(n)`` block (read when the clock is made) the optimizer steps counted with
-    ``tick()``, at ``budget_s / n`` seconds each.
+    ``tick()``, at ``budget_s / n`` seconds each. ``clock``, a function returning what is
+    spent, replaces both: for a loop that keeps its own time (``replearn.pretrain`` reads rank
+    0's seconds, the same on every rank) or counts in steps instead of seconds.
     """
 
-    def __init__(self, budget_s: float):
+    def __init__(self, budget_s: float, clock: Callable[[], float] | None = None):
         if not budget_s > 0:
             raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
         self.budget_s = float(budget_s)
-        self.steps = active_step_budget()  # None: wall clock
+        self.read_clock = clock
+        self.steps = None if clock is not None else active_step_budget()  # None: not steps
         self.ticks, self.elapsed_before, self.started = 0, 0.0, None
 
     def tick(self) -> None:
@@ -380,6 +383,8 @@ class BudgetClock:
         self.ticks += 1
 
     def elapsed(self) -> float:
+        if self.read_clock is not None:
+            return float(self.read_clock())
         if self.steps is not None:
             return self.budget_s * self.ticks / self.steps
         now = time.perf_counter()
@@ -406,13 +411,20 @@ class BudgetCosine:
     A step-count schedule needs the number of steps in advance, which a time budget on a shared
     machine does not give; this one reads the clock at every ``step()``, so the rate reaches 0
     when the budget does however fast the steps run. The elapsed time is saved in checkpoints.
-    Inside a ``step_budget(n)`` block it is an ordinary cosine over ``n`` steps.
+    Inside a ``step_budget(n)`` block it is an ordinary cosine over ``n`` steps; with ``clock``
+    it follows that function instead (``BudgetClock``).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, budget_s: float, warmup: float = 0.05):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        budget_s: float,
+        warmup: float = 0.05,
+        clock: Callable[[], float] | None = None,
+    ):
         if not 0.0 <= warmup < 1.0:
             raise ValueError(f"warmup is a fraction of the budget in [0, 1), got {warmup!r}")
-        self.clock = BudgetClock(budget_s)
+        self.clock = BudgetClock(budget_s, clock=clock)
         self.optimizer, self.budget_s, self.warmup = optimizer, self.clock.budget_s, warmup
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self._set(0.0)
@@ -908,19 +920,17 @@ def train(
     def elapsed() -> float:
         return prior_wall + time.perf_counter() - start
 
-    budget_steps = active_step_budget() if config.budget_s is not None else None
-
-    def budget_spent() -> bool:  # under step_budget(n): n steps over the whole run
-        if budget_steps is not None:
-            return history.steps_done >= budget_steps
-        return config.budget_s is not None and elapsed() >= config.budget_s
+    budget = None  # seconds, or steps over the whole run inside a step_budget block
+    if config.budget_s is not None:
+        budget = BudgetClock(config.budget_s)
+        budget.load_state_dict({"elapsed": prior_wall, "ticks": history.steps_done})
 
     def stop_reason() -> str | None:
         if config.max_steps is not None and history.steps_done >= config.max_steps:
             return "max_steps"
         if config.epochs is not None and epoch >= config.epochs:
             return "epochs"
-        if budget_spent():
+        if budget is not None and budget.done():
             return "budget"
         return None
 
@@ -929,8 +939,8 @@ def train(
         total_steps = config.epochs * batches_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps or config.max_steps, config.max_steps)
-    if budget_steps is not None:
-        total_steps = min(total_steps or budget_steps, budget_steps)
+    if budget is not None and budget.steps is not None:
+        total_steps = min(total_steps or budget.steps, budget.steps)
     bar = tqdm(
         total=total_steps,
         initial=history.steps_done,
@@ -1020,6 +1030,8 @@ def train(
                     metrics,
                 )
                 history.steps_done += 1
+                if budget is not None:
+                    budget.tick()
                 history.images_seen += n_images
                 position += 1
                 epoch_count += 1

@@ -518,6 +518,20 @@ def test_budget_cosine_without_warmup_is_plain_cosine_and_rejects_bad_budgets():
         BudgetCosine(opt, budget_s=0.0)
 
 
+def test_a_budget_on_a_given_clock_follows_that_clock_not_the_wall_or_a_step_budget():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    spent = {"units": 0.0}
+    with step_budget(3):  # ignored: the loop keeps its own clock (replearn.pretrain's rank 0)
+        sched = BudgetCosine(opt, budget_s=8.0, warmup=0.0, clock=lambda: spent["units"])
+    assert sched.clock.steps is None
+    for units in (2.0, 4.0, 8.0):
+        spent["units"] = units
+        sched.step()
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * sched._factor(units / 8.0))
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9) and sched.clock.done()
+    assert sched.state_dict() == {"elapsed": 8.0, "ticks": 3}
+
+
 def _step_budget_run(path=None, max_steps=None, budget_steps=10):
     """A 10-step "budget" of 1000 s with its cosine schedule, seeded."""
     model, optimizer, _, loader = _build()
