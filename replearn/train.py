@@ -291,8 +291,9 @@ class TrainConfig:
     max_steps: int | None = None  # optimizer steps; None: no limit from steps
     grad_clip: float | None = None  # clip the global gradient L2 norm to this; None: no clipping
     amp: bool | Literal["auto"] = (
-        "auto"  # autocast (bf16 on Ampere+, else fp16 + GradScaler); CUDA only
+        "auto"  # autocast: CUDA bf16 on Ampere+, else fp16 + GradScaler; CPU bf16 only if True
     )
+    channels_last: bool = False  # NHWC weights and activations (see train)
     log_every: int = 20  # steps between metric syncs from the GPU and progress-bar updates
     progress: bool = True  # show a tqdm progress bar
     desc: str = "train"  # progress-bar label
@@ -734,8 +735,18 @@ def _split_metrics(output: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor | 
     return loss, metrics
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): oneDNN's test."""
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
 def _amp_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
-    """bf16 on GPUs that have it natively (Ampere, compute capability 8+), else fp16; CPU: None."""
+    """bf16 on GPUs that have it natively (Ampere, compute capability 8+), else fp16. CPU: bf16
+    when asked for explicitly (``amp=True``) and the CPU has it natively, else None."""
+    if device.type == "cpu":
+        return torch.bfloat16 if amp is True and cpu_supports_bf16() else None
     if device.type != "cuda" or amp is False:
         return None
     major, _ = torch.cuda.get_device_capability(device)
@@ -804,6 +815,14 @@ def train(
     seeded run that was interrupted and resumed ends with the same weights, bit for bit, as
     one that never stopped (on the same hardware; exact for a ``TensorLoader``).
 
+    Two speed options change how, not what, is computed. ``config.amp=True`` on a CPU with
+    native bfloat16 (AVX512-BF16 or AMX) autocasts to bfloat16, as on a GPU. With
+    ``config.channels_last`` a convolutional model trains in NHWC layout (oneDNN's faster CPU
+    kernels; tensor cores with AMP) and is handed back in the default layout; its convolution
+    outputs are NHWC during training, so a step that calls ``.view`` on one must use
+    ``.reshape``. On the course team's 2-core Xeon (AMX) a SimCLR step of the ``SmallCNN`` at
+    batch 256 took 780 ms in float32, 550 ms with ``channels_last`` and 380 ms with both.
+
     Args:
         step_fn: ``step_fn(model, batch)`` returns the loss tensor or a dict with a ``"loss"``
             key and other scalar metrics (tensors or numbers), which the history records.
@@ -837,7 +856,11 @@ def train(
 
     amp_dtype = _amp_dtype(device, config.amp)
     if config.amp is True and amp_dtype is None:
-        warnings.warn("amp=True has no effect on the CPU; training in float32", stacklevel=2)
+        warnings.warn(
+            f"amp=True has no effect on this {device.type} (bfloat16 on a CPU needs AVX512-BF16 "
+            "or AMX); training in float32",
+            stacklevel=2,
+        )
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     trained_params = [p for group in optimizer.param_groups for p in group["params"]]
 
@@ -994,6 +1017,8 @@ def train(
     # ---- epochs and steps -----------------------------------------------------------------
     steps_at_start = history.steps_done
     model.train()
+    if config.channels_last:  # parameters keep their identity: the optimizer still holds them
+        model.to(memory_format=torch.channels_last)
     try:
         reason = stop_reason()
         while reason is None:
@@ -1087,6 +1112,8 @@ def train(
             maybe_save(force=True)
     finally:
         bar.close()
+        if config.channels_last:  # the caller gets the layout it gave
+            model.to(memory_format=torch.contiguous_format)
         if isinstance(loader, TensorLoader):
             loader.epoch, loader.position = epoch, position
     return history

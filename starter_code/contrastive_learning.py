@@ -788,6 +788,8 @@ class ContrastiveConfig:
     knn_every: int = 5  # epochs between kNN monitor evaluations (0: no monitor)
     probe_iters: int = 100  # L-BFGS iterations of the linear probe
     checkpoints: bool = False  # train-or-load the runs under checkpoints/
+    amp: bool | str = "auto"  # replearn.train.TrainConfig.amp: True also autocasts a bf16 CPU
+    channels_last: bool = False  # NHWC training (TrainConfig.channels_last): faster on CPU
 
     @staticmethod
     def from_preset(preset) -> ContrastiveConfig:
@@ -947,7 +949,7 @@ def pretrain(
                                 every=cfg.knn_every, k=cfg.knn_k))  # fmt: skip
     config = TrainConfig(epochs=cfg.max_epochs, budget_s=budget_s, progress=progress, desc=method,
                          checkpoint_path=str(checkpoint_path) if checkpoint_path else None,
-                         grad_clip=5.0)  # fmt: skip
+                         grad_clip=5.0, amp=cfg.amp, channels_last=cfg.channels_last)  # fmt: skip
     history = train(step, model, optimizer, loader, config,
                     scheduler=BudgetCosine(optimizer, budget_s), hooks=hooks)  # fmt: skip
     model.eval()

@@ -320,13 +320,52 @@ def test_hooks_after_step_and_on_epoch_end():
     assert all(seen_modes)
 
 
-def test_amp_request_on_cpu_warns_and_trains_in_float32():
+def test_amp_on_a_cpu_without_native_bf16_warns_and_trains_in_float32(monkeypatch):
+    monkeypatch.setattr("replearn.train.cpu_supports_bf16", lambda: False)
     model, optimizer, _, loader = _build()
-    with pytest.warns(UserWarning, match="no effect on the CPU"):
+    with pytest.warns(UserWarning, match="no effect on this cpu .*AVX512-BF16 or AMX"):
         history = train(
             _noisy_step, model, optimizer, loader, _quiet(max_steps=2, amp=True), device="cpu"
         )
     assert history.amp is None and history.device == "cpu"
+
+
+def test_amp_on_a_cpu_with_native_bf16_autocasts_the_step_and_auto_does_not(monkeypatch):
+    monkeypatch.setattr("replearn.train.cpu_supports_bf16", lambda: True)  # emulated elsewhere
+    seen = []
+
+    def step(model, batch):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu"))
+        return _noisy_step(model, batch)
+
+    for amp, expected in ((True, torch.bfloat16), ("auto", False)):
+        model, optimizer, _, loader = _build()
+        history = train(step, model, optimizer, loader, _quiet(max_steps=2, amp=amp), device="cpu")  # fmt: skip
+        assert seen[-2:] == [expected] * 2
+        assert history.amp == ("bfloat16" if amp is True else None)
+        assert math.isfinite(history.recent_mean())
+
+
+def test_channels_last_trains_the_same_model_and_hands_it_back_in_the_default_layout():
+    layouts = []
+
+    def step(model, batch):
+        conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        layouts.append(conv.weight.stride()[1] == 1)  # NHWC: channels innermost
+        return _noisy_step(model, batch)
+
+    trained = {}
+    for channels_last in (False, True):
+        model, _, _, loader = _build()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)  # Adam would amplify rounding
+        config = _quiet(max_steps=4, channels_last=channels_last)
+        trained[channels_last] = (model, train(step, model, optimizer, loader, config))
+    assert layouts == [False] * 4 + [True] * 4
+    (plain, plain_history), (nhwc, nhwc_history) = trained[False], trained[True]
+    assert all(p.stride() == p.contiguous().stride() for p in nhwc.parameters())
+    assert nhwc_history.metric("loss") == pytest.approx(plain_history.metric("loss"), rel=1e-4)
+    for (name, a), b in zip(plain.state_dict().items(), nhwc.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
 
 
 # --------------------------------------------------------------------------------------------
