@@ -448,7 +448,7 @@ class BudgetCosine:
         self._set(self.elapsed() / self.budget_s)
 
     def state_dict(self) -> dict[str, float]:
-        return {"elapsed": self.elapsed(), "ticks": self.clock.ticks}
+        return self.clock.state_dict()
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.clock.load_state_dict(state)

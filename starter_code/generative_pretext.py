@@ -831,6 +831,24 @@ PROBE_WEIGHT_DECAY = (
 )
 
 
+# The random encoder each trained one is measured against: the same networks on the same input,
+# untrained. Colorization sees only L, so its baseline is a random SmallCNN on L (Zhang et al.
+# 2016 compare against random networks on their grayscale input too); split-brain's is the random
+# pair of half-width networks on L and ab; the RGB encoders' is a random SmallCNN on RGB.
+RANDOM_BASELINE = {"color-class": "random init (L)", "color-reg": "random init (L)",
+                   "split-brain": "random init (L + ab halves)"}  # fmt: skip
+
+
+def random_baselines(cfg: GenerativeConfig) -> dict[str, LabFeatures]:
+    """The untrained encoders of :data:`RANDOM_BASELINE` (seed with ``torch.manual_seed`` first)."""
+    half = tuple(w // 2 for w in cfg.widths)
+    return {
+        "random init": LabFeatures([(SmallCNN(3, cfg.widths), "rgb")]),
+        "random init (L + ab halves)": LabFeatures([(SmallCNN(1, half), "L"), (SmallCNN(2, half), "ab")]),
+        "random init (L)": LabFeatures([(SmallCNN(1, cfg.widths), "L")]),
+    }  # fmt: skip
+
+
 def evaluate_features(
     features: LabFeatures,
     x_train: torch.Tensor,

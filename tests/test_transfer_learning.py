@@ -1,5 +1,6 @@
 """Fast unit tests of the reference module solutions/transfer_learning.py (Assignment 1)."""
 
+import dataclasses
 import math
 
 import pytest
@@ -99,7 +100,11 @@ def test_split_at_and_config():
         assert cfg.budgets[0] < cfg.budgets[1]
         assert tl.finetune_stages(cfg)[0] == cfg.few_stage
     quick = tl.TransferConfig.from_preset(PRESETS["cpu-quick"])
-    assert quick.many_stage is None and tl.finetune_stages(quick) == [quick.few_stage]
+    assert tl.finetune_stages(quick) == [quick.few_stage, quick.many_stage]
+    smoke = tl.TransferConfig.from_preset(PRESETS["smoke"])
+    assert tl.finetune_stages(smoke) == [smoke.few_stage, smoke.many_stage]
+    without_many = dataclasses.replace(quick, many_stage=None)
+    assert tl.finetune_stages(without_many) == [quick.few_stage]
 
 
 def test_random_view_picks_one_whole_view_per_sample():

@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 import torch
 import torch.nn as nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 NUM_CLASSES = 5
 
@@ -195,7 +196,11 @@ def bn_eval(module, seed: int, images: torch.Tensor) -> dict:
 
 
 def two_stage(module, seed: int, images: torch.Tensor, labels: torch.Tensor, freeze: bool) -> dict:
-    """``two_stage_finetune`` on the tiny classifier with a new 3-class head."""
+    """``two_stage_finetune`` on the tiny classifier with a new 3-class head.
+
+    ``"rates"``: every optimiser step's learning rate per parameter group, read just before the
+    step (a global step pre-hook), so the schedule is checked exactly, not through the weights.
+    """
     torch.manual_seed(seed)
     model = tiny_classifier(seed)
     model.fc = nn.Linear(16, 3)
@@ -205,13 +210,21 @@ def two_stage(module, seed: int, images: torch.Tensor, labels: torch.Tensor, fre
                 p.requires_grad_(False)
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     gen = torch.Generator().manual_seed(seed)
-    losses = module.two_stage_finetune(
-        model, images, labels, head_name="fc", lr=0.05, backbone_lr_scale=0.1, epochs=2,
-        batch_size=8, weight_decay=0.0, bn_eval=True, probe_steps=50, generator=gen,
-    )  # fmt: skip
+    rates: list[list[float]] = []
+    hook = register_optimizer_step_pre_hook(
+        lambda opt, args, kwargs: rates.append([float(g["lr"]) for g in opt.param_groups])
+    )
+    try:
+        losses = module.two_stage_finetune(
+            model, images, labels, head_name="fc", lr=0.05, backbone_lr_scale=0.1, epochs=2,
+            batch_size=8, weight_decay=0.0, bn_eval=True, probe_steps=50, generator=gen,
+        )  # fmt: skip
+    finally:
+        hook.remove()
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return {
         "losses": [float(v) for v in losses],
+        "rates": rates,
         "state": state,
         "changed": {k: not torch.equal(before[k], state[k]) for k in state},
     }

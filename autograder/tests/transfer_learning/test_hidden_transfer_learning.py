@@ -132,6 +132,13 @@ def test_two_stage_finetune_smoke_train(student):
         f"{len(got['losses'])} losses returned, expected {len(want['losses'])} "
         "(one per stage-2 step: 2 epochs x 3 batches)",
     )
+    expect_tensor(
+        torch.tensor(got["rates"]),
+        torch.tensor(want["rates"]),
+        rtol=1e-5,
+        atol=1e-8,
+        name="learning rate of each group at each stage-2 step (a cosine towards 0)",
+    )
     changed = got["changed"]
     expect_true(
         not any(v for k, v in changed.items() if k.startswith("stem.")),

@@ -175,3 +175,57 @@ def test_set_bn_eval_freezes_running_statistics(student):
     expect_true(not any(got["bn_training"]), "every BatchNorm layer must be in eval mode")
     expect_true(got["dropout_training"], "only BatchNorm changes mode: Dropout must keep training")
     expect_true(got["stats_unchanged"], "a training step changed the BN running statistics")
+
+
+@pytest.mark.weight(2)
+@pytest.mark.timeout(60)
+@pytest.mark.functions(
+    "two_stage_finetune",
+    "make_feature_extractor",
+    "extract_features",
+    "train_softmax_classifier",
+    "softmax_regression_loss",
+    "param_groups",
+    "set_bn_eval",
+)
+def test_two_stage_finetune_head_first_then_cosine_decay(student):
+    labels = torch.arange(3).repeat(8)  # [N]
+    base = torch.rand(3, 3, 8, 8, generator=student.rng)  # one pattern per class
+    x = (base[labels] + 0.2 * torch.rand(24, 3, 8, 8, generator=student.rng)).clamp(0, 1)
+    got = student.probe(f"{PROBES}:two_stage", 7, x, labels, False)
+    want = expected(
+        "two_stage_finetune", lambda: probes.two_stage(reference(REF), 7, x, labels, False)
+    )
+    expect_true(
+        len(got["losses"]) == len(want["losses"]),
+        f"{len(got['losses'])} losses returned, expected {len(want['losses'])} "
+        "(one per stage-2 step: 2 epochs x 3 batches of 8)",
+    )
+    expect_true(
+        len(got["rates"]) == len(want["rates"]),
+        f"{len(got['rates'])} optimiser steps, expected {len(want['rates'])} (stage 2 only, one "
+        "torch.optim.SGD step per batch)",
+    )
+    expect_tensor(
+        torch.tensor(got["rates"]),
+        torch.tensor(want["rates"]),
+        rtol=1e-5,
+        atol=1e-8,
+        name="learning rate of each group [backbone, head] at each step: a cosine from lr "
+        "(backbone: lr * backbone_lr_scale) towards 0 over epochs * ceil(N / batch_size) steps",
+    )
+    expect_true(
+        not any(v for k, v in got["changed"].items() if "running" in k or "num_batches" in k),
+        "BatchNorm running statistics changed: BN must stay in 'test' mode",
+    )
+    expect_tensor(
+        torch.tensor(got["losses"]),
+        torch.tensor(want["losses"]),
+        rtol=1e-3,
+        atol=1e-4,
+        name="stage-2 losses (head from the stage-1 probe)",
+    )
+    for key in ("fc.weight", "stage2.0.weight", "stem.0.weight"):
+        expect_tensor(
+            got["state"][key], want["state"][key], rtol=1e-3, atol=1e-4, name=f"{key} after"
+        )
