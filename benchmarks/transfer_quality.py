@@ -55,7 +55,8 @@ def _from_scratch(tl, net, cifar, size, budget_s, batch_size, seed) -> tuple[flo
         p.requires_grad_(True)
     # The TensorFlow port keeps BatchNorm momentum 0.01: after a hundred steps its running
     # statistics still lag the moving weights, and the eval-mode network scored at chance (10.2%
-    # after 128 steps; 9.8% vs 19.8% with batch statistics after 40). PyTorch's 0.1 keeps up.
+    # after 128 steps; 9.8% vs 19.8% with batch statistics after 40). PyTorch's 0.1 keeps up
+    # (30.8% after 129 steps).
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.momentum = 0.1
