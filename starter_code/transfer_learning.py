@@ -400,9 +400,10 @@ class TransferConfig:
                                   compare=("efficientnet_lite0",))  # fmt: skip
         if preset.name == "cpu-quick":
             # The preset's 128 px: on the benchmark's 5,000 / 1,000 images the probe reached
-            # 77.7% at 128 px and 74.2% at 112 px (an idle machine runs this notebook in about
-            # 2.5 minutes at 128 px). lr 0.03 for 6 epochs with flips beat lr 0.01 for 3 epochs
-            # (72.8% vs 72.0%, 112 px, 100 labels/class).
+            # 77.7% at 128 px and 74.2% at 112 px (an idle machine ran this notebook in about
+            # 2.5 minutes at 128 px, and in 210 s once "fine-tune many" joined the table). lr 0.03
+            # for 6 epochs with flips beat lr 0.01 for 3 epochs (72.8% vs 72.0%, 112 px, 100
+            # labels/class).
             # "Fine-tune many" (after blocks_13) with the cosine rate of two_stage_finetune was the
             # only fine-tuning above the probe on the benchmark's 5,000 / 1,000 images: 77.4% in
             # its seed-0 run (77.9, 76.9, 77.3 over seeds 0-2 in a separate run) against the
