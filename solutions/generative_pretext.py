@@ -767,6 +767,21 @@ def ab_prior(images: torch.Tensor, centres: torch.Tensor, max_images: int = 2000
     return (counts / counts.sum()).float()
 
 
+def ab_statistics(images: torch.Tensor, max_images: int = 2000) -> tuple[torch.Tensor, ...]:
+    """Per-channel mean and standard deviation ``[2], [2]`` of ab over training pixels at 1/4 size.
+
+    The regression target of colorization is ab standardised with these, so that predicting the
+    mean colour everywhere costs exactly 1 and the loss reads as the fraction of the colour
+    variance left unexplained. On ``cifar10-5k`` the stds are about 9 (a) and 15 (b). Dividing
+    by the range (110) instead left targets of std 0.1 and an L2 loss of 0.01 under the shared
+    SGD rate: in ``cpu-quick`` that encoder ended 1.3 +- 2.8 points below the untrained one on
+    the linear probe (seeds 0-2), the standardised one 3.7 +- 1.0 above it.
+    """
+    small_ab = F.avg_pool2d(rgb_to_lab(to_float(images[:max_images]))[:, 1:], 4)  # [M, 2, H/4, W/4]
+    ab = small_ab.transpose(0, 1).reshape(2, -1)  # [2, P], as the regression step pools them
+    return ab.mean(dim=1), ab.std(dim=1)
+
+
 def pretrain(
     method: str,
     images: torch.Tensor,
@@ -781,7 +796,8 @@ def pretrain(
 
     ``method``: ``"inpainting"`` (L2 on the hole), ``"inpainting+adv"`` (L2 + ``lambda_adv``
     times the adversarial loss, the discriminator trained by its own Adam inside each step),
-    ``"color-class"`` (L -> ab bins, rebalanced), ``"color-reg"`` (L -> ab, L2) or
+    ``"color-class"`` (L -> ab bins, rebalanced), ``"color-reg"`` (L -> standardised ab, L2;
+    :func:`ab_statistics`) or
     ``"split-brain"`` (two half-width encoders). ``images``: uint8 ``[N, 3, H, W]``.
     """
     if method not in METHODS:
@@ -824,7 +840,9 @@ def pretrain(
         weights = rebalancing_weights(ab_prior(images, centres.cpu()), cfg.rebalance_lambda).to(
             device
         )
-        extra.update(centres=centres.cpu(), class_weights=weights.cpu())
+        ab_mean, ab_std = (t.view(1, 2, 1, 1).to(device) for t in ab_statistics(images))
+        extra.update(centres=centres.cpu(), class_weights=weights.cpu(), ab_mean=ab_mean.cpu(),
+                     ab_std=ab_std.cpu())  # fmt: skip
         classify = method == "color-class"
         model = PixelPredictor(encoder, len(centres) if classify else 2, upsamplings=1)
         features = LabFeatures([(encoder, "L")])
@@ -835,7 +853,8 @@ def pretrain(
             small_ab = F.avg_pool2d(lab[:, 1:], m.stride)  # [B, 2, H/4, W/4]
             if classify:
                 return {"loss": colorization_loss(out, soft_encode_ab(small_ab, centres), weights)}
-            return {"loss": (out - small_ab / 110.0).pow(2).mean()}
+            standardised = (small_ab - ab_mean) / ab_std  # [B, 2, H/4, W/4]; the mean colour: 0
+            return {"loss": (out - standardised).pow(2).mean()}  # the mean colour costs 1
 
     else:  # split-brain
         half = tuple(w // 2 for w in cfg.widths)
@@ -896,7 +915,8 @@ def predict_pixels(
     if result.method == "color-class":
         ab = annealed_mean_ab(out, result.extra["centres"].to(device))  # [N, 2, h, w]
     else:
-        ab = out * 110.0  # [N, 2, h, w]
+        mean, std = result.extra["ab_mean"].to(device), result.extra["ab_std"].to(device)
+        ab = out * std + mean  # [N, 2, h, w]
     ab = F.interpolate(ab, size=x.shape[-2:], mode="bilinear", align_corners=False)  # [N, 2, H, W]
     grey = torch.cat([lab[:, :1], torch.zeros_like(ab)], dim=1)  # [N, 3, H, W]
     return {"input": lab_to_rgb(grey).cpu(), "output": lab_to_rgb(torch.cat([lab[:, :1], ab], 1)).cpu(),

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from skimage.color import lab2rgb, rgb2lab
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
@@ -65,6 +66,36 @@ def test_colorization_loss_of_a_perfect_hard_prediction_is_small():
     targets[:, 3] = 1
     assert float(gp.colorization_loss(100 * targets, targets)) < 1e-6
     assert abs(float(gp.colorization_loss(torch.zeros(1, 5, 2, 2), targets)) - np.log(5)) < 1e-6
+
+
+def test_colorization_regression_targets_are_standardised_and_decoded_back():
+    """``color-reg`` regresses ab standardised by :func:`ab_statistics`: the mean colour costs 1,
+    and ``predict_pixels`` maps the model's output back to ab (a constant model gives the mean)."""
+    from replearn.presets import get_preset
+    from replearn.train import step_budget
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    mean, std = gp.ab_statistics(images)
+    ab = F.avg_pool2d(gp.rgb_to_lab(images.float() / 255), 4)[:, 1:]  # [N, 2, 4, 4]
+    z = (ab - mean.view(1, 2, 1, 1)) / std.view(1, 2, 1, 1)
+    assert mean.shape == std.shape == (2,) and bool((std > 1).all())
+    assert z.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+    assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(2), atol=1e-4)
+    assert float(z.pow(2).mean()) == pytest.approx(1.0, abs=0.01)  # the mean colour's loss
+
+    cfg = gp.GenerativeConfig.from_preset(get_preset("smoke"))
+    with step_budget(1):
+        run = gp.pretrain("color-reg", images, cfg, budget_s=1000.0, seed=0)
+    assert torch.equal(run.extra["ab_mean"].flatten(), mean)
+    last = run.model.decoder[-1]
+    with torch.no_grad():  # a model that always outputs 0 predicts the mean colour
+        last.weight.zero_()
+        last.bias.zero_()
+    out = gp.predict_pixels(run, images[:4])["output"]  # [4, 3, 16, 16]
+    lab = gp.rgb_to_lab(images[:4].float() / 255)
+    lab[:, 1:] = mean.view(1, 2, 1, 1)
+    assert torch.allclose(out, gp.lab_to_rgb(lab), atol=1e-5)
 
 
 def test_masked_l2_ignores_the_context_and_region_mask_geometry():
