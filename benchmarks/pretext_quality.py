@@ -12,7 +12,9 @@ regression, L2 strength chosen on a validation split) on the pooled output of ea
 * patches vs whole images: for the patch-trained encoders (and rotation as a control), the
   probes on the mean feature of a 3x3 grid of patches next to the probes on whole images;
 * with ``--nonlinear`` (on by default in the GPU presets): RotNet's non-linear probe (an MLP on
-  the 4x4-pooled map of the best block), for rotation and random init.
+  the 4x4-pooled map of the best block), for rotation and random init;
+* ``--widths 32,64,128,256,256`` trains and probes a five-block SmallCNN (Gidaris et al.'s Table 1
+  varies the depth too), ``--amp --channels-last`` the CPU's bfloat16 fast path.
 
 Run: ``python -m benchmarks.pretext_quality --preset cpu-quick`` (data from
 ``$REPLEARN_DATA_DIR``). Writes ``build/bench/pretext_quality.json`` and ``.md``.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -44,11 +47,23 @@ def main(argv=None) -> dict:
     parser.add_argument("--skip", nargs="*", default=[],
                         help="runs to leave out: supervised ablation context jigsaw exemplar pixels")  # fmt: skip
     parser.add_argument("--nonlinear", action="store_true", help="also run the MLP probe")
+    parser.add_argument("--widths", default=None,
+                        help="SmallCNN block widths, e.g. 32,64,128,256,256 for a fifth block "
+                             "(probes blocks 2..last; more than 4 blocks needs --skip context jigsaw)")  # fmt: skip
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on a bf16 CPU")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC training")
     parser.add_argument("--out", default=str(OUT_DIR / "pretext_quality.json"))
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     pt = impl.load("pretext_tasks", "solution")
     cfg = pt.PretextConfig.from_preset(preset)
+    cfg = replace(cfg, amp=True if args.amp else cfg.amp, channels_last=args.channels_last)
+    if args.widths:
+        widths = tuple(int(w) for w in args.widths.split(","))
+        if len(widths) > 4 and not {"context", "jigsaw"} <= set(args.skip):
+            parser.error(f"--widths {args.widths}: {len(widths)} blocks pool 8-px context and jigsaw "
+                         "patches below 1 px; add --skip context jigsaw")  # fmt: skip
+        cfg = replace(cfg, widths=widths, probe_blocks=tuple(range(2, len(widths) + 1)))
     device = pick_device(preset.device)
     cifar = data.load_dataset(preset.dataset, train_per_class=preset.train_per_class,
                               test_per_class=preset.test_per_class, seed=args.seed)  # fmt: skip
@@ -91,7 +106,8 @@ def main(argv=None) -> dict:
     if "ablation" not in args.skip:
         run(f"rotation (4), {cfg.ablation_s:.0f} s", "rotation", cfg.ablation_s)
         run(f"rotation (0/180), {cfg.ablation_s:.0f} s", "rotation", cfg.ablation_s, rotations=(0, 2))  # fmt: skip
-    patch_runs = {"rotation (4)": (rot, cfg.jigsaw_tile, cfg.jigsaw_cell)}
+    # 8-px patches reach a fifth block at 0.5 px: the patch analysis needs the 4-block encoder
+    patch_runs = {"rotation (4)": (rot, cfg.jigsaw_tile, cfg.jigsaw_cell)} if len(cfg.widths) <= 4 else {}  # fmt: skip
     for task, budget in (("context", cfg.context_s), ("jigsaw", cfg.jigsaw_s), ("exemplar", cfg.exemplar_s)):  # fmt: skip
         if task not in args.skip:
             result = run(task, task, budget)

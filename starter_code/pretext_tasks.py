@@ -554,6 +554,8 @@ class PretextConfig:
     probe_iters: int = 100  # L-BFGS iterations of each linear probe
     nonlinear_probe: bool = False  # the MLP probe on block maps (GPU presets)
     checkpoints: bool = False  # train-or-load the runs under checkpoints/
+    amp: bool | str = "auto"  # replearn.train.TrainConfig.amp: True also autocasts a bf16 CPU
+    channels_last: bool = False  # NHWC training (TrainConfig.channels_last): faster on CPU
 
     @staticmethod
     def from_preset(preset) -> PretextConfig:
@@ -680,7 +682,7 @@ def pretrain(
                                 weight_decay=cfg.weight_decay)  # fmt: skip
     config = TrainConfig(epochs=cfg.max_epochs, budget_s=budget_s, progress=progress, desc=task,
                          checkpoint_path=str(checkpoint_path) if checkpoint_path else None,
-                         grad_clip=5.0)  # fmt: skip
+                         grad_clip=5.0, amp=cfg.amp, channels_last=cfg.channels_last)  # fmt: skip
     history = train(step, model, optimizer, loader, config, scheduler=BudgetCosine(optimizer, budget_s))  # fmt: skip
     model.eval()
     return PretrainResult(task, encoder, model, history, extra)

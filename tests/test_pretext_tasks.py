@@ -221,3 +221,25 @@ def test_pretrain_runs_every_task(task):
     result = pt.pretrain(task, x, cfg, budget_s=30, labels=y)
     assert result.history.steps_done >= 1 and result.encoder.feature_dim == 8
     assert 0.0 <= result.pretext_accuracy <= 1.0
+
+
+def test_pretrain_passes_the_cpu_fast_path_to_train():
+    """``PretextConfig.amp`` / ``.channels_last`` reach ``TrainConfig``: the benchmark's
+    ``--amp --channels-last``. The encoder comes back in the default layout."""
+    import warnings
+
+    from replearn.train import cpu_supports_bf16, step_budget
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    cfg = pt.PretextConfig(rotation_s=5, ablation_s=1, context_s=1, jigsaw_s=1, exemplar_s=1,
+                           supervised_s=1, max_epochs=1, batch_size=8, widths=(4, 8, 8, 8),
+                           amp=True, channels_last=True)  # fmt: skip
+    with warnings.catch_warnings(), step_budget(2):
+        warnings.simplefilter("ignore")  # "amp has no effect" on a CPU without bf16
+        result = pt.pretrain("rotation", x, cfg, budget_s=30)
+    assert result.history.steps_done == 2
+    assert (result.history.amp is not None) == cpu_supports_bf16()
+    for module in result.encoder.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            assert module.weight.is_contiguous()  # NCHW again
