@@ -8,7 +8,8 @@ regression, fixed L2 strength) on the pooled output of blocks 3 and 4.
 * encoders: inpainting (L2), inpainting (L2 + adversarial), colorization (classification,
   rebalanced), colorization (regression), split-brain, deep clustering;
 * baselines under the same protocol: random init on what each encoder sees (RGB; L alone for
-  colorization; the random split-brain pair for split-brain) and raw pixels;
+  colorization; the random split-brain pair for split-brain; the Sobel gradients for deep
+  clustering) and raw pixels;
 * deep clustering: NMI with the labels and with the previous round, per round; the same run
   without uniform sampling (the trivial-solution ablation) with ``--ablation``;
 * Part I's rows (rotation, context, jigsaw, exemplar, supervised) are read from

@@ -98,6 +98,21 @@ def test_colorization_regression_targets_are_standardised_and_decoded_back():
     assert torch.allclose(out, gp.lab_to_rgb(lab), atol=1e-5)
 
 
+def test_sobel_sees_edges_not_colour():
+    """DeepCluster's input: a vertical edge answers in the x channel only, a flat colour not at all."""
+    edge = torch.zeros(1, 3, 6, 6)
+    edge[..., 3:] = 1.0  # left half black, right half white
+    g = gp.sobel(edge)  # [1, 2, 6, 6]
+    assert g.shape == (1, 2, 6, 6)
+    assert g[0, 0, 1:-1, 2:4].abs().min() > 1.0 and g[0, 1, 1:-1, :].abs().max() < 1e-6
+    flat = torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1).expand(1, 3, 6, 6)  # red, no edges
+    assert gp.sobel(flat)[..., 1:-1, 1:-1].abs().max() < 1e-6
+    grey = (edge * gp.LUMA.view(1, 3, 1, 1)).sum(1, keepdim=True)
+    assert torch.allclose(gp.sobel(grey), g)
+    with pytest.raises(ValueError, match="sobel"):
+        gp.sobel(torch.zeros(1, 2, 6, 6))
+
+
 def test_masked_l2_ignores_the_context_and_region_mask_geometry():
     mask = gp.region_mask(2, 8, 4, "center")
     assert mask[:, :, 2:6, 2:6].all() and int(mask.sum()) == 32
