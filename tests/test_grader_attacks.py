@@ -2,7 +2,9 @@
 
 Each attack must score no more than its honest score (listed below, exact), leave a valid
 results.json, finish within its budget and leave no process of the worker uid behind. The
-submissions are graded two at a time; the campaign takes a few minutes on 2 cores.
+submissions are graded three at a time, one more than the machine has cores: two at a time kept
+2 cores only 85% busy (sleeps, hangs and per-call timeouts wait), and the exact scores must hold
+under contention too. The campaign takes about 3 minutes on 2 cores.
 """
 
 import json
@@ -61,6 +63,7 @@ EXPECTED = {
 }
 BUDGET_S = {"hang_at_import": 25}  # a hang at import: the global budget stops the rest
 DEFAULT_BUDGET_S = 240
+LANES = 3  # gradings at once (measured on 2 cores: 2 lanes 199 s, 3 lanes 178 s)
 ENV = {
     **os.environ,
     "AUTOGRADER_TESTS_ROOT": str(FIXTURE / "tests"),
@@ -125,9 +128,16 @@ def stray_clone():
 def campaign(tmp_path_factory, stray_clone):
     out = tmp_path_factory.mktemp("campaign")
     names = sorted(p.name for p in ATTACKS.iterdir() if p.is_dir())
-    # slowest first so that two lanes finish together
-    names.sort(key=lambda n: n not in ("fork_bomb", "infinite_swallow", "hang_at_import"))
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    # the slowest (20-30 s each) first, so that the lanes finish together
+    slowest = (
+        "fork_bomb",
+        "infinite_swallow",
+        "hang_at_import",
+        "legit_slow_chatty",
+        "state_tamper",
+    )
+    names.sort(key=lambda n: n not in slowest)
+    with ThreadPoolExecutor(max_workers=LANES) as pool:
         graded = dict(zip(names, pool.map(lambda n: _grade(n, out), names)))
     marker = Path("/tmp/PWNED_BY_ARTEFACT")
     return {"graded": graded, "pwned": marker.exists()}
