@@ -22,7 +22,8 @@ Budgets are wall-clock, so a busy machine lowers every number: the JSON records 
 before and after each run. ``--budget-s 300 --methods simclr moco`` gives both methods the issue's
 5 minutes; ``--amp --channels-last`` trains in bfloat16 (on a CPU with AVX512-BF16 or AMX) and
 NHWC layout, about twice the steps on such a CPU; ``--knn-every 0`` leaves out the kNN monitor,
-whose evaluations otherwise count in the budget. Run: ``python -m benchmarks.contrastive_quality --preset cpu-quick``
+whose evaluations otherwise count in the budget; ``--batch-size`` and ``--temperature`` replace
+the preset's 256 and 0.2 (run SimCLR and MoCo separately to give each its own). Run: ``python -m benchmarks.contrastive_quality --preset cpu-quick``
 (data from ``$REPLEARN_DATA_DIR``). Writes ``build/bench/contrastive_quality.json`` and ``.md``.
 """
 
@@ -70,6 +71,10 @@ def main(argv=None) -> dict:
                         help="epochs between kNN monitor readings (0: none; default: the notebook's)")  # fmt: skip
     parser.add_argument("--channels-last", action="store_true",
                         help="train in NHWC layout (oneDNN's faster CPU convolutions)")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per step instead of the preset's (MoCo's queue keeps its K)")  # fmt: skip
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="tau of NT-Xent and MoCo instead of 0.2 (MoCo's CIFAR demo: 0.1)")  # fmt: skip
     parser.add_argument("--skip", nargs="*", default=[],
                         help="parts to leave out: ablation pixels few-label")  # fmt: skip
     parser.add_argument("--out", default=str(OUT_DIR / "contrastive_quality.json"))
@@ -81,6 +86,10 @@ def main(argv=None) -> dict:
         cfg = replace(cfg, amp=True if args.amp else cfg.amp, channels_last=args.channels_last)
     if args.knn_every is not None:  # the monitor's evaluations count in the wall-clock budget
         cfg = replace(cfg, knn_every=args.knn_every)
+    if args.batch_size is not None:
+        cfg = replace(cfg, batch_size=args.batch_size)
+    if args.temperature is not None:
+        cfg = replace(cfg, temperature=args.temperature)
     device = pick_device(preset.device)
     cifar = data.load_dataset(preset.dataset, train_per_class=preset.train_per_class,
                               test_per_class=preset.test_per_class, seed=args.seed)  # fmt: skip
