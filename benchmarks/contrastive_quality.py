@@ -23,8 +23,10 @@ before and after each run. ``--budget-s 300 --methods simclr moco`` gives both m
 5 minutes; ``--amp --channels-last`` trains in bfloat16 (on a CPU with AVX512-BF16 or AMX) and
 NHWC layout, about twice the steps on such a CPU; ``--knn-every 0`` leaves out the kNN monitor,
 whose evaluations otherwise count in the budget; ``--batch-size`` and ``--temperature`` replace
-the preset's 256 and 0.2 (run SimCLR and MoCo separately to give each its own). Run: ``python -m benchmarks.contrastive_quality --preset cpu-quick``
-(data from ``$REPLEARN_DATA_DIR``). Writes ``build/bench/contrastive_quality.json`` and ``.md``.
+the preset's batch size (256 in cpu-quick) and tau (0.2); run SimCLR and MoCo apart to give each
+its own.
+Run: ``python -m benchmarks.contrastive_quality --preset cpu-quick`` (data from
+``$REPLEARN_DATA_DIR``). Writes ``build/bench/contrastive_quality.json`` and ``.md``.
 """
 
 from __future__ import annotations
