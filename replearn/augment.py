@@ -8,10 +8,11 @@ This is what keeps 2 Colab vCPUs from starving a GPU, and what makes SimCLR trai
 2-core CPU at all (``benchmarks/augment_throughput.py`` measures the difference).
 
 Randomness. Every random function takes ``generator=`` (a ``torch.Generator``, or ``None`` for
-torch's global CPU generator). Parameters are drawn **on the generator's device and then moved
-to the batch's device**. A CPU generator is therefore always accepted, and a given seed gives the
-same parameters whether the batch lives on the CPU or on a GPU; a CUDA generator keeps the draws
-on the GPU when the batch is there. Each function draws a fixed number of numbers per call
+torch's global CPU generator). Parameters are drawn by the course's one rule,
+``replearn.train.draw``: **on the generator's device, then moved to the batch's device**. A CPU
+generator is therefore always accepted, and a given seed gives the same parameters whether the
+batch lives on the CPU or on a GPU; a CUDA generator keeps the draws on the GPU when the batch
+is there. Each function draws a fixed number of numbers per call
 whatever ``p`` is, so the same seed gives the same result.
 
 Gradients do not flow through augmentations (every public function runs under
@@ -46,6 +47,8 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
+
+from replearn.train import draw
 
 __all__ = [
     "GRAY_WEIGHTS",
@@ -133,14 +136,12 @@ def _pair(size: Size, name: str = "size") -> tuple[int, int]:
 
 def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device) -> torch.Tensor:
     """Uniform [0, 1) float32 numbers drawn on the generator's device, moved to ``device``."""
-    draw_device = generator.device if generator is not None else torch.device("cpu")
-    return torch.rand(shape, generator=generator, device=draw_device).to(device)
+    return draw(torch.rand, shape, generator=generator, device=device)
 
 
 def _randint(high: int, shape: tuple[int, ...], generator: torch.Generator | None, device):
     """Integers uniform in [0, high) drawn on the generator's device, moved to ``device``."""
-    draw_device = generator.device if generator is not None else torch.device("cpu")
-    return torch.randint(0, high, shape, generator=generator, device=draw_device).to(device)
+    return draw(torch.randint, 0, high, shape, generator=generator, device=device)
 
 
 def _per_sample(value: float | torch.Tensor, n: int, x: torch.Tensor) -> torch.Tensor:
@@ -481,8 +482,7 @@ def color_jitter(
     u = _rand((len(x), 5), generator, x.device)  # [N, 5] four factors + apply
     order = list(range(4))
     if random_order:
-        draw_device = generator.device if generator is not None else torch.device("cpu")
-        order = torch.randperm(4, generator=generator, device=draw_device).tolist()
+        order = draw(torch.randperm, 4, generator=generator).tolist()
     active = [i for i in order if ranges[names[i]] != (identity[names[i]],) * 2]  # 0: skip
 
     def jitter(chosen: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -73,6 +73,7 @@ from replearn.train import (
     CheckpointError,
     History,
     TensorLoader,
+    draw,
     load_checkpoint,
     save_checkpoint,
 )
@@ -464,8 +465,8 @@ def _clip_step(ctx: StepContext, batch: tuple[torch.Tensor, torch.Tensor]) -> di
     """
     images, labels = batch  # [n, C, H, W] uint8, [n]
     table = ctx.model.caption_table  # [K, M, D]
-    which = torch.randint(table.shape[1], (len(labels),), generator=ctx.generator)  # [n]
-    texts = table[labels, which.to(labels.device)]  # [n, D] one caption per image
+    which = draw(torch.randint, table.shape[1], (len(labels),), generator=ctx.generator, device=labels.device)  # [n]  # fmt: skip
+    texts = table[labels, which]  # [n, D] one caption per image
     views = ctx.augment(ctx.module.as_float_images(images), ctx.generator)  # [n, C, H, W]
     image_features, logit_scale = ctx.trained(views)  # [n, D], [] through DDP
     loss = distributed.clip_loss(image_features, texts, logit_scale)

@@ -7,6 +7,8 @@ history, stop when the epochs or the wall-clock budget run out, and save a check
 a later run can resume from. This module is that loop, written once:
 
 * ``seed_everything`` and ``pick_device``: the set-up every notebook does first;
+* ``draw`` and ``init_``: the course's one rule for random draws (made where the generator
+  lives, delivered on the device of the tensor they serve), so code runs unchanged on CUDA;
 * ``TensorLoader``: batches of in-memory tensors whose order depends only on ``(seed, epoch)``,
   so that a resumed run sees exactly the batches the interrupted one would have seen;
 * ``TrainConfig`` and ``train``: the loop (AMP on CUDA, gradient clipping, tqdm, budget,
@@ -61,6 +63,9 @@ __all__ = [
     "Hook",
     "TensorLoader",
     "TrainConfig",
+    "draw",
+    "draw_device",
+    "init_",
     "load_checkpoint",
     "load_weights",
     "pick_device",
@@ -131,6 +136,75 @@ def pick_device(preference: str | torch.device | None = "auto") -> torch.device:
                 f"device {device} was asked for but only {torch.cuda.device_count()} GPU(s) exist"
             )
     return device
+
+
+# --------------------------------------------------------------------------------------------
+# Random draws: one rule for every device
+# --------------------------------------------------------------------------------------------
+
+
+def draw_device(generator: torch.Generator | None) -> torch.device:
+    """Where numbers from ``generator`` are drawn: its own device (the CPU for ``None``, which
+    means torch's global CPU generator)."""
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def draw(
+    fn: Callable[..., torch.Tensor],
+    *args: Any,
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """``fn(*args, generator=generator, **kwargs)`` drawn where ``generator`` lives, on ``device``.
+
+    The course's one rule for random draws: **draw on the generator's device, then move the
+    numbers to the device of the tensor they serve**. The course's generators are CPU
+    generators (``seed_everything`` returns one), so a seed gives the same crops, masks and
+    noise on a laptop, on Colab's GPU and in the grader (which runs on a CPU): results are
+    reproducible across devices, and a CPU generator is never handed to a CUDA kernel (which
+    raises "Expected a 'cuda' device type for generator"). A CUDA generator also works: its
+    draws stay on the GPU. The price is one small host-to-device copy per draw (the random
+    numbers of a batch, not the batch). ``replearn.augment`` draws every parameter this way.
+
+    Args:
+        fn: a torch random factory taking ``generator=`` and ``device=``: ``torch.rand``,
+            ``torch.randn``, ``torch.randint``, ``torch.randperm``, ``torch.normal`` (size form).
+        device: where the result is used (e.g. ``x.device``); None: where it was drawn.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> noise = draw(torch.rand, (2, 3), generator=g, device="cpu")  # [N, L]
+    >>> torch.equal(noise, torch.rand((2, 3), generator=torch.Generator().manual_seed(0)))
+    True
+    >>> draw(torch.randperm, 4, generator=g).tolist()
+    [3, 2, 0, 1]
+    """
+    out = fn(*args, generator=generator, device=draw_device(generator), **kwargs)
+    return out if device is None else out.to(device)
+
+
+@torch.no_grad()
+def init_(
+    fn: Callable[..., torch.Tensor],
+    tensor: torch.Tensor,
+    *args: Any,
+    generator: torch.Generator | None = None,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """``fn(tensor, *args, generator=generator, **kwargs)`` for a ``torch.nn.init`` function,
+    by :func:`draw`'s rule: the values are drawn into a copy on the generator's device and
+    copied into ``tensor`` wherever it lives (a layer already on the GPU, initialised from the
+    course's CPU generator, gets the values it would get on the CPU). Returns ``tensor``.
+
+    >>> w = torch.empty(3, 4)
+    >>> _ = init_(nn.init.uniform_, w, -1.0, 1.0, generator=torch.Generator().manual_seed(0))
+    >>> torch.equal(w, nn.init.uniform_(torch.empty(3, 4), -1.0, 1.0,
+    ...                                 generator=torch.Generator().manual_seed(0)))
+    True
+    """
+    staged = torch.empty(tensor.shape, dtype=tensor.dtype, device=draw_device(generator))
+    fn(staged, *args, generator=generator, **kwargs)
+    return tensor.copy_(staged)
 
 
 # --------------------------------------------------------------------------------------------

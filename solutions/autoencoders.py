@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from replearn.data import to_float
 from replearn.evaluate import extract_features, knn_accuracy, linear_probe
-from replearn.train import TensorLoader, TrainConfig, train
+from replearn.train import TensorLoader, TrainConfig, draw, train
 
 # The losses are written by hand: the grader rejects these names inside the listed functions.
 BANNED_APIS = {
@@ -314,7 +314,11 @@ def mask_pixels(
     For each image, exactly ``round(fraction * H * W)`` pixel positions, drawn at random and
     independently of the other images (e.g. the first ``k`` positions of a random permutation,
     or the ``k`` smallest of ``H * W`` uniform numbers), using ``generator`` for every random
-    draw so that a seeded generator gives the same masks.
+    draw so that a seeded generator gives the same masks. ``x`` may be on a GPU while the
+    generator is the course's CPU generator (a CUDA kernel refuses it): draw by the course's
+    rule, ``replearn.train.draw`` (imported here), which draws where the generator lives and
+    moves the numbers to ``x``'s device, e.g. ``draw(torch.rand, N, H * W, generator=generator,
+    device=x.device)``.
 
     Args:
         x: ``[N, C, H, W]`` clean images. fraction: in [0, 1].
@@ -331,7 +335,7 @@ def mask_pixels(
     ### BEGIN SOLUTION
     n, _, height, width = x.shape
     num_masked = round(fraction * height * width)
-    scores = torch.rand(n, height * width, generator=generator).to(x.device)  # [N, H*W]
+    scores = draw(torch.rand, n, height * width, generator=generator, device=x.device)  # [N, H*W]
     masked_ids = scores.argsort(dim=1)[:, :num_masked]  # [N, k] k random pixels per image
     mask = torch.zeros(n, height * width, dtype=torch.bool, device=x.device)  # [N, H*W]
     mask.scatter_(1, masked_ids, True)
@@ -799,17 +803,19 @@ def train_rbm(
     (section 4), momentum 0.5 (section 9) and a small L2 "weight-cost" 2e-4 on ``W``
     (section 10). The reconstruction error is only a rough guide to progress (section 5).
     """
+    device = rbm.W.device  # trained where it lives: ``RBM(...).to(device)`` first
+    v_data = v_data.to(device)  # [N, D_v]
     p = v_data.mean(dim=0).clamp(1e-3, 1 - 1e-3)  # [D_v]
     rbm.b.copy_(torch.log(p / (1 - p)))
     velocity = [torch.zeros_like(t) for t in (rbm.W, rbm.b, rbm.c)]
     errors, start = [], time.perf_counter()
     for _ in range(epochs):
-        order = torch.randperm(len(v_data), generator=generator)  # [N]
+        order = draw(torch.randperm, len(v_data), generator=generator, device=device)  # [N]
         total = 0.0
         for i in range(0, len(v_data) - batch_size + 1, batch_size):
             v0 = v_data[order[i : i + batch_size]]  # [B, D_v]
-            noise_h = torch.rand(batch_size, rbm.W.shape[1], generator=generator)
-            noise_v = torch.rand(batch_size, rbm.W.shape[0], generator=generator)
+            noise_h = draw(torch.rand, batch_size, rbm.W.shape[1], generator=generator, device=device)  # fmt: skip
+            noise_v = draw(torch.rand, batch_size, rbm.W.shape[0], generator=generator, device=device)  # fmt: skip
             dW, db, dc = cd1_update(v0, rbm.W, rbm.b, rbm.c, noise_h, noise_v)
             dW = dW - weight_cost * rbm.W
             for vel, grad, param in zip(velocity, (dW, db, dc), (rbm.W, rbm.b, rbm.c)):
@@ -831,12 +837,13 @@ def gibbs_samples(
     """Run ``steps`` rounds of block Gibbs sampling ``v -> h -> v`` from ``v [N, D_v]``;
     return the visible probabilities ``p(v | h)`` of the last round, ``[N, D_v]`` (nicer to
     look at than binary samples)."""
+    v = v.to(rbm.W.device)  # [N, D_v]
     p_v = v
     for _ in range(steps):
-        _, h = sample_hidden(
-            v, rbm.W, rbm.c, torch.rand(len(v), rbm.W.shape[1], generator=generator)
-        )
-        p_v, v = sample_visible(h, rbm.W, rbm.b, torch.rand(v.shape, generator=generator))
+        noise_h = draw(torch.rand, len(v), rbm.W.shape[1], generator=generator, device=v.device)
+        _, h = sample_hidden(v, rbm.W, rbm.c, noise_h)
+        noise_v = draw(torch.rand, v.shape, generator=generator, device=v.device)  # [N, D_v]
+        p_v, v = sample_visible(h, rbm.W, rbm.b, noise_v)
     return p_v
 
 

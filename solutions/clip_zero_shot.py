@@ -50,7 +50,15 @@ from replearn.backbones import Block, SmallCNN
 from replearn.captions import Vocab
 from replearn.data import to_float
 from replearn.evaluate import extract_features, linear_probe
-from replearn.train import BudgetCosine, History, TensorLoader, TrainConfig, pick_device, train
+from replearn.train import (
+    BudgetCosine,
+    History,
+    TensorLoader,
+    TrainConfig,
+    draw,
+    pick_device,
+    train,
+)
 
 # Library shortcuts that would do a part for you. The grader reads this literal: using one of
 # these inside the function named on the left scores 0 for that function's tests.
@@ -755,7 +763,7 @@ def train_cifar_aligned(
     images, labels = train_x[keep], train_y[keep]  # [N', C, H, W], [N']
     table = _cifar_text_table(classnames, templates).to(device)  # [K, 18, 384]
     torch.manual_seed(seed)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # CPU: the same draws on any device
     model = FrozenTextCLIP(ImageEncoder(table.shape[-1], cfg.cifar_widths)).to(device)
     optimizer = _adamw(model, cfg.cifar_lr, cfg.weight_decay)
     batch = min(cfg.cifar_batch_size, len(images))
@@ -764,7 +772,7 @@ def train_cifar_aligned(
 
     def step(model: FrozenTextCLIP, batch: tuple[torch.Tensor, torch.Tensor]) -> dict:
         x, y = batch  # [B, C, H, W] uint8, [B]
-        which = torch.randint(table.shape[1], (len(y),), generator=generator, device=device)
+        which = draw(torch.randint, table.shape[1], (len(y),), generator=generator, device=device)  # fmt: skip
         return model(view(as_float_images(x)), table[y, which])  # texts [B, 384]
 
     config = TrainConfig(epochs=cfg.max_epochs, budget_s=budget_s, progress=progress,

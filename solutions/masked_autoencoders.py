@@ -52,6 +52,7 @@ from replearn.train import (
     Hook,
     TensorLoader,
     TrainConfig,
+    draw,
     pick_device,
     train,
 )
@@ -221,8 +222,11 @@ def random_masking(
     the list of encoded patches, and unshuffle this full list (inverting the random shuffle
     operation) to align all tokens with their targets." MAE's ``random_masking``, step by step:
 
-    1. ``noise = torch.rand((N, L), generator=generator, device=tokens.device)`` (draw it
-       exactly like this, so that a seeded generator gives the reference's mask);
+    1. ``noise = draw(torch.rand, (N, L), generator=generator, device=tokens.device)`` (draw
+       it exactly like this, so that a seeded generator gives the reference's mask).
+       ``replearn.train.draw`` (imported here) is the course's rule for random draws: drawn
+       where the generator lives (the course's generators are CPU ones; a CUDA kernel refuses
+       them), then moved to the tokens' device, so a seed gives the same mask on any device;
     2. ``ids_shuffle`` = the indices that sort each row of ``noise`` ascending (small noise is
        kept); ``ids_restore`` = the indices that sort ``ids_shuffle`` (its inverse permutation);
     3. ``visible`` = the tokens at ``ids_shuffle[:, :L_keep]``, in that order (``torch.gather``);
@@ -252,7 +256,7 @@ def random_masking(
     ### BEGIN SOLUTION
     n, length, dim = tokens.shape
     num_keep = int(length * (1 - mask_ratio))
-    noise = torch.rand((n, length), generator=generator, device=tokens.device)  # [N, L]
+    noise = draw(torch.rand, (n, length), generator=generator, device=tokens.device)  # [N, L]
     ids_shuffle = torch.argsort(noise, dim=1)  # [N, L] ascending: small noise is kept
     ids_restore = torch.argsort(ids_shuffle, dim=1)  # [N, L] the inverse permutation
     ids_keep = ids_shuffle[:, :num_keep]  # [N, L_keep]
@@ -847,7 +851,7 @@ def pretrain(
     budget_s = float(cfg.pretrain_s if budget_s is None else budget_s)
     device = pick_device(device)
     torch.manual_seed(seed)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # CPU: the same masks on any device
     model = build_mae(cfg, images.shape[-1], images.shape[1]).to(device)
     optimizer = _adamw(model, cfg.lr, cfg.weight_decay)
     loader = TensorLoader(images, batch_size=min(cfg.batch_size, len(images)), seed=seed, device=device)  # fmt: skip
@@ -920,7 +924,7 @@ def finetune(
         raise ValueError("finetune needs as many labels as images, for training and for testing")
     device = pick_device(device)
     torch.manual_seed(seed)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # CPU: the same views on any device
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     head = nn.Linear(encoder.feature_dim, num_classes)
     nn.init.trunc_normal_(head.weight, std=2e-5)  # MAE's fine-tuning head initialisation

@@ -47,7 +47,7 @@ from replearn import augment
 from replearn.backbones import ConvBackbone, SmallCNN
 from replearn.data import to_float
 from replearn.evaluate import knn_accuracy, linear_probe
-from replearn.train import BudgetCosine, History, TensorLoader, TrainConfig, train
+from replearn.train import BudgetCosine, History, TensorLoader, TrainConfig, draw, train
 
 
 def hello() -> str:
@@ -215,7 +215,9 @@ def sample_context_pairs(
     ``-jitter..jitter``.
 
     Random draws, from ``generator`` and in this order (so that a seeded generator gives the
-    same pairs as the reference):
+    same pairs as the reference), where the generator lives (the course's rule,
+    ``replearn.train.draw``, imported here: the images may be on a GPU while the generator is
+    the course's CPU generator; the drawn positions can stay on the CPU):
 
     1. grid top ``[N]``: ``jitter + torch.randint(H - extent - 2 * jitter + 1, (N,))``;
     2. grid left ``[N]``: the same with ``W``;
@@ -247,11 +249,10 @@ def sample_context_pairs(
             f"a 3x3 grid of {patch}-px patches with a {gap}-px gap and {jitter}-px jitter needs "
             f"{extent + 2 * jitter} px, but the images are {height}x{width}; use smaller sizes"
         )
-    cpu = generator.device if generator is not None else torch.device("cpu")
-    grid_top = jitter + torch.randint(height - extent - 2 * jitter + 1, (n,), generator=generator, device=cpu)  # [N]  # fmt: skip
-    grid_left = jitter + torch.randint(width - extent - 2 * jitter + 1, (n,), generator=generator, device=cpu)  # [N]  # fmt: skip
-    labels = torch.randint(8, (n,), generator=generator, device=cpu)  # [N]
-    shifts = torch.randint(2 * jitter + 1, (n, 2, 2), generator=generator, device=cpu) - jitter  # [N, 2, 2]  # fmt: skip
+    grid_top = jitter + draw(torch.randint, height - extent - 2 * jitter + 1, (n,), generator=generator)  # [N]  # fmt: skip
+    grid_left = jitter + draw(torch.randint, width - extent - 2 * jitter + 1, (n,), generator=generator)  # [N]  # fmt: skip
+    labels = draw(torch.randint, 8, (n,), generator=generator)  # [N]
+    shifts = draw(torch.randint, 2 * jitter + 1, (n, 2, 2), generator=generator) - jitter  # [N, 2, 2]  # fmt: skip
     origin = torch.stack([grid_top, grid_left], dim=1)  # [N, 2] (row, column) of cell (0, 0)
     centre_cell = torch.ones(n, 2, dtype=torch.long)  # [N, 2] cell (1, 1)
     neighbour_cell = centre_cell + NEIGHBOUR_OFFSETS[labels]  # [N, 2]
@@ -416,7 +417,8 @@ def jigsaw_tiles(
     Tile ``k = r * grid + c`` (row ``r``, column ``c``) is cut at
     ``(win_top + r * cell + dy[k], win_left + c * cell + dx[k])``.
 
-    Random draws (``random=True``), from ``generator`` and in this order:
+    Random draws (``random=True``), from ``generator`` and in this order, where the generator
+    lives (``draw(torch.randint, ..., generator=generator)``, as in :func:`sample_context_pairs`):
 
     1. window top ``[N]``: ``torch.randint(H - grid * cell + 1, (N,))``;
     2. window left ``[N]``: the same with ``W``;
@@ -441,11 +443,10 @@ def jigsaw_tiles(
             f"fit {height}x{width} images; need tile <= cell and grid * cell <= image side"
         )
     num_tiles = grid * grid
-    cpu = generator.device if generator is not None else torch.device("cpu")
     if random:
-        win_top = torch.randint(height - window + 1, (n,), generator=generator, device=cpu)  # [N]
-        win_left = torch.randint(width - window + 1, (n,), generator=generator, device=cpu)  # [N]
-        offsets = torch.randint(cell - tile + 1, (n, num_tiles, 2), generator=generator, device=cpu)  # [N, T, 2]  # fmt: skip
+        win_top = draw(torch.randint, height - window + 1, (n,), generator=generator)  # [N]
+        win_left = draw(torch.randint, width - window + 1, (n,), generator=generator)  # [N]
+        offsets = draw(torch.randint, cell - tile + 1, (n, num_tiles, 2), generator=generator)  # [N, T, 2]  # fmt: skip
     else:
         win_top = torch.full((n,), (height - window) // 2)  # [N]
         win_left = torch.full((n,), (width - window) // 2)  # [N]
@@ -659,8 +660,7 @@ def jigsaw_loss(
 ) -> dict[str, torch.Tensor]:
     """Jigsaw on one batch: cut tiles, shuffle by a random permutation of the set, name it."""
     tiles = jigsaw_tiles(images, 3, cfg.jigsaw_cell, cfg.jigsaw_tile, generator)  # [N, 9, C, p, p]
-    draw_device = generator.device if generator is not None else torch.device("cpu")
-    index = torch.randint(len(permutations), (len(images),), generator=generator, device=draw_device)  # [N]  # fmt: skip
+    index = draw(torch.randint, len(permutations), (len(images),), generator=generator)  # [N]
     shuffled = shuffle_tiles(tiles, permutations[index])  # [N, 9, C, p, p]
     index = index.to(images.device)
     logits = model(shuffled)  # [N, P]

@@ -32,6 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from replearn.train import init_
+
 # The linear classifier of Part 1 is written by hand: the grader rejects these names inside the
 # listed functions. Softmax and log-sum-exp are banned too, because computing them stably
 # (subtract the row maximum before exponentiating) is half of the exercise, and
@@ -312,6 +314,12 @@ def replace_head(
     input width, maps to ``num_classes``, sits on the old layer's device, and is initialised as
     ``nn.Linear`` does by default, drawing from ``generator`` when one is given
     (``torch.nn.init`` functions accept ``generator=``). Returns the new layer.
+
+    The layer may sit on a GPU while ``generator`` is the course's CPU generator, and a CUDA
+    kernel refuses a CPU generator. The course's rule for random draws: draw where the
+    generator lives, then move the numbers to the tensor they serve, which
+    ``replearn.train.init_`` (imported here) does for an init function:
+    ``init_(nn.init.uniform_, head.bias, low, high, generator=generator)``.
     """
     ### BEGIN SOLUTION
     old = _check_submodule(model, head_name)
@@ -320,10 +328,10 @@ def replace_head(
     device = old.weight.device
     head = nn.Linear(old.in_features, num_classes, device=device)
     # nn.Linear.reset_parameters, with our generator: kaiming_uniform(a=sqrt(5)) and
-    # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias.
-    nn.init.kaiming_uniform_(head.weight, a=5**0.5, generator=generator)
+    # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias, drawn where the generator lives.
+    init_(nn.init.kaiming_uniform_, head.weight, a=5**0.5, generator=generator)
     bound = 1.0 / old.in_features**0.5
-    nn.init.uniform_(head.bias, -bound, bound, generator=generator)
+    init_(nn.init.uniform_, head.bias, -bound, bound, generator=generator)
     _set_submodule(model, head_name, head)
     return head
     ### END SOLUTION

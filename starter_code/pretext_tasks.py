@@ -50,7 +50,7 @@ from replearn import augment
 from replearn.backbones import ConvBackbone, SmallCNN
 from replearn.data import to_float
 from replearn.evaluate import knn_accuracy, linear_probe
-from replearn.train import BudgetCosine, History, TensorLoader, TrainConfig, train
+from replearn.train import BudgetCosine, History, TensorLoader, TrainConfig, draw, train
 
 
 def hello() -> str:
@@ -194,7 +194,9 @@ def sample_context_pairs(
     ``-jitter..jitter``.
 
     Random draws, from ``generator`` and in this order (so that a seeded generator gives the
-    same pairs as the reference):
+    same pairs as the reference), where the generator lives (the course's rule,
+    ``replearn.train.draw``, imported here: the images may be on a GPU while the generator is
+    the course's CPU generator; the drawn positions can stay on the CPU):
 
     1. grid top ``[N]``: ``jitter + torch.randint(H - extent - 2 * jitter + 1, (N,))``;
     2. grid left ``[N]``: the same with ``W``;
@@ -324,7 +326,8 @@ def jigsaw_tiles(
     Tile ``k = r * grid + c`` (row ``r``, column ``c``) is cut at
     ``(win_top + r * cell + dy[k], win_left + c * cell + dx[k])``.
 
-    Random draws (``random=True``), from ``generator`` and in this order:
+    Random draws (``random=True``), from ``generator`` and in this order, where the generator
+    lives (``draw(torch.randint, ..., generator=generator)``, as in :func:`sample_context_pairs`):
 
     1. window top ``[N]``: ``torch.randint(H - grid * cell + 1, (N,))``;
     2. window left ``[N]``: the same with ``W``;
@@ -512,8 +515,7 @@ def jigsaw_loss(
 ) -> dict[str, torch.Tensor]:
     """Jigsaw on one batch: cut tiles, shuffle by a random permutation of the set, name it."""
     tiles = jigsaw_tiles(images, 3, cfg.jigsaw_cell, cfg.jigsaw_tile, generator)  # [N, 9, C, p, p]
-    draw_device = generator.device if generator is not None else torch.device("cpu")
-    index = torch.randint(len(permutations), (len(images),), generator=generator, device=draw_device)  # [N]  # fmt: skip
+    index = draw(torch.randint, len(permutations), (len(images),), generator=generator)  # [N]
     shuffled = shuffle_tiles(tiles, permutations[index])  # [N, 9, C, p, p]
     index = index.to(images.device)
     logits = model(shuffled)  # [N, P]

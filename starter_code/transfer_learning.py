@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from replearn.train import init_
+
 # The linear classifier of Part 1 is written by hand: the grader rejects these names inside the
 # listed functions. Softmax and log-sum-exp are banned too, because computing them stably
 # (subtract the row maximum before exponentiating) is half of the exercise, and
@@ -220,6 +222,12 @@ def replace_head(
     input width, maps to ``num_classes``, sits on the old layer's device, and is initialised as
     ``nn.Linear`` does by default, drawing from ``generator`` when one is given
     (``torch.nn.init`` functions accept ``generator=``). Returns the new layer.
+
+    The layer may sit on a GPU while ``generator`` is the course's CPU generator, and a CUDA
+    kernel refuses a CPU generator. The course's rule for random draws: draw where the
+    generator lives, then move the numbers to the tensor they serve, which
+    ``replearn.train.init_`` (imported here) does for an init function:
+    ``init_(nn.init.uniform_, head.bias, low, high, generator=generator)``.
     """
     raise NotImplementedError("Implement replace_head: see its docstring")
 
