@@ -8,6 +8,8 @@ Four presets (see DESIGN.md):
 * ``full``      the lecture's numbers, for those with time and a GPU.
 
 Choose one with ``get_preset("cpu-quick")`` or the ``REPLEARN_PRESET`` environment variable.
+``REPLEARN_DEVICE`` (``auto``, ``cpu``, ``cuda``, ``cuda:1``) overrides the preset's device, so
+that a notebook runs on another device without being edited.
 Assignment-specific knobs are derived from the generic fields below (``preset.budget_s`` for a
 pretraining run, ``preset.scaled(60)`` for a run that takes 60 s in ``cpu-quick``), so a preset
 stays one small table that a reader can take in at a glance.
@@ -24,6 +26,7 @@ import os
 from dataclasses import dataclass, replace
 
 PRESET_ENV = "REPLEARN_PRESET"
+DEVICE_ENV = "REPLEARN_DEVICE"  # overrides the chosen preset's device
 DEFAULT_PRESET = "cpu-quick"
 
 
@@ -119,9 +122,23 @@ def get_preset(name: str | Preset | None = None) -> Preset:
         return name
     chosen = name or os.environ.get(PRESET_ENV) or DEFAULT_PRESET
     try:
-        return PRESETS[chosen]
+        preset = PRESETS[chosen]
     except KeyError:
         raise ValueError(
             f"unknown preset {chosen!r}; choose one of {sorted(PRESETS)} "
             f"(argument or the {PRESET_ENV} environment variable)"
         ) from None
+    return with_device_override(preset)
+
+
+def with_device_override(preset: Preset) -> Preset:
+    """``preset`` with its device replaced by ``$REPLEARN_DEVICE`` when that is set."""
+    device = os.environ.get(DEVICE_ENV, "").strip()
+    if not device:
+        return preset
+    kind, _, index = device.partition(":")
+    if kind not in ("auto", "cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
+        raise ValueError(
+            f"{DEVICE_ENV}={device!r} is not a device; use auto, cpu, cuda or cuda:<index>"
+        )
+    return replace(preset, device=device)

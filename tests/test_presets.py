@@ -30,3 +30,20 @@ def test_unknown_preset_names_the_choices(monkeypatch):
 def test_with_changes_a_copy():
     quick = get_preset("cpu-quick")
     assert quick.with_(batch_size=64).batch_size == 64 and quick.batch_size == 256
+
+
+def test_device_variable_overrides_the_presets_device(monkeypatch):
+    from replearn.presets import DEVICE_ENV
+
+    monkeypatch.setenv(DEVICE_ENV, "cuda")
+    assert get_preset("smoke").device == "cuda"
+    assert get_preset("smoke").name == "smoke" and PRESETS["smoke"].device == "cpu"
+    monkeypatch.setenv(DEVICE_ENV, "")
+    assert get_preset("smoke").device == "cpu"
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:x", "cpu:0", "tpu"])
+def test_a_bad_device_variable_says_what_it_accepts(monkeypatch, bad):
+    monkeypatch.setenv("REPLEARN_DEVICE", bad)
+    with pytest.raises(ValueError, match="REPLEARN_DEVICE.*auto, cpu, cuda"):
+        get_preset("smoke")
