@@ -63,7 +63,7 @@ from replearn import data, impl
 from replearn.backbones import ConvBackbone, SmallCNN
 from replearn.evaluate import extract_features, few_label_curve, knn_accuracy, linear_probe
 from replearn.presets import Preset, get_preset
-from replearn.train import step_budget
+from replearn.train import pick_device, step_budget
 
 OUT_DIR = Path("build/bench/quality")
 RESULTS = OUT_DIR / "quality.json"
@@ -118,13 +118,15 @@ class Method:
 
 @dataclass
 class Context:
-    """What every run shares: the data, the preset, the per-run budget and the modules."""
+    """What every run shares: the data, the preset, the per-run budget, the modules and the
+    device every method trains on (the probes run where the trained encoder is)."""
 
     preset: Preset
     budget_s: float
     x_train: torch.Tensor
     y_train: torch.Tensor
     modules: dict
+    device: torch.device = torch.device("cpu")
 
     def module(self, name: str):
         if name not in self.modules:
@@ -146,7 +148,7 @@ def _conv(encoder: ConvBackbone, steps: int | None) -> Trained:
 
 def _random_init(ctx: Context, seed: int) -> Trained:
     torch.manual_seed(seed)
-    return _conv(SmallCNN(3, WIDTHS), None)
+    return _conv(SmallCNN(3, WIDTHS).to(ctx.device), None)
 
 
 def _autoencoder(kind: str) -> Callable[[Context, int], Trained]:
@@ -157,7 +159,8 @@ def _autoencoder(kind: str) -> Callable[[Context, int], Trained]:
         model = aec.ConvAutoencoder(3, 32, cfg.cifar_widths, cfg.cifar_code)
         history = aec.train_autoencoder(model, ctx.x_train, kind=kind, budget_s=ctx.budget_s,
                                         batch_size=cfg.batch_size, lr=cfg.lr,
-                                        mask_fraction=cfg.mask_fraction, seed=seed)  # fmt: skip
+                                        mask_fraction=cfg.mask_fraction, seed=seed,
+                                        device=ctx.device)  # fmt: skip
         model.eval()
         return Trained(MethodFeatures(model, lambda m, x: m.encode(x)), None, history.steps_done)
 
@@ -168,7 +171,8 @@ def _pretext(task: str) -> Callable[[Context, int], Trained]:
     def run(ctx: Context, seed: int) -> Trained:
         cfg = ctx.config("pretext_tasks", "PretextConfig")
         result = ctx.module("pretext_tasks").pretrain(task, ctx.x_train, cfg,
-                                                      budget_s=ctx.budget_s, seed=seed)  # fmt: skip
+                                                      budget_s=ctx.budget_s, seed=seed,
+                                                      device=ctx.device)  # fmt: skip
         return _conv(result.encoder, result.history.steps_done)
 
     return run
@@ -180,9 +184,10 @@ def _generative(method: str) -> Callable[[Context, int], Trained]:
         cfg = ctx.config("generative_pretext", "GenerativeConfig")
         if method == "deep-cluster":
             result, _ = gen.deep_cluster(ctx.x_train, ctx.y_train, cfg, budget_s=ctx.budget_s,
-                                         seed=seed)  # fmt: skip
+                                         seed=seed, device=ctx.device)  # fmt: skip
         else:
-            result = gen.pretrain(method, ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed)
+            result = gen.pretrain(method, ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed,
+                                  device=ctx.device)  # fmt: skip
         features = result.features.eval()
         block = gen.LabFeatures(list(zip(features.encoders, features.channels)), upto=PROBE_BLOCK)
         return Trained(features, block, result.history.steps_done)
@@ -195,7 +200,7 @@ def _contrastive(method: str) -> Callable[[Context, int], Trained]:
         cfg = ctx.config("contrastive_learning", "ContrastiveConfig", knn_every=0)
         labels = ctx.y_train if method == "supervised" else None
         result = ctx.module("contrastive_learning").pretrain(
-            method, ctx.x_train, labels, cfg, budget_s=ctx.budget_s, seed=seed
+            method, ctx.x_train, labels, cfg, budget_s=ctx.budget_s, seed=seed, device=ctx.device
         )
         return _conv(result.encoder, result.history.steps_done)
 
@@ -205,7 +210,7 @@ def _contrastive(method: str) -> Callable[[Context, int], Trained]:
 def _mae(ctx: Context, seed: int) -> Trained:
     mae = ctx.module("masked_autoencoders")
     cfg = mae.MAEConfig.from_preset(ctx.preset)
-    result = mae.pretrain(ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed)
+    result = mae.pretrain(ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed, device=ctx.device)
     encoder = result.encoder.eval()
     return Trained(MethodFeatures(encoder, lambda m, x: m.forward_features(x)), None,
                    result.history.steps_done)  # fmt: skip
@@ -217,7 +222,7 @@ def _clip(ctx: Context, seed: int) -> Trained:
     cfg = dataclasses.replace(cfg, cifar_heldout=(),
                               cifar_widths=cfg.cifar_widths if ctx.preset.name == "smoke" else WIDTHS)  # fmt: skip
     result = clip.train_cifar_aligned(ctx.x_train, ctx.y_train, cfg, budget_s=ctx.budget_s,
-                                      seed=seed)  # fmt: skip
+                                      seed=seed, device=ctx.device)  # fmt: skip
     return _conv(result.model.image_encoder.backbone, result.history.steps_done)
 
 
@@ -284,16 +289,18 @@ def evaluate(
     y_test: torch.Tensor,
     seed: int,
     probe_iters: int,
+    device: str | torch.device | None = None,
 ) -> dict:
     """The one protocol: kNN, linear probe and few-label curve on the last layer; kNN and
-    linear on block 3."""
+    linear on block 3. Features are extracted where the trained model is; the probes run on
+    ``device`` (default: the CPU, where ``extract_features`` returns them)."""
     scores: dict = {}
     layers = {"": trained.features, f"block{PROBE_BLOCK}_": trained.block_features}
     for prefix, module in layers.items():
         if module is None:
             continue
-        f_train = extract_features(module, x_train, batch_size=500)  # [N, D]
-        f_test = extract_features(module, x_test, batch_size=500)  # [M, D]
+        f_train = extract_features(module, x_train, batch_size=500).to(device)  # [N, D]
+        f_test = extract_features(module, x_test, batch_size=500).to(device)  # [M, D]
         scores[prefix + "knn"] = knn_accuracy(f_train, y_train, f_test, y_test, k=KNN_K,
                                               temperature=KNN_TEMPERATURE)  # fmt: skip
         scores[prefix + "linear"] = linear_probe(f_train, y_train, f_test, y_test,
@@ -363,6 +370,7 @@ def run(
     verbose: bool = True,
     clock: str = "steps",
     steps: dict[str, int] | None = None,
+    device: str | torch.device | None = None,
 ) -> dict:
     """Train and probe ``methods`` (default: all) with every seed; the result as plain data.
 
@@ -372,7 +380,8 @@ def run(
     ``steps_from`` an earlier report), otherwise what a calibration run takes in ``budget_s``
     (``calibrate``). ``clock="wall"`` stops each run on the wall clock instead (its steps
     depend on the machine's load). ``out``: where the JSON goes (with the markdown table and,
-    with ``plots``, the figures beside it); ``None`` writes nothing.
+    with ``plots``, the figures beside it); ``None`` writes nothing. ``device``: where every
+    method trains and is probed (default: the preset's, ``$REPLEARN_DEVICE`` when set).
     """
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
@@ -388,12 +397,13 @@ def run(
         chosen = tuple(m for m in METHODS if m.name in methods)
     if not seeds:
         raise ValueError("give at least one seed")
-    machine = machine_info()
+    device = pick_device(device if device is not None else preset.device)
+    machine = machine_info(device)
     cifar = data.load_dataset(preset.dataset, train_per_class=preset.train_per_class,
                               test_per_class=preset.test_per_class, seed=0)  # fmt: skip
     say = print if verbose else (lambda *a, **k: None)
     say(cifar.summary(), flush=True)
-    ctx = Context(preset, budget, cifar.x_train, cifar.y_train, {})
+    ctx = Context(preset, budget, cifar.x_train, cifar.y_train, {}, device)
     probe_iters = 10 if preset.name == "smoke" else 100
     started = time.perf_counter()
     budget_steps: dict[str, int] = {}
@@ -405,7 +415,7 @@ def run(
         budget_steps = {**given, **calibrate(ctx, missing, seeds[0], say)}
         budget_steps = {m.name: budget_steps[m.name] for m in trained_methods}  # method order
         calibration = {"given": sorted(given), "calibrated": [m.name for m in missing],
-                       "seed": seeds[0], "machine": machine_info() if missing else None,
+                       "seed": seeds[0], "machine": machine_info(device) if missing else None,
                        "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     rows: dict[str, dict] = {}
     for method in chosen:
@@ -419,7 +429,7 @@ def run(
             train_s = time.perf_counter() - t0
             t1 = time.perf_counter()
             scores = evaluate(trained, cifar.x_train, cifar.y_train, cifar.x_test, cifar.y_test,
-                              seed, probe_iters)  # fmt: skip
+                              seed, probe_iters, device)  # fmt: skip
             record = {"seed": seed, **scores, "steps": trained.steps, "train_s": round(train_s, 1),
                       "eval_s": round(time.perf_counter() - t1, 1), "load_before": load_before}  # fmt: skip
             runs.append(record)
@@ -432,7 +442,7 @@ def run(
     result = {
         "preset": preset.name, "dataset": cifar.name, "source": cifar.source,
         "train_images": len(cifar.y_train), "test_images": len(cifar.y_test),
-        "budget_s": budget, "clock": clock, "budget_steps": budget_steps or None,
+        "budget_s": budget, "clock": clock, "device": str(device), "budget_steps": budget_steps or None,
         "calibration": calibration or None, "seeds": list(seeds), "few_labels": list(FEW_LABELS),
         "probe_block": PROBE_BLOCK,
         "protocol": {"knn_k": KNN_K, "knn_temperature": KNN_TEMPERATURE,
@@ -574,9 +584,15 @@ def default_results_path() -> Path:
         return RESULTS
 
 
-def load_or_run(preset: Preset | str, path: str | Path = RESULTS, seed: int = 0) -> dict:
+def load_or_run(
+    preset: Preset | str,
+    path: str | Path = RESULTS,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> dict:
     """The saved comparison at ``path`` when it was made with ``preset``; otherwise a smaller one
-    run now (``NOTEBOOK_METHODS``, one seed, ``NOTEBOOK_BUDGET_S`` per method) and not saved."""
+    run now on ``device`` (``NOTEBOOK_METHODS``, one seed, ``NOTEBOOK_BUDGET_S`` per method) and
+    not saved."""
     preset = get_preset(preset)
     path = Path(path)
     if path.is_file():
@@ -588,7 +604,8 @@ def load_or_run(preset: Preset | str, path: str | Path = RESULTS, seed: int = 0)
         print(f"{path} was measured with preset {result['preset']}, not {preset.name}: running "
               "a smaller comparison now")  # fmt: skip
     budget = NOTEBOOK_BUDGET_S.get(preset.name, preset.scaled(60))
-    return run(preset, (seed,), budget_s=budget, methods=NOTEBOOK_METHODS, out=None, clock="wall")
+    return run(preset, (seed,), budget_s=budget, methods=NOTEBOOK_METHODS, out=None, clock="wall",
+               device=device)  # fmt: skip
 
 
 def mean(result: dict, method: str, key: str) -> float:
@@ -632,6 +649,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps-from", metavar="JSON", default=None,
                         help="train each method for the steps of this earlier report instead of "
                              "calibrating (a rerun that repeats its numbers)")  # fmt: skip
+    parser.add_argument("--device", default=None,
+                        help="auto, cpu, cuda (default: the preset's, or $REPLEARN_DEVICE)")  # fmt: skip
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
@@ -674,7 +693,8 @@ def main(argv=None) -> dict:
                          f"{earlier['budget_s']:g} s per run; use the same --preset and --budget-s")  # fmt: skip
         steps, args.budget_s = steps_from(earlier), earlier["budget_s"]
     result = run(args.preset, args.seeds, budget_s=args.budget_s, methods=args.methods or None,
-                 out=args.out, plots=not args.no_plots, clock=args.clock, steps=steps)  # fmt: skip
+                 out=args.out, plots=not args.no_plots, clock=args.clock, steps=steps,
+                 device=args.device)  # fmt: skip
     print(markdown(result))
     return result
 

@@ -155,18 +155,15 @@ def extract_features(
         encoder: maps a float batch ``[B, C, H, W]`` to ``[B, D]`` (pool or flatten inside it).
         images: ``[N, C, H, W]``, uint8 in [0, 255] or float in [0, 1], on any device.
         batch_size: images per forward pass.
-        device: where to run (default: where the encoder's parameters are). The encoder is
-            not moved; pass the device it is on.
+        device: where to run (default: where the encoder's parameters, or buffers, are). The
+            encoder is not moved; pass the device it is on.
         transform: applied to each float batch on the device before the encoder, e.g.
             resize + ImageNet normalisation for a pretrained network.
     """
     images = torch.as_tensor(images)
     if images.dim() != 4:
         raise ValueError(f"images must be [N, C, H, W], got shape {tuple(images.shape)}")
-    if device is None:
-        parameter = next(encoder.parameters(), None)
-        device = parameter.device if parameter is not None else torch.device("cpu")
-    device = torch.device(device)
+    device = torch.device(device) if device is not None else _parameter_device(encoder)
     modes = [(module, module.training) for module in encoder.modules()]
     encoder.eval()
     chunks = []
@@ -723,8 +720,12 @@ def finetune(
 
 
 def _parameter_device(module: nn.Module) -> torch.device:
-    parameter = next(module.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
+    """Where ``module`` lives: its first parameter's device, else its first buffer's (a model
+    updated by hand, such as an RBM, keeps its weights in buffers), else the CPU."""
+    tensor = next(module.parameters(), None)
+    if tensor is None:
+        tensor = next(module.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 # --------------------------------------------------------------------------------------------
@@ -789,7 +790,7 @@ def few_label_curve(
     accuracies: list[list[float]] = [[] for _ in budgets]
     for seed in seeds:
         for i, n in enumerate(budgets):
-            index = few_label_indices(labels_cpu, n, seed).to(train_feats.device)  # [n * K]
+            index = few_label_indices(labels_cpu, n, seed)  # [n * K] CPU indices suit any device
             feats, labels = train_feats[index], train_labels[index]  # [n*K, D], [n*K]
             if method == "knn":
                 accuracy = knn_accuracy(
