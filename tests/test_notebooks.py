@@ -79,3 +79,23 @@ def test_notebook_runs_its_full_preset_path_through_the_entry_point(path):
     assert run.ok, f"{path.name} failed after {run.seconds:.0f} s:\n{run.error}"
     executed = out.read_text()
     assert "[train_or_load]" in executed and "torchrun --nproc_per_node N" in executed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_on_a_fake_gpu_in_smoke_preset(path, tmp_path):
+    """Colab's road without a GPU: the notebook on ``cuda``, under CUDA's device rules.
+
+    ``tests/fakecuda.py`` is installed before the first cell by an IPython startup file (a
+    temporary ``IPYTHONDIR``) and ``REPLEARN_DEVICE=cuda`` puts the session on the fake GPU, so
+    a CPU tensor meeting a CUDA one, a CPU generator drawing for a CUDA tensor or ``.numpy()``
+    of a CUDA tensor stops the notebook as a real GPU would.
+    """
+    import fakecuda
+
+    out = REPO / "build" / "test-notebooks" / f"{path.stem}-fakecuda.ipynb"
+    env = fakecuda.kernel_env(tmp_path / "ipython")
+    run = run_notebook(path, out, preset="smoke", impl="solution", timeout=300, extra_env=env)
+    assert run.ok, f"{path.name} failed on the fake GPU after {run.seconds:.0f} s:\n{run.error}"
+    assert run.summary.get("device") == "cuda", "the session must run on the (fake) GPU"
+    assert run.summary.get("preset") == "smoke"
