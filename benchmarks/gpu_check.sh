@@ -16,6 +16,8 @@
 #
 # Every step runs under `timeout`; a step that fails or times out is recorded in
 # OUT_DIR/status.txt with its exit status, and the script goes on. Everything lands in OUT_DIR.
+# Where one command may run 10 minutes at most, run it as two calls into the same OUT_DIR:
+# GPU_CHECK_STEPS="augment notebooks", then GPU_CHECK_STEPS="throughput pretrain".
 #
 # Knobs (environment): GPU_CHECK_STEPS (default "augment notebooks throughput pretrain"),
 # GPU_CHECK_DEVICE (cuda; `cpu` or `fakecuda` for a dry run of the plumbing without a GPU),
@@ -58,8 +60,9 @@ fi
 if command -v nvidia-smi > /dev/null; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" 2>&1
 fi
-: > "$OUT/status.txt"
-echo "device $DEVICE, preset $PRESET, steps: $STEPS" | tee "$OUT/settings.txt"
+# appended, so that the steps can run in two calls into one OUT_DIR (GPU_CHECK_STEPS)
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) device $DEVICE, preset $PRESET, steps: $STEPS" \
+  | tee -a "$OUT/status.txt" "$OUT/settings.txt"
 
 step() {  # step NAME TIMEOUT_S COMMAND...: run, log, record the exit status (124: timed out)
   local name="$1" limit="$2"

@@ -69,7 +69,7 @@ def test_a_model_trains_saves_and_copies_on_the_fake_gpu(cuda, tmp_path):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
     twin = copy.deepcopy(model)
     assert all(p.device.type == "cuda" for p in twin.parameters())
