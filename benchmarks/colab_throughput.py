@@ -254,8 +254,15 @@ RUNS: dict[str, dict[str, Callable[[Bench], dict]]] = {
 }
 
 
-def run_all(bench: Bench, assignments: list[str] | None = None, say: Callable = print) -> dict:
-    """Every run of the chosen assignments (prefixes such as ``04``); failures are recorded."""
+def run_all(
+    bench: Bench,
+    assignments: list[str] | None = None,
+    say: Callable = print,
+    after_each: Callable[[dict], None] | None = None,
+) -> dict:
+    """Every run of the chosen assignments (prefixes such as ``04``); failures are recorded.
+    ``after_each(rows)`` is called after every run (the script saves what it has, so a run that
+    hangs until the GPU check's timeout loses only itself)."""
     chosen = [a for a in RUNS if not assignments or any(a.startswith(p) for p in assignments)]
     rows: dict[str, dict[str, dict]] = {}
     for assignment in chosen:
@@ -277,6 +284,8 @@ def run_all(bench: Bench, assignments: list[str] | None = None, say: Callable = 
                 f"{row.get('images_per_s')} images/s, batch {row.get('batch_size')}"
             )
             say(f"{assignment} / {name}: {shown}", flush=True)
+            if after_each is not None:
+                after_each(rows)
     return rows
 
 
@@ -313,17 +322,23 @@ def main(argv: list[str] | None = None) -> dict:
     device = pick_device(args.device)
     bench = Bench(preset, device, args.budget_s, args.seed)
     started = time.perf_counter()
-    rows = run_all(bench, args.assignments)
-    cifar = bench.cifar()
-    result = {
-        "preset": preset.name, "device": str(device), "budget_s": args.budget_s,
-        "data": f"{cifar.name} ({len(cifar.y_train)} train) from {cifar.source}",
-        "machine": machine_info(device), "rows": rows,
-        "seconds": round(time.perf_counter() - started, 1),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-    }  # fmt: skip
+    machine = machine_info(device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, default=str))
+
+    def save(rows: dict) -> dict:
+        cifar = bench.cifar()
+        result = {
+            "preset": preset.name, "device": str(device), "budget_s": args.budget_s,
+            "data": f"{cifar.name} ({len(cifar.y_train)} train) from {cifar.source}",
+            "machine": machine, "rows": rows, "seconds": round(time.perf_counter() - started, 1),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        }  # fmt: skip
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1, default=str))
+        os.replace(tmp, args.out)
+        return result
+
+    result = save(run_all(bench, args.assignments, after_each=save))
     print(markdown(result))
     return result
 

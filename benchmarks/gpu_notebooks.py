@@ -75,18 +75,23 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [(str(p), str(args.out), args.device, args.preset, args.timeout) for p in args.notebooks]
     started = time.perf_counter()
+
+    def save(results: list[dict]) -> None:  # after every notebook: a timeout loses only the rest
+        summary = {"device": args.device, "preset": args.preset, "jobs": args.jobs,
+                   "seconds": round(time.perf_counter() - started, 1),
+                   "notebooks": sorted(results, key=lambda r: r["notebook"])}  # fmt: skip
+        (args.out / "notebooks.json").write_text(json.dumps(summary, indent=1))
+
     with multiprocessing.get_context("spawn").Pool(max(1, min(args.jobs, len(jobs)))) as pool:
         results = []
         for result in pool.imap_unordered(run_one, jobs):
             results.append(result)
+            save(results)
             status = "ok" if result["ok"] else "FAILED"
             print(f"{result['notebook']}: {status} in {result['seconds']:.0f} s on {result['device']}", flush=True)  # fmt: skip
             if not result["ok"]:
                 print("   ", result["error"][-1500:].replace("\n", "\n    "), flush=True)
-    results.sort(key=lambda r: r["notebook"])
-    summary = {"device": args.device, "preset": args.preset, "jobs": args.jobs,
-               "seconds": round(time.perf_counter() - started, 1), "notebooks": results}  # fmt: skip
-    (args.out / "notebooks.json").write_text(json.dumps(summary, indent=1))
+    save(results)
     return 0 if all(r["ok"] for r in results) else 1
 
 
