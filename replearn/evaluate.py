@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from replearn.data import few_label_indices, to_float
-from replearn.train import History, Hook, TensorLoader, TrainConfig, pick_device, train
+from replearn.train import History, Hook, TensorLoader, TrainConfig, draw, pick_device, train
 
 __all__ = [
     "DEFAULT_WEIGHT_DECAYS",
@@ -419,7 +419,7 @@ def _fit_logistic(
         steps_per_epoch = math.ceil(len(features) / batch_size)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
         for _ in range(epochs):
-            order = torch.randperm(len(features), generator=generator).to(features.device)  # [N]
+            order = draw(torch.randperm, len(features), generator=generator, device=features.device)  # [N]  # fmt: skip
             for start in range(0, len(features), batch_size):
                 rows = order[start : start + batch_size]  # [B]
                 optimizer.zero_grad()
