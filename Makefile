@@ -17,7 +17,7 @@ endif
 help:
 	@echo "make demo     run every assignment notebook (preset $(PRESET)), grade, write build/demo/index.html"
 	@echo "make test     the whole test suite (lint, library, grader, attacks, notebooks in smoke preset)"
-	@echo "make release  regenerate-check starter code and build the student hand-out zip"
+	@echo "make release  regenerate-check starter code and build the student hand-out build/release/*.zip"
 	@echo "make bench    speed and learning-quality benchmarks -> build/bench/"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -47,7 +47,7 @@ starter: $(STAMP)
 
 release: $(STAMP)
 	$(PY) -m replearn.release starter --check
-	$(PY) -m replearn.release zip --out build/release
+	$(PY) -m replearn.release zip --out build/release/
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.augment_throughput
