@@ -7,8 +7,9 @@
     python3 install.py --cpu    the same, with PyTorch's CPU-only build (no CUDA packages:
                                 about a tenth of the download)
     python install.py --colab   into the running Python, as the notebooks' first cell does on
-                                Colab: every package the runtime already has stays at its version
-                                (torch, torchvision, numpy, ...); only what is missing is added
+                                Colab: only what is missing is added; the runtime's torch,
+                                torchvision and numpy, and the packages its kernel has imported,
+                                stay at their versions
 
 It uses the standard library only, so it runs before anything is installed. ``--dry-run``
 prints the commands without running them.
@@ -31,10 +32,14 @@ PACKAGE = "replearn"
 LOCAL_EXTRAS = "notebooks,clip"  # Jupyter, and Assignment 6's sentence encoder and open_clip
 COLAB_EXTRAS = "clip"  # Colab has Jupyter already: installing it again could replace the kernel's
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # PyTorch's CPU-only builds
-# Kept at their installed version even when pinning everything fails (--colab): the array stack
-# and the packages of the running kernel, which would need a restart if they changed.
-ESSENTIAL = ("torch", "torchvision", "torchaudio", "numpy", "ipykernel", "ipython",
-             "jupyter-client", "tornado", "traitlets", "pyzmq")  # fmt: skip
+# Never changed by --colab: the runtime's PyTorch and array stack (a pip that cannot keep them
+# stops). Kept too when pip can: what a Colab kernel has imported by the time the first cell
+# runs (the kernel, plots, tables), which would need a restart if they changed.
+KEEP = ("torch", "torchvision", "torchaudio", "numpy")
+KEEP_IF_POSSIBLE = (
+    "ipykernel", "ipython", "jupyter-client", "jupyter-core", "tornado", "traitlets", "pyzmq",
+    "matplotlib", "pandas", "scipy", "pillow", "requests", "urllib3", "packaging",
+)  # fmt: skip
 _VERSION = re.compile(r"^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[A-Za-z0-9.]+)?$")
 
 
@@ -116,23 +121,28 @@ def install_local(venv: Path, cpu: bool, dry_run: bool) -> None:
 
 
 def install_here(dry_run: bool) -> None:
-    """Into the running Python (Colab), changing nothing that is installed already."""
+    """Into the running Python (Colab): only what is missing is added. pip may not change the
+    runtime's torch, torchvision, torchaudio or numpy, nor, where it can avoid it, the packages a
+    Colab kernel has already imported; everything else it leaves as it is unless a new package
+    needs a newer version."""
     before = installed_versions()
     target = f"{wheel()}[{COLAB_EXTRAS}]"
     with tempfile.TemporaryDirectory(prefix="replearn-install-") as scratch:
         pins = Path(scratch) / "runtime-pins.txt"
-        pins.write_text(runtime_pins())
+        pins.write_text(runtime_pins({normalise(n) for n in KEEP + KEEP_IF_POSSIBLE}))
         command = [sys.executable, "-m", "pip", "install", "-q", "--constraint", str(pins), target]
         if run(command, dry_run):
             print(
-                "pip could not add the course package without changing a package this runtime "
-                "already has; trying again with only torch, torchvision, numpy and the kernel's "
-                "packages kept",
+                "pip could not add the course package while keeping the kernel's packages; "
+                "trying again keeping only torch, torchvision, torchaudio and numpy",
                 flush=True,
             )
-            pins.write_text(runtime_pins(set(ESSENTIAL)))
+            pins.write_text(runtime_pins({normalise(n) for n in KEEP}))
             if run(command, dry_run):
-                raise InstallError("pip could not install the course package: its message is above")
+                raise InstallError(
+                    "pip could not install the course package without replacing this runtime's "
+                    "torch, torchvision or numpy: its message is above"
+                )
     if dry_run:
         return
     after = installed_versions()

@@ -72,8 +72,9 @@ def setup_cell_source(
     """The first code cell of every notebook (one source: a test checks each notebook uses it).
 
     On Colab it runs the hand-out's ``install.py --colab`` (see the hand-out's README): the course
-    package is installed from the hand-out's wheel, and every package Colab already has (torch,
-    torchvision, numpy, ...) keeps its version, so nothing needs a restart or a Google Drive mount.
+    package is installed from the hand-out's wheel, adding only what Colab does not have: torch,
+    torchvision, numpy and the packages the kernel has imported keep their versions, so nothing
+    needs a restart, and nothing needs a Google Drive mount.
     It finds the hand-out unzipped or cloned in ``/content`` (``$REPLEARN_CONTENT_DIR`` when set),
     and unzips the hand-out's zip when only that was uploaded.
     ``make release`` stamps the hand-out's public repository into the released notebooks

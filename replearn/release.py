@@ -695,7 +695,8 @@ def stamp_notebook(data: bytes, path: str, identity: CourseIdentity) -> bytes:
     GitHub, a Colab badge under the title.
 
     Raises:
-        ReleaseError: the notebook's first code cell is not the generated set-up cell.
+        ReleaseError: the first code cell calls ``notebook.setup`` but is not the generated
+            set-up cell (an edited or stale copy).
     """
     import nbformat
 
@@ -704,14 +705,16 @@ def stamp_notebook(data: bytes, path: str, identity: CourseIdentity) -> bytes:
     nb = nbformat.reads(data.decode("utf-8"), as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     found = code and re.search(r'notebook\.setup\((?:"(\w+)")?\)', code[0].source)
-    module = found.group(1) if found else None
-    if not found or code[0].source.strip() != setup_cell_source(module).strip():
-        raise ReleaseError(
-            f"{path}: the first code cell is not replearn.notebook.setup_cell_source(); paste it"
+    if found:  # a notebook without the course's set-up cell is released as it is
+        module = found.group(1)
+        if code[0].source.strip() != setup_cell_source(module).strip():
+            raise ReleaseError(
+                f"{path}: the first code cell differs from replearn.notebook.setup_cell_source"
+                f"({module!r}); paste what it returns"
+            )
+        code[0].source = setup_cell_source(
+            module, handout_url=identity.handout_url, handout_ref=identity.handout_ref
         )
-    code[0].source = setup_cell_source(
-        module, handout_url=identity.handout_url, handout_ref=identity.handout_ref
-    )
     badge_target = identity.colab_url(path)
     if badge_target and nb.cells[0].cell_type == "markdown":
         title, _, rest = nb.cells[0].source.partition("\n")
