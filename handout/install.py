@@ -29,8 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = "replearn"
-LOCAL_EXTRAS = "notebooks,clip"  # Jupyter, and Assignment 6's sentence encoder and open_clip
-COLAB_EXTRAS = "clip"  # Colab has Jupyter already: installing it again could replace the kernel's
+LOCAL_EXTRAS = "notebooks"  # what every notebook imports (open_clip, the MiniLM encoder, ...) and Jupyter
+COLAB_EXTRAS = "assignments"  # the same without Jupyter: Colab's own kernel must stay as it is
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # PyTorch's CPU-only builds
 # Never changed by --colab: the runtime's PyTorch and array stack (a pip that cannot keep them
 # stops). Kept too when pip can: what a Colab kernel has imported by the time the first cell

@@ -29,7 +29,7 @@ SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 COLAB_PREINSTALLED = (
     "torch", "torchvision", "numpy", "ipykernel", "matplotlib", "scipy", "scikit-learn",
     "pandas", "tqdm", "pillow", "safetensors", "transformers", "tokenizers", "huggingface-hub",
-    "sentence-transformers", "timm", "regex", "nbformat", "requests",
+    "sentence-transformers", "timm", "regex", "nbformat", "requests", "scikit-image",
 )  # fmt: skip
 ARRAY_STACK = ("torch", "torchvision", "numpy")
 

@@ -210,7 +210,7 @@ def test_installer_commands(tmp_path):
     assert local[0] == f"{sys.executable} -m venv {venv}"
     assert local[1] == (
         f"{venv}/bin/python -m pip install --constraint {handout}/constraints.txt "
-        f"'{wheel}[notebooks,clip]'"
+        f"'{wheel}[notebooks]'"
     )
     cpu = dry("--cpu")
     assert "--index-url https://download.pytorch.org/whl/cpu torch torchvision" in cpu[1]
@@ -219,7 +219,7 @@ def test_installer_commands(tmp_path):
     assert len(colab) == 1 and colab[0].startswith(
         f"{sys.executable} -m pip install -q --constraint "
     )  # a dry run does not fail, so no second try
-    assert colab[0].endswith(f"'{wheel}[clip]'")
+    assert colab[0].endswith(f"'{wheel}[assignments]'")
 
     spec = importlib.util.spec_from_file_location("handout_install", INSTALLER)
     installer = importlib.util.module_from_spec(spec)
@@ -243,6 +243,78 @@ def test_student_readme_is_the_handouts_and_the_repository_points_to_it():
         assert f"`{path.name}`" in readme, path.name
     students = (REPO / "README.md").read_text().split("## For students")[1].split("\n## ")[0]
     assert "handout/README.md" in students
+
+
+# Imports the hand-out's install does not need to provide, and why.
+NOT_INSTALLED = {
+    "IPython": "the Jupyter kernel the notebook runs in",
+    "google": "Colab's own package",
+    "lightly": "an optional parity check of notebook 04, skipped when absent",
+    "nbclient": "replearn.notebook.run_notebook, the course team's notebook runner",
+    "tomli": "Python 3.10's tomllib, for the release tooling",
+}
+
+
+def project_requirements(extras: list[str]) -> list[str]:
+    """The requirement strings of pyproject's dependencies and ``extras`` (self-references expanded)."""
+    import tomllib
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    found, todo, seen = list(project["dependencies"]), list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra not in seen:
+            seen.add(extra)
+            for line in project["optional-dependencies"][extra]:
+                requirement = Requirement(line)
+                if requirement.name == "replearn":
+                    todo += sorted(requirement.extras)
+                else:
+                    found.append(line)
+    return found
+
+
+def top_level_imports(source: str) -> set[str]:
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_every_import_of_the_notebooks_is_installed_by_the_handout():
+    """What the notebooks, the student modules and the course library import is installed by
+    the Colab install (extra ``assignments``; the local one adds Jupyter to it)."""
+    from handout_env import closure
+
+    names = set()
+    for path in sorted((REPO / "assignments").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":  # shell and magic lines aside
+                names |= top_level_imports(
+                    re.sub(r"^(\s*)[!%].*$", r"\1pass", cell.source, flags=re.M)
+                )
+    for path in sorted((REPO / "solutions").glob("*.py")) + sorted(
+        (REPO / "replearn").glob("*.py")
+    ):
+        names |= top_level_imports(path.read_text())
+    from packaging.requirements import Requirement
+
+    installed = {d.metadata["Name"].lower().replace("_", "-") for d in closure(tuple(Requirement(r).name for r in project_requirements(["assignments"])))}  # fmt: skip
+    providers = importlib.metadata.packages_distributions()
+    missing = []
+    for name in sorted(names - set(sys.stdlib_module_names) - {"replearn", "autograder"}):
+        dists = {d.lower().replace("_", "-") for d in providers.get(name, [])}
+        if not dists & installed and name not in NOT_INSTALLED:
+            missing.append(f"{name} (from {', '.join(sorted(dists)) or 'no installed package'})")
+    assert not missing, "not installed by replearn[assignments]: " + ", ".join(missing)
+    local = project_requirements(["notebooks"])
+    assert {"jupyter", "ipykernel"} <= {Requirement(r).name for r in local}
 
 
 # --------------------------------------------------------------------------------------------
