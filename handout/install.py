@@ -29,8 +29,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = "replearn"
-LOCAL_EXTRAS = "notebooks"  # what every notebook imports (open_clip, the MiniLM encoder, ...) and Jupyter
-COLAB_EXTRAS = "assignments"  # the same without Jupyter: Colab's own kernel must stay as it is
+# Extras of the course package: what every notebook imports (open_clip, the MiniLM encoder,
+# scikit-image, ...) and Jupyter; on Colab the same without Jupyter, whose kernel must stay.
+LOCAL_EXTRAS = "notebooks"
+COLAB_EXTRAS = "assignments"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # PyTorch's CPU-only builds
 # Never changed by --colab: the runtime's PyTorch and array stack (a pip that cannot keep them
 # stops). Kept too when pip can: what a Colab kernel has imported by the time the first cell

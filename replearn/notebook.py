@@ -513,7 +513,7 @@ def setup(
         except impl_mod.ImplError as err:
             if wanted != "starter":
                 raise
-            raise StudentModuleNotFound(_not_found_message(module_name, err)) from None
+            raise StudentModuleNotFound(not_found_message(module_name, err)) from None
         except Exception as err:  # the student's module raised while it was imported
             raise StudentModuleError(
                 f"your {module_name}.py could not be imported: {type(err).__name__}: {err}. "
@@ -562,7 +562,8 @@ class StudentModuleError(ImportError):
     """The student's module raised while it was imported (the cause is chained)."""
 
 
-def _not_found_message(module_name: str, err: Exception) -> str:
+def not_found_message(module_name: str, err: Exception) -> str:
+    """What to do when the student's ``<module>.py`` is nowhere to be found (``err`` says why)."""
     from replearn import impl as impl_mod
 
     roots = ", ".join(str(p) for p in [Path.cwd(), *_search_roots()])

@@ -304,3 +304,21 @@ def test_colab_rehearsal_installs_from_the_handout_and_runs_every_notebook(
                            capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
     assert str(venv / "seeded") in where.stdout, "torch is no longer Colab's own"
     print(f"Colab rehearsal: {time.perf_counter() - started:.0f} s; notebooks (s): {times}")
+
+
+def test_the_comparison_trains_the_students_modules_in_a_handout(colab, tmp_path, monkeypatch):
+    """Notebook 07's comparison uses the reference where the course folder has it; a hand-out
+    has none, so there it trains the student's own modules, found as the set-up cell finds them."""
+    from replearn import compare
+
+    assert compare.method_module("pretext_tasks").__replearn_impl__["impl"] == "solution"
+    handout = tmp_path / "replearn-student-0.1.0"
+    (handout / "starter_code").mkdir(parents=True)
+    shutil.copyfile(REPO / "solutions" / "pretext_tasks.py", handout / "starter_code" / "pretext_tasks.py")  # fmt: skip
+    monkeypatch.setenv("REPLEARN_ROOT", str(handout))
+    monkeypatch.chdir(colab)  # Colab's working folder: no other copy of the modules around
+    module = compare.method_module("pretext_tasks")
+    assert module.__replearn_impl__["impl"] == "starter"
+    assert module.__replearn_impl__["path"] == str(handout / "starter_code" / "pretext_tasks.py")
+    with pytest.raises(StudentModuleNotFound, match="masked_autoencoders.py was not found"):
+        compare.method_module("masked_autoencoders")
