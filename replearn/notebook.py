@@ -230,6 +230,10 @@ class Session:
         return time.perf_counter() - self.started
 
     def summary(self) -> dict[str, Any]:
+        """What this run was (preset, implementation, data, machine, time) and its numbers;
+        ``make demo`` keeps it beside the executed notebook and the course book shows it."""
+        from replearn.compare import machine_info
+
         return {
             "module": self.module_name,
             "preset": self.preset.name,
@@ -239,6 +243,8 @@ class Session:
             "impl": self.impl_note,
             "data": self.data_notes,
             "seconds": round(self.elapsed(), 1),
+            "finished": _utc_now(),
+            "machine": machine_info(self.device),
             "records": [r.__dict__ for r in self.records],
         }
 

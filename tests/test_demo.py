@@ -1,4 +1,4 @@
-"""`make demo`'s report: figures extracted, grades and numbers on one page."""
+"""`make demo`'s report: grades and numbers on one page, linking into the course book."""
 
 import base64
 import io
@@ -22,7 +22,7 @@ def _png_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def test_report_holds_numbers_figures_grades_and_links(tmp_path):
+def test_report_holds_numbers_grades_and_links_into_the_book(tmp_path):
     nb = nbformat.v4.new_notebook()
     code = (
         "import torch\nfrom replearn import notebook, presets\n"
@@ -39,7 +39,6 @@ def test_report_holds_numbers_figures_grades_and_links(tmp_path):
     out = tmp_path / "report"
     run = run_notebook(src, out / "notebooks" / src.name, preset="smoke", timeout=60)
     assert run.ok, run.error
-    figures = demo.extract_figures(run.output, out / "figures" / "01_demo")
     grades = {
         "reference solutions": {
             "status": "graded",
@@ -48,12 +47,14 @@ def test_report_holds_numbers_figures_grades_and_links(tmp_path):
             "per_module": {"demo_module": [10.0, 10.0]},
         }
     }
-    index = demo.write_index(out, [(run, figures, None)], grades, "smoke", 1.0)
+    index = demo.write_index(out, [run], grades, "smoke", 1.0, book=tmp_path / "book")
     page = index.read_text()
     assert "linear probe accuracy" in page and "0.8000" in page and "&gt;= 0.75" in page
     assert "10 / 10" in page and "data: test data" in page
-    assert len(figures) == 1 and figures[0].read_bytes().startswith(b"\x89PNG")
     assert 'href="notebooks/01_demo.ipynb"' in page
+    # figures are the book's: the report links to the notebook's page instead of copying them
+    assert 'href="../book/01_demo.html"' in page and 'href="../book/index.html"' in page
+    assert "<img" not in page
 
 
 def test_demo_without_notebooks_still_writes_a_page(tmp_path):
