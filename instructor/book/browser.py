@@ -120,7 +120,10 @@ class DevTools:
     def __init__(self, url: str, timeout: float = 60.0) -> None:
         import websocket  # websocket-client
 
-        self.ws = websocket.create_connection(url, timeout=timeout, suppress_origin=True)
+        try:
+            self.ws = websocket.create_connection(url, timeout=timeout, suppress_origin=True)
+        except (OSError, websocket.WebSocketException) as err:
+            raise BrowserError(f"cannot reach Chromium's DevTools at {url}: {err}") from err
         self.timeout = timeout
         self.next_id = 0
         self.session: str | None = None
@@ -263,14 +266,22 @@ def check_page(client: DevTools, url: str, name: str, shots: Path | None) -> Pag
     report.problems += [f"MathJax error: {t!r}" for t in seen["errors"]]
     report.problems += [f"TeX left in the text: {t!r}" for t in seen["leftovers"]]
     # every request the page made: a failed one is a missing file or a blocked remote resource
+    urls = {
+        e["params"]["requestId"]: e["params"]["request"]["url"]
+        for e in client.events
+        if e.get("method") == "Network.requestWillBeSent"
+    }
     for event in client.events:
         if event.get("method") == "Network.loadingFailed":
             params = event["params"]
-            if params.get("canceled"):
+            url = urls.get(params.get("requestId"), "?")
+            if params.get("canceled") or url.endswith("/favicon.ico"):
                 continue
-            report.problems.append(f"a resource failed to load: {params.get('errorText')}")
+            report.problems.append(f"{url} failed to load: {params.get('errorText')}")
         elif event.get("method") == "Network.responseReceived":
             response = event["params"]["response"]
+            if response.get("url", "").endswith("/favicon.ico"):
+                continue  # asked for by the browser itself, not by the page
             if response.get("status", 200) >= 400:
                 report.problems.append(f"HTTP {response['status']}: {response.get('url')}")
     if shots is not None:

@@ -110,13 +110,27 @@ class Handout:
         return f"https://colab.research.google.com/github/{self.slug}/blob/{self.ref}/{path}"
 
 
-def handout_location() -> Handout | None:
+def handout_location(repo: Path = REPO) -> Handout | None:
     """The configured public hand-out location, or None when the course configures none.
 
-    The course configures it once, for ``make release`` (which stamps it into the notebooks'
-    badges and set-up cells); the book reads the same setting.
+    The course configures it once (``[tool.replearn]`` of pyproject.toml, read by
+    ``replearn.release.course_identity``), for ``make release``, which stamps it into the
+    notebooks' badges and set-up cells; the book reads the same setting. A hand-out that is not
+    on GitHub gets no Colab link (Colab opens notebooks from GitHub by address).
     """
-    return None
+    try:
+        from replearn.release import course_identity
+    except ImportError:  # a course package without a configured identity
+        return None
+    identity = course_identity(repo)
+    url = getattr(identity, "handout_url", "")
+    if not url:
+        return None
+    try:
+        return Handout(url, identity.handout_ref)
+    except BookError as err:
+        print(f"book: no Colab links: {err}", file=sys.stderr)
+        return None
 
 
 @dataclass
@@ -167,6 +181,16 @@ def find_pages(demo: Path, only: list[str] | None = None) -> list[Page]:
         summary = json.loads(results.read_text()) if results.is_file() else {}
         pages.append(Page(name, executed, summary, summary.get("module", "")))
     return pages
+
+
+def stale(page: Page) -> bool:
+    """Whether the notebook's cells changed since ``make demo`` executed it."""
+    original = REPO / "assignments" / f"{page.name}.ipynb"
+    if not original.is_file():
+        return False
+    now = nbformat.read(original, as_version=4)
+    ran = nbformat.read(page.executed, as_version=4)
+    return [c.source for c in now.cells] != [c.source for c in ran.cells]
 
 
 def _errors(nb) -> list[str]:
@@ -413,17 +437,20 @@ def module_markdown(module: str, edition: str, notebooks: list[Page]) -> str:
     for region in find_regions(source, f"solutions/{module}.py"):
         before = "\n".join(lines[cursor : region.begin - 1])
         if region.kind == "solution":
-            stub = f"{region.indent}raise NotImplementedError({stub_message(region)!r})"
-            chunks.append(_fence(before + "\n" + stub if before.strip() else stub))
-            body = "\n".join(lines[region.begin : region.end - 1])
+            stub = f"{region.indent}raise NotImplementedError({json.dumps(stub_message(region))})"
+            code = f"{before}\n{stub}" if before.strip() else stub
+            chunks.append(_fence(code.strip("\n")))
+            body = "\n".join(lines[region.begin : region.end - 1]).strip("\n")
             name = html.escape(region.function or "")
             chunks.append(
                 _fold(f"Reference solution: <code>{name}</code>", _fence(body), "solution")
             )
-        else:
-            chunks.append(_fence(before))
+        elif before.strip():
+            chunks.append(_fence(before.strip("\n")))
         cursor = region.end
-    chunks.append(_fence("\n".join(lines[cursor:])))
+    rest = "\n".join(lines[cursor:]).strip("\n")
+    if rest:
+        chunks.append(_fence(rest))
     return "\n".join(head) + "\n" + "\n".join(chunks)
 
 
@@ -609,6 +636,13 @@ def build(
         raise BookError(f"the staging folder {source} and the output {out} must not nest")
     handout = handout if handout is not None else handout_location()
     pages = find_pages(Path(demo), only)
+    for page in pages:
+        if stale(page):
+            print(
+                f"book: warning: {page.executed} was executed from another version of "
+                f"assignments/{page.name}.ipynb; `make demo` brings its outputs up to date",
+                file=sys.stderr,
+            )
     order = stage(pages, source, edition, handout, title)
     run_sphinx(source, out, jobs=jobs)
     if check:
