@@ -230,6 +230,25 @@ def test_colab_link_only_when_a_hand_out_is_configured(public, instructor):
         book_mod.Handout("https://gitlab.com/a/b", "v1")
 
 
+@pytest.mark.parametrize(
+    ("url", "ref", "expected"),
+    [
+        ("", "", None),
+        ("https://github.com/example-course/handout", "v2.0", "example-course/handout@v2.0"),
+        ("https://gitlab.com/example-course/handout", "v2.0", None),  # Colab opens GitHub only
+    ],
+)
+def test_the_configured_hand_out_is_the_one_make_release_uses(monkeypatch, url, ref, expected):
+    from types import SimpleNamespace
+
+    from replearn import release
+
+    identity = SimpleNamespace(handout_url=url, handout_ref=ref)
+    monkeypatch.setattr(release, "course_identity", lambda repo=None: identity, raising=False)
+    found = book_mod.handout_location()
+    assert (found and f"{found.slug}@{found.ref}") == expected
+
+
 @pytest.mark.parametrize("edition", ["public", "instructor"])
 def test_internal_links_and_resources_all_resolve(public, instructor, edition):
     book = public if edition == "public" else instructor

@@ -11,7 +11,7 @@ for the check in headless Chromium.
 Why Sphinx + myst-nb + sphinx-book-theme: they are the engine of Jupyter Book 1 and of the
 tutorial sites this course is modelled on, they render executed notebooks without re-running
 them, and they build offline from PyPI packages alone (Jupyter Book 2 needs Node.js and fetches
-its theme at build time).
+its web theme as a template at build time).
 """
 
 from instructor.book.build import (
