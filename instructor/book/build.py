@@ -33,9 +33,12 @@ from pathlib import Path
 import nbformat
 
 from replearn import __version__
+from replearn.notebook import RUN_MIMETYPE
 from replearn.release import (
     HELPER_MODULES,
+    HIDDEN_BEGIN,
     SOLUTION_BEGIN,
+    ReleaseError,
     find_regions,
     make_starter,
     scan_markers,
@@ -69,10 +72,7 @@ _COLAB_BADGE = re.compile(
 )
 # Output types the book shows in their text/plain form: the notebooks' run records (for the
 # grader) and widgets (their JavaScript would come from a CDN; tqdm's bars are widgets).
-_DROPPED_MIMETYPES = (
-    "application/vnd.replearn.run+json",
-    "application/vnd.jupyter.widget-view+json",
-)
+_DROPPED_MIMETYPES = (RUN_MIMETYPE, "application/vnd.jupyter.widget-view+json")
 _MATHJAX_KEEP = ("tex-chtml.js", "input", "output/chtml", "ui", "a11y", "sre", "adaptors")
 
 
@@ -223,7 +223,7 @@ def _finish_record(nb) -> dict:
     """The ``S.finish()`` run record kept in the notebook's outputs ({} when absent)."""
     for cell in reversed(nb.cells):
         for output in cell.get("outputs", []):
-            record = output.get("data", {}).get("application/vnd.replearn.run+json")
+            record = output.get("data", {}).get(RUN_MIMETYPE)
             if isinstance(record, dict) and record.get("event") == "finish":
                 return record
     return {}
@@ -373,8 +373,11 @@ def stage_notebook(page: Page, edition: str, handout: Handout | None, module_pag
         source = cell.source
         if cell.cell_type == "markdown" and not header_done and source.lstrip().startswith("# "):
             source = _COLAB_BADGE.sub("", source)
-        if SOLUTION_BEGIN in source or "BEGIN HIDDEN TESTS" in source:
-            source = _without_regions(source, edition, where, code=cell.cell_type == "code")
+        if SOLUTION_BEGIN in source or HIDDEN_BEGIN in source:
+            try:
+                source = _without_regions(source, edition, where, code=cell.cell_type == "code")
+            except ReleaseError as err:
+                raise BookError(f"{page.executed}: {err}") from err
             if cell.cell_type == "code" and edition == "instructor":
                 tags = cell.setdefault("metadata", {}).setdefault("tags", [])
                 tags.append("hide-input")
