@@ -224,7 +224,9 @@ def test_colab_link_only_when_a_hand_out_is_configured(public, instructor):
         "https://colab.research.google.com/github/example-course/handout/blob/v1.2/"
         "assignments/01_transfer_learning.ipynb"
     )
-    assert f'href="{want}"' in _text(instructor, "01_transfer_learning.html")
+    page = _text(instructor, "01_transfer_learning.html")
+    assert f'href="{want}"' in page  # under the title, where the notebook's badge was
+    assert page.index("<h1>") < page.index(want) < page.index("How this page was made")
     assert "someone/repo" not in _all_html(instructor)
     with pytest.raises(book_mod.BookError, match="GitHub"):
         book_mod.Handout("https://gitlab.com/a/b", "v1")

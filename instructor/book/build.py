@@ -245,19 +245,31 @@ def _machine_text(summary: dict, record: dict) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def provenance_markdown(page: Page, nb, handout: Handout | None) -> str:
+def colab_html(page: Page, handout: Handout) -> str:
+    """The "Open in Colab" link of a page: the student version of its notebook."""
+    url = handout.colab_url(f"{page.name}.ipynb")
+    return (
+        f'<p class="book-colab"><a class="book-colab-link" href="{html.escape(url)}">'
+        "Open in Colab</a> the student version of this notebook "
+        f"(hand-out {html.escape(handout.slug)} at {html.escape(handout.ref)})</p>"
+    )
+
+
+def _header(source: str, page: Page, handout: Handout | None) -> str:
+    """The title cell without the notebook's own Colab badge (it names the instructors'
+    repository), and with the book's link under the title when a hand-out is configured."""
+    source = _COLAB_BADGE.sub("", source)
+    if handout is None:
+        return source
+    title, _, rest = source.lstrip().partition("\n")
+    return f"{title}\n\n{colab_html(page, handout)}\n\n{rest.lstrip()}"
+
+
+def provenance_markdown(page: Page, nb) -> str:
     """The box under a page's title: what produced its outputs, and the promised numbers."""
     s = page.summary
     record = _finish_record(nb)
     lines = []
-    if handout is not None:
-        url = handout.colab_url(f"{page.name}.ipynb")
-        lines += [
-            f'<p class="book-colab"><a class="book-colab-link" href="{html.escape(url)}">'
-            "Open in Colab</a> the student version of this notebook "
-            f"(hand-out {html.escape(handout.slug)} at {html.escape(handout.ref)})</p>",
-            "",
-        ]
     if not s:
         lines += [
             ":::{admonition} How this page was made",
@@ -372,7 +384,7 @@ def stage_notebook(page: Page, edition: str, handout: Handout | None, module_pag
             continue  # the question stays, the answer cell goes
         source = cell.source
         if cell.cell_type == "markdown" and not header_done and source.lstrip().startswith("# "):
-            source = _COLAB_BADGE.sub("", source)
+            source = _header(source, page, handout)
         if SOLUTION_BEGIN in source or HIDDEN_BEGIN in source:
             try:
                 source = _without_regions(source, edition, where, code=cell.cell_type == "code")
@@ -397,7 +409,7 @@ def stage_notebook(page: Page, edition: str, handout: Handout | None, module_pag
         cells.append(cell)
         if cell.cell_type == "markdown" and not header_done and source.lstrip().startswith("# "):
             header_done = True
-            extra = provenance_markdown(page, nb, handout)
+            extra = provenance_markdown(page, nb)
             if page.module in module_pages:
                 extra += f"\n\nThe module this notebook imports: {{doc}}`modules/{page.module}`."
             cells.append(nbformat.v4.new_markdown_cell(extra))
