@@ -23,6 +23,7 @@ pytest.importorskip("myst_nb", reason="the book's extra is not installed: pip in
 
 from instructor import book as book_mod  # noqa: E402
 from instructor.book import browser, checks  # noqa: E402
+from instructor.book.build import repository_links_as_text  # noqa: E402
 from replearn import notebook, presets  # noqa: E402
 from replearn.release import SOLUTION_BEGIN, SOLUTION_END  # noqa: E402
 
@@ -276,6 +277,17 @@ def test_link_check_finds_broken_links_and_remote_resources(public, tmp_path):
     assert "nowhere.html: no such file" in problems
     assert "has no element #no-such-id" in problems
     assert "loads https://cdn.example.org/x.png from another site" in problems
+
+
+def test_readme_links_to_repository_files_become_file_names():
+    text = (
+        "See [`handout/README.md`](handout/README.md), [the data notes](data/README.md), "
+        "[PyTorch](https://pytorch.org) and [below](#data)."
+    )
+    assert repository_links_as_text(text) == (
+        "See `handout/README.md`, the data notes (`data/README.md` in the repository), "
+        "[PyTorch](https://pytorch.org) and [below](#data)."
+    )
 
 
 def test_missing_executed_notebooks_name_the_command_that_makes_them(tmp_path):

@@ -510,6 +510,21 @@ def _copy_mathjax(static: Path) -> None:
     shutil.copy2(root / "LICENSE", target / "LICENSE")
 
 
+_RELATIVE_LINK = re.compile(r"\[([^\]]+)\]\((?![a-z][a-z0-9+.-]*:|#)([^)\s]+)\)")
+
+
+def repository_links_as_text(markdown: str) -> str:
+    """README text for the book: a link to a file of the repository (``[x](handout/README.md)``)
+    names the file instead (the book holds no such page), so that nothing links nowhere."""
+
+    def text(match: re.Match) -> str:
+        label, target = match.group(1), match.group(2)
+        shown = f"`{target}`"
+        return shown if label.strip("`") == target else f"{label} ({shown} in the repository)"
+
+    return _RELATIVE_LINK.sub(text, markdown)
+
+
 def _check_readme(readme: Path) -> None:
     text = readme.read_text(encoding="utf-8").splitlines()
     missing = [h for h in README_SECTIONS if h not in text]
@@ -531,7 +546,9 @@ def stage(
     (source / "modules").mkdir()
     readme = REPO / "README.md"
     _check_readme(readme)
-    shutil.copy2(readme, source / "_include" / "README.md")
+    (source / "_include" / "README.md").write_text(
+        repository_links_as_text(readme.read_text(encoding="utf-8")), encoding="utf-8"
+    )
     shutil.copy2(HERE / "conf.py", source / "conf.py")
     shutil.copy2(HERE / "static" / "book.css", source / "_static" / "book.css")
     _copy_mathjax(source / "_static")
