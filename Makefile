@@ -7,10 +7,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PRESET ?= cpu-quick
 
-# Point the data layer at the course team's offline copy of CIFAR-10/MNIST when it exists.
-ifneq ($(wildcard ../shared/data/cifar10_jpeg_subset5k1k_seed0_uint8.npz),)
-export REPLEARN_DATA_DIR ?= $(abspath ../shared/data)
-endif
+# No data folder is needed: the cpu-quick and smoke data ship inside the package. A folder of
+# real CIFAR-10/MNIST files is used when REPLEARN_DATA_DIR names one (data/README.md).
 
 .PHONY: help demo book book-instructor book-check test test-fast lint format release starter bench lock clean
 

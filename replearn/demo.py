@@ -8,8 +8,8 @@
    grade, with links to the executed notebook and to its page in the course book, which
    ``make book`` renders from these executed copies (figures, equations, text; nothing re-run).
 
-Offline it uses the embedded default dataset; with ``REPLEARN_DATA_DIR`` (set by the Makefile when
-the course team's copy exists) or a working download it uses real CIFAR-10.
+The ``cpu-quick`` preset runs on the data that ships with the package, so the demo needs no network
+and no data folder; the report states, per notebook, which data it used.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = os.environ.get("REPLEARN_DATA_DIR")
     print(
         f"replearn demo: preset {args.preset}; data "
-        f"{'from ' + data_dir if data_dir else 'from a download or the embedded default'}"
+        f"{'folder ' + data_dir if data_dir else 'shipped with replearn, or downloaded'}"
     )
 
     notebooks = find_notebooks(args.only)
@@ -213,9 +213,31 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {_grade_text(grades[name])}")
 
     index = write_index(out, runs, grades, args.preset, time.perf_counter() - start)
+    print(summary_text(runs))
     print(f"report: {index}")
     failed = [r for r in runs if not r.ok]
     return 1 if failed else 0
+
+
+def summary_text(runs: list[NotebookRun]) -> str:
+    """The demo's closing lines: per notebook its status, time and data; why a failure failed."""
+    lines = ["", "summary:"]
+    for run in runs:
+        summary = run.summary or {}
+        lines.append(
+            f"  {run.path.stem:<32} {'ok' if run.ok else 'FAILED':<6} {run.seconds:5.0f} s"
+        )
+        for note in summary.get("data", []) or ["data: (the notebook did not say)"]:
+            lines.append(f"      {note}")
+        if not run.ok:
+            last = [line for line in run.error.strip().splitlines() if line.strip()]
+            lines.append(f"      failed: {last[-1] if last else 'no error message'}")
+    failed = [run.path.stem for run in runs if not run.ok]
+    lines.append(
+        f"  {len(runs) - len(failed)} of {len(runs)} notebooks ran"
+        + (f"; FAILED: {', '.join(failed)}" if failed else "")
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

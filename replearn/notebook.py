@@ -415,7 +415,11 @@ def _data_note(preset: Preset) -> str:
     from replearn.data import DATA_DIR_ENV, EMBEDDED_DATASET
 
     folder = os.environ.get(DATA_DIR_ENV)
-    where = f"${DATA_DIR_ENV}={folder}" if folder else f"download, else {EMBEDDED_DATASET}"
+    if preset.dataset == EMBEDDED_DATASET:
+        where = "shipped with replearn" + (f"; ${DATA_DIR_ENV}={folder}" if folder else "")
+    else:
+        where = f"${DATA_DIR_ENV}={folder}" if folder else "download"
+        where += f", else the shipped {EMBEDDED_DATASET}"
     return f"data {preset.dataset} ({where})"
 
 
@@ -437,7 +441,7 @@ def setup(
     """The first cell of a notebook: choose preset, device and implementation; seed everything.
 
     Prints one line saying what it found, for example ``replearn 0.1.0 | preset cpu-quick |
-    device cpu | torch 2.14.1 | data cifar10-5k (download, else mnist-embedded) | x: your
+    device cpu | torch 2.14.1 | data cifar10-5k (shipped with replearn) | x: your
     implementation (starter) from /course/starter_code/x.py``, and warns when the imported file
     is not the student's (a newer different copy elsewhere, a shadowing package). ``root``,
     ``student_dir`` and ``ask`` are for special set-ups and tests (see :func:`find_student_dir`).

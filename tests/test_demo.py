@@ -61,3 +61,19 @@ def test_demo_without_notebooks_still_writes_a_page(tmp_path):
     code = demo.main(["--only", "no-such-notebook", "--no-grade", "--out", str(tmp_path)])
     assert code == 0
     assert "No assignment notebooks yet" in (tmp_path / "index.html").read_text()
+
+
+def test_summary_names_each_notebook_its_data_and_why_one_failed(tmp_path):
+    from pathlib import Path
+
+    from replearn.notebook import NotebookRun
+
+    ok = NotebookRun(Path("01_a.ipynb"), tmp_path / "a", 12.0, True, summary={"data": ["data: X"]})
+    bad = NotebookRun(
+        Path("02_b.ipynb"), tmp_path / "b", 3.0, False, "Traceback\nValueError: boom\n", {}
+    )
+    text = demo.summary_text([ok, bad])
+    assert "01_a" in text and "data: X" in text and "ok" in text
+    assert "02_b" in text and "FAILED" in text and "failed: ValueError: boom" in text
+    assert "data: (the notebook did not say)" in text
+    assert text.rstrip().endswith("1 of 2 notebooks ran; FAILED: 02_b")
