@@ -242,7 +242,8 @@ def test_colab_rehearsal_installs_from_the_handout_and_runs_every_notebook(
 ):
     """The student's Colab road, without a GPU: the hand-out's zip and their finished modules
     uploaded into /content (a stand-in folder), each released notebook run from its first cell,
-    the `%pip`-like install of the set-up cell included, then in `smoke`; Drive "mounted", so the
+    the `%pip`-like install of the set-up cell included, then in `smoke` with no data folder (the
+    working sets ship in the course package); Drive "mounted", so the
     long runs keep checkpoints there and a notebook run again loads them. Colab's torch,
     torchvision and numpy must come out untouched."""
     from handout_env import frozen
@@ -260,8 +261,11 @@ def test_colab_rehearsal_installs_from_the_handout_and_runs_every_notebook(
     assert set(before) == {"torch", "torchvision", "numpy"}
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv(presets.CONTENT_ENV, str(content))
-    for name in ("REPLEARN_ROOT", "REPLEARN_STUDENT_DIR", train.CHECKPOINT_DIR_ENV):
-        monkeypatch.delenv(name, raising=False)
+    for name in ("REPLEARN_ROOT", "REPLEARN_STUDENT_DIR", "REPLEARN_DATA_DIR", train.CHECKPOINT_DIR_ENV):  # fmt: skip
+        monkeypatch.delenv(
+            name, raising=False
+        )  # no data folder: the working sets ship in the wheel
+    monkeypatch.setenv("REPLEARN_CACHE", str(tmp_path / "empty-cache"))
     # Colab opens a notebook with /content as the working folder: the uploaded notebook sits there
     with zipfile.ZipFile(built_handout) as archive:
         books = sorted(n for n in archive.namelist() if n.endswith(".ipynb"))
@@ -282,6 +286,7 @@ def test_colab_rehearsal_installs_from_the_handout_and_runs_every_notebook(
         said = cell_text(next(c for c in executed.cells if c.cell_type == "code"))
         assert "replearn 0.1.0 installed; kept torch" in said, said[-2000:]
         assert "| preset smoke | device cpu |" in said and "has no GPU" in said
+        assert "(shipped with replearn)" in said, "the data must come from the installed package"
         module = run.summary.get("impl", "")
         if not name.startswith("07_"):
             assert f"your implementation (starter) from {content}/" in module, module

@@ -385,6 +385,7 @@ def test_handout_walks_its_readme_in_an_empty_folder(built_handout, tmp_path):
     outputs = nbformat.read(single, as_version=4).cells[0].outputs
     said = "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs)
     assert "| preset cpu-quick | device cpu |" in said, said
+    assert "data cifar10-5k (shipped with replearn)" in said, said
     assert (
         f"your implementation (starter) from {folder / 'starter_code' / 'pretext_tasks.py'}" in said
     )
