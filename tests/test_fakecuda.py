@@ -196,7 +196,6 @@ def test_finding_5_random_masking_with_a_cpu_generator_on_cuda(cuda):
         assert torch.equal(a.cpu(), b)
 
 
-@pytest.mark.slow
 def test_finding_5_the_entry_points_mae_runs_on_cuda(cuda):
     from replearn.pretrain import PretrainSettings, run_pretraining
 
@@ -226,7 +225,6 @@ def test_finding_8_rbm_noise_drawn_on_the_cpu(cuda):
     assert torch.allclose(samples.cpu(), want_samples, atol=1e-6)
 
 
-@pytest.mark.slow
 def test_finding_6_the_comparison_trains_on_the_given_device(cuda, monkeypatch):
     """Notebook 07 (``replearn.compare``) used to pass no device anywhere."""
     from replearn import compare
