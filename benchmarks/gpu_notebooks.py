@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import re
 import sys
 import tempfile
@@ -30,9 +31,12 @@ def plain(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-def run_one(job: tuple[str, str, str, str, int]) -> dict:
-    """One notebook in a fresh process: ``(path, out_dir, device, preset, timeout)``."""
-    path, out_dir, device, preset, timeout = job
+def run_one(job: tuple[str, str, str, str, int, int]) -> dict:
+    """One notebook in a fresh process: ``(path, out_dir, device, preset, timeout, threads)``;
+    the kernel gets ``threads`` CPU threads, so that notebooks run side by side do not fight
+    over the cores."""
+    path, out_dir, device, preset, timeout, threads = job
+    threads_env = {} if os.environ.get("OMP_NUM_THREADS") else {"OMP_NUM_THREADS": str(threads)}
     from replearn.notebook import run_notebook
 
     output = Path(out_dir) / Path(path).name
@@ -43,13 +47,13 @@ def run_one(job: tuple[str, str, str, str, int]) -> dict:
             import fakecuda
 
             with tempfile.TemporaryDirectory(prefix="fakecuda-ipython-") as ipython_dir:
-                env = fakecuda.kernel_env(ipython_dir)
+                env = {**fakecuda.kernel_env(ipython_dir), **threads_env}
                 run = run_notebook(path, output, preset=preset, impl="solution", timeout=timeout,
                                    extra_env=env)  # fmt: skip
             want = "cuda"
         else:
             run = run_notebook(path, output, preset=preset, impl="solution", timeout=timeout,
-                               extra_env={"REPLEARN_DEVICE": device})  # fmt: skip
+                               extra_env={"REPLEARN_DEVICE": device, **threads_env})  # fmt: skip
             want = device
     except Exception as err:  # the runner itself broke (no kernel, ...): say so, go on
         return {"notebook": Path(path).name, "ok": False, "seconds": round(time.perf_counter() - started, 1),
@@ -73,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench" / "gpu" / "notebooks")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(p), str(args.out), args.device, args.preset, args.timeout) for p in args.notebooks]
+    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    jobs = [(str(p), str(args.out), args.device, args.preset, args.timeout, threads)
+            for p in args.notebooks]  # fmt: skip
     started = time.perf_counter()
 
     def save(results: list[dict]) -> None:  # after every notebook: a timeout loses only the rest
