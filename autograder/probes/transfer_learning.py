@@ -109,20 +109,6 @@ def extract(module, seed: int, images: torch.Tensor, stages: list | None, batch_
     }
 
 
-def reference_extract(seed: int, images: torch.Tensor, stages: list | None) -> dict:
-    """An independent computation of what :func:`extract` should return (parent side)."""
-    model = tiny_classifier(seed).eval()
-    x = images.float() / 255.0 if not images.is_floating_point() else images
-    with torch.no_grad():
-        out, result = x, {}
-        for name, child in model.named_children():
-            out = child(out)
-            if stages and name in stages:
-                result[name] = out.mean(dim=(2, 3)) if out.ndim == 4 else out
-        result["output"] = model.flatten(model.pool(model.stage2(model.stage1(model.stem(x)))))
-    return result
-
-
 # ---- Part 2 ------------------------------------------------------------------------------------
 
 
