@@ -48,6 +48,7 @@ starter: $(STAMP)
 release: $(STAMP)
 	$(PY) -m replearn.release starter --check
 	$(PY) -m replearn.release zip --out build/release
+	$(PY) -m instructor.handout_leaks build/release --out build/release-leaks.json
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.augment_throughput

@@ -26,6 +26,15 @@ class StudentCodeError(AssertionError):
     """Student code raised, hung, crashed or returned something the grader cannot use."""
 
 
+class GraderEnvironmentError(RuntimeError):
+    """A check could not run because the grading environment lacks one of the grader's packages
+    (``autograder.environment``): the grader's failure, reported as such, never the student's."""
+
+    def __init__(self, distribution: str):
+        super().__init__(f"the grading environment lacks {distribution!r}")
+        self.distribution = distribution
+
+
 def set_hidden(hidden: bool) -> None:
     _state["hidden"] = bool(hidden)
 

@@ -6,7 +6,7 @@ can fail it for another, and then a correct student loses points by chance: in a
 a check that fails 1 seed in 100 costs three correct students their points.
 
 This runs every hidden test of every assignment once per seed, reference against reference, the
-way the grader runs it (``benchmarks.grader_harness``: the student side under the worker's
+way the grader runs it (``instructor.grader_harness``: the student side under the worker's
 conditions, one torch thread, seeded generators, arguments and results through the codec; the
 reference side with the parent's two threads), and reports for each test how many seeds failed
 and how close its comparisons came to their tolerances (the margin: 0 for identical values, 1 at
@@ -46,7 +46,7 @@ MARGIN_WARNING = 0.5  # a comparison this close to its tolerance is reported as 
 
 def audit_test(module_name: str, test_name: str, seeds: list[int]) -> dict:
     """Run one hidden test for every seed; pass/fail, margins and time per seed, summarised."""
-    from benchmarks import grader_harness
+    from instructor import grader_harness
 
     fn = grader_harness.test_functions(module_name, "hidden")[test_name]
     factory = grader_harness.reference_copies(module_name)
@@ -79,7 +79,7 @@ def audit_test(module_name: str, test_name: str, seeds: list[int]) -> dict:
 def hidden_tests(assignment: str, pattern: str | None) -> list[tuple[str, str]]:
     """``(module, test name)`` of every hidden test of ``assignment`` (or all) matching."""
     from autograder import assignments
-    from benchmarks import grader_harness
+    from instructor import grader_harness
 
     found = []
     for target in assignments.resolve(assignment):

@@ -74,7 +74,7 @@ def _tensor(value, who: str) -> torch.Tensor:
 # ---- Part 1: tokenisation ---------------------------------------------------------------------
 
 
-def tokenize(module, words: list[str], texts: list[str], context_length: int) -> dict:
+def tokens_of(module, words: list[str], texts: list[str], context_length: int) -> dict:
     """The student's ``tokenize`` with ``Vocab(words)``."""
     out = module.tokenize(texts, Vocab(words), context_length)
     if not isinstance(out, tuple) or len(out) != 2:

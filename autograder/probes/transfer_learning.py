@@ -112,7 +112,7 @@ def extract(module, seed: int, images: torch.Tensor, stages: list | None, batch_
 # ---- Part 2 ------------------------------------------------------------------------------------
 
 
-def replace_head(module, seed: int, num_classes: int, gen_seed: int, nested: bool = False) -> dict:
+def head_replaced(module, seed: int, num_classes: int, gen_seed: int, nested: bool = False) -> dict:
     model = tiny_classifier(seed, nested_head=nested)
     old = model.get_submodule(_head(nested))
     gen = torch.Generator().manual_seed(gen_seed)
@@ -128,7 +128,9 @@ def replace_head(module, seed: int, num_classes: int, gen_seed: int, nested: boo
     }
 
 
-def param_groups(module, seed: int, freeze_stage: str | None, lr: float, scale: float) -> dict:
+def param_group_settings(
+    module, seed: int, freeze_stage: str | None, lr: float, scale: float
+) -> dict:
     model = tiny_classifier(seed)
     if freeze_stage:
         for name, p in model.named_parameters():  # trusted freezing, not the student's
@@ -149,7 +151,7 @@ def param_groups(module, seed: int, freeze_stage: str | None, lr: float, scale: 
     return {"groups": out}
 
 
-def freeze_up_to(module, seed: int, stage: str) -> dict:
+def frozen_up_to(module, seed: int, stage: str) -> dict:
     model = tiny_classifier(seed)
     returned = module.freeze_up_to(model, stage)
     return {

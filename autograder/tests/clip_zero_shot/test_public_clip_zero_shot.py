@@ -37,7 +37,7 @@ WORDS = ["a", "red", "blue", "circle", "square", "at", "the", "top", "left", "."
 @pytest.mark.functions("tokenize")
 def test_tokenize_brackets_pads_and_marks_unknown_words(student):
     texts = ["a red circle at the top left", "A blue SQUARE.", "a green circle"]
-    got = student.probe(f"{PROBES}:tokenize", WORDS, texts, 10)
+    got = student.probe(f"{PROBES}:tokens_of", WORDS, texts, 10)
     want = expected("tokenize_10", lambda: reference(REF).tokenize(texts, probes.Vocab(WORDS), 10))
     expect_tensor(got["tokens"], want[0], rtol=0, atol=0,
                   name="tokens [3, 10]: SOT (1), word ids (lower case, '.' is a word, unknown "
@@ -49,7 +49,7 @@ def test_tokenize_brackets_pads_and_marks_unknown_words(student):
 @pytest.mark.functions("tokenize")
 def test_tokenize_truncates_long_captions_and_keeps_the_end_of_text_token(student):
     texts = ["a red circle at the top left", "a"]
-    got = student.probe(f"{PROBES}:tokenize", WORDS, texts, 5)
+    got = student.probe(f"{PROBES}:tokens_of", WORDS, texts, 5)
     want = expected("tokenize_5", lambda: reference(REF).tokenize(texts, probes.Vocab(WORDS), 5))
     expect_tensor(got["tokens"], want[0], rtol=0, atol=0,
                   name="tokens [2, 5] with context_length 5: a caption too long is cut and its "

@@ -119,8 +119,8 @@ def test_train_softmax_classifier_matches_reference(student):
 @pytest.mark.weight(1)
 @pytest.mark.functions("replace_head")
 def test_replace_head(student):
-    got = student.probe(f"{PROBES}:replace_head", 3, 7, 11)
-    want = expected("replace_head", lambda: probes.replace_head(reference(REF), 3, 7, 11))
+    got = student.probe(f"{PROBES}:head_replaced", 3, 7, 11)
+    want = expected("replace_head", lambda: probes.head_replaced(reference(REF), 3, 7, 11))
     expect_true(
         got["is_new_module"] and got["returned_is_head"],
         "replace_head must put a NEW nn.Linear at model.fc and return it",
@@ -141,16 +141,18 @@ def test_replace_head(student):
 @pytest.mark.weight(1)
 @pytest.mark.functions("param_groups")
 def test_param_groups_lower_lr_for_backbone(student):
-    got = student.probe(f"{PROBES}:param_groups", 4, None, 0.01, 0.1)
-    want = expected("param_groups", lambda: probes.param_groups(reference(REF), 4, None, 0.01, 0.1))
+    got = student.probe(f"{PROBES}:param_group_settings", 4, None, 0.01, 0.1)
+    want = expected(
+        "param_groups", lambda: probes.param_group_settings(reference(REF), 4, None, 0.01, 0.1)
+    )
     expect_true(got == want, f"param groups {got['groups']}, expected {want['groups']}")
 
 
 @pytest.mark.weight(1)
 @pytest.mark.functions("freeze_up_to")
 def test_freeze_up_to(student):
-    got = student.probe(f"{PROBES}:freeze_up_to", 5, "stage1")
-    want = expected("freeze_up_to", lambda: probes.freeze_up_to(reference(REF), 5, "stage1"))
+    got = student.probe(f"{PROBES}:frozen_up_to", 5, "stage1")
+    want = expected("freeze_up_to", lambda: probes.frozen_up_to(reference(REF), 5, "stage1"))
     expect_true(
         got["requires_grad"] == want["requires_grad"],
         f"requires_grad after freeze_up_to(model, 'stage1'): {got['requires_grad']}, "

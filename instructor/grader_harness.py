@@ -5,8 +5,8 @@ torch thread, the torch/NumPy/``random`` generators seeded with the call's seed,
 results through the codec. Its trusted parent computes the reference values with the threads it
 was started with (``OMP_NUM_THREADS``, 2 by default). This module reproduces both sides in one
 process, so that a grader test can be run thousands of times (the hidden-seed audit,
-``benchmarks.grader_seeds``) or against many stand-in submissions (the hand-out leak test,
-``tests/test_handout_leaks.py``) at the cost of the arithmetic alone:
+``benchmarks.grader_seeds``) or against many stand-in submissions (the hand-out leak check,
+``instructor.handout_leaks``) at the cost of the arithmetic alone:
 
 * :class:`InProcessStudent` is the ``student`` fixture: ``call`` and ``probe`` run the student
   module (a fresh copy for every call, made by ``module_factory``) under the worker's
@@ -54,16 +54,32 @@ def load_module(path: Path, name: str) -> types.ModuleType:
     return module
 
 
+def module_copies(
+    path: Path, name: str, prepare: Callable[[types.ModuleType], None] | None = None
+) -> Callable[[], types.ModuleType]:
+    """A factory of fresh modules executed from ``path`` (compiled once), each ``prepare``-d.
+
+    The worker imports the submission afresh for every call; so does each copy. ``prepare``
+    may change a copy before the call sees it (delete or replace a function, wrap one).
+    """
+    code = compile(Path(path).read_text(encoding="utf-8"), str(path), "exec")
+
+    def fresh() -> types.ModuleType:
+        module = types.ModuleType(name)
+        module.__file__ = str(path)
+        sys.modules[name] = module  # dataclasses and pickling look the module up by name
+        exec(code, module.__dict__)
+        if prepare is not None:
+            prepare(module)
+        return module
+
+    return fresh
+
+
 def reference_copies(module_name: str) -> Callable[[], types.ModuleType]:
     """A factory of fresh copies of ``solutions/<module>.py``: the reference as a submission."""
     path = assignments.solutions_root() / f"{module_name}.py"
-    counter = [0]
-
-    def fresh() -> types.ModuleType:
-        counter[0] += 1
-        return load_module(path, module_name)  # the worker imports it under its own name
-
-    return fresh
+    return module_copies(path, module_name)  # the worker imports it under its own name
 
 
 def test_functions(module_name: str, kind: str) -> dict[str, Callable]:
@@ -124,6 +140,12 @@ def _deadline(seconds: float | None):
         return
 
     def expire(signum, frame):
+        scan = frame
+        while scan is not None:  # never leave a half-imported module behind: retry shortly
+            if scan.f_code.co_filename.startswith("<frozen importlib"):
+                signal.setitimer(signal.ITIMER_REAL, 0.05)
+                return
+            scan = scan.f_back
         raise CallTimeout(f"ran past {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
