@@ -11,7 +11,8 @@ in two halves:
   ``ProjectionHead`` for ``ProjectionHead.__init__``), except the library versions that the
   assignment bans in that very part (``BANNED_APIS``: the grader zeroes their use).
 * :func:`find_fill_ins` (minutes): every function, method and class defined in what ships is a
-  candidate for every graded part whose call it can accept. The grader's public and hidden
+  candidate for every graded part whose call it can accept, and so is every function's code
+  pasted into the student's module (where the names it calls are the student module's). The grader's public and hidden
   tests of the assignment run once on the reference (``instructor.grader_harness``) and every
   call into a graded part is replayed on its candidates, with copies of the same arguments and
   the same random state. A candidate that gives the reference's result, and leaves its
@@ -50,6 +51,7 @@ import signal
 import sys
 import tempfile
 import time
+import types
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -197,11 +199,44 @@ def scan_names(root: Path, parts: dict[str, list[str]], banned: dict[str, dict[s
 
 @dataclass
 class Candidate:
-    """A function, method or class defined in shipped code."""
+    """A function, method or class defined in shipped code.
+
+    ``copied``: the function's code run with the student module's globals, as if its source
+    were pasted into the student's file (then the names it calls, such as ``nt_xent_loss``,
+    are the student module's, stand-ins included).
+    """
 
     name: str  # "replearn.data.to_float", "autograder.probes.x.StandInHead.forward"
     obj: Any
     is_class: bool
+    copied: bool = False
+
+    def bound_in(self, module) -> Any:
+        """The object to put in ``module``: itself, or its code re-homed in ``module``."""
+        return rehome(self.obj, module) if self.copied else self.obj
+
+
+def _global_names(code) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def rehome(function, module):
+    """``function``'s code with ``module``'s globals (its source pasted into ``module``)."""
+    copied = types.FunctionType(function.__code__, vars(module), function.__name__,
+                                function.__defaults__, function.__closure__)  # fmt: skip
+    copied.__kwdefaults__ = function.__kwdefaults__
+    copied.__qualname__ = function.__qualname__
+    return copied
+
+
+def differs_when_copied(function, module) -> bool:
+    """Would ``function`` call other things from ``module`` than from its own module?"""
+    own, there = function.__globals__, vars(module)
+    return any(n in there and own.get(n) is not there[n] for n in _global_names(function.__code__))
 
 
 def shipped_modules(root: Path, student_dir: str = "starter_code") -> tuple[list, list[str]]:
@@ -288,6 +323,7 @@ def pool_for(part: str, reference_obj, pool: list[Candidate], banned: list[str])
                 chosen.append(cand)
         elif _accepts(cand.obj, needed):
             chosen.append(cand)
+            chosen.append(Candidate(f"{cand.name} (its code in the student module)", cand.obj, False, True))  # fmt: skip
     return chosen
 
 
@@ -436,7 +472,7 @@ class Screen:
         return [c for c in self.pool if c.name not in self.rejected and self.agreed.get(c.name)]
 
 
-def _tap(part: str, original, screen: Screen, bound_class=None):
+def _tap(part: str, original, screen: Screen, module, bound_class=None):
     """Wrap ``original`` (a graded function or method): call it, then replay the call on
     every candidate of ``screen`` that is still in and has been checked fewer times than
     ``CHECKED_CALLS``."""
@@ -463,6 +499,9 @@ def _tap(part: str, original, screen: Screen, bound_class=None):
         after = (torch.get_rng_state(), np.random.get_state(), random.getstate())
         for cand in live:
             ok = False
+            if cand.copied and not differs_when_copied(cand.obj, module):
+                screen.rejected.add(cand.name)  # it would behave as its original does
+                continue
             with _guarded_state():
                 torch.set_rng_state(states[0])
                 np.random.set_state(states[1])
@@ -474,10 +513,10 @@ def _tap(part: str, original, screen: Screen, bound_class=None):
                             got = _snapshot(cand.obj(*call_args, **call_kwargs))
                         elif init:
                             blank = object.__new__(bound_class)
-                            cand.obj(blank, *call_args, **call_kwargs)
+                            cand.bound_in(module)(blank, *call_args, **call_kwargs)
                             got = _snapshot(blank)
                         else:
-                            out = cand.obj(*call_args, **call_kwargs)
+                            out = cand.bound_in(module)(*call_args, **call_kwargs)
                             got = _snapshot((out, call_args, call_kwargs))
                     ok = _same(got, want)
                 except BaseException:  # noqa: BLE001  (a candidate may raise anything)
@@ -566,7 +605,7 @@ def _stripped(parts: list[str], part: str | None = None, cand: Candidate | None 
         if cand.is_class and part.endswith(".__init__"):
             setattr(module, part.split(".")[0], cand.obj)
         else:
-            setattr(owner, attr, cand.obj)
+            setattr(owner, attr, cand.bound_in(module))
 
     return prepare
 
@@ -588,7 +627,7 @@ def find_fill_ins(module_name: str, parts: list[str], pool: list[Candidate], ban
     def tapped_reference(module) -> None:
         for part, screen in screens.items():
             owner, attr, obj = _resolve(module, part)
-            setattr(owner, attr, _tap(part, obj, screen, owner if isinstance(owner, type) else None))  # fmt: skip
+            setattr(owner, attr, _tap(part, obj, screen, module, owner if isinstance(owner, type) else None))  # fmt: skip
 
     start = time.monotonic()
     # once untapped: the reference passes every test, and every lazy import is done before a

@@ -121,11 +121,15 @@ def test_nothing_in_the_handout_fills_in_a_graded_part(shipped, tmp_path):
 
 @pytest.mark.slow
 def test_the_check_finds_a_copy_of_the_reference_planted_in_the_handout(shipped, tmp_path):
-    """Positive control: the reference of Assignment 4 hidden under another name is found."""
+    """Positive control: the graded half of Assignment 4's reference (everything before its
+    given experiment code), hidden in the hand-out under another name, is found for every part:
+    each loss as it is, each step function as its code pasted into a student's module."""
     planted = tmp_path / "handout"
     shutil.copytree(shipped["handout"], planted)
-    shutil.copyfile(REPO / "solutions" / "contrastive_learning.py",
-                    planted / "autograder" / "probes" / "_utilities.py")  # fmt: skip
+    reference = (REPO / "solutions" / "contrastive_learning.py").read_text()
+    given = reference.index("# Given: experiment settings")
+    graded_half = reference[: reference.rindex("\n# ====", 0, given)]
+    (planted / "autograder" / "probes" / "_utilities.py").write_text(graded_half)
     code, report, output = _leak_check(
         planted, tmp_path / "report.json", "--assignment", "contrastive_learning"
     )
