@@ -7,15 +7,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PRESET ?= cpu-quick
 
-# Point the data layer at the course team's offline copy of CIFAR-10/MNIST when it exists.
-ifneq ($(wildcard ../shared/data/cifar10_jpeg_subset5k1k_seed0_uint8.npz),)
-export REPLEARN_DATA_DIR ?= $(abspath ../shared/data)
-endif
+# No data folder is needed: the cpu-quick and smoke data ship inside the package. A folder of
+# real CIFAR-10/MNIST files is used when REPLEARN_DATA_DIR names one (data/README.md).
 
-.PHONY: help demo test test-fast lint format release starter bench lock clean
+.PHONY: help demo book book-instructor book-check test test-fast lint format release starter bench lock clean
 
 help:
-	@echo "make demo     run every assignment notebook (preset $(PRESET)), grade, write build/demo/index.html"
+	@echo "make demo     run every assignment notebook (preset $(PRESET)), grade, write build/demo/index.html and the book"
+	@echo "make book     the course as a static HTML book (build/book/) from the notebooks make demo executed"
+	@echo "make book-instructor  the instructors' copy (answers and reference solutions folded): build/book-instructor/"
+	@echo "make book-check       load every page of build/book in headless Chromium (screenshots: build/book-screenshots/)"
 	@echo "make test     the whole test suite (lint, library, grader, attacks, notebooks in smoke preset)"
 	@echo "make release  regenerate-check starter code and build the student hand-out zip"
 	@echo "make bench    speed and learning-quality benchmarks -> build/bench/"
@@ -23,12 +24,22 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench,book]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (replearn)" >/dev/null
 	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m replearn.demo --preset $(PRESET)
+	$(PY) -m instructor.book
+
+book: $(STAMP)
+	$(PY) -m instructor.book
+
+book-instructor: $(STAMP)
+	$(PY) -m instructor.book --edition instructor
+
+book-check: $(STAMP)
+	$(PY) -m instructor.book.browser build/book
 
 test: $(STAMP)
 	$(PY) -m pytest -q

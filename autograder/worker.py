@@ -236,7 +236,7 @@ def _outside_view(expose: list[str]) -> list[str]:
     Kept: the system folders (``/usr``, ``/lib``, ``/etc``, ...), the folders on ``expose``
     (the interpreter's and the course library's) and the folders on the way to them. Hidden:
     every other entry of ``/`` and of those on-the-way folders, such as another clone of the
-    course with its solutions (``/work/main`` beside a CI checkout at ``/check/work/main``),
+    course with its solutions (a developer's clone beside the CI checkout being graded),
     home folders and mounted data. The named ``hide`` list then covers the secret parts of
     the checkout itself.
     """

@@ -47,11 +47,9 @@ CONTENDERS = ("batched", "torchvision-2w", "torchvision-0w", "lightly-2w")
 
 
 def default_data_dir() -> Path | None:
-    """``$REPLEARN_DATA_DIR``, else the shared offline folder next to the checkout, if present."""
-    if os.environ.get("REPLEARN_DATA_DIR"):
-        return Path(os.environ["REPLEARN_DATA_DIR"])
-    shared = REPO.parent / "shared" / "data"
-    return shared if shared.is_dir() else None
+    """``$REPLEARN_DATA_DIR`` when set (else ``cifar10-5k`` comes from the package)."""
+    folder = os.environ.get("REPLEARN_DATA_DIR")
+    return Path(folder) if folder else None
 
 
 def load_cifar_train(data_dir: Path | None) -> tuple[np.ndarray, str]:

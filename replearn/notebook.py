@@ -230,6 +230,10 @@ class Session:
         return time.perf_counter() - self.started
 
     def summary(self) -> dict[str, Any]:
+        """What this run was (preset, implementation, data, machine, time) and its numbers;
+        ``make demo`` keeps it beside the executed notebook and the course book shows it."""
+        from replearn.compare import machine_info
+
         return {
             "module": self.module_name,
             "preset": self.preset.name,
@@ -239,6 +243,8 @@ class Session:
             "impl": self.impl_note,
             "data": self.data_notes,
             "seconds": round(self.elapsed(), 1),
+            "finished": _utc_now(),
+            "machine": machine_info(self.device),
             "records": [r.__dict__ for r in self.records],
         }
 
@@ -409,7 +415,11 @@ def _data_note(preset: Preset) -> str:
     from replearn.data import DATA_DIR_ENV, EMBEDDED_DATASET
 
     folder = os.environ.get(DATA_DIR_ENV)
-    where = f"${DATA_DIR_ENV}={folder}" if folder else f"download, else {EMBEDDED_DATASET}"
+    if preset.dataset == EMBEDDED_DATASET:
+        where = "shipped with replearn" + (f"; ${DATA_DIR_ENV}={folder}" if folder else "")
+    else:
+        where = f"${DATA_DIR_ENV}={folder}" if folder else "download"
+        where += f", else the shipped {EMBEDDED_DATASET}"
     return f"data {preset.dataset} ({where})"
 
 
@@ -431,7 +441,7 @@ def setup(
     """The first cell of a notebook: choose preset, device and implementation; seed everything.
 
     Prints one line saying what it found, for example ``replearn 0.1.0 | preset cpu-quick |
-    device cpu | torch 2.14.1 | data cifar10-5k (download, else mnist-embedded) | x: your
+    device cpu | torch 2.14.1 | data cifar10-5k (shipped with replearn) | x: your
     implementation (starter) from /course/starter_code/x.py``, and warns when the imported file
     is not the student's (a newer different copy elsewhere, a shadowing package). ``root``,
     ``student_dir`` and ``ask`` are for special set-ups and tests (see :func:`find_student_dir`).

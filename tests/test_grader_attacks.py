@@ -108,7 +108,7 @@ def stray_clone():
     """A world-readable copy of the fixture's solutions outside the checkout and its parent.
 
     CI clones the course to a fresh folder while another copy may sit elsewhere on the
-    machine (it did: ``/work/main`` beside ``/check/work/main``); a worker must not see it.
+    machine (a developer's clone beside it); a worker must not see it.
     """
     grandparent = REPO.parent.parent
     for base in (grandparent, Path("/opt"), Path("/srv"), Path("/mnt")):

@@ -1,5 +1,16 @@
-"""Every assignment notebook executes end to end, for real, in the `smoke` preset."""
+"""Every assignment notebook executes end to end, for real, in the `smoke` preset.
 
+They run on the bare path, as on a fresh clone on a laptop without network: ``smoke`` and
+``cpu-quick`` use only the working sets that ship inside the package. Each notebook runs in a
+kernel that has no ``REPLEARN_DATA_DIR``, an empty cache, and no way out: the proxies point at a
+closed local port and a ``sitecustomize`` refuses every socket connection that does not stay on
+this machine (the kernel itself talks to its client over loopback). A notebook that needs a
+folder or a download fails here, and each must say that its data came from the package.
+"""
+
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,15 +20,78 @@ from replearn.notebook import run_notebook
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "assignments").glob("*.ipynb"))
 
+# Imported by every Python process of the kernel's environment: outside connections fail at once.
+NO_NETWORK = """
+import ipaddress
+import socket
+
+_connect = socket.socket.connect
+
+
+def _local_only(self, address):
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None and self.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            local = ipaddress.ip_address(host.split("%")[0]).is_loopback
+        except ValueError:
+            local = host == "localhost"
+        if not local:
+            raise OSError(101, f"network refused by the offline test: {address}")
+    return _connect(self, address)
+
+
+socket.socket.connect = _local_only
+"""
+
+
+@pytest.fixture(scope="module")
+def offline_env(tmp_path_factory) -> dict[str, str]:
+    """The environment of a machine with no data folder and no network."""
+    guard = tmp_path_factory.mktemp("no-network")
+    (guard / "sitecustomize.py").write_text(NO_NETWORK)
+    cache = tmp_path_factory.mktemp("empty-cache")
+    closed = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
+    path = os.pathsep.join(p for p in (str(guard), os.environ.get("PYTHONPATH", "")) if p)
+    return {
+        "REPLEARN_DATA_DIR": "",
+        "REPLEARN_CACHE": str(cache),
+        "PYTHONPATH": path,
+        **{name: closed for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")},
+        "no_proxy": "",
+        "NO_PROXY": "",
+    }
+
+
+def test_the_offline_guard_refuses_outside_connections(offline_env):
+    probe = (
+        "import socket\n"
+        "try:\n"
+        "    socket.create_connection(('93.184.216.34', 80), timeout=5)\n"
+        "except OSError as err:\n"
+        "    print('refused' if 'offline test' in str(err) else f'other: {err}')\n"
+        "else:\n"
+        "    print('connected')\n"
+    )
+    env = {**os.environ, **offline_env}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == "refused", done.stdout + done.stderr
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_in_smoke_preset_with_reference(path):
+def test_notebook_runs_in_smoke_preset_offline_with_reference(path, offline_env):
     out = REPO / "build" / "test-notebooks" / path.name
-    run = run_notebook(path, out, preset="smoke", impl="solution", timeout=300)
-    assert run.ok, f"{path.name} failed after {run.seconds:.0f} s:\n{run.error}"
+    run = run_notebook(
+        path, out, preset="smoke", impl="solution", timeout=300, extra_env=offline_env
+    )
+    assert run.ok, f"{path.name} failed offline after {run.seconds:.0f} s:\n{run.error}"
     assert run.summary.get("preset") == "smoke", "the notebook must end with S.finish()"
-    assert run.summary.get("data"), "the notebook must say which data it used"
+    notes = run.summary.get("data") or []
+    assert notes, f"{path.name} did not say which data it used"
+    for note in notes:
+        assert "shipped with replearn" in note, (
+            f"{path.name} used data that does not ship with the package: {note}"
+        )
 
 
 def test_runner_reports_a_failing_cell_without_raising(tmp_path):
