@@ -45,35 +45,47 @@ MARGIN_WARNING = 0.5  # a comparison this close to its tolerance is reported as 
 
 
 def audit_test(module_name: str, test_name: str, seeds: list[int]) -> dict:
-    """Run one hidden test for every seed; pass/fail, margins and time per seed, summarised."""
+    """Run one hidden test for every seed of ``seeds``: failures, margins and time."""
     from instructor import grader_harness
 
     fn = grader_harness.test_functions(module_name, "hidden")[test_name]
     factory = grader_harness.reference_copies(module_name)
-    failures, worst, worst_name, margins, seconds = [], 0.0, "", [], 0.0
+    part = {"assignment": module_name, "test": test_name, "done": [], "failures": [],
+            "margins": [], "worst_margin": 0.0, "worst_comparison": "", "seconds": 0.0}  # fmt: skip
     for seed in seeds:
         run = grader_harness.run_test(fn, module_name, factory, hidden=True, grading_seed=seed)
-        seconds += run.seconds
-        margins.append(run.margins.worst)
+        part["seconds"] += run.seconds
+        part["done"].append(seed)
+        part["margins"].append(run.margins.worst)
         if not run.passed:
-            failures.append({"seed": seed, "message": run.message[:300]})
+            part["failures"].append({"seed": seed, "message": run.message[:300]})
         for name, ratio in run.margins.ratios.items():
-            if ratio >= worst:
-                worst, worst_name = ratio, f"{name} (seed {seed})"
-    finite = sorted(m for m in margins if math.isfinite(m))
-    return {
-        "assignment": module_name,
-        "test": test_name,
-        "seeds": [seeds[0], seeds[-1]] if seeds else [],
-        "runs": len(seeds),
-        "failed": len(failures),
-        "failures": failures[:20],
-        "worst_margin": worst,
-        "worst_comparison": worst_name,
-        "median_margin": finite[len(finite) // 2] if finite else None,
-        "p99_margin": finite[min(len(finite) - 1, int(0.99 * len(finite)))] if finite else None,
-        "seconds": round(seconds, 1),
-    }
+            if ratio >= part["worst_margin"]:
+                part["worst_margin"], part["worst_comparison"] = ratio, f"{name} (seed {seed})"
+    return part
+
+
+def merge(row: dict | None, part: dict) -> dict:
+    """One test's summary with another chunk of its seeds added."""
+    row = row or {"assignment": part["assignment"], "test": part["test"], "seed_list": [],
+                  "all_margins": [], "failures": [], "failed": 0, "worst_margin": 0.0,
+                  "worst_comparison": "", "seconds": 0.0}  # fmt: skip
+    row["seed_list"] = sorted(row["seed_list"] + part["done"])
+    row["all_margins"] += part["margins"]
+    row["failed"] += len(part["failures"])
+    row["failures"] = (row["failures"] + part["failures"])[:20]
+    if part["worst_margin"] >= row["worst_margin"]:
+        row["worst_margin"], row["worst_comparison"] = (
+            part["worst_margin"],
+            part["worst_comparison"],
+        )
+    row["seconds"] = round(row["seconds"] + part["seconds"], 1)
+    finite = sorted(m for m in row["all_margins"] if math.isfinite(m))
+    row["runs"] = len(row["seed_list"])
+    row["seeds"] = [row["seed_list"][0], row["seed_list"][-1]] if row["seed_list"] else []
+    row["median_margin"] = finite[len(finite) // 2] if finite else None
+    row["p99_margin"] = finite[min(len(finite) - 1, int(0.99 * len(finite)))] if finite else None
+    return row
 
 
 def hidden_tests(assignment: str, pattern: str | None) -> list[tuple[str, str]]:
@@ -118,18 +130,27 @@ def to_markdown(report: dict) -> str:
 
 
 def audit(args) -> dict:
+    """Every hidden test, seeds in chunks of ``--chunk``: the first chunk of every test, then
+    the second, ... so that a run stopped early has covered every test evenly."""
     seeds = list(range(args.first, args.first + args.seeds))
     tests = hidden_tests(args.assignment, args.test)
     report = {"seeds": seeds, "tests": [], "machine": machine_info(),
               "load_average_1min_before": load_average()}  # fmt: skip
+    rows: dict[tuple[str, str], dict] = {}
     if args.resume and args.out.exists():
         earlier = json.loads(args.out.read_text())
         if earlier.get("seeds") == seeds:
-            report["tests"] = earlier["tests"]
-    done = {(r["assignment"], r["test"]) for r in report["tests"]}
-    todo = [t for t in tests if t not in done]
+            rows = {(r["assignment"], r["test"]): r for r in earlier["tests"]}
+    chunks = [seeds[i : i + args.chunk] for i in range(0, len(seeds), args.chunk)]
+    todo = []
+    for chunk in chunks:
+        for key in tests:
+            left = [s for s in chunk if s not in set(rows.get(key, {}).get("seed_list", []))]
+            if left:
+                todo.append((key, left))
 
     def save() -> None:
+        report["tests"] = list(rows.values())
         report["load_average_1min_after"] = load_average()
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))
@@ -137,10 +158,11 @@ def audit(args) -> dict:
 
     start = time.monotonic()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(audit_test, m, t, seeds): (m, t) for m, t in todo}
+        futures = [pool.submit(audit_test, m, t, left) for (m, t), left in todo]
         for future in as_completed(futures):
-            row = future.result()
-            report["tests"].append(row)
+            part = future.result()
+            key = (part["assignment"], part["test"])
+            row = rows[key] = merge(rows.get(key), part)
             save()
             print(f"[{time.monotonic() - start:7.0f} s] {row['assignment']}: {row['test']}: "
                   f"{row['failed']} of {row['runs']} seeds failed, worst margin "
@@ -179,7 +201,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--test", help="only the hidden tests whose name contains this")
     parser.add_argument("--seeds", type=int, default=1000, help="seeds per hidden test")
     parser.add_argument("--first", type=int, default=1, help="the first seed")
-    parser.add_argument("--jobs", type=int, default=1, help="processes (one test at a time each)")
+    parser.add_argument("--jobs", type=int, default=1, help="processes (one chunk at a time each)")
+    parser.add_argument("--chunk", type=int, default=100, help="seeds per task")
     parser.add_argument("--resume", action="store_true", help="keep the tests already in --out")
     parser.add_argument("--graded", type=int, default=0,
                         help="instead grade the reference this many times through the grader")  # fmt: skip
