@@ -1,7 +1,8 @@
 """Nothing the students get can fill in a graded part: the hand-out and the course wheel.
 
-The hand-out is built with the release tooling and unpacked; the wheel is built from the
-unpacked hand-out with pip, as a student's or Colab's install would, and unpacked too. Two
+The hand-out is built with the release tooling and unpacked; the wheel is the one it carries, or
+else built from the unpacked hand-out with pip, as a student's or Colab's install would, and
+unpacked too. Two
 checks (``instructor.handout_leaks``): no shipped definition is named like a graded part, and
 no shipped function, method or class passes a graded part's public or hidden tests when it is
 put in that part's place in a student module whose graded parts are all deleted. A copy of the
@@ -38,14 +39,17 @@ def shipped(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("shipped")
     archive = release.build_zip(tmp / "handout.zip", REPO, notebooks=False)
     handout = next(_unzip(archive, tmp / "handout").iterdir())
-    source = tmp / "wheel-source"  # pip builds in the tree: leave the unpacked hand-out as it is
-    shutil.copytree(handout, source)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(tmp / "dist"), str(source)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    wheel = _unzip(next((tmp / "dist").glob("replearn-*.whl")), tmp / "wheel")
+    shipped_wheels = sorted(handout.rglob("*.whl"))  # the wheel the hand-out carries, if any
+    if not shipped_wheels:  # else the one pip builds from the hand-out, as an install would
+        source = tmp / "wheel-source"  # pip builds in the tree: leave the hand-out as it is
+        shutil.copytree(handout, source)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+             "-w", str(tmp / "dist"), str(source)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        shipped_wheels = sorted((tmp / "dist").glob("replearn-*.whl"))
+    wheel = _unzip(shipped_wheels[0], tmp / "wheel")
     return {"handout": handout, "wheel": wheel}
 
 
