@@ -210,6 +210,7 @@ class Candidate:
     obj: Any
     is_class: bool
     copied: bool = False
+    banned: bool = False  # the assignment bans it (by this name) in the part it is tried for
 
     def bound_in(self, module) -> Any:
         """The object to put in ``module``: itself, or its code re-homed in ``module``."""
@@ -314,8 +315,8 @@ def pool_for(part: str, reference_obj, pool: list[Candidate], banned: list[str])
     needed = _required_positional(reference_obj)  # self included for a method
     chosen = []
     for cand in pool:
-        if cand.name in banned:  # the grader zeroes a part that uses it
-            continue
+        if cand.name in banned:  # the grader zeroes a part that calls it: reported, not a leak
+            cand = Candidate(cand.name, cand.obj, cand.is_class, banned=True)
         if cand.is_class:
             if method and not part.endswith(".__init__"):
                 continue  # a class stands in for a whole class, which only __init__ builds
@@ -323,7 +324,8 @@ def pool_for(part: str, reference_obj, pool: list[Candidate], banned: list[str])
                 chosen.append(cand)
         elif _accepts(cand.obj, needed):
             chosen.append(cand)
-            chosen.append(Candidate(f"{cand.name} (its code in the student module)", cand.obj, False, True))  # fmt: skip
+            chosen.append(Candidate(f"{cand.name} (its code in the student module)", cand.obj,
+                                    False, True, cand.banned))  # fmt: skip
     return chosen
 
 
@@ -662,6 +664,9 @@ def find_fill_ins(module_name: str, parts: list[str], pool: list[Candidate], ban
             uses = banned_in(cand, banned.get(part, []))
             if uses:  # the grader's banned-API check zeroes it
                 excused.append(f"{part} <- {cand.name} (calls {', '.join(uses)})")
+                continue
+            if cand.banned:  # a library function the assignment bans in this part, by name
+                excused.append(f"{part} <- {cand.name} (banned in {part} by BANNED_APIS)")
                 continue
             suspects.append(f"{part} <- {cand.name}")
             factory = grader_harness.module_copies(student_path, module_name, _stripped(parts, part, cand))  # fmt: skip
