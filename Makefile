@@ -18,7 +18,7 @@ help:
 	@echo "make book-instructor  the instructors' copy (answers and reference solutions folded): build/book-instructor/"
 	@echo "make book-check       load every page of build/book in headless Chromium (screenshots: build/book-screenshots/)"
 	@echo "make test     the whole test suite (lint, library, grader, attacks, notebooks in smoke preset)"
-	@echo "make release  regenerate-check starter code and build the student hand-out zip"
+	@echo "make release  regenerate-check starter code and build the student hand-out build/release/*.zip"
 	@echo "make bench    speed and learning-quality benchmarks -> build/bench/"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -58,8 +58,8 @@ starter: $(STAMP)
 
 release: $(STAMP)
 	$(PY) -m replearn.release starter --check
-	$(PY) -m replearn.release zip --out build/release
-	$(PY) -m instructor.handout_leaks build/release --out build/release-leaks.json
+	$(PY) -m replearn.release zip --out build/release/
+	$(PY) -m instructor.handout_leaks "$$(ls -t build/release/*.zip | head -n 1)" --out build/release-leaks.json
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.augment_throughput

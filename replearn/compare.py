@@ -116,6 +116,23 @@ class Method:
     run: Callable[[Context, int], Trained]
 
 
+def method_module(name: str):
+    """The assignment module whose methods are compared: the reference where the course folder
+    has it (the course team's runs); in a student's hand-out, which has no reference, the
+    student's own module, found as the notebooks' set-up cell finds it."""
+    try:
+        return impl.load(name, "solution")
+    except impl.ImplError:
+        pass
+    from replearn import notebook
+
+    folder = notebook.find_student_dir(name, ask=lambda prompt: "")
+    try:
+        return impl.load(name, "starter", student_dir=folder)
+    except impl.ImplError as err:
+        raise notebook.StudentModuleNotFound(notebook.not_found_message(name, err)) from None
+
+
 @dataclass
 class Context:
     """What every run shares: the data, the preset, the per-run budget and the modules."""
@@ -128,7 +145,7 @@ class Context:
 
     def module(self, name: str):
         if name not in self.modules:
-            self.modules[name] = impl.load(name, "solution")
+            self.modules[name] = method_module(name)
         return self.modules[name]
 
     def config(self, module: str, cls: str, **changes):

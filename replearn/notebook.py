@@ -47,40 +47,77 @@ from typing import Any
 import torch
 
 from replearn import __version__
-from replearn.presets import PRESET_ENV, Preset, get_preset
+from replearn.presets import CONTENT_ENV, PRESET_ENV, Preset, get_preset, on_colab
 
 RESULTS_ENV = "REPLEARN_RESULTS_PATH"  # where S.finish() writes its JSON summary (set by runners)
 # "1": the long pretraining runs go through replearn.pretrain in any preset (the full preset's
 # path, for the tests and for anyone who wants the entry point's checkpoints in a shorter preset)
 ENTRY_POINT_ENV = "REPLEARN_PRETRAIN_ENTRY"
 RUN_MIMETYPE = "application/vnd.replearn.run+json"  # equals autograder.manifest.RUN_MIMETYPE
-# Folders searched for an uploaded or cloned student module besides the working folder: Colab's.
+# Folders searched for an uploaded or cloned student module besides the working folder: Colab's,
+# or the folders in $REPLEARN_CONTENT_DIR (tests point it at a stand-in for /content).
 SEARCH_ROOTS = ("/content",)
-_SKIP_SEARCH = {"solutions", "sample_data", "site-packages", "node_modules", "__pycache__"}
-
-# Where Colab installs the course package from: the release tag of this version.
-REPO_URL = "https://github.com/replearn-course/replearn"
-RELEASE_TAG = f"v{__version__}"
+_SKIP_SEARCH = {"solutions", "sample_data", "site-packages", "node_modules", "__pycache__", "drive"}
 
 
-def setup_cell_source(module_name: str | None) -> str:
+def _search_roots() -> list[Path]:
+    roots = os.environ.get(CONTENT_ENV)
+    chosen = roots.split(os.pathsep) if roots else SEARCH_ROOTS
+    return [Path(p) for p in chosen if p and Path(p).is_dir()]
+
+
+def setup_cell_source(
+    module_name: str | None, *, handout_url: str = "", handout_ref: str = ""
+) -> str:
     """The first code cell of every notebook (one source: a test checks each notebook uses it).
 
-    On Colab it pip-installs the package at the release tag; the package declares torch as a
-    range, so Colab's preinstalled torch and torchvision stay (no download, no restart) and no
-    Google Drive mount is needed. Locally `make` has installed everything already.
+    On Colab it runs the hand-out's ``install.py --colab`` (see the hand-out's README): the course
+    package is installed from the hand-out's wheel, adding only what Colab does not have: torch,
+    torchvision, numpy and the packages the kernel has imported keep their versions, so nothing
+    needs a restart, and nothing needs a Google Drive mount.
+    It finds the hand-out unzipped or cloned in ``/content`` (``$REPLEARN_CONTENT_DIR`` when set),
+    and unzips the hand-out's zip when only that was uploaded.
+    ``make release`` stamps the hand-out's public repository into the released notebooks
+    (``handout_url``, ``handout_ref``): the cell then clones it when no hand-out is there yet.
+    On the student's own computer the hand-out's ``python install.py`` has installed everything.
     """
-    return (
-        "# Set-up: on Colab this installs the course package (keeping Colab's own torch);\n"
-        "# locally `make` has done it. Then: preset, device, seed and which implementation runs.\n"
-        "import sys\n"
-        "\n"
-        'if "google.colab" in sys.modules:\n'
-        f'    %pip install -q "replearn[notebooks] @ git+{REPO_URL}@{RELEASE_TAG}"\n'
-        "\n"
-        "from replearn import notebook\n"
-        "\n" + (f'S = notebook.setup("{module_name}")' if module_name else "S = notebook.setup()")
-    )
+    lines = [
+        "# Set-up. On Colab this installs the course package from the hand-out in /content, keeping",
+        "# Colab's own torch, torchvision and numpy (no restart, no Drive); on your own computer the",
+        "# hand-out's `python install.py` did it. Then: preset, device, seed, which implementation runs.",
+        "import sys",
+        "",
+        'if "google.colab" in sys.modules:',
+        "    import glob",
+        "    import os",
+        "",
+        f'    content = os.environ.get("{CONTENT_ENV}", "/content")',
+        '    installer = f"{content}/*/install.py"  # in the unzipped or cloned hand-out',
+        '    uploaded = glob.glob(f"{content}/*-student-*.zip")  # the hand-out\'s zip, uploaded',
+        "    if uploaded and not glob.glob(installer):  # unzip keeps the files' dates: uploads stay newer",
+        '        !unzip -q -n "{max(uploaded, key=os.path.getmtime)}" -d "{content}"',
+    ]
+    if handout_url:
+        folder = handout_url.rstrip("/").removesuffix(".git").rsplit("/", 1)[-1]
+        lines += [
+            "    if not glob.glob(installer):  # fetch the course's hand-out",
+            f'        !git clone -q --depth 1 --branch {handout_ref} {handout_url} "{{content}}/{folder}"',
+            f'        for path in glob.glob(f"{{content}}/{folder}/**", recursive=True):',
+            "            os.utime(path, (315532800, 315532800))  # dated as in the zip: uploads stay newer",
+        ]
+    lines += [
+        "    if not glob.glob(installer):",
+        "        raise FileNotFoundError(",
+        '            f"no hand-out in {content}: upload the hand-out\'s .zip there (Files panel), "',
+        '            "then run this cell again"',
+        "        )",
+        '    !"{sys.executable}" "{max(glob.glob(installer), key=os.path.getmtime)}" --colab',
+        "",
+        "from replearn import notebook",
+        "",
+        f'S = notebook.setup("{module_name}")' if module_name else "S = notebook.setup()",
+    ]
+    return "\n".join(lines)
 
 
 @dataclass
@@ -211,6 +248,27 @@ class Session:
         return train_or_load(method, self.preset, module=self.impl, seed=self.seed,
                              device=str(self.device), root=self.course_root or None, **changes)  # fmt: skip
 
+    def checkpoint(self, name: str, *, enabled: bool = True) -> str | None:
+        """The checkpoint file of this notebook's run ``name``, for its ``checkpoint_path=``.
+
+        ``enabled`` says whether the preset keeps checkpoints (the assignment's config; the
+        ``colab`` and ``full`` runs do, the minutes-long ``cpu-quick`` ones not); a folder the
+        student chose (``$REPLEARN_CHECKPOINT_DIR``, or Google Drive mounted on Colab) turns them
+        on in any preset. None when off. The file is named after the run, the preset and the seed,
+        in :func:`replearn.train.checkpoint_dir`, and the cell says what the run will do with it:
+        a finished run is loaded, an interrupted one continues from its last checkpoint (they are
+        written every 5 minutes and at the end), a new one trains.
+        """
+        from replearn.train import checkpoint_dir, checkpoint_dir_chosen, describe_checkpoint
+
+        if not (enabled or checkpoint_dir_chosen()):
+            return None
+        folder = checkpoint_dir(self.course_root or None)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}-{self.preset.name}-seed{self.seed}.pt"
+        print(f"[checkpoint] {describe_checkpoint(path)}")
+        return str(path)
+
     # ---- results ----------------------------------------------------------------------------
     def note_data(self, note: str) -> None:
         """Say which data a result came from when it was not loaded with :meth:`load_data` (a
@@ -313,7 +371,7 @@ def _emit(line: str, record: dict) -> None:
 def _module_copies(module_name: str) -> list[Path]:
     """``<module>.py`` files in the working folder and Colab's ``/content``, one level down,
     and in ``starter_code/`` at either level (never in ``solutions/``)."""
-    bases = [Path.cwd(), *(Path(p) for p in SEARCH_ROOTS if Path(p).is_dir())]
+    bases = [Path.cwd(), *_search_roots()]
     folders: list[Path] = []
     for base in bases:
         folders += [base, base / "starter_code"]
@@ -460,7 +518,17 @@ def setup(
             raise _NoModule
         if wanted == "starter" and student_dir is None:
             student_dir = find_student_dir(module_name, root=root, ask=ask)
-        module = impl_mod.load(module_name, impl, root=root, student_dir=student_dir)
+        try:
+            module = impl_mod.load(module_name, impl, root=root, student_dir=student_dir)
+        except impl_mod.ImplError as err:
+            if wanted != "starter":
+                raise
+            raise StudentModuleNotFound(not_found_message(module_name, err)) from None
+        except Exception as err:  # the student's module raised while it was imported
+            raise StudentModuleError(
+                f"your {module_name}.py could not be imported: {type(err).__name__}: {err}. "
+                "Fix it (the traceback above points at the line) and run this cell again."
+            ) from err
         impl_note = impl_mod.describe(module)
         impl_mod.warn_if_shadowed(module_name, root=root, student_dir=student_dir)
         info = module.__replearn_impl__
@@ -474,8 +542,6 @@ def setup(
                 )
     except _NoModule:
         module, impl_note = None, "no student module in this notebook"
-    except Exception as err:  # the notebook still opens; the first call to the module says why
-        module, impl_note = None, f"could not import {module_name}: {err}"
     try:
         course_root = str(impl_mod.find_root(root))
     except impl_mod.ImplError:
@@ -489,7 +555,39 @@ def setup(
         f" | {_data_note(chosen)} | {impl_note}"
     )
     _emit(line, session._run_record("setup"))
+    if on_colab() and dev.type == "cpu" and not torch.cuda.is_available():
+        print(
+            "This Colab runtime has no GPU, so the notebook runs the CPU preset "
+            f"{chosen.name!r}. For the colab preset: Runtime > Change runtime type > T4 GPU, "
+            "then run the notebook again from this cell."
+        )
     return session
+
+
+class StudentModuleNotFound(FileNotFoundError):
+    """The set-up cell found no ``<module>.py`` of the student's (the message says what to do)."""
+
+
+class StudentModuleError(ImportError):
+    """The student's module raised while it was imported (the cause is chained)."""
+
+
+def not_found_message(module_name: str, err: Exception) -> str:
+    """What to do when the student's ``<module>.py`` is nowhere to be found (``err`` says why)."""
+    from replearn import impl as impl_mod
+
+    roots = ", ".join(str(p) for p in [Path.cwd(), *_search_roots()])
+    return (
+        f"Your {module_name}.py was not found ({err}). Searched: starter_code/ of the course "
+        f"folder, and {roots} with one folder below them. Do one of these, then run this cell "
+        f"again:\n"
+        f"  * on Colab: upload the hand-out's .zip into /content (Files panel; this cell unzips "
+        f"it), or upload your {module_name}.py into /content;\n"
+        f"  * anywhere: set {impl_mod.STUDENT_DIR_ENV} to the folder holding it, in a cell above "
+        f"this one: %env {impl_mod.STUDENT_DIR_ENV}=/path/to/folder;\n"
+        f"  * to read the notebook with the reference solution (the course repository only): "
+        f"%env {impl_mod.IMPL_ENV}=solution."
+    )
 
 
 def check(

@@ -7,7 +7,8 @@ Four presets (see DESIGN.md):
 * ``colab``     a Colab T4 GPU, within the budget each notebook header declares;
 * ``full``      the lecture's numbers, for those with time and a GPU.
 
-Choose one with ``get_preset("cpu-quick")`` or the ``REPLEARN_PRESET`` environment variable.
+Choose one with ``get_preset("cpu-quick")`` or the ``REPLEARN_PRESET`` environment variable;
+without either, a Colab runtime with a GPU gets ``colab`` and everything else ``cpu-quick``.
 Assignment-specific knobs are derived from the generic fields below (``preset.budget_s`` for a
 pretraining run, ``preset.scaled(60)`` for a run that takes 60 s in ``cpu-quick``), so a preset
 stays one small table that a reader can take in at a glance.
@@ -21,6 +22,7 @@ stays one small table that a reader can take in at a glance.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, replace
 
 PRESET_ENV = "REPLEARN_PRESET"
@@ -113,11 +115,38 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+CONTENT_ENV = "REPLEARN_CONTENT_DIR"  # stands in for Colab's /content (tests, unusual set-ups)
+
+
+def on_colab() -> bool:
+    """Whether this is a Colab runtime (its kernel imports ``google.colab`` at start)."""
+    return "google.colab" in sys.modules
+
+
+def colab_content_dir() -> str:
+    """Colab's working folder, ``/content``, or ``$REPLEARN_CONTENT_DIR`` when set."""
+    return os.environ.get(CONTENT_ENV) or "/content"
+
+
+def default_preset_name() -> str:
+    """``$REPLEARN_PRESET`` when set; else ``colab`` on Colab with a GPU; else ``cpu-quick``."""
+    chosen = os.environ.get(PRESET_ENV)
+    if chosen:
+        return chosen
+    if on_colab():
+        import torch
+
+        if torch.cuda.is_available():
+            return "colab"
+    return DEFAULT_PRESET
+
+
 def get_preset(name: str | Preset | None = None) -> Preset:
-    """Return the preset called ``name``, or the one in ``$REPLEARN_PRESET``, or ``cpu-quick``."""
+    """Return the preset called ``name``, else the one :func:`default_preset_name` picks
+    (``$REPLEARN_PRESET``, else ``colab`` on a Colab GPU, else ``cpu-quick``)."""
     if isinstance(name, Preset):
         return name
-    chosen = name or os.environ.get(PRESET_ENV) or DEFAULT_PRESET
+    chosen = name or default_preset_name()
     try:
         return PRESETS[chosen]
     except KeyError:

@@ -73,6 +73,7 @@ from replearn.train import (
     CheckpointError,
     History,
     TensorLoader,
+    checkpoint_dir,
     load_checkpoint,
     save_checkpoint,
 )
@@ -1092,7 +1093,8 @@ def train_or_load(
     started here (one process) when it never ran.
 
     The checkpoint is the entry point's default one, under the course folder
-    (``<root>/checkpoints/pretrain/<run>.pt``), so a run launched from the course folder on
+    (``<root>/checkpoints/pretrain/<run>.pt``; under ``$REPLEARN_CHECKPOINT_DIR/pretrain/`` or
+    Google Drive when :func:`replearn.train.checkpoint_dir` says so), so a run launched from the course folder on
     several GPUs (``torchrun --nproc_per_node N -m replearn.pretrain ...``, the command is printed)
     is the one the notebook then loads: the notebook itself never needs more than one process.
     The method's own evaluation is skipped (the notebook evaluates); the encoder and the history
@@ -1123,13 +1125,15 @@ def train_or_load(
                                 out_dir=str(root / "runs" / "pretrain"), evaluate=False,
                                 verbose=verbose, **changes)  # fmt: skip
     run_name = settings.run_name(preset, settings.data or preset.dataset)
-    settings.checkpoint = str(root / "checkpoints" / "pretrain" / f"{run_name}.pt")
+    settings.checkpoint = str(checkpoint_dir(root) / "pretrain" / f"{run_name}.pt")
     if verbose:
         finished = Path(settings.checkpoint).exists()
         print(f"[train_or_load] {run_name}: {'loading or resuming' if finished else 'training'} "
               f"{settings.checkpoint}. On several GPUs, run it first from {root}:\n"
               f"  torchrun --nproc_per_node N -m replearn.pretrain --method {method} --preset "
-              f"{preset.name} --seed {seed}" + (f" --data {settings.data}" if settings.data else ""),
+              f"{preset.name} --seed {seed}" + (f" --data {settings.data}" if settings.data else "")
+              + ("" if checkpoint_dir(root) == root / "checkpoints"
+                 else f" --checkpoint {settings.checkpoint}"),
               flush=True)  # fmt: skip
     return run_pretraining(settings, module=module)
 

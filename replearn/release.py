@@ -12,9 +12,12 @@ students get:
 * ``python -m replearn.release notebooks [--out DIR]`` writes the student version of each
   ``assignments/*.ipynb``, made by nbgrader's own ``generate_assignment`` with the course
   configuration in ``autograder/nbgrader/`` (the same markers, so one syntax everywhere).
-* ``python -m replearn.release zip [--out FILE]`` writes the deterministic student hand-out
-  ``build/release/replearn-student-<version>.zip`` with a ``MANIFEST.txt`` of sha256 sums, and
-  refuses to write it if any file would leak a solution or a hidden test.
+* ``python -m replearn.release zip [--out FILE|DIR]`` writes the student hand-out
+  ``build/release/<course>-student-<version>-<date>.zip`` (deterministic content, with a
+  ``MANIFEST.txt`` of sha256 sums): the student README and installer of ``handout/``, the course
+  package as a wheel, starter code, released notebooks stamped with the course's identity
+  (``[tool.replearn]`` of pyproject.toml), public tests inside the wheel. It refuses to write it
+  if any file, or any file inside the wheel, would leak a solution or a hidden test.
 
 The stub message is "Implement <function>: see its docstring", or carries a hint written on the
 BEGIN line after the marker: a region opened by the marker followed by
@@ -26,10 +29,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import datetime
 import difflib
 import hashlib
 import io
+import os
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import zipfile
@@ -85,16 +92,15 @@ HEADER = (
 
 RUFF_LINE_LENGTH = 100  # pyproject.toml [tool.ruff]; longer stubs are wrapped as ruff would
 
-# What the hand-out holds besides the generated parts (paths relative to the repository).
+# What the hand-out holds besides the generated parts (paths relative to the repository). The
+# course package (replearn/ and the grader's public part) goes in as a wheel, and the hand-out's
+# own README and installer come from handout/ (see handout_files).
 REQUIRED_FILES = (
-    "README.md",
     "LICENSE",
-    "pyproject.toml",
     "constraints.txt",
-    "environment.yml",
     "data/README.md",
 )
-SHIPPED_TREES = ("replearn", "autograder")
+SHIPPED_TREES: tuple[str, ...] = ()
 _SKIPPED_PARTS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".ruff_cache"}
 _SKIPPED_SUFFIXES = {".pyc", ".pyo", ".zip", ".db"}
 # Instructor-only parts of the grader: the nbgrader course loop and anything named solution(s).
@@ -478,7 +484,8 @@ def leaks(files: Mapping[str, bytes]) -> list[str]:
 
 
 def student_files(repo: Path = REPO_ROOT, *, notebooks: bool = True) -> dict[str, bytes]:
-    """Every file of the hand-out, ``{path inside the hand-out: bytes}`` (no manifest yet).
+    """The hand-out's files taken from the repository, ``{path inside the hand-out: bytes}``:
+    starter code, released notebooks, licence, pins (:func:`handout_files` adds the rest).
 
     Raises:
         ReleaseError: a required file is missing, ``starter_code/`` drifted from
@@ -539,14 +546,209 @@ def write_deterministic_zip(files: Mapping[str, bytes], out: Path, prefix: str =
 def build_zip(out: Path | None = None, repo: Path = REPO_ROOT, *, notebooks: bool = True) -> Path:
     """Build the student hand-out; returns its path.
 
-    Entries sit under ``replearn-student-<version>/``, with a ``MANIFEST.txt`` of sha256 sums.
+    ``out`` is the zip's path, or a folder for :func:`handout_zip_name`'s name (default
+    ``build/release/``). Entries sit under ``<course>-student-<version>/``, with a
+    ``MANIFEST.txt`` of sha256 sums.
     """
     repo = Path(repo)
-    version = project_version(repo)
-    out = Path(out) if out is not None else repo / f"build/release/replearn-student-{version}.zip"
-    files = student_files(repo, notebooks=notebooks)
+    identity = course_identity(repo)
+    out = Path(out) if out is not None else repo / "build" / "release"
+    if out.suffix != ".zip":
+        out = out / handout_zip_name(identity)
+    files = handout_files(repo, notebooks=notebooks)
     files["MANIFEST.txt"] = manifest(files)
-    return write_deterministic_zip(files, out, prefix=f"replearn-student-{version}/")
+    return write_deterministic_zip(files, out, prefix=f"{identity.folder}/")
+
+
+# --------------------------------------------------------------------------------------------
+# The course's identity, and what the hand-out holds besides the repository's files
+# --------------------------------------------------------------------------------------------
+
+HANDOUT_SOURCE = "handout"  # the repository's folder of files that sit at the hand-out's root
+HANDOUT_ROOT_FILES = ("README.md", "install.py")  # the student README and the installer
+WHEELS = "wheels"  # the hand-out's folder holding the course package's wheel
+_PACKAGE_SOURCES = ("pyproject.toml", "README.md", "LICENSE", "replearn", "autograder")
+_PLACEHOLDER = re.compile(r"[<>{}\s]|\b(owner|your-[\w-]+|example)\b", re.I)
+
+
+@dataclass(frozen=True)
+class CourseIdentity:
+    """The course's name and version, and where its public hand-out lives, if anywhere.
+
+    Configured once, in ``[tool.replearn]`` of pyproject.toml (``course``, ``handout_url``,
+    ``handout_ref``); ``make release`` stamps it into the released notebooks.
+    """
+
+    course: str
+    version: str
+    handout_url: str = ""  # a public git repository holding the unpacked hand-out; "" if none
+    handout_ref: str = ""  # its tag or branch
+
+    @property
+    def folder(self) -> str:
+        """The hand-out's top folder inside the zip (and on the student's disk)."""
+        return f"{self.course}-student-{self.version}"
+
+    @property
+    def github(self) -> tuple[str, str] | None:
+        """``(owner, repository)`` when the hand-out lives on github.com (Colab opens it there)."""
+        found = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+)", self.handout_url)
+        return (found.group(1), found.group(2)) if found else None
+
+    def colab_url(self, notebook: str) -> str | None:
+        """Colab's address of a released notebook (``assignments/<name>.ipynb``), or None."""
+        if self.github is None:
+            return None
+        owner, name = self.github
+        return f"https://colab.research.google.com/github/{owner}/{name}/blob/{self.handout_ref}/{notebook}"
+
+
+def course_identity(repo: Path = REPO_ROOT) -> CourseIdentity:
+    """``[tool.replearn]`` of ``repo/pyproject.toml``, checked.
+
+    Raises:
+        ReleaseError: the URL is not a plain ``https://`` address, or still a placeholder.
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    path = Path(repo) / "pyproject.toml"
+    table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("replearn", {})
+    version = project_version(repo)
+    course = str(table.get("course") or "replearn")
+    url = str(table.get("handout_url") or "").strip().rstrip("/").removesuffix(".git")
+    if url and (not url.startswith("https://") or _PLACEHOLDER.search(url[len("https://") :])):
+        raise ReleaseError(
+            f"{path}: [tool.replearn] handout_url = {url!r} is not the address of a public "
+            'repository (https://host/owner/name); set the real one, or "" for none'
+        )
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", course):
+        raise ReleaseError(f"{path}: [tool.replearn] course = {course!r} must be a plain name")
+    ref = str(table.get("handout_ref") or "").strip() or (f"v{version}" if url else "")
+    return CourseIdentity(course, version, url, ref)
+
+
+def handout_zip_name(identity: CourseIdentity, date: datetime.date | None = None) -> str:
+    """``<course>-student-<version>-<YYYY-MM-DD>.zip``: the day of the build (UTC), or of
+    ``$SOURCE_DATE_EPOCH`` when set (reproducible builds)."""
+    if date is None:
+        epoch = os.environ.get("SOURCE_DATE_EPOCH")
+        now = (
+            datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc)
+            if epoch
+            else datetime.datetime.now(datetime.timezone.utc)
+        )
+        date = now.date()
+    return f"{identity.folder}-{date.isoformat()}.zip"
+
+
+def build_wheel(repo: Path = REPO_ROOT) -> tuple[str, bytes]:
+    """``(file name, bytes)`` of the course package's wheel, built by pip from a clean copy of
+    the package's sources (setuptools' package data keeps hidden tests out of it), with the
+    student README as its description.
+
+    The same sources give the same bytes: file dates come from ``$SOURCE_DATE_EPOCH`` (1980
+    unless set).
+    """
+    repo = Path(repo)
+    missing = [name for name in _PACKAGE_SOURCES if not (repo / name).exists()]
+    if missing:
+        raise ReleaseError(f"{repo}: cannot build the course package without {', '.join(missing)}")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.egg-info", ".*cache")
+    with tempfile.TemporaryDirectory(prefix="replearn-wheel-") as scratch:
+        source, out = Path(scratch) / "src", Path(scratch) / "wheel"
+        source.mkdir()
+        for name in _PACKAGE_SOURCES:
+            if (repo / name).is_dir():
+                shutil.copytree(repo / name, source / name, ignore=ignore)
+            else:
+                shutil.copyfile(repo / name, source / name)
+        student_readme = repo / HANDOUT_SOURCE / "README.md"
+        if student_readme.is_file():  # the package's description on the student's machine
+            shutil.copyfile(student_readme, source / "README.md")
+        env = {**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "315532800")}
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+             "-w", str(out), str(source)],
+            capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        wheels = sorted(out.glob("*.whl"))
+        if done.returncode != 0 or len(wheels) != 1:
+            raise ReleaseError(
+                f"pip could not build the course package's wheel:\n{done.stdout}{done.stderr}"
+            )
+        return wheels[0].name, wheels[0].read_bytes()
+
+
+def wheel_leaks(name: str, data: bytes) -> list[str]:
+    """:func:`leaks` of every file inside a wheel (``name`` is its path in the hand-out)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        inside = {member: archive.read(member) for member in archive.namelist()}
+    return [f"{name}!/{problem}" for problem in leaks(inside)]
+
+
+def stamp_notebook(data: bytes, path: str, identity: CourseIdentity) -> bytes:
+    """A released notebook with the course's identity in it: the set-up cell for the hand-out's
+    repository (:func:`replearn.notebook.setup_cell_source`) and, when the hand-out lives on
+    GitHub, a Colab badge under the title.
+
+    Raises:
+        ReleaseError: the first code cell calls ``notebook.setup`` but is not the generated
+            set-up cell (an edited or stale copy).
+    """
+    import nbformat
+
+    from replearn.notebook import setup_cell_source
+
+    nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    found = code and re.search(r'notebook\.setup\((?:"(\w+)")?\)', code[0].source)
+    if found:  # a notebook without the course's set-up cell is released as it is
+        module = found.group(1)
+        if code[0].source.strip() != setup_cell_source(module).strip():
+            raise ReleaseError(
+                f"{path}: the first code cell differs from replearn.notebook.setup_cell_source"
+                f"({module!r}); paste what it returns"
+            )
+        code[0].source = setup_cell_source(
+            module, handout_url=identity.handout_url, handout_ref=identity.handout_ref
+        )
+    badge_target = identity.colab_url(path)
+    if badge_target and nb.cells[0].cell_type == "markdown":
+        title, _, rest = nb.cells[0].source.partition("\n")
+        badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({badge_target})"
+        nb.cells[0].source = f"{title}\n\n{badge}\n{rest}"
+    return (nbformat.writes(nb) + "\n").encode("utf-8")
+
+
+def handout_files(repo: Path = REPO_ROOT, *, notebooks: bool = True) -> dict[str, bytes]:
+    """Every file of the hand-out (no manifest yet): :func:`student_files`, the student README
+    and installer from ``handout/``, the course package as a wheel in ``wheels/``, and the
+    notebooks stamped with the course's identity.
+
+    Raises:
+        ReleaseError: as :func:`student_files`; a missing ``handout/`` file; a leak inside the
+            wheel; a notebook without the generated set-up cell.
+    """
+    repo = Path(repo)
+    identity = course_identity(repo)
+    files = student_files(repo, notebooks=notebooks)
+    for name in HANDOUT_ROOT_FILES:
+        source = repo / HANDOUT_SOURCE / name
+        if not source.is_file():
+            raise ReleaseError(f"{repo}: cannot build the hand-out without {HANDOUT_SOURCE}/{name}")
+        files[name] = source.read_bytes()
+    wheel_name, wheel = build_wheel(repo)
+    files[f"{WHEELS}/{wheel_name}"] = wheel
+    for name in [n for n in files if n.startswith("assignments/") and n.endswith(".ipynb")]:
+        files[name] = stamp_notebook(files[name], name, identity)
+    problems = leaks({n: d for n, d in files.items() if not n.endswith(".whl")})
+    problems += wheel_leaks(f"{WHEELS}/{wheel_name}", wheel)
+    if problems:
+        raise ReleaseError("the hand-out would leak:\n  " + "\n  ".join(problems))
+    return files
 
 
 # --------------------------------------------------------------------------------------------
@@ -565,7 +767,9 @@ def main(argv: list[str] | None = None) -> int:
     books = commands.add_parser("notebooks", help="student notebooks via nbgrader")
     books.add_argument("--out", type=Path, default=None, help="default build/release/notebooks")
     bundle = commands.add_parser("zip", help="the student hand-out")
-    bundle.add_argument("--out", type=Path, default=None, help="default build/release/...zip")
+    bundle.add_argument(
+        "--out", type=Path, default=None, help="a .zip, or a folder (default build/release/)"
+    )
     bundle.add_argument("--no-notebooks", action="store_true", help="leave the notebooks out")
     args = parser.parse_args(argv)
     repo = args.repo.resolve()
@@ -589,7 +793,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"starter_code/ up to date ({len(changed)} files changed)")
         elif args.command == "notebooks":
             out = args.out or repo / "build/release/notebooks"
-            released = release_notebooks(repo)
+            identity = course_identity(repo)
+            released = {
+                name: stamp_notebook(data, name, identity)
+                for name, data in release_notebooks(repo).items()
+            }
             if not released:
                 print("no assignments/*.ipynb: no notebooks to release")
             for name, data in released.items():

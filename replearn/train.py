@@ -61,6 +61,9 @@ __all__ = [
     "Hook",
     "TensorLoader",
     "TrainConfig",
+    "checkpoint_dir",
+    "checkpoint_dir_chosen",
+    "describe_checkpoint",
     "load_checkpoint",
     "load_weights",
     "pick_device",
@@ -1163,6 +1166,57 @@ def train_or_load(
             stacklevel=2,
         )
     return result
+
+
+CHECKPOINT_DIR_ENV = "REPLEARN_CHECKPOINT_DIR"
+
+
+def colab_drive() -> Path | None:
+    """Google Drive's ``MyDrive`` when it is mounted on Colab (``drive.mount("/content/drive")``)."""
+    from replearn.presets import colab_content_dir, on_colab
+
+    drive = Path(colab_content_dir()) / "drive" / "MyDrive"
+    return drive if on_colab() and drive.is_dir() else None
+
+
+def checkpoint_dir_chosen() -> bool:
+    """Whether the student chose where checkpoints go (``$REPLEARN_CHECKPOINT_DIR``, or Google
+    Drive mounted on Colab): then the notebooks keep checkpoints in any preset."""
+    return bool(os.environ.get(CHECKPOINT_DIR_ENV)) or colab_drive() is not None
+
+
+def checkpoint_dir(root: str | os.PathLike | None = None) -> Path:
+    """The folder where long runs keep their checkpoints, so that a notebook run again continues.
+
+    ``$REPLEARN_CHECKPOINT_DIR`` when set; else, on Colab with Google Drive mounted
+    (``from google.colab import drive; drive.mount("/content/drive")``),
+    ``MyDrive/replearn-checkpoints``, which outlives the runtime; else ``checkpoints/`` in
+    ``root`` (the course folder) or, without one, in the working folder.
+    """
+    chosen = os.environ.get(CHECKPOINT_DIR_ENV)
+    if chosen:
+        return Path(chosen).expanduser()
+    drive = colab_drive()
+    if drive is not None:
+        return drive / "replearn-checkpoints"
+    return Path(root if root else Path.cwd()) / "checkpoints"
+
+
+def describe_checkpoint(path: str | os.PathLike) -> str:
+    """What a run with this checkpoint file will do: load a finished run, continue an
+    interrupted one, or train from scratch."""
+    path = Path(path)
+    if not path.exists():
+        return f"no checkpoint at {path} yet: training from scratch"
+    state = load_checkpoint(path)
+    history = state.get("history", {})
+    status = (
+        "loading the finished run" if state.get("finished") else "continuing the interrupted run"
+    )
+    return (
+        f"{status} of {path} ({history.get('steps_done', 0)} steps, "
+        f"{history.get('epochs_done', 0):.1f} epochs, {history.get('wall_time_s', 0):.0f} s)"
+    )
 
 
 # --------------------------------------------------------------------------------------------

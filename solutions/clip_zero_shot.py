@@ -570,8 +570,10 @@ class CLIPConfig:
                               batch_size=64, cifar_batch_size=64, probe_iters=10)  # fmt: skip
         if preset.name == "cpu-quick":
             return CLIPConfig(shapes_s=60, cifar_s=60, max_epochs=preset.max_epochs)
+        # colab: sized to the notebook header's time on a T4 (benchmarks/README.md, "Colab budgets")
         scale = preset.time_scale
-        return CLIPConfig(shapes_s=120 * scale, cifar_s=300 * scale, max_epochs=1000,
+        cifar = 100 if preset.name == "colab" else 300
+        return CLIPConfig(shapes_s=120 * scale, cifar_s=cifar * scale, max_epochs=1000,
                           n_train_shapes=20000, batch_size=256, cifar_batch_size=256,
                           checkpoints=True)  # fmt: skip
 

@@ -714,9 +714,12 @@ class PretextConfig:
             return PretextConfig(rotation_s=100, ablation_s=10, context_s=15, jigsaw_s=15,
                                  exemplar_s=15, supervised_s=15, max_epochs=preset.max_epochs,
                                  batch_size=64)  # fmt: skip
+        # colab: sized to the notebook header's time on a T4 (benchmarks/README.md, "Colab budgets")
         scale = preset.time_scale
-        return PretextConfig(rotation_s=300 * scale, ablation_s=60 * scale, context_s=60 * scale,
-                             jigsaw_s=60 * scale, exemplar_s=60 * scale, supervised_s=60 * scale,
+        rotation, ablation, short = (150, 20, 40) if preset.name == "colab" else (300, 60, 60)
+        return PretextConfig(rotation_s=rotation * scale, ablation_s=ablation * scale,
+                             context_s=short * scale, jigsaw_s=short * scale,
+                             exemplar_s=short * scale, supervised_s=short * scale,
                              max_epochs=preset.max_epochs, batch_size=128,
                              exemplar_seeds=4000, exemplar_copies=16, nonlinear_probe=True,
                              checkpoints=True)  # fmt: skip

@@ -774,12 +774,14 @@ class AutoencoderConfig:
                 stack_dims=(784, 256, 128, 32), stack_epochs=2,
                 rbm_hidden=1024, rbm_epochs=30, rbm_budget_s=preset.scaled(25),
             )  # fmt: skip
+        # colab: sized to the notebook header's time on a T4 (benchmarks/README.md, "Colab budgets")
+        cifar_s, cifar_ae_s, mnist_s, rbm_s = (80, 40, 5, 20) if preset.name == "colab" else (180, 60, 10, 30)  # fmt: skip
         return AutoencoderConfig(
-            cifar_widths=(64, 128, 256), cifar_code=512, cifar_budget_s=preset.scaled(180),
-            cifar_ae_budget_s=preset.scaled(60), mask_fraction=0.5,
+            cifar_widths=(64, 128, 256), cifar_code=512, cifar_budget_s=preset.scaled(cifar_s),
+            cifar_ae_budget_s=preset.scaled(cifar_ae_s), mask_fraction=0.5,
             mnist_train_per_class=None, mnist_test_per_class=None, mnist_widths=(32, 64),
-            mnist_code=64, mnist_budget_s=preset.scaled(10), bottlenecks=(4, 16, 64, 256),
+            mnist_code=64, mnist_budget_s=preset.scaled(mnist_s), bottlenecks=(4, 16, 64, 256),
             lambdas=(0.0, 0.03, 0.1, 0.3, 1.0), kl_lambda=3.0, kl_rho=0.05,
             stack_dims=(784, 512, 256, 64), stack_epochs=5,
-            rbm_hidden=1024, rbm_epochs=50, rbm_budget_s=preset.scaled(30),
+            rbm_hidden=1024, rbm_epochs=50, rbm_budget_s=preset.scaled(rbm_s),
         )  # fmt: skip

@@ -804,6 +804,12 @@ class ContrastiveConfig:
             return ContrastiveConfig(simclr_s=80, moco_s=45, byol_s=10, simsiam_s=15,
                                      supervised_s=15, max_epochs=preset.max_epochs)  # fmt: skip
         scale = preset.time_scale
+        # colab: sized to the notebook header's time on a T4 (benchmarks/README.md, "Colab budgets")
+        if preset.name == "colab":
+            return ContrastiveConfig(simclr_s=150 * scale, moco_s=75 * scale, byol_s=50 * scale,
+                                     simsiam_s=40 * scale, supervised_s=25 * scale,
+                                     max_epochs=preset.max_epochs, batch_size=512,
+                                     checkpoints=True)  # fmt: skip
         return ContrastiveConfig(simclr_s=300 * scale, moco_s=300 * scale, byol_s=300 * scale,
                                  simsiam_s=300 * scale, supervised_s=100 * scale,
                                  max_epochs=preset.max_epochs, batch_size=512,

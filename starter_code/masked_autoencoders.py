@@ -662,10 +662,13 @@ class MAEConfig:
                              ablation_ratios=(0.5, 0.75, 0.9), batch_size=64, decoder_dim=64,
                              lr=1e-3, finetune_batch_size=64,
                              max_epochs=preset.max_epochs)  # fmt: skip
+        # colab: sized to the notebook header's time on a T4 (benchmarks/README.md, "Colab budgets")
+        # From scratch always gets the time of pretraining and fine-tuning together.
         scale = preset.time_scale
-        return MAEConfig(pretrain_s=300 * scale, finetune_s=100 * scale, scratch_s=400 * scale,
-                         ablation_s=60 * scale, max_epochs=800, batch_size=512,
-                         checkpoints=True)  # fmt: skip
+        pretrain, finetune, ablation = (130, 45, 15) if preset.name == "colab" else (300, 100, 60)
+        return MAEConfig(pretrain_s=pretrain * scale, finetune_s=finetune * scale,
+                         scratch_s=(pretrain + finetune) * scale, ablation_s=ablation * scale,
+                         max_epochs=800, batch_size=512, checkpoints=True)  # fmt: skip
 
 
 def build_mae(cfg: MAEConfig, image_size: int = 32, in_chans: int = 3) -> MaskedAutoencoder:

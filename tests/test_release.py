@@ -6,6 +6,7 @@ import ast
 import hashlib
 import importlib.util
 import inspect
+import io
 import shutil
 import subprocess
 import sys
@@ -257,6 +258,7 @@ def make_repo(root: Path) -> Path:
     (root / "environment.yml").write_text("name: replearn\ndependencies: [python=3.11]\n")
     (root / "data").mkdir()
     (root / "data" / "README.md").write_text("Data notes.\n")
+    shutil.copytree(REPO / "handout", root / "handout")  # the student README and the installer
     (root / "replearn").mkdir()
     for name in ("__init__.py", "release.py"):  # the real files: release.py must not leak markers
         shutil.copyfile(REPO / "replearn" / name, root / "replearn" / name)
@@ -311,7 +313,7 @@ def test_check_fails_with_a_diff_when_starter_code_drifts(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def read_zip(path: Path) -> dict[str, bytes]:
+def read_zip(path: Path | io.BytesIO) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as archive:
         return {info.filename: archive.read(info) for info in archive.infolist()}
 
@@ -344,16 +346,19 @@ HANDOUT_FILES = [
     "LICENSE",
     "MANIFEST.txt",
     "README.md",
+    "constraints.txt",
+    "data/README.md",
+    "install.py",
+    "starter_code/toy_module.py",
+    f"wheels/replearn-{release.project_version(REPO)}-py3-none-any.whl",
+]
+# What the wheel (the course package) holds of the toy repository: its packages and public tests.
+WHEEL_PACKAGE_FILES = [
     "autograder/__init__.py",
     "autograder/__main__.py",
     "autograder/tests/toy_module/test_public_toy.py",
-    "constraints.txt",
-    "data/README.md",
-    "environment.yml",
-    "pyproject.toml",
     "replearn/__init__.py",
     "replearn/release.py",
-    "starter_code/toy_module.py",
 ]
 
 
@@ -394,7 +399,14 @@ def check_handout(
     assert_starter_raises(
         extract_to / prefix / "starter_code/toy_module.py", f"toy_from_zip_{len(expected)}"
     )
-    return {name[len(prefix) :]: data for name, data in entries.items()}
+    files = {name[len(prefix) :]: data for name, data in entries.items()}
+    assert files["README.md"] == (repo / "handout" / "README.md").read_bytes()
+    (wheel,) = [name for name in files if name.startswith("wheels/")]
+    inside = read_zip(io.BytesIO(files[wheel]))
+    packaged = sorted(n for n in inside if not n.startswith("replearn-"))  # less the dist-info
+    assert packaged == WHEEL_PACKAGE_FILES
+    assert_no_leak(inside, "")
+    return files
 
 
 def assert_byte_identical(first: Path, second: Path) -> None:
