@@ -25,7 +25,8 @@ in two halves:
     python -m instructor.handout_leaks ROOT [--student-dir DIR] [--assignment all] [--out F]
 
 ``ROOT`` is what ships: the hand-out (``python -m replearn.release zip``; its zip, or the zip
-unpacked) or the course wheel (its file, or its contents). The command puts ``ROOT`` first on
+unpacked), whose course package comes as a wheel (unpacked here too), or the course wheel alone
+(its file, or its contents). The command puts ``ROOT`` first on
 ``sys.path`` before it imports ``replearn`` or ``autograder``, so the candidates are the
 shipped files, while the hidden tests and the references come from this repository
 (``AUTOGRADER_TESTS_ROOT``, ``AUTOGRADER_SOLUTIONS_ROOT``). Candidates run in this process
@@ -716,13 +717,23 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if any(name.split(".")[0] in PACKAGES for name in sys.modules):
         parser.error("replearn or autograder is already imported: run this as its own process")
-    sys.path.insert(0, str(root))
+    roots = [root]  # where the shipped code is: the hand-out, and the wheel it carries
+    if not (root / "replearn").is_dir():
+        wheels = sorted(root.rglob("*.whl"))
+        if not wheels:
+            parser.error(f"{root} holds neither the course package nor a wheel of it")
+        unpacked = Path(tempfile.mkdtemp(prefix="handout-wheel-"))
+        for wheel in wheels:
+            with zipfile.ZipFile(wheel) as zf:
+                zf.extractall(unpacked)
+        roots = [unpacked, root]
+    sys.path.insert(0, str(roots[0]))
     import autograder
     import replearn
 
     for package in (replearn, autograder):
-        if root not in Path(package.__file__).resolve().parents:
-            parser.error(f"{package.__name__} was imported from {package.__file__}, not from {root}")  # fmt: skip
+        if roots[0] not in Path(package.__file__).resolve().parents:
+            parser.error(f"{package.__name__} was imported from {package.__file__}, not from {roots[0]}")  # fmt: skip
 
     solutions = Path(os.environ["AUTOGRADER_SOLUTIONS_ROOT"])
     parts = graded_parts(solutions)
@@ -731,12 +742,17 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [a.module for a in assignments.resolve(args.assignment) if a.module in parts]
     banned = {m: banned_apis(solutions, m) for m in parts}
     student_rel = os.path.relpath(student_dir, root) if root in student_dir.parents else "starter_code"  # fmt: skip
-    report: dict[str, Any] = {"root": str(root), "names": [str(h) for h in scan_names(root, parts, banned, student_rel)]}  # fmt: skip
+    hits = [h for r in roots for h in scan_names(r, parts, banned, student_rel)]
+    report: dict[str, Any] = {"root": str(root), "names": [str(h) for h in hits]}
     status = 1 if report["names"] else 0
     for hit in report["names"]:
         print("name:", hit)
     if not args.names_only:
-        modules, errors = shipped_modules(root, student_rel)
+        modules, errors = [], []
+        for r in roots:
+            found, failed = shipped_modules(r, student_rel)
+            modules += found
+            errors += failed
         pool = candidates(modules)
         report.update(modules=len(modules), candidates=len(pool), import_errors=errors, assignments=[])  # fmt: skip
         print(f"{len(modules)} shipped modules, {len(pool)} candidates; {len(errors)} not importable")  # fmt: skip
