@@ -59,6 +59,7 @@ starter: $(STAMP)
 release: $(STAMP)
 	$(PY) -m replearn.release starter --check
 	$(PY) -m replearn.release zip --out build/release/
+	$(PY) -m instructor.handout_leaks "$$(ls -t build/release/*.zip | head -n 1)" --out build/release-leaks.json
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.augment_throughput

@@ -26,6 +26,15 @@ class StudentCodeError(AssertionError):
     """Student code raised, hung, crashed or returned something the grader cannot use."""
 
 
+class GraderEnvironmentError(RuntimeError):
+    """A check could not run because the grading environment lacks one of the grader's packages
+    (``autograder.environment``): the grader's failure, reported as such, never the student's."""
+
+    def __init__(self, distribution: str):
+        super().__init__(f"the grading environment lacks {distribution!r}")
+        self.distribution = distribution
+
+
 def set_hidden(hidden: bool) -> None:
     _state["hidden"] = bool(hidden)
 
@@ -216,6 +225,21 @@ def expected(key: str, compute):
             f"with `python -m autograder record {module}`"
         )
     return values[key]
+
+
+def with_reference(compute):
+    """``compute()`` where the reference solutions are present (the grader, CI), else None.
+
+    For the part of a public test that needs the reference on values no recording can hold,
+    such as re-scoring the weights a student's code trained: the grader does it, and the
+    student's ``autograder check`` (the hand-out has no solutions) reports that it did not.
+    """
+    caller = Path(sys._getframe(1).f_code.co_filename).resolve()
+    module = caller.parent.name
+    as_handout = os.environ.get(EXPECTED_MODE_ENV, "auto") == "recorded"
+    if not as_handout and (assignments.solutions_root() / f"{module}.py").exists():
+        return compute()
+    return None
 
 
 def _load_recorded(path: Path) -> dict[str, Any]:

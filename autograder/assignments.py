@@ -56,6 +56,13 @@ def solutions_root() -> Path:
     return Path(os.environ.get("AUTOGRADER_SOLUTIONS_ROOT") or REPO_ROOT / "solutions").resolve()
 
 
+def starter_root() -> Path:
+    """Where the generated stubs are (``AUTOGRADER_STARTER_ROOT``, else ``starter_code/``
+    beside the solutions): the instructor's batch tells an unchanged starter from work."""
+    default = solutions_root().parent / "starter_code"
+    return Path(os.environ.get("AUTOGRADER_STARTER_ROOT") or default).resolve()
+
+
 def available() -> list[Assignment]:
     """Course assignments whose tests exist, then any other test folder (fixtures)."""
     root = tests_root()

@@ -1,10 +1,11 @@
 """Command line: grade one submission, check locally, grade a batch, build a Gradescope zip.
 
-    python -m autograder grade SUBMISSION [--assignment NAME|all|auto] [--results results.json]
-                               [--require-manifest]
+    python -m autograder grade SUBMISSION [--assignment auto|NAME[,NAME...]|all]
+                               [--results results.json] [--seed S] [--require-manifest]
     python -m autograder check NAME [--part PART] [--submission starter_code] [--results FILE]
-    python -m autograder answers SUBMISSION [--out answers.md]
-    python -m autograder batch SUBMISSIONS_DIR --out grades.csv [--jobs N]
+    python -m autograder answers SUBMISSION|SUBMISSIONS_DIR [--out answers.md]
+    python -m autograder batch SUBMISSIONS_DIR --out grades.csv [--assignment auto|NAME]
+                               [--jobs N] [--results-dir DIR] [--seed S]
     python -m autograder gradescope --out autograder.zip [--assignment NAME|all]
 
 ``grade`` checks the submission's ``MANIFEST.json`` (written by ``python -m replearn.submit``)
@@ -12,7 +13,9 @@ against the files themselves and reports a mismatch in ``results.json`` (see
 ``autograder.manifest``); ``check`` runs the public tests of one assignment, or of one part
 of it (``--part rotation`` selects the tests of the student functions named ``rotation*``), with
 the grader's own messages; ``answers`` writes the free-response answers of a submission's
-notebooks to one Markdown file for the people who grade them.
+notebooks, or of a folder of submissions question by question across the students, with the
+figures the questions ask about, to one Markdown file for the people who grade them;
+``batch`` grades a folder of submissions (``autograder.batch``).
 
 ``--tests-root`` / ``--solutions-root`` (or ``AUTOGRADER_TESTS_ROOT`` /
 ``AUTOGRADER_SOLUTIONS_ROOT``) point the grader at another set of tests and references.
@@ -52,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(
                 "--assignment",
                 default="auto",
-                help="a name or alias, 'all', or 'auto' (default): the assignments whose module "
-                "files the submission holds (all of them if it holds none)",
+                help="'auto' (default): the assignment the submission's MANIFEST.json names, "
+                "else those whose module files it holds (all if it holds none); a name or "
+                "alias, several separated by commas, or 'all'",
             )
             p.add_argument("--results", type=Path, default=Path("results.json"))
             p.add_argument("--seed", type=int, help="reuse a recorded hidden-test seed")
@@ -73,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             p.add_argument("--results", type=Path, help="also write the results JSON here")
         elif name == "answers":
-            p.add_argument("submission", type=Path, help="folder or .zip of the student's files")
+            p.add_argument(
+                "submission",
+                type=Path,
+                help="one submission (folder or .zip), or a folder of submissions (one folder or "
+                ".zip per student): then the answers are grouped by question",
+            )
             p.add_argument("--out", type=Path, default=Path("answers.md"))
         elif name == "record":
             p.add_argument("names", nargs="+", metavar="name",
@@ -87,14 +96,24 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("submissions", type=Path, help="folder of submission folders/zips")
             p.add_argument("--out", type=Path, default=Path("grades.csv"))
             p.add_argument("--jobs", type=int, default=1)
-            p.add_argument("--assignment", default="all")
+            p.add_argument(
+                "--assignment",
+                default="auto",
+                help="'auto' (default): each submission on the assignment it holds; or a name",
+            )
             p.add_argument(
                 "--timeout",
                 type=float,
                 default=None,
                 help="seconds per submission before it is stopped",
             )
-            p.add_argument("--results-dir", type=Path, help="keep each results.json here")
+            p.add_argument(
+                "--results-dir",
+                type=Path,
+                help="where each student's results.json and grader log go (default: the CSV's "
+                "name + _results, beside it)",
+            )
+            p.add_argument("--seed", type=int, help="one hidden-test seed for every submission")
         else:
             p.add_argument("--out", type=Path, default=Path("autograder.zip"))
             p.add_argument("--assignment", default="all")
@@ -107,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             targets = (
                 submitted_assignments(args.submission)
                 if args.assignment == "auto"
-                else assignments.resolve(args.assignment)
+                else resolve_many(args.assignment)
             )
             data = grade_with_manifest(
                 args.submission,
@@ -135,16 +154,17 @@ def main(argv: list[str] | None = None) -> int:
             print(results.summary(data))
             return 0
         if args.command == "answers":
-            from autograder.submission import written_answers
+            from autograder.answers import NoAnswersError, write_answers
 
             if not args.submission.exists():
                 print(f"no file or folder {args.submission}", file=sys.stderr)
                 return 2
-            text, found = written_answers(args.submission)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(text, encoding="utf-8")
-            answered = sum(bool(a.text) for a in found)
-            print(f"wrote {args.out}: {answered} of {len(found)} answer cells answered")
+            try:
+                summary = write_answers(args.submission, args.out)
+            except NoAnswersError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            print(summary)
             return 0
         if args.command == "record":
             targets = {a.name: a for name in args.names for a in assignments.resolve(name)}
@@ -152,14 +172,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "batch":
             from autograder.batch import run_batch
 
-            return run_batch(
-                args.submissions,
-                args.out,
-                jobs=args.jobs,
-                assignment=args.assignment,
-                timeout=args.timeout,
-                results_dir=args.results_dir,
-            )
+            try:
+                return run_batch(
+                    args.submissions,
+                    args.out,
+                    jobs=args.jobs,
+                    assignment=args.assignment,
+                    timeout=args.timeout,
+                    results_dir=args.results_dir,
+                    seed=args.seed,
+                )
+            except FileNotFoundError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
         from autograder.gradescope import build_zip
 
         path = build_zip(args.out, assignments.resolve(args.assignment))
@@ -341,26 +366,53 @@ def _record(targets, verify: bool = True) -> int:
     return 1 if failed else 0
 
 
-def submitted_assignments(source: Path) -> list:
-    """The assignments whose ``<module>.py`` a submission (folder or zip) holds; all if none.
+def resolve_many(names: str) -> list:
+    """``"a,b"`` -> the assignments named (aliases and ``all`` allowed), each once, in order."""
+    from autograder import assignments
 
-    Only file names are read (nothing is extracted or imported): a zip's member list, a folder's
-    file names. A submission of one assignment is then graded out of that assignment's points.
+    found = []
+    for name in (n.strip() for n in names.split(",")):
+        for a in assignments.resolve(name):
+            if a not in found:
+                found.append(a)
+    return found
+
+
+def submitted_assignments(source: Path) -> list:
+    """The assignment a submission (folder or zip) is for; all of them if it says nothing.
+
+    Its ``MANIFEST.json`` (written by ``python -m replearn.submit``) names the assignment; a
+    submission without one is for the assignments whose ``<module>.py`` it holds. Only names are
+    read (nothing is imported; a zip's manifest is read with a size cap). A submission of one
+    assignment is then graded out of that assignment's points.
     """
+    import json
     import zipfile
 
     from autograder import assignments
+    from autograder.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES
 
     source = Path(source)
+    claimed = None
     try:
         if zipfile.is_zipfile(source):
             with zipfile.ZipFile(source) as archive:
                 names = {Path(n).name for n in archive.namelist()}
+                manifests = [i for i in archive.infolist() if Path(i.filename).name == MANIFEST_NAME]  # fmt: skip
+                if len(manifests) == 1 and manifests[0].file_size <= MAX_MANIFEST_BYTES:
+                    claimed = json.loads(archive.read(manifests[0]))
         elif source.is_dir():
             names = {p.name for p in source.rglob("*.py")}
+            found = sorted(source.rglob(MANIFEST_NAME))
+            if len(found) == 1 and found[0].stat().st_size <= MAX_MANIFEST_BYTES:
+                claimed = json.loads(found[0].read_bytes())
         else:
             names = set()
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, zipfile.BadZipFile, ValueError, UnicodeDecodeError):
         names = set()
     options = assignments.resolve("all")
+    if type(claimed) is dict:
+        named = [a for a in options if claimed.get("assignment") in (a.name, a.module)]
+        if named:
+            return named
     return [a for a in options if f"{a.module}.py" in names] or options

@@ -2,40 +2,70 @@
 
 Layout inside the zip (unpacked by Gradescope into ``/autograder/source``)::
 
-    setup.sh  run_autograder  requirements.txt
+    setup.sh  run_autograder  requirements.txt  constraints.txt
     autograder/               the grader package, with tests/<module>/ (public AND hidden)
     solutions/<module>.py     references of the included assignments
     replearn/                 the course library the student modules import
 
-``run_autograder`` reads ``AUTOGRADER_GRADESCOPE_ROOT`` (default ``/autograder``) so that it
-can be tried in a temporary tree that stands for ``/autograder``.
+``requirements.txt`` names every distribution the grader imports
+(``autograder.environment.GRADER_DISTRIBUTIONS``), each pinned to the version of the course's
+``constraints.txt``; the zip's ``constraints.txt`` is that file without the CUDA packages, so
+that everything pip pulls in is pinned too. ``setup.sh`` installs the CPU builds of torch and
+torchvision from the PyTorch CPU index (unless the image already has those versions), then the
+rest from the registry. The zip is byte-reproducible: sorted entries, fixed dates, fixed modes.
+
+``setup.sh`` and ``run_autograder`` read ``AUTOGRADER_GRADESCOPE_ROOT`` (default
+``/autograder``) and ``AUTOGRADER_VENV`` (default ``/opt/grader-venv``), so that the image can
+be tried in a temporary tree that stands for ``/autograder``; ``AUTOGRADER_CREATE_USER=0``
+leaves out the account that runs student code (for such a trial on a shared machine).
 """
 
 from __future__ import annotations
 
+import io
+import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from autograder import assignments
 from autograder.assignments import Assignment
+from autograder.environment import GRADER_DISTRIBUTIONS
+
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+CPU_BUILDS = ("torch", "torchvision")  # installed from CPU_INDEX: no CUDA in a grading image
+CUDA_ONLY = re.compile(r"^(nvidia-|cuda-|triton$)", re.IGNORECASE)
 
 SETUP_SH = """#!/usr/bin/env bash
-# Gradescope image set-up (runs once, as root, with network access).
+# Gradescope image set-up: runs once, as root, with network access.
 set -euo pipefail
-apt-get update -y && apt-get install -y --no-install-recommends python3 python3-pip python3-venv
-python3 -m venv /opt/grader-venv
-/opt/grader-venv/bin/pip install --no-cache-dir \\
-    --extra-index-url https://download.pytorch.org/whl/cpu -r /autograder/source/requirements.txt
+ROOT="${AUTOGRADER_GRADESCOPE_ROOT:-/autograder}"
+VENV="${AUTOGRADER_VENV:-/opt/grader-venv}"
+SOURCE="$ROOT/source"
+if ! python3 -c "import ensurepip, venv" 2>/dev/null; then
+    apt-get update -y && apt-get install -y --no-install-recommends python3 python3-pip python3-venv
+fi
+python3 -m venv "$VENV"
+PY="$VENV/bin/python"
+# CPU builds of torch and torchvision (a grading image needs no CUDA), unless the image has them
+if ! "$PY" -c "import importlib.metadata as m, sys; sys.exit(any(m.version(d).split('+')[0] != v for d, v in (('torch', '@TORCH@'), ('torchvision', '@TORCHVISION@'))))" 2>/dev/null; then
+    "$PY" -m pip install --no-cache-dir --index-url @CPU_INDEX@ -c "$SOURCE/constraints.txt" \\
+        torch==@TORCH@ torchvision==@TORCHVISION@
+fi
+"$PY" -m pip install --no-cache-dir -r "$SOURCE/requirements.txt" -c "$SOURCE/constraints.txt"
 # the unprivileged account that runs student code (no home, no password, no groups)
-id -u ag-student >/dev/null 2>&1 || adduser --system --no-create-home --group ag-student
-chmod -R go-rwx /autograder/source/autograder /autograder/source/solutions
+if [ "${AUTOGRADER_CREATE_USER:-1}" = 1 ]; then
+    id -u ag-student >/dev/null 2>&1 || adduser --system --no-create-home --group ag-student
+fi
+chmod -R go-rwx "$SOURCE/autograder" "$SOURCE/solutions"
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope entry point: grade /autograder/submission, write /autograder/results/results.json.
 set -u
 ROOT="${AUTOGRADER_GRADESCOPE_ROOT:-/autograder}"
-PY="${AUTOGRADER_PYTHON:-/opt/grader-venv/bin/python}"
+VENV="${AUTOGRADER_VENV:-/opt/grader-venv}"
+PY="${AUTOGRADER_PYTHON:-$VENV/bin/python}"
 [ -x "$PY" ] || PY=python3
 mkdir -p "$ROOT/results"
 chmod 700 "$ROOT/results"
@@ -44,54 +74,111 @@ if [ "$(id -u)" = 0 ] && id -u ag-student >/dev/null 2>&1; then
 fi
 cd "$ROOT/source"
 unset AUTOGRADER_TESTS_ROOT AUTOGRADER_SOLUTIONS_ROOT
-"$PY" -m autograder grade "$ROOT/submission" --assignment all \\
+"$PY" -m autograder grade "$ROOT/submission" --assignment auto \\
     --results "$ROOT/results/results.json" --budget "${AUTOGRADER_BUDGET_S:-1500}"
 status=$?
 # results.json is valid whatever happened (written atomically, provisional first)
 exit 0
 """
 
-REQUIREMENTS = """torch>=2.6
-torchvision>=0.21
-numpy>=1.24
-safetensors>=0.4
-pytest>=8.0
-scikit-learn>=1.3
-matplotlib>=3.7
-tqdm>=4.60
-pillow>=9.0
-"""
-
 SKIP = {"__pycache__", ".pytest_cache"}
+_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date the zip format can store
+_FILE, _EXECUTABLE = 0o100644, 0o100755
 
 
-def _add_tree(zf: zipfile.ZipFile, src: Path, arc: str, *, skip_dirs: set[str] = SKIP) -> None:
+def pins(constraints: Path) -> dict[str, str]:
+    """``{normalised name: version}`` of the ``name==version`` lines of a constraints file."""
+    found = {}
+    for line in Path(constraints).read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = (part.strip() for part in line.split("==", 1))
+            found[_normalise(name)] = version
+    return found
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirements(constraints: Path) -> str:
+    """``requirements.txt``: every distribution the grader imports, pinned as constraints pins it.
+
+    Raises:
+        ValueError: a grader distribution that ``constraints.txt`` does not pin.
+    """
+    pinned = pins(constraints)
+    unpinned = [d for d in GRADER_DISTRIBUTIONS if _normalise(d) not in pinned]
+    if unpinned:
+        raise ValueError(f"{constraints} pins no version of {', '.join(unpinned)}; run `make lock`")
+    lines = [f"{dist}=={pinned[_normalise(dist)]}" for dist in sorted(GRADER_DISTRIBUTIONS)]
+    return "# What the autograder imports, pinned as constraints.txt pins it.\n" + "\n".join(lines) + "\n"  # fmt: skip
+
+
+def image_constraints(constraints: Path) -> str:
+    """The course's ``constraints.txt`` without the CUDA packages (a grading image has none)."""
+    kept = []
+    for line in Path(constraints).read_text(encoding="utf-8").splitlines():
+        name = line.split("==", 1)[0].strip()
+        if "==" in line and not line.lstrip().startswith("#") and CUDA_ONLY.match(name):
+            continue
+        kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+def _tree(src: Path, arc: str, *, skip_dirs: set[str] = SKIP) -> dict[str, bytes]:
+    files = {}
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
-        if any(part in skip_dirs for part in rel.parts) or not path.is_file():
+        if any(part in skip_dirs for part in rel.parts) or not path.is_file() or path.is_symlink():
             continue
-        if path.suffix in (".pyc",):
+        if path.suffix in (".pyc", ".pyo"):
             continue
-        zf.write(path, f"{arc}/{rel.as_posix()}")
+        files[f"{arc}/{rel.as_posix()}"] = path.read_bytes()
+    return files
+
+
+def contents(targets: list[Assignment], repo: Path | None = None) -> dict[str, bytes]:
+    """``{path in the zip: bytes}`` of the autograder for ``targets``."""
+    repo = Path(repo or assignments.REPO_ROOT)
+    constraints = repo / "constraints.txt"
+    versions = pins(constraints)
+    setup = SETUP_SH.replace("@CPU_INDEX@", CPU_INDEX)
+    for dist in CPU_BUILDS:
+        setup = setup.replace(f"@{dist.upper()}@", versions[dist])
+    files = {
+        "setup.sh": setup.encode(),
+        "run_autograder": RUN_AUTOGRADER.encode(),
+        "requirements.txt": requirements(constraints).encode(),
+        "constraints.txt": image_constraints(constraints).encode(),
+    }
+    grader = assignments.GRADER_DIR
+    files.update(_tree(grader, "autograder", skip_dirs=SKIP | {"tests", "nbgrader"}))
+    for a in targets:
+        if not a.tests_dir.is_dir() or not a.reference_path.exists():
+            raise FileNotFoundError(f"{a.name}: tests or reference missing ({a.tests_dir})")
+        files.update(_tree(a.tests_dir, f"autograder/tests/{a.module}"))
+        files[f"solutions/{a.module}.py"] = a.reference_path.read_bytes()
+    files.update(_tree(repo / "replearn", "replearn"))
+    return files
+
+
+def write_zip(files: Mapping[str, bytes], out: Path) -> Path:
+    """Sorted entries, fixed dates, 0644 files and 0755 scripts: the same bytes every time."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=_DATE)
+            info.create_system = 3  # unix, so that the mode below is read back
+            info.external_attr = (_EXECUTABLE if name in ("setup.sh", "run_autograder") else _FILE) << 16  # fmt: skip
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, files[name], compresslevel=9)
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(buffer.getvalue())
+    return out
 
 
 def build_zip(out: Path, targets: list[Assignment]) -> Path:
     """Write the autograder zip for ``targets`` to ``out``."""
-    out = Path(out).resolve()
-    grader = assignments.GRADER_DIR
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER)):
-            info = zipfile.ZipInfo(name)
-            info.external_attr = 0o100755 << 16
-            zf.writestr(info, text)
-        zf.writestr("requirements.txt", REQUIREMENTS)
-        _add_tree(zf, grader, "autograder", skip_dirs=SKIP | {"tests"})
-        for a in targets:
-            if not a.tests_dir.is_dir() or not a.reference_path.exists():
-                raise FileNotFoundError(f"{a.name}: tests or reference missing ({a.tests_dir})")
-            _add_tree(zf, a.tests_dir, f"autograder/tests/{a.module}")
-            zf.write(a.reference_path, f"solutions/{a.module}.py")
-        replearn = assignments.REPO_ROOT / "replearn"
-        if replearn.is_dir():
-            _add_tree(zf, replearn, "replearn")
-    return out
+    return write_zip(contents(targets), out)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import torch
 
-from autograder import api, assignments, banned, sandbox
+from autograder import api, assignments, banned, environment, sandbox
 from autograder.results import sanitize, write_atomic
 
 GRADER_FILES = {"api.py", "sandbox.py", "plugin.py", "codec.py"}
@@ -58,6 +58,8 @@ class GradingSession:
         self.sandbox: sandbox.Sandbox | None = None
         self.banned: dict[str, dict[str, list[str]]] = {}
         self.findings: dict[str, list[banned.Finding]] = {}
+        self.missing = environment.missing()  # the grader's own packages this image lacks
+        self.grader_errors: list[str] = []
         for module, a in self.assignments.items():
             listed_in = Path(a["reference"])
             if not listed_in.exists():  # student hand-out: the generated stub states the same list
@@ -150,6 +152,18 @@ class GradingSession:
         score = sum(t["score"] for t in tests)
         max_score = sum(t["max_score"] for t in tests)
         notes = list(self.cfg.get("notes", []))
+        if self.missing:
+            notes.append(
+                "GRADING ENVIRONMENT INCOMPLETE (not your fault): the grader cannot import "
+                + ", ".join(self.missing)
+                + "; checks that need them are marked as the grader's errors. Course staff: "
+                "install the autograder's requirements.txt and grade again."
+            )
+        if self.grader_errors:
+            notes.append(
+                f"{len(self.grader_errors)} check(s) failed because of the grading environment, "
+                "not your code: " + ", ".join(self.grader_errors[:10])
+            )
         for found in self.findings.values():
             notes += [f"banned API: {f.message()}" for f in found]
         if not final:
@@ -207,7 +221,13 @@ class GradingSession:
         lines: list[str] = []
         if state["errors"]:
             when, excinfo = state["errors"][0]
-            lines.append(_message(excinfo, hidden, when))
+            dist = _grader_dependency(excinfo, self.missing)
+            if dist is not None:
+                lines.append(environment.blame_text(dist))
+                record["extra_data"]["grader_error"] = f"missing package {dist}"
+                self.grader_errors.append(record["name"])
+            else:
+                lines.append(_message(excinfo, hidden, when))
             record.update(status="failed", score=0.0)
         elif state["skipped"] is not None:
             lines.append("not run: skipped by the grader")
@@ -275,6 +295,16 @@ def _from_grader(excinfo) -> bool:
     for entry in reversed(traceback.extract_tb(excinfo.tb)):
         return Path(entry.filename).name in GRADER_FILES and "autograder" in entry.filename
     return False
+
+
+def _grader_dependency(excinfo, absent: list[str]) -> str | None:
+    """The grader's package whose absence made this check fail (in the parent or a worker)."""
+    exc = excinfo.value
+    if isinstance(exc, api.GraderEnvironmentError):
+        return exc.distribution
+    if isinstance(exc, ImportError):
+        return environment.grader_dependency(type(exc).__name__, str(exc), absent)
+    return None
 
 
 def _message(excinfo, hidden: bool, when: str) -> str:
@@ -379,6 +409,10 @@ class Student:
                 f"{fn} called {used} while running {what}, which this assignment forbids; "
                 f"write it with basic tensor operations instead. Tests of {fn} score 0."
             )
+        if outcome.status == "exception":
+            dist = environment.grader_dependency(outcome.exc_type, outcome.exc_msg, self._session.missing)  # fmt: skip
+            if dist is not None:
+                raise api.GraderEnvironmentError(dist)
         if outcome.status == "ok":
             if check_inputs:
                 _check_unchanged(label, args, outcome.returned_args)

@@ -436,11 +436,14 @@ def package(
     notebooks: list[str | os.PathLike] | None = None,
     artefacts: list[str | os.PathLike] | None = None,
     expect_run_id: str | None = None,
+    student: str | None = None,
 ) -> Submission:
     """Check and write the submission zip of assignment ``name``; returns what was packed.
 
     ``out`` defaults to ``submissions/<module>_submission.zip`` in the course folder (else the
-    working directory). Raises :class:`SubmissionError` and writes nothing when a check fails.
+    working directory). ``student`` (default ``$REPLEARN_STUDENT``) goes into the manifest as
+    who submitted (your name or student id, as your course asks), which the instructor's grade
+    sheet shows. Raises :class:`SubmissionError` and writes nothing when a check fails.
     """
     from autograder import manifest
     from replearn.release import write_deterministic_zip
@@ -453,6 +456,11 @@ def package(
         artefacts=artefacts,
         expect_run_id=expect_run_id,
     )
+    student = (student if student is not None else os.environ.get("REPLEARN_STUDENT", "")).strip()
+    if len(student) > 120 or not all(ch.isprintable() for ch in student):
+        raise SubmissionError("--student must be one line of at most 120 printable characters")
+    if student:
+        sub.manifest["student"] = student
     if out is None:
         base = _course_root(root) or Path.cwd()
         out = base / "submissions" / f"{sub.module}_submission.zip"
@@ -516,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--student-dir", type=Path, help="folder holding your <module>.py")
     parser.add_argument("--notebook", action="append", type=Path, help="an executed notebook")
     parser.add_argument("--artefact", action="append", type=Path, help="a .safetensors file")
+    parser.add_argument(
+        "--student", help="your name or student id, as your course asks (default $REPLEARN_STUDENT)"
+    )
     args = parser.parse_args(argv)
     try:
         sub = package(
@@ -525,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
             student_dir=args.student_dir,
             notebooks=args.notebook,
             artefacts=args.artefact,
+            student=args.student,
         )
     except SubmissionError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -12,6 +12,8 @@ import csv
 import html
 import json
 import re
+import shutil
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -247,3 +249,81 @@ def test_the_loop_on_the_first_course_notebook(tmp_path):
     )
     secret = [line.strip() for block in hidden for line in block.splitlines() if line.strip()]
     assert not [line for line in secret if line in shown]
+
+
+def module_notebook() -> nbformat.NotebookNode:
+    """A notebook that imports the student's module, as the course notebooks do (test data)."""
+    nb = course_test_notebook()
+    cells = [
+        new_markdown_cell("# Squares from your module"),
+        new_code_cell("from replearn import impl\n\nm = impl.load('squares_mod')\nprint(m.who())"),
+        new_code_cell(
+            f"assert m.squares(3) == [1, 4, 9]\n{HIDDEN_BEGIN}\n{HIDDEN_LINE.replace('squares', 'm.squares')}\n{HIDDEN_END}",  # fmt: skip
+            metadata=nbgrader_meta("test_module", solution=False, grade=True, points=3),
+        ),
+    ]
+    for index, cell in enumerate(cells):
+        cell.id = f"mod-{index}"
+    nb.cells = cells
+    return nb
+
+
+SQUARES_MODULE = """def who():
+    return "{who}"
+
+
+def squares(n):
+    {body}
+"""
+
+
+@pytest.mark.slow
+def test_autograde_runs_the_module_each_student_submitted_beside_the_notebook(tmp_path, monkeypatch):  # fmt: skip
+    """collect -> autograde -> feedback -> export, with the module next to each notebook: every
+    student's outputs and score come from their own module, never from the course's stubs."""
+    instructor = tmp_path / "instructor"  # the course folder, whose starter_code/ holds the stub
+    (instructor / "starter_code").mkdir(parents=True)
+    (instructor / "starter_code" / "squares_mod.py").write_text(SQUARES_MODULE.format(
+        who="the course's stub", body='raise NotImplementedError("write squares")'))  # fmt: skip
+    monkeypatch.setenv("REPLEARN_ROOT", str(instructor))
+    monkeypatch.delenv("REPLEARN_STUDENT_DIR", raising=False)
+    source_path = tmp_path / "02_modsquares.ipynb"
+    nbformat.write(module_notebook(), source_path)
+    course = tmp_path / "course"
+    bridge.setup_course(course, [source_path])
+    (release_path,) = bridge.generate_assignment(course, "02_modsquares", timeout=LOOP_TIMEOUT_S)
+
+    # the class's submissions, as `replearn.submit` packs them: a zip and a folder
+    subs = tmp_path / "submissions"
+    (subs / "bob").mkdir(parents=True)
+    with zipfile.ZipFile(subs / "alice.zip", "w") as zf:
+        zf.write(release_path, release_path.name)
+        zf.writestr("squares_mod.py", SQUARES_MODULE.format(
+            who="alice's module", body="return [i**2 for i in range(1, n + 1)]"))  # fmt: skip
+    shutil.copy(release_path, subs / "bob" / release_path.name)
+    (subs / "bob" / "squares_mod.py").write_text(SQUARES_MODULE.format(
+        who="bob's module", body="return [1, 4, 9][:n]"))  # fmt: skip
+    assert bridge.main(["collect", "--course", str(course), str(subs)]) == 0
+    assert (course / "submitted" / "alice" / "02_modsquares" / "squares_mod.py").is_file()
+
+    bridge.autograde(course, "02_modsquares", timeout=LOOP_TIMEOUT_S)
+    grades = bridge.read_gradebook(course / "gradebook.db")
+    assert grades[("alice", "modsquares")].autograded_score == 3.0
+    assert grades[("bob", "modsquares")].autograded_score == 0.0  # the hidden part failed
+    for student, who in (("alice", "alice's module"), ("bob", "bob's module")):
+        executed = (course / "autograded" / student / "02_modsquares" / "02_modsquares.ipynb").read_text()  # fmt: skip
+        assert who in executed and "the course's stub" not in executed
+        assert "NotImplementedError" not in executed
+    pages = bridge.generate_feedback(course, "02_modsquares", timeout=LOOP_TIMEOUT_S)
+    alice_page = visible_text(pages[0])
+    assert "alice's module" in alice_page and "Score: 3.0 / 3.0" in alice_page
+
+    sheet = tmp_path / "grades.csv"  # the module scores as `autograder batch` writes them
+    sheet.write_text("submission,student,assignments,modsquares,modsquares_max,results\n"
+                     "alice.zip,alice,modsquares,7,10,r/alice.json\nbob,bob,modsquares,4,10,r/bob.json\n")  # fmt: skip
+    out = tmp_path / "combined.csv"
+    assert bridge.main(["export", "--gradebook", str(course / "gradebook.db"),
+                        "--grades", str(sheet), "--out", str(out)]) == 0  # fmt: skip
+    rows = {row["student_id"]: row for row in csv.DictReader(out.open())}
+    assert (rows["alice"]["module_score"], rows["alice"]["notebook_autograded_score"]) == ("7", "3")
+    assert (rows["bob"]["module_score"], rows["bob"]["total_score"]) == ("4", "4")

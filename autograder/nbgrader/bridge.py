@@ -11,22 +11,32 @@ nbgrader works on a course folder (``docs/source/user_guide/philosophy.rst`` of 
     <course>/gradebook.db                     scores (SQLite)
 
 One course assignment is one notebook: ``assignments/04_contrastive_learning.ipynb`` becomes the
-nbgrader assignment ``04_contrastive_learning`` holding the notebook of the same name. Every
+nbgrader assignment ``04_contrastive_learning`` holding the notebook of the same name. A
+student's submission is the executed notebook AND the module it imports
+(``contrastive_learning.py``), side by side in ``submitted/<student>/<assignment>/``
+(:func:`collect` puts them there from the zips ``python -m replearn.submit`` makes); ``autograde``
+runs the notebook on that module (``$REPLEARN_STUDENT_DIR`` is the notebook's own folder), never
+on the course's stubs. The course notebooks hold no autograder test cells: the module's points
+come from the trusted grader (``python -m autograder batch``), and nbgrader scores the written
+answers, by hand. Autograde executes each notebook to show what the student's code produces
+(the ``smoke`` preset by default: seconds per notebook, where ``cpu-quick`` takes minutes). Every
 nbgrader step runs as ``python -m nbgrader <step>`` with this interpreter, so the kernel, nbgrader
 and the course library come from the same environment; a ``python3`` kernelspec pointing at this
 interpreter is written into the course folder and put first on ``JUPYTER_PATH``, so a user-level
 kernel of the same name cannot take over (nothing outside the course folder is touched).
 
 Grades: :func:`export_grades` writes one CSV row per student and assignment with the module score
-of the trusted grader (its Gradescope ``results.json``) beside nbgrader's notebook score, split
-into autograded and manually graded cells::
+of the trusted grader beside nbgrader's notebook score, split into autograded and manually
+graded cells::
 
     python -m autograder.nbgrader.bridge export --gradebook COURSE/gradebook.db \\
-        --results-dir RESULTS --out grades.csv [--assignment NAME]
+        --grades grades.csv --out combined.csv [--assignment NAME]
 
+``--grades`` is the sheet of ``python -m autograder batch`` (its ``student`` column is the
+nbgrader student id that :func:`collect` used); ``--results-dir RESULTS`` reads
 ``RESULTS/<student>/results.json`` (one assignment, named by ``--assignment`` or the file's
-``"assignment"`` key) or ``RESULTS/<student>/<assignment>/results.json``. Assignments are joined
-on their course name: nbgrader's ``04_contrastive_learning`` and the grader's
+``"assignment"`` key) or ``RESULTS/<student>/<assignment>/results.json`` instead. Assignments
+are joined on their course name: nbgrader's ``04_contrastive_learning`` and the grader's
 ``contrastive_learning`` are the same assignment.
 """
 
@@ -57,6 +67,7 @@ __all__ = [
     "run_nbgrader",
     "generate_assignment",
     "submit",
+    "collect",
     "autograde",
     "generate_feedback",
     "release_notebooks",
@@ -282,20 +293,74 @@ def submit(
     return folder
 
 
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
+
+
+def nbgrader_student_id(name: str) -> str:
+    """A student id nbgrader accepts (letters, digits, ``_ . @ -``) made from ``name``."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.@-]+", "_", name.strip()).strip("_.-@")
+    if not cleaned or not STUDENT_ID.fullmatch(cleaned):
+        raise ValueError(f"cannot make an nbgrader student id from {name!r}")
+    return cleaned
+
+
+def collect(course: str | os.PathLike, submissions: str | os.PathLike) -> dict[str, list[Path]]:
+    """Put each submission of a folder (one folder or ``.zip`` per student, as ``autograder
+    batch`` reads it) into ``submitted/<student>/<assignment>/``: its notebooks and modules.
+
+    The student id is the one ``autograder batch`` writes in its sheet (the manifest's
+    ``student``, else the file name), made an nbgrader id; the assignment is each notebook's
+    own (``04_contrastive_learning.ipynb`` -> ``04_contrastive_learning``), and the module it
+    imports goes beside it. Every submission is staged with the grading rules first.
+    Returns ``{student: [submitted folders]}``.
+    """
+    import tempfile
+
+    from autograder import submission as staging
+    from autograder.batch import entries_of, identity
+
+    course = Path(course).resolve()
+    placed: dict[str, list[Path]] = {}
+    owners: dict[str, str] = {}
+    for entry in entries_of(Path(submissions)):
+        with tempfile.TemporaryDirectory(prefix="replearn-collect-") as scratch:
+            staged = staging.stage(entry, Path(scratch) / "s", set())
+            student = nbgrader_student_id(identity(staged.root, entry))
+            if student in owners:
+                raise ValueError(f"{entry.name} and {owners[student]} are both {student!r}")
+            owners[student] = entry.name
+            books = sorted(staged.root.rglob("*.ipynb"))
+            modules = {p.name: p for p in staged.root.rglob("*.py")}
+            for book in books:
+                files: dict[str, bytes | str | os.PathLike] = {book.name: book.read_bytes()}
+                files.update({name: path.read_bytes() for name, path in modules.items()})
+                placed.setdefault(student, []).append(
+                    submit(course, assignment_id(book), student, files)
+                )
+    return placed
+
+
 def autograde(
     course: str | os.PathLike,
     assignment: str,
     student: str | None = None,
     *,
     repo: str | os.PathLike | None = None,
-    preset: str | None = None,
+    preset: str | None = "smoke",
     impl: str | None = None,
     timeout: float | None = None,
 ) -> Path:
-    """``nbgrader autograde``: execute and score the submissions (one student, or all)."""
+    """``nbgrader autograde``: execute and score the submissions (one student, or all).
+
+    Each notebook runs on the module submitted beside it (``$REPLEARN_STUDENT_DIR`` is the
+    folder nbgrader executes it in); ``impl="solution"`` runs it on the reference instead (a
+    check of the notebook itself). ``preset`` is the notebooks' ``$REPLEARN_PRESET``.
+    """
     course = Path(course).resolve()
     args = [assignment, "--force"] + ([f"--student={student}"] if student else [])
     env = nbgrader_env(course, repo=repo, preset=preset, impl=impl)
+    if impl != "solution":
+        env["REPLEARN_STUDENT_DIR"] = "."  # the notebook's folder: the student's own module
     run_nbgrader(course, "autograde", *args, env=env, timeout=timeout)
     return course / "autograded"
 
@@ -420,6 +485,30 @@ def read_module_results(
     return scores
 
 
+def read_batch_sheet(
+    sheet: str | os.PathLike, assignment: str | None = None
+) -> dict[tuple[str, str], ModuleScore]:
+    """``{(student, assignment): ModuleScore}`` from the CSV of ``python -m autograder batch``
+    (student ids made nbgrader ids, as :func:`collect` makes them)."""
+    sheet = Path(sheet)
+    scores: dict[tuple[str, str], ModuleScore] = {}
+    with sheet.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if not row.get("results"):
+                continue  # not graded (the sheet's status says why)
+            student = nbgrader_student_id(row["student"])
+            for name in row.get("assignments", "").split():
+                if assignment and name != course_name(assignment):
+                    continue
+                score = _number(float(row.get(name) or 0.0), f"{sheet}: {name}")
+                maximum = _number(float(row.get(f"{name}_max") or 0.0), f"{sheet}: {name}_max")
+                key = (student, course_name(name))
+                if key in scores:
+                    raise ValueError(f"{sheet}: two rows for {key}")
+                scores[key] = ModuleScore(student, key[1], score, maximum, f"{sheet}:{row['submission']}")  # fmt: skip
+    return scores
+
+
 def read_gradebook(
     gradebook: str | os.PathLike, assignment: str | None = None
 ) -> dict[tuple[str, str], NotebookScore]:
@@ -504,7 +593,10 @@ def export_grades(
     A missing side stays blank and counts 0 in ``total_score``; ``total_max_score`` adds the
     maxima that are known.
     """
-    modules = read_module_results(results_dir, assignment)
+    if Path(results_dir).suffix.lower() == ".csv":
+        modules = read_batch_sheet(results_dir, assignment)
+    else:
+        modules = read_module_results(results_dir, assignment)
     notebooks = read_gradebook(gradebook, assignment)
     rows: list[dict[str, str]] = []
     for key in sorted(set(modules) | set(notebooks)):
@@ -557,11 +649,21 @@ def main(argv: list[str] | None = None) -> int:
         if step != "release":
             sub.add_argument("--student", default=None, help="default: every student")
         if step == "autograde":
-            sub.add_argument("--preset", default=None, help="REPLEARN_PRESET for the notebooks")
-            sub.add_argument("--impl", default=None, help="REPLEARN_IMPL for the notebooks")
+            sub.add_argument("--preset", default="smoke",
+                             help="REPLEARN_PRESET for the notebooks (default smoke)")  # fmt: skip
+            sub.add_argument("--impl", default=None,
+                             help="'solution' runs the notebooks on the reference instead of the "
+                                  "module submitted beside them")  # fmt: skip
+    gather = commands.add_parser(
+        "collect", help="put a folder of submission zips/folders into submitted/"
+    )
+    gather.add_argument("--course", type=Path, required=True)
+    gather.add_argument("submissions", type=Path)
     export = commands.add_parser("export", help="grades CSV: module scores beside nbgrader's")
     export.add_argument("--gradebook", type=Path, required=True)
-    export.add_argument("--results-dir", type=Path, required=True)
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--grades", type=Path, help="the sheet of `python -m autograder batch`")
+    source.add_argument("--results-dir", type=Path, help="RESULTS/<student>/results.json")
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--assignment", default=None)
     args = parser.parse_args(argv)
@@ -582,9 +684,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "feedback":
             for path in generate_feedback(args.course, args.assignment, args.student):
                 print(f"feedback {path}")
+        elif args.command == "collect":
+            placed = collect(args.course, args.submissions)
+            for student, folders in placed.items():
+                print(f"{student}: {', '.join(f.name for f in folders)}")
+            print(f"collected {len(placed)} students into {args.course.resolve() / 'submitted'}")
         else:
             rows = export_grades(
-                args.gradebook, args.results_dir, args.out, assignment=args.assignment
+                args.gradebook,
+                args.grades or args.results_dir,
+                args.out,
+                assignment=args.assignment,
             )
             print(f"wrote {args.out} ({len(rows)} rows)")
     except (NbgraderError, ValueError, FileNotFoundError) as error:

@@ -1,26 +1,26 @@
-"""Trusted probes for Assignment 6 (CLIP zero-shot).
+"""Probes for Assignment 6 (CLIP zero-shot).
 
 Each probe runs as ``fn(student_module, *args)`` in a grading worker: it builds what cannot
 cross the worker boundary itself (the vocabulary, tiny models, a text encoder given as a
 lookup table, a generator), drives the student's code and returns plain data. The parent runs
-the same probe on the reference module, or checks the returned values against the trusted
-versions below, which need no solutions (they ship with the public tests).
+the same probe on the reference module (public tests: the value recorded in
+``expected_public.agv``), or checks the returned values against properties it computes itself.
 
-A probe that grades one part swaps the other student parts it calls for the trusted versions
-while it runs (``trusted_parts``), so that one mistake costs only the tests of that part.
+The test of the text encoder replaces ``causal_mask`` by a stand-in while it runs (and puts it
+back afterwards): a mask that lets each position see itself only, stricter than the causal one,
+so that the encoder is graded on its own (a wrong ``causal_mask`` costs the tests of the mask)
+and tokens after the end-of-text token still cannot reach it. Nothing here solves a part of the
+assignment.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from replearn import captions
-from replearn.backbones import Block, SmallCNN
 from replearn.captions import Vocab
 
 TEXT = dict(embed_dim=8, context_length=12, width=16, depth=2, heads=2)  # the graded tiny tower
@@ -28,119 +28,30 @@ SMOKE = dict(embed_dim=16, context_length=12, width=16, depth=1, heads=2)
 SMOKE_WIDTHS = (8, 16, 16, 16)  # the smoke-train image tower
 
 
-# ---- trusted building blocks ----------------------------------------------------------------
+def stand_in_attention_mask(length, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Stands in for ``causal_mask``: 0 on the diagonal, ``-inf`` everywhere else ``[T, T]``."""
+    mask = torch.full((length, length), float("-inf"), device=device, dtype=dtype)
+    return mask.fill_diagonal_(0.0)
 
 
-def trusted_tokenize(texts, vocab: Vocab, context_length: int):
-    tokens = torch.full((len(texts), context_length), vocab.pad_id, dtype=torch.int64)
-    eot = torch.empty(len(texts), dtype=torch.int64)
-    for i, text in enumerate(texts):
-        ids = [vocab.sot_id] + [vocab.index.get(w, vocab.unk_id) for w in vocab.split(text)]
-        ids = ids[: context_length - 1] + [vocab.eot_id]
-        tokens[i, : len(ids)] = torch.tensor(ids)
-        eot[i] = len(ids) - 1
-    return tokens, eot
-
-
-def trusted_causal_mask(length, device=None, dtype=torch.float32):
-    return torch.full((length, length), float("-inf"), device=device, dtype=dtype).triu(1)
-
-
-def trusted_clip_loss(image_features, text_features, logit_scale):
-    """Radford et al. (2021), Fig. 3, one row and one column at a time (no shortcuts)."""
-    images, texts = F.normalize(image_features, dim=1), F.normalize(text_features, dim=1)
-    logits = logit_scale * images @ texts.T  # [N, N]
-    n = len(images)
-    rows = torch.stack([-torch.log_softmax(logits[i], 0)[i] for i in range(n)]).mean()
-    cols = torch.stack([-torch.log_softmax(logits[:, j], 0)[j] for j in range(n)]).mean()
-    return (rows + cols) / 2
-
-
-def trusted_zero_shot_weights(embeddings: torch.Tensor) -> torch.Tensor:
-    """``[K, templates, D]`` prompt embeddings -> ``[D, K]`` renormalised means of unit rows."""
-    mean = F.normalize(embeddings.double(), dim=-1).mean(dim=1)  # [K, D]
-    return F.normalize(mean, dim=-1).T.float()  # [D, K]
-
-
-class TrustedLogitScale(nn.Module):
-    def __init__(self, temperature=0.07, max_scale=100.0):
-        super().__init__()
-        self.max_scale = max_scale
-        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
-
-    def forward(self):
-        return self.log_scale.clamp(max=math.log(self.max_scale)).exp()
-
-
-TRUSTED = {
-    "tokenize": trusted_tokenize,
-    "causal_mask": trusted_causal_mask,
-    "clip_loss": trusted_clip_loss,
-    "LogitScale": TrustedLogitScale,
-}
+STAND_INS = {"causal_mask": stand_in_attention_mask}
 
 
 @contextlib.contextmanager
-def trusted_parts(module, *names: str):
-    """Swap ``module.<name>`` for the trusted version while the block runs, then restore it."""
-    saved = {name: getattr(module, name) for name in names}
+def stand_ins(module, *names: str):
+    """Replace ``module.<name>`` by its stand-in while the block runs, then restore it."""
+    missing = object()
+    saved = {name: getattr(module, name, missing) for name in names}
     try:
         for name in names:
-            setattr(module, name, TRUSTED[name])
+            setattr(module, name, STAND_INS[name])
         yield
     finally:
         for name, value in saved.items():
-            setattr(module, name, value)
-
-
-class TrustedTextEncoder(nn.Module):
-    """The assignment's text tower with its parameter names, written independently."""
-
-    def __init__(self, vocab_size, embed_dim=8, context_length=12, width=16, depth=2, heads=2):
-        super().__init__()
-        self.eot_id, self.heads = Vocab.eot_id, heads
-        self.token_embedding = nn.Embedding(vocab_size, width)
-        self.positional_embedding = nn.Parameter(torch.zeros(context_length, width))
-        self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
-        self.ln_final = nn.LayerNorm(width)
-        self.text_projection = nn.Linear(width, embed_dim, bias=False)
-
-    def forward(self, tokens):
-        n, length = tokens.shape
-        x = self.token_embedding(tokens) + self.positional_embedding[:length]
-        allowed = torch.ones(length, length, dtype=torch.bool).tril()  # [T, T]
-        for block in self.blocks:
-            h = block.norm1(x)
-            d = h.shape[-1] // self.heads
-            q, k, v = block.attn.qkv(h).view(n, length, 3, self.heads, d).permute(2, 0, 3, 1, 4)
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(d)  # [N, h, T, T]
-            scores = scores.masked_fill(~allowed, float("-inf"))
-            mixed = (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, length, -1)
-            x = x + block.attn.proj(mixed)
-            x = x + block.mlp(block.norm2(x))
-        eot = (tokens == self.eot_id).int().argmax(dim=1)
-        return self.text_projection(self.ln_final(x)[torch.arange(n), eot])
-
-
-class TrustedImageEncoder(nn.Module):
-    def __init__(self, embed_dim, widths):
-        super().__init__()
-        self.backbone = SmallCNN(3, widths)
-        self.projection = nn.Linear(self.backbone.feature_dim, embed_dim, bias=False)
-
-    def forward(self, images):
-        x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-        return self.projection(self.backbone(x))
-
-
-class TrustedCLIP(nn.Module):
-    """The parent's copy of the smoke-train architecture (names as the assignment's ``CLIP``)."""
-
-    def __init__(self, vocab_size: int):
-        super().__init__()
-        self.image_encoder = TrustedImageEncoder(SMOKE["embed_dim"], SMOKE_WIDTHS)
-        self.text_encoder = TrustedTextEncoder(vocab_size, **SMOKE)
-        self.logit_scale = TrustedLogitScale()
+            if value is missing:
+                delattr(module, name)
+            else:
+                setattr(module, name, value)
 
 
 @torch.no_grad()
@@ -163,7 +74,7 @@ def _tensor(value, who: str) -> torch.Tensor:
 # ---- Part 1: tokenisation ---------------------------------------------------------------------
 
 
-def tokenize(module, words: list[str], texts: list[str], context_length: int) -> dict:
+def tokens_of(module, words: list[str], texts: list[str], context_length: int) -> dict:
     """The student's ``tokenize`` with ``Vocab(words)``."""
     out = module.tokenize(texts, Vocab(words), context_length)
     if not isinstance(out, tuple) or len(out) != 2:
@@ -175,9 +86,9 @@ def tokenize(module, words: list[str], texts: list[str], context_length: int) ->
 
 
 def text_encoder_forward(module, seed: int, vocab_size: int, tokens: torch.Tensor, noisy: torch.Tensor) -> dict:  # fmt: skip
-    """The student's ``TextEncoder.forward`` on a seeded tiny tower (trusted causal mask), on
+    """The student's ``TextEncoder.forward`` on a seeded tiny tower (stand-in mask), on
     ``tokens`` and on ``noisy`` (the same tokens, other ids after each end-of-text token)."""
-    with trusted_parts(module, "causal_mask"):
+    with stand_ins(module, "causal_mask"):
         torch.manual_seed(seed)
         encoder = reseed(module.TextEncoder(vocab_size, **TEXT), seed).eval()
         out = _tensor(encoder(tokens), "TextEncoder.forward")
@@ -286,8 +197,8 @@ def smoke_data(seed: int, n: int = 64):
 def smoke_train(module, seed: int, steps: int) -> dict:
     """Train a tiny CLIP built from the student's whole module; return weights and losses.
 
-    Adam (lr 3e-3), 64 fixed captioned shapes, full batch. The parent loads the weights into
-    its own architecture and measures the matching itself on fresh images.
+    Adam (lr 3e-3), 64 fixed captioned shapes, full batch. The grader loads the weights into
+    the reference's architecture and measures the matching itself on fresh images.
     """
     vocab = captions.shapes_vocab()
     data = smoke_data(seed)
@@ -309,21 +220,3 @@ def smoke_train(module, seed: int, steps: int) -> dict:
         losses.append(float(loss.detach()))
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return {"state_dict": state, "losses": losses}
-
-
-@torch.no_grad()
-def heldout_matching(model: TrustedCLIP, seed: int) -> dict:
-    """Trusted scores of ``model`` on FRESH images of the smoke combinations: the CLIP loss on
-    a batch of 32 image-caption pairs and the zero-shot accuracy among the 8 captions."""
-    model.eval()
-    vocab = captions.shapes_vocab()
-    data = smoke_data(seed + 1000, 32)
-    tokens, _ = trusted_tokenize(data.captions, vocab, SMOKE["context_length"])
-    images = model.image_encoder(data.images)  # [32, D]
-    loss = float(trusted_clip_loss(images, model.text_encoder(tokens), model.logit_scale()))
-    names = [captions.caption(c, SMOKE_TEMPLATE) for c in SMOKE_SEEN]
-    class_tokens, _ = trusted_tokenize(names, vocab, SMOKE["context_length"])
-    weights = F.normalize(model.text_encoder(class_tokens), dim=-1).T  # [D, 8]
-    predicted = (F.normalize(images, dim=-1) @ weights).argmax(dim=1)  # [32]
-    accuracy = float((predicted == data.combination_ids).float().mean())
-    return {"loss": loss, "accuracy": accuracy}

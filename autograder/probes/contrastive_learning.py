@@ -1,15 +1,17 @@
-"""Trusted probes for Assignment 4 (contrastive and Siamese learning).
+"""Probes for Assignment 4 (contrastive and Siamese learning).
 
 Each probe runs as ``fn(student_module, *args)`` in a grading worker: it builds the tiny
 encoders, the generator and the augmentation itself (none of them can cross the worker
 boundary), drives the student's functions, and returns plain data. The parent runs the same
-probe on the reference module, or checks the returned values against properties it computes
-itself.
+probe on the reference module (public tests: the value recorded in ``expected_public.agv``),
+or checks the returned values against properties it computes itself.
 
-A training-step probe grades ONE step function: the student parts it calls besides the one
-graded (the projection head, the losses, the momentum update, the queue) are swapped for the
-trusted versions below while it runs (and put back afterwards), so that one mistake costs the
-tests of that part only.
+A training-step probe grades ONE step function: the other parts of the module it calls (the
+projection head, the losses, the momentum update, the queue) are replaced, while it runs, by the
+stand-ins below, and put back afterwards. A stand-in has the interface of the part it replaces
+but computes something else on purpose (a linear layer for the head, a smooth function of every
+argument for a loss): the step is graded on how it wires its parts, so one mistake costs the
+tests of that part only, and nothing here solves a part of the assignment.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import contextlib
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from replearn import augment
 from replearn.backbones import SmallCNN
@@ -28,100 +29,122 @@ FEATURE_DIM = ENCODER_WIDTHS[-1]
 PROJECTION_DIM, HIDDEN_DIM = 6, 12
 
 
-# ---- trusted building blocks ----------------------------------------------------------------
+# ---- stand-ins for the parts a step calls ------------------------------------------------------
 
 
-class TrustedHead(nn.Module):
-    """Linear-BN-ReLU-Linear under the names the assignment prescribes (``layers.0`` ...)."""
+class StandInHead(nn.Module):
+    """Stands in for ``ProjectionHead``: ``tanh(W h + b)`` under the name ``layers``.
+
+    One linear layer and no BatchNorm: a step test needs a trainable module of the right
+    widths, not a projection head.
+    """
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
         super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim),
-            nn.BatchNorm1d(hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, out_dim),
-        )
+        self.layers = nn.Sequential(nn.Linear(in_dim, out_dim), nn.Tanh())
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.layers(h)
+        return self.layers(h)  # [N, D_in] -> [N, D_out]
 
 
-def trusted_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    n = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2]), dim=1)  # [2N, D]
-    logits = (z @ z.T / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool), -torch.inf)
-    return F.cross_entropy(logits, (torch.arange(2 * n) + n) % (2 * n))
+def stand_in_pair_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Stands in for ``nt_xent_loss``: smooth in both batches, unequal in their roles, in the
+    order of the rows and in the temperature (so a step that swaps or misaligns them shows)."""
+    return ((z1 - 0.5 * z2.roll(1, dims=0)) ** 2).mean() / temperature + (z1 * z2).mean()
+
+
+def stand_in_queue_loss(q, k, queue, temperature: float) -> torch.Tensor:
+    """Stands in for ``moco_loss``. It keeps ``queue`` for the backward pass, so a step that
+    changes the queue in place before ``backward`` fails here as it would with the real loss."""
+    return ((q - k) ** 2).mean() / temperature + torch.tanh(q @ queue.T).mean()
+
+
+def stand_in_prediction_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Stands in for ``byol_loss``: smooth in ``p`` and ``z``, unequal in their roles."""
+    return ((p - 0.5 * z) ** 2).mean() + (p * z.roll(1, dims=0)).mean()
+
+
+def stand_in_siamese_loss(p1, p2, z1, z2, stop_gradient: bool = True) -> torch.Tensor:
+    """Stands in for ``simsiam_loss``; the ``stop_gradient`` flag detaches ``z1, z2``."""
+    if stop_gradient:
+        z1, z2 = z1.detach(), z2.detach()
+    return ((p1 - z2) ** 2).mean() + 0.5 * ((p2 - z1) ** 2).mean()
 
 
 @torch.no_grad()
-def trusted_momentum_update(online: nn.Module, target: nn.Module, momentum: float) -> None:
+def stand_in_spread(z: torch.Tensor) -> float:
+    """Stands in for ``output_std``: a number that depends on which tensor it is given."""
+    return float(z.float().abs().mean())
+
+
+@torch.no_grad()
+def stand_in_target_update(online: nn.Module, target: nn.Module, momentum: float) -> None:
+    """Stands in for ``momentum_update``: an in-place change of ``target``'s parameters that
+    depends on ``online``'s and on ``momentum`` (not a moving average)."""
     for q, k in zip(online.parameters(), target.parameters()):
-        k.copy_(momentum * k + (1 - momentum) * q)
-    for q, k in zip(online.buffers(), target.buffers()):
-        k.copy_(q)
+        k.add_(momentum * torch.tanh(q) - 0.1 * k)
 
 
-class TrustedQueue(nn.Module):
-    """A key queue with the student's interface (``keys``, ``ptr``, ``enqueue``), seeded keys."""
+class StandInQueue(nn.Module):
+    """Stands in for ``KeyQueue``: fixed starting keys, and an ``enqueue`` that changes every
+    row in place from the keys it is given; ``ptr`` counts the keys received."""
 
     def __init__(self, dim: int, size: int, generator: torch.Generator | None = None):
         super().__init__()
-        keys = torch.randn(size, dim, generator=torch.Generator().manual_seed(dim * 1000 + size))
-        self.register_buffer("keys", F.normalize(keys, dim=1))
+        self.register_buffer("keys", torch.linspace(-1.0, 1.0, size * dim).view(size, dim))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+
+    @property
+    def size(self) -> int:
+        return self.keys.shape[0]
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
-        rows = (int(self.ptr) + torch.arange(len(keys))) % len(self.keys)
-        self.keys[rows] = keys.detach()
-        self.ptr.fill_((int(self.ptr) + len(keys)) % len(self.keys))
+        self.keys.mul_(0.5).add_(0.5 * keys.mean(dim=0))  # [K, D], in place
+        self.ptr.add_(len(keys))
 
 
-def trusted_moco_loss(q, k, queue, temperature):
-    q, k, queue = F.normalize(q, dim=1), F.normalize(k.detach(), dim=1), F.normalize(queue.detach(), dim=1)  # fmt: skip
-    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], dim=1) / temperature
-    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long))
-
-
-def trusted_byol_loss(p, z):
-    return (2 - 2 * F.cosine_similarity(p, z.detach(), dim=1)).mean()
-
-
-def trusted_simsiam_loss(p1, p2, z1, z2, stop_gradient=True):
-    if stop_gradient:
-        z1, z2 = z1.detach(), z2.detach()
-    return -(F.cosine_similarity(p1, z2, dim=1).mean() + F.cosine_similarity(p2, z1, dim=1).mean()) / 2  # fmt: skip
-
-
-@torch.no_grad()
-def trusted_output_std(z):
-    return float(F.normalize(z.float(), dim=1).std(dim=0).mean())
-
-
-TRUSTED = {
-    "ProjectionHead": TrustedHead,
-    "nt_xent_loss": trusted_nt_xent,
-    "momentum_update": trusted_momentum_update,
-    "KeyQueue": TrustedQueue,
-    "moco_loss": trusted_moco_loss,
-    "byol_loss": trusted_byol_loss,
-    "simsiam_loss": trusted_simsiam_loss,
-    "output_std": trusted_output_std,
+STAND_INS = {
+    "ProjectionHead": StandInHead,
+    "nt_xent_loss": stand_in_pair_loss,
+    "momentum_update": stand_in_target_update,
+    "KeyQueue": StandInQueue,
+    "moco_loss": stand_in_queue_loss,
+    "byol_loss": stand_in_prediction_loss,
+    "simsiam_loss": stand_in_siamese_loss,
+    "output_std": stand_in_spread,
 }
 
 
 @contextlib.contextmanager
-def trusted_parts(module, *names: str):
-    """Swap ``module.<name>`` for the trusted version while the block runs, then restore it."""
-    saved = {name: getattr(module, name) for name in names}
+def stand_ins(module, *names: str):
+    """Replace ``module.<name>`` by its stand-in while the block runs, then restore it."""
+    missing = object()
+    saved = {name: getattr(module, name, missing) for name in names}
     try:
         for name in names:
-            setattr(module, name, TRUSTED[name])
+            setattr(module, name, STAND_INS[name])
         yield
     finally:
         for name, value in saved.items():
-            setattr(module, name, value)
+            if value is missing:
+                delattr(module, name)
+            else:
+                setattr(module, name, value)
+
+
+def probe_images(n: int, generator: torch.Generator, size: int = 8, uint8: bool = False) -> torch.Tensor:  # fmt: skip
+    """``[n, 3, size, size]`` images that differ in colour and layout, plus a little noise.
+
+    Not i.i.d. noise: the globally pooled features of noise images are nearly the same for
+    every image, and a BatchNorm over them divides by almost nothing, which turns rounding
+    differences between two correct computations into failed comparisons.
+    """
+    ramp = torch.linspace(0, 1, size)
+    base, slope_y, slope_x = (torch.rand(n, 3, 1, 1, generator=generator) for _ in range(3))
+    x = 0.4 * base + 0.3 * slope_y * ramp.view(1, 1, -1, 1) + 0.3 * slope_x * ramp.view(1, 1, 1, -1)  # fmt: skip
+    x = (x + 0.1 * torch.rand(n, 3, size, size, generator=generator)).clamp(0, 1)  # [n, 3, s, s]
+    return (x * 255).round().to(torch.uint8) if uint8 else x
 
 
 def probe_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -135,10 +158,18 @@ def reseed(model: nn.Module, seed: int, scale: float = 0.3) -> nn.Module:
     """Overwrite every trained parameter, in name order, with seeded Gaussian noise.
 
     Makes the weights independent of the order in which the student's code built its layers.
+    BatchNorm scales get ``1 + noise``: scales around 0 would switch most ReLUs off, and the
+    few live features would barely vary from image to image.
     """
+    norm_scales = {
+        f"{name}.weight" if name else "weight"
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine
+    }
     generator = torch.Generator().manual_seed(seed)
-    for _, param in sorted(model.named_parameters()):
-        param.copy_(torch.randn(param.shape, generator=generator) * scale)
+    for name, param in sorted(model.named_parameters()):
+        noise = torch.randn(param.shape, generator=generator) * scale
+        param.copy_(noise + 1.0 if name in norm_scales else noise)
     return model
 
 
@@ -179,8 +210,8 @@ def projection_head(module, in_dim: int, hidden_dim: int, out_dim: int, seed: in
 
 
 def simclr_step_value(module, seed: int, images: torch.Tensor, temperature: float) -> dict:
-    """One ``simclr_step`` on a seeded tiny SimCLR (trusted head and NT-Xent): loss, gradient."""
-    with trusted_parts(module, "ProjectionHead", "nt_xent_loss"):
+    """One ``simclr_step`` on a seeded tiny SimCLR (stand-in head and loss): loss, gradient."""
+    with stand_ins(module, "ProjectionHead", "nt_xent_loss"):
         model = module.SimCLR(tiny_encoder(seed), FEATURE_DIM, PROJECTION_DIM, HIDDEN_DIM)
         reseed(model, seed).train()
         generator = torch.Generator().manual_seed(seed)
@@ -193,7 +224,7 @@ def simclr_smoke_train(module, seed: int, steps: int) -> dict:
     """Train a tiny SimCLR with the student's whole Part 2 (head, loss, step); return weights.
 
     Adam (lr 1e-2) on 32 fixed random 16x16 images, two ``probe_augment`` views per step. The
-    parent loads the weights into its own architecture and measures the loss itself.
+    grader loads the weights into the reference's architecture and measures the loss itself.
     """
     torch.manual_seed(seed)
     model = module.SimCLR(SmallCNN(widths=(8, 16)), 16, 16, 32)
@@ -214,32 +245,6 @@ def smoke_images(seed: int) -> torch.Tensor:
     return torch.rand(32, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
 
 
-class TrustedSimCLR(nn.Module):
-    """The parent's copy of the smoke-train architecture (names as the assignment's SimCLR)."""
-
-    def __init__(self, seed: int):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.encoder = SmallCNN(widths=(8, 16))
-        self.projector = TrustedHead(16, 32, 16)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.encoder(x))
-
-
-@torch.no_grad()
-def heldout_nt_xent(model: nn.Module, seed: int, views_seed: int, repeats: int = 4) -> float:
-    """The trusted NT-Xent of ``model`` (train-mode BN) on fresh views of the smoke images."""
-    images = smoke_images(seed)
-    generator = torch.Generator().manual_seed(views_seed)
-    model.train()
-    total = 0.0
-    for _ in range(repeats):
-        z = model(torch.cat([probe_augment(images, generator), probe_augment(images, generator)]))
-        total += float(trusted_nt_xent(*z.chunk(2), 0.2))
-    return total / repeats
-
-
 # ---- Part 3: MoCo ---------------------------------------------------------------------------
 
 
@@ -256,8 +261,8 @@ def momentum_update_result(module, seed: int, momentum: float) -> dict:
 
 
 def queue_trace(module, dim: int, size: int, batches: list) -> dict:
-    """A student ``KeyQueue``: its initial keys' norms, then keys and pointer after each batch."""
-    queue = module.KeyQueue(dim, size)
+    """A student ``KeyQueue`` (seeded starting keys): its keys and pointer after each batch."""
+    queue = module.KeyQueue(dim, size, generator=torch.Generator().manual_seed(dim * 1000 + size))
     initial = queue.keys.detach().clone()
     trace = []
     for keys in batches:
@@ -278,14 +283,14 @@ def queue_too_large(module, dim: int, size: int) -> str:
 
 
 def moco_steps(module, seed: int, images: torch.Tensor, steps: int) -> dict:
-    """``steps`` MoCo steps (trusted head, queue, loss and momentum update) with SGD."""
-    with trusted_parts(module, "ProjectionHead", "KeyQueue", "moco_loss", "momentum_update"):
+    """``steps`` MoCo steps (stand-in head, queue, loss and momentum update) with SGD."""
+    with stand_ins(module, "ProjectionHead", "KeyQueue", "moco_loss", "momentum_update"):
         model = module.MoCo(tiny_encoder(seed), FEATURE_DIM, PROJECTION_DIM, queue_size=10,
                             momentum=0.5, temperature=0.2, hidden_dim=HIDDEN_DIM)  # fmt: skip
         reseed(model.encoder, seed)
         reseed(model.projector, seed + 1)
-        trusted_momentum_update(model.encoder, model.key_encoder, 0.0)  # keys start as a copy
-        trusted_momentum_update(model.projector, model.key_projector, 0.0)
+        model.key_encoder.load_state_dict(model.encoder.state_dict())  # keys start as a copy
+        model.key_projector.load_state_dict(model.projector.state_dict())
         model.train()
         generator = torch.Generator().manual_seed(seed)
         trained = [p for p in model.parameters() if p.requires_grad]
@@ -310,14 +315,14 @@ def moco_steps(module, seed: int, images: torch.Tensor, steps: int) -> dict:
 
 
 def byol_steps(module, seed: int, images: torch.Tensor, steps: int) -> dict:
-    """``steps`` BYOL steps (trusted MLPs, loss and momentum update) with SGD."""
-    with trusted_parts(module, "ProjectionHead", "byol_loss", "momentum_update"):
+    """``steps`` BYOL steps (stand-in MLPs, loss and momentum update) with SGD."""
+    with stand_ins(module, "ProjectionHead", "byol_loss", "momentum_update"):
         model = module.BYOL(tiny_encoder(seed), FEATURE_DIM, PROJECTION_DIM, HIDDEN_DIM, 0.5)
         reseed(model.encoder, seed)
         reseed(model.projector, seed + 1)
         reseed(model.predictor, seed + 2)
-        trusted_momentum_update(model.encoder, model.target_encoder, 0.0)
-        trusted_momentum_update(model.projector, model.target_projector, 0.0)
+        model.target_encoder.load_state_dict(model.encoder.state_dict())
+        model.target_projector.load_state_dict(model.projector.state_dict())
         model.train()
         generator = torch.Generator().manual_seed(seed)
         trained = [p for p in model.parameters() if p.requires_grad]
@@ -342,8 +347,8 @@ def byol_steps(module, seed: int, images: torch.Tensor, steps: int) -> dict:
 
 
 def simsiam_step_value(module, seed: int, images: torch.Tensor, stop_gradient: bool) -> dict:
-    """One ``simsiam_step`` (trusted MLP, loss and std) on a seeded tiny SimSiam."""
-    with trusted_parts(module, "ProjectionHead", "simsiam_loss", "output_std"):
+    """One ``simsiam_step`` (stand-in predictor, loss and spread) on a seeded tiny SimSiam."""
+    with stand_ins(module, "ProjectionHead", "simsiam_loss", "output_std"):
         model = module.SimSiam(tiny_encoder(seed), FEATURE_DIM, PROJECTION_DIM, HIDDEN_DIM)
         reseed(model, seed).train()
         generator = torch.Generator().manual_seed(seed)

@@ -73,7 +73,7 @@ def kmeans_pp(module, x: torch.Tensor, k: int, seed: int) -> dict:
     return {"first": first, "second": second}
 
 
-def kmeans_step(module, x: torch.Tensor, centroids: torch.Tensor, seed: int) -> dict:
+def kmeans_step_result(module, x: torch.Tensor, centroids: torch.Tensor, seed: int) -> dict:
     """One Lloyd step with re-seeding, under a seeded generator."""
     new, assignments = module.kmeans_step(x, centroids.clone(), torch.Generator().manual_seed(seed))
     return {"centroids": new, "assignments": assignments}

@@ -222,12 +222,3 @@ def exemplar(module, images, seed: int, num_seeds: int, copies: int) -> dict:
         "logits_shape": list(logits.shape),
         "last_linear_out": heads[-1].out_features if heads else None,
     }  # fmt: skip
-
-
-def exemplar_transform_reference(images, seed: int, num_seeds: int, copies: int) -> dict:
-    """What :func:`exemplar` must return, computed independently (parent side)."""
-    generator = torch.Generator().manual_seed(seed)
-    seed_index = torch.randperm(len(images), generator=generator)[:num_seeds]
-    views = _noise_transform(images[seed_index].repeat(copies, 1, 1, 1), generator)
-    return {"views": views, "labels": torch.arange(num_seeds).repeat(copies),
-            "seed_index": seed_index}  # fmt: skip

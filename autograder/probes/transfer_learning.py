@@ -109,24 +109,10 @@ def extract(module, seed: int, images: torch.Tensor, stages: list | None, batch_
     }
 
 
-def reference_extract(seed: int, images: torch.Tensor, stages: list | None) -> dict:
-    """An independent computation of what :func:`extract` should return (parent side)."""
-    model = tiny_classifier(seed).eval()
-    x = images.float() / 255.0 if not images.is_floating_point() else images
-    with torch.no_grad():
-        out, result = x, {}
-        for name, child in model.named_children():
-            out = child(out)
-            if stages and name in stages:
-                result[name] = out.mean(dim=(2, 3)) if out.ndim == 4 else out
-        result["output"] = model.flatten(model.pool(model.stage2(model.stage1(model.stem(x)))))
-    return result
-
-
 # ---- Part 2 ------------------------------------------------------------------------------------
 
 
-def replace_head(module, seed: int, num_classes: int, gen_seed: int, nested: bool = False) -> dict:
+def head_replaced(module, seed: int, num_classes: int, gen_seed: int, nested: bool = False) -> dict:
     model = tiny_classifier(seed, nested_head=nested)
     old = model.get_submodule(_head(nested))
     gen = torch.Generator().manual_seed(gen_seed)
@@ -142,7 +128,9 @@ def replace_head(module, seed: int, num_classes: int, gen_seed: int, nested: boo
     }
 
 
-def param_groups(module, seed: int, freeze_stage: str | None, lr: float, scale: float) -> dict:
+def param_group_settings(
+    module, seed: int, freeze_stage: str | None, lr: float, scale: float
+) -> dict:
     model = tiny_classifier(seed)
     if freeze_stage:
         for name, p in model.named_parameters():  # trusted freezing, not the student's
@@ -163,7 +151,7 @@ def param_groups(module, seed: int, freeze_stage: str | None, lr: float, scale: 
     return {"groups": out}
 
 
-def freeze_up_to(module, seed: int, stage: str) -> dict:
+def frozen_up_to(module, seed: int, stage: str) -> dict:
     model = tiny_classifier(seed)
     returned = module.freeze_up_to(model, stage)
     return {

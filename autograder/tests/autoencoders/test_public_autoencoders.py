@@ -20,6 +20,7 @@ from autograder.api import (
     reference,
 )
 from autograder.probes import autoencoders as probes
+from autograder.probes import common as probes_common
 
 REF = "autoencoders"
 PROBES = "autograder.probes.autoencoders"
@@ -35,12 +36,11 @@ def test_reconstruction_loss_sums_pixels_and_averages_the_batch(student):
     x_hat = torch.rand(4, 3, 5, 5, generator=student.rng)
     got = student.probe("autograder.probes.common:call_with_grad", "reconstruction_loss",
                         [x, x_hat], [1])  # fmt: skip
-    # closed form: ||x - x_hat||^2 per image (75 numbers each), then the mean of the 4 images
-    want = sum(float(((x[i] - x_hat[i]) ** 2).sum()) for i in range(4)) / 4
-    expect_close(got["output"], want, rtol=1e-5, atol=1e-5,
+    want = expected("reconstruction_loss", lambda: probes_common.call_with_grad(reference(REF), "reconstruction_loss", [x, x_hat], [1]))  # fmt: skip
+    expect_close(got["output"], float(want["output"]), rtol=1e-5, atol=1e-5,
                  name="R(x, x_hat) for x, x_hat [4, 3, 5, 5] (sum over pixels, mean over batch)")  # fmt: skip
-    expect_tensor(got["grads"][0], 2 * (x_hat - x) / 4, rtol=1e-5, atol=1e-6,
-                  name="dR/dx_hat = 2 (x_hat - x) / N")  # fmt: skip
+    expect_tensor(got["grads"][0], want["grads"][0], rtol=1e-5, atol=1e-6,
+                  name="dR/dx_hat [4, 3, 5, 5]")  # fmt: skip
     ones = student.call("reconstruction_loss", torch.ones(2, 1, 3, 4), torch.zeros(2, 1, 3, 4))
     expect_close(ones, 12.0, rtol=1e-6, atol=1e-6,
                  name="R(ones, zeros) for [2, 1, 3, 4] (12 pixels per image, each off by 1)")  # fmt: skip
@@ -100,12 +100,12 @@ def _reference_forward(state, x):
 def test_sparsity_penalties(student):
     h = torch.randn(6, 4, generator=student.rng)  # [N, D]
     l1 = student.call("l1_sparsity_penalty", h)
-    expect_close(l1, float(h.abs().sum() / 6), rtol=1e-5, atol=1e-6,
+    want = expected("l1_sparsity_penalty", lambda: float(reference(REF).l1_sparsity_penalty(h)))
+    expect_close(l1, want, rtol=1e-5, atol=1e-6,
                  name="||h||_1 of h [6, 4] (sum over units, mean over the batch)")  # fmt: skip
     probs = torch.rand(6, 4, generator=student.rng) * 0.9 + 0.05  # [N, D] sigmoid codes
     kl = student.call("kl_sparsity_penalty", probs, 0.1)
-    rho_hat = probs.mean(0)  # closed form of Ng's notes
-    want = float((0.1 * torch.log(0.1 / rho_hat) + 0.9 * torch.log(0.9 / (1 - rho_hat))).sum())
+    want = expected("kl_sparsity_penalty", lambda: float(reference(REF).kl_sparsity_penalty(probs, 0.1)))  # fmt: skip
     expect_close(kl, want, rtol=1e-4, atol=1e-5, name="sum_j KL(0.1 || rho_hat_j), h [6, 4]")
     at_target = student.call("kl_sparsity_penalty", torch.full((5, 3), 0.2), 0.2)
     expect_close(at_target, 0.0, rtol=0, atol=1e-5,
@@ -207,13 +207,6 @@ def test_pretrain_layer_trains_only_the_current_layer(student):
 # ---- Part 5: the RBM ----------------------------------------------------------------------------
 
 
-def _enumerated_free_energy(v, W, b, c):
-    """-log sum_h exp(-E(v, h)) by summing over all 2^D_h hidden states (closed form)."""
-    states = torch.tensor(list(itertools.product([0.0, 1.0], repeat=W.shape[1])))  # [2^D_h, D_h]
-    neg_energy = (v @ b)[:, None] + (states @ c)[None, :] + (v @ W) @ states.T  # [N, 2^D_h]
-    return -torch.logsumexp(neg_energy.double(), dim=1).float()  # [N]
-
-
 @pytest.mark.weight(2)
 @pytest.mark.functions("free_energy")
 def test_free_energy_matches_enumeration(student):
@@ -221,8 +214,9 @@ def test_free_energy_matches_enumeration(student):
     b, c = torch.randn(3, generator=student.rng), torch.randn(2, generator=student.rng)
     v = torch.tensor(list(itertools.product([0.0, 1.0], repeat=3)))  # [8, 3] every visible state
     got = student.call("free_energy", v, W, b, c)
-    expect_tensor(got, _enumerated_free_energy(v, W, b, c), rtol=1e-5, atol=1e-5,
-                  name="F(v) of the 8 states of a 3-visible, 2-hidden RBM (vs summing h out)")  # fmt: skip
+    want = expected("free_energy", lambda: reference(REF).free_energy(v, W, b, c))
+    expect_tensor(got, want, rtol=1e-5, atol=1e-5,
+                  name="F(v) of the 8 states of a 3-visible, 2-hidden RBM, [8]")  # fmt: skip
     big = student.call("free_energy", torch.ones(1, 3), W * 400, b, c)
     expect_true(isinstance(big, torch.Tensor) and bool(torch.isfinite(big).all()),
                 "F(v) must stay finite for large inputs to log(1 + exp(.)) (use softplus)")  # fmt: skip

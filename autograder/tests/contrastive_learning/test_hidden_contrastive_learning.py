@@ -65,7 +65,7 @@ def test_nt_xent_both_versions_match_reference_on_fresh_sizes(student):
 @pytest.mark.functions("simclr_step", "ProjectionHead.__init__")
 def test_simclr_step_and_head_match_reference_with_another_seed(student):
     seed = _seed(student)
-    images = torch.rand(5, 3, 8, 8, generator=student.rng)  # float images pass through
+    images = probes.probe_images(5, student.rng)  # float images pass through
     got = student.probe(f"{PROBES}:simclr_step_value", seed, images, 0.5)
     want = probes.simclr_step_value(reference(REF), seed, images, 0.5)
     expect_close(got["loss"], want["loss"], rtol=1e-4, atol=1e-5, name="simclr_step loss")
@@ -111,7 +111,7 @@ def test_moco_parts_on_fresh_sizes(student):
 @pytest.mark.functions("MoCo.step", "BYOL.step")
 def test_moco_and_byol_steps_match_reference_with_another_seed(student):
     seed = _seed(student)
-    images = torch.randint(0, 256, (6, 3, 8, 8), generator=student.rng, dtype=torch.uint8)
+    images = probes.probe_images(6, student.rng, uint8=True)  # [N, C, H, W] uint8
     got = student.probe(f"{PROBES}:moco_steps", seed, images, 3)
     want = probes.moco_steps(reference(REF), seed, images, 3)
     for i in range(3):
@@ -146,7 +146,7 @@ def test_siamese_losses_and_simsiam_step_on_fresh_inputs(student):
     expect_close(student.call("output_std", z), reference(REF).output_std(z), rtol=1e-4,
                  atol=1e-6, name="output_std of shifted Gaussian outputs [50, 9]")  # fmt: skip
     seed = _seed(student)
-    images = torch.rand(5, 3, 8, 8, generator=student.rng)
+    images = probes.probe_images(5, student.rng)
     got = student.probe(f"{PROBES}:simsiam_step_value", seed, images, True)
     want = probes.simsiam_step_value(reference(REF), seed, images, True)
     expect_close(got["loss"], want["loss"], rtol=1e-4, atol=1e-5, name="simsiam_step loss")

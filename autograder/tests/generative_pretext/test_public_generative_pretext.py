@@ -207,14 +207,14 @@ def test_kmeans_plusplus_is_deterministic_and_picks_data_points(student):
 def test_kmeans_step_reseeds_an_empty_cluster(student):
     x = torch.cat([torch.randn(20, 2, generator=student.rng) + 5, torch.randn(20, 2, generator=student.rng) - 5])  # fmt: skip
     centroids = torch.tensor([[5.0, 5.0], [-5.0, -5.0], [100.0, 100.0]])  # the third gets no point
-    got = student.probe(f"{PROBES}:kmeans_step", x, centroids, 4)
+    got = student.probe(f"{PROBES}:kmeans_step_result", x, centroids, 4)
     sizes = torch.bincount(got["assignments"], minlength=3)
     expect_true(
         bool((sizes > 0).all()), f"after the step no cluster may be empty; sizes {sizes.tolist()}"
     )
     expect_true(float(got["centroids"][2].abs().max()) < 50, "the empty cluster's centroid must be re-seeded near a non-empty one")  # fmt: skip
     want = expected(
-        "kmeans_step_seed4", lambda: probes.kmeans_step(reference(REF), x, centroids, 4)
+        "kmeans_step_seed4", lambda: probes.kmeans_step_result(reference(REF), x, centroids, 4)
     )
     expect_tensor(got["centroids"], want["centroids"], rtol=1e-5, atol=1e-5, name="centroids after the step")  # fmt: skip
     expect_tensor(got["assignments"], want["assignments"], rtol=0, atol=0, name="assignments after the split")  # fmt: skip

@@ -83,7 +83,7 @@ def test_exemplar_dataset_other_sizes(student):
     x = torch.rand(7, 3, 6, 6, generator=student.rng)  # [M, C, H, W]
     seed = int(torch.randint(0, 10_000, (1,), generator=student.rng))
     got = student.probe(f"{PROBES}:exemplar", x, seed, 7, 2)
-    want = probes.exemplar_transform_reference(x, seed, 7, 2)
+    want = probes.exemplar(reference(REF), x, seed, 7, 2)
     for name in ("views", "labels", "seed_index"):
         expect_tensor(got[name], want[name], rtol=1e-6, atol=1e-6, name=name)
     expect_true(got["last_linear_out"] == 7, "the head must have one output per seed")

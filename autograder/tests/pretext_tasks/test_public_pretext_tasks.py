@@ -29,8 +29,9 @@ PROBES = "autograder.probes.pretext_tasks"
 def test_rotation_batch_is_rotation_major_and_exact(student):
     x = torch.rand(3, 2, 6, 6, generator=student.rng)  # [N, C, H, W]
     rotated, labels = student.call("rotation_batch", x)
-    # independent construction: torch.rot90, rotation-major order, label = index of the rotation
-    want = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])  # [4N, C, H, W]
+    want, _ = expected(
+        "rotation_batch_4", lambda: reference(REF).rotation_batch(x)
+    )  # [4N, C, H, W]
     expect_tensor(rotated, want, rtol=0, atol=0,
                   name="rotated batch [12, 2, 6, 6]: rows r*N..r*N+N-1 = torch.rot90(x, r, (2, 3))")  # fmt: skip
     expect_tensor(labels, torch.arange(4).repeat_interleave(3), rtol=0, atol=0,
@@ -42,7 +43,7 @@ def test_rotation_batch_is_rotation_major_and_exact(student):
 def test_rotation_batch_with_two_rotations(student):
     x = torch.rand(2, 3, 5, 5, generator=student.rng)  # [N, C, H, W]
     rotated, labels = student.call("rotation_batch", x, (1, 3))
-    want = torch.cat([torch.rot90(x, 1, dims=(2, 3)), torch.rot90(x, 3, dims=(2, 3))])
+    want, _ = expected("rotation_batch_13", lambda: reference(REF).rotation_batch(x, (1, 3)))
     expect_tensor(rotated, want, rtol=0, atol=0, name="rotation_batch(x, (1, 3)) images [4, 3, 5, 5]")  # fmt: skip
     expect_tensor(labels, torch.tensor([0, 0, 1, 1]), rtol=0, atol=0,
                   name="labels with rotations=(1, 3): indices into the rotation set")  # fmt: skip
@@ -54,12 +55,13 @@ def test_rotation_smoke_train_learns_the_rotation(student):
     got = student.probe(f"{PROBES}:rotation_smoke_train", 0, 40, timeout=60)
     model = load_weights(probes.TinyRotNet(0), got["state_dict"], name="trained TinyRotNet")
     model.eval()
-    # the parent rotates fresh held-out images itself and scores the returned weights
+    # the parent scores the returned weights on fresh held-out images in the 4 rotations
     held_out = probes.oriented_images(
         32, 16, torch.Generator().manual_seed(1234)
     )  # [32, 3, 16, 16]
-    rotated = torch.cat([torch.rot90(held_out, k, dims=(2, 3)) for k in range(4)])  # [128, ...]
-    labels = torch.arange(4).repeat_interleave(32)
+    rotated, labels = expected(
+        "heldout_rotations", lambda: reference(REF).rotation_batch(held_out)
+    )  # [128, ...]
     with torch.no_grad():
         acc = float((model(rotated).argmax(1) == labels).float().mean())
     losses = got["losses"]
@@ -182,7 +184,7 @@ def test_jigsaw_net_runs_one_shared_trunk_over_all_tiles(student):
 def test_exemplar_dataset_labels_and_head_size(student):
     x = torch.rand(10, 3, 8, 8, generator=student.rng)  # [M, C, H, W]
     got = student.probe(f"{PROBES}:exemplar", x, 4, 6, 3)
-    want = probes.exemplar_transform_reference(x, 4, 6, 3)  # an independent computation
+    want = expected("exemplar", lambda: probes.exemplar(reference(REF), x, 4, 6, 3))
     expect_tensor(got["labels"], want["labels"], rtol=0, atol=0,
                   name="labels [18]: surrogate class = seed index, copy-major [0..5, 0..5, 0..5]")  # fmt: skip
     expect_tensor(got["seed_index"], want["seed_index"], rtol=0, atol=0, name="seed_index [6]")

@@ -64,7 +64,7 @@ def test_train_softmax_classifier_agrees_with_sklearn(student):
 def test_extract_features_records_stages(student):
     x = _images = torch.randint(0, 256, (9, 3, 8, 8), generator=student.rng, dtype=torch.uint8)
     got = student.probe(f"{PROBES}:extract", 8, x, ["stem", "stage1"], 4)
-    want = probes.reference_extract(8, x, ["stem", "stage1"])
+    want = probes.extract(reference(REF), 8, x, ["stem", "stage1"], 4)["values"]
     expect_true(got["is_dict"], "with stages=..., extract_features must return a dict")
     for name in ("stem", "stage1", "output"):
         expect_tensor(
@@ -90,8 +90,8 @@ def test_nested_head_names(student):
         atol=1e-6,
         name="features with head_name='classifier.1'",
     )
-    got = student.probe(f"{PROBES}:replace_head", 9, 4, 2, True)
-    want = probes.replace_head(reference(REF), 9, 4, 2, True)
+    got = student.probe(f"{PROBES}:head_replaced", 9, 4, 2, True)
+    want = probes.head_replaced(reference(REF), 9, 4, 2, True)
     expect_tensor(
         got["weight"], want["weight"], rtol=1e-6, atol=1e-7, name="new head at 'classifier.1'"
     )
@@ -101,11 +101,11 @@ def test_nested_head_names(student):
 @pytest.mark.visibility("hidden")
 @pytest.mark.functions("param_groups", "freeze_up_to")
 def test_param_groups_skip_frozen_and_freeze_last_stage(student):
-    got = student.probe(f"{PROBES}:param_groups", 10, "stage1", 0.2, 0.25)
-    want = probes.param_groups(reference(REF), 10, "stage1", 0.2, 0.25)
+    got = student.probe(f"{PROBES}:param_group_settings", 10, "stage1", 0.2, 0.25)
+    want = probes.param_group_settings(reference(REF), 10, "stage1", 0.2, 0.25)
     expect_true(got == want, f"param groups {got['groups']}, expected {want['groups']}")
-    got = student.probe(f"{PROBES}:freeze_up_to", 10, "stage2")
-    want = probes.freeze_up_to(reference(REF), 10, "stage2")
+    got = student.probe(f"{PROBES}:frozen_up_to", 10, "stage2")
+    want = probes.frozen_up_to(reference(REF), 10, "stage2")
     expect_true(got == want, "freeze_up_to(model, 'stage2') froze the wrong parameters")
 
 
