@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import load_average, machine_info
-from replearn import data, impl
+from replearn import data, impl, recipes
 from replearn.presets import Preset, get_preset
 from replearn.train import pick_device
 
@@ -92,9 +92,9 @@ def _transfer_extract(b: Bench) -> dict:
     from replearn.backbones import load_pretrained, prepare
 
     tl = b.module("transfer_learning")
-    cfg = tl.TransferConfig.from_preset(b.preset)
+    cfg = recipes.transfer_learning.TransferConfig.from_preset(b.preset)
     net = load_pretrained("efficientnet_lite0").to(b.device)
-    extractor = tl.make_feature_extractor(tl.as_stages(net), "fc")
+    extractor = tl.make_feature_extractor(recipes.transfer_learning.as_stages(net), "fc")
     images = b.cifar().x_train
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < b.budget_s and done < len(images):
@@ -112,9 +112,9 @@ def _transfer_finetune_all(b: Bench) -> dict:
     from replearn.backbones import load_pretrained, prepare
 
     tl = b.module("transfer_learning")
-    cfg = tl.TransferConfig.from_preset(b.preset)
+    cfg = recipes.transfer_learning.TransferConfig.from_preset(b.preset)
     net = load_pretrained("efficientnet_lite0").to(b.device)
-    full = tl.as_stages(net)
+    full = recipes.transfer_learning.as_stages(net)
     tl.replace_head(full, 10, "fc", generator=torch.Generator().manual_seed(b.seed))
     for p in full.parameters():
         p.requires_grad_(True)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from replearn import data, impl
 from replearn.backbones import load_pretrained, prepare
 from replearn.presets import get_preset
+from replearn.recipes import transfer_learning as recipe
 
 OUT_DIR = Path("build/bench")
 
@@ -46,7 +47,7 @@ def _features(tl, model, images, size, net, stages=None, keep_spatial=()):
 def _from_scratch(tl, net, cifar, size, budget_s, batch_size, seed) -> tuple[float, dict]:
     """Lite0 with random weights, every layer trained with SGD on the images for ``budget_s``."""
     torch.manual_seed(seed)
-    model = tl.as_stages(net)
+    model = recipe.as_stages(net)
     for module in model.modules():  # back to a random initialisation
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
@@ -78,7 +79,7 @@ def _from_scratch(tl, net, cifar, size, budget_s, batch_size, seed) -> tuple[flo
             if time.perf_counter() - start > budget_s:
                 break
         epochs += 1
-    preds = tl.predict_model(nn.Sequential(_Prepare(net, size), model), cifar.x_test)
+    preds = recipe.predict_model(nn.Sequential(_Prepare(net, size), model), cifar.x_test)
     return tl.accuracy(preds, cifar.y_test), {"steps": steps, "epochs_started": epochs}
 
 
@@ -100,7 +101,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     tl = impl.load("transfer_learning", "solution")
-    cfg = tl.TransferConfig.from_preset(preset)
+    cfg = recipe.TransferConfig.from_preset(preset)
     size = cfg.size
     torch.manual_seed(args.seed)
     cifar = data.load_dataset(preset.dataset, train_per_class=preset.train_per_class,
@@ -118,8 +119,8 @@ def main(argv=None) -> dict:
         return value
 
     net = load_pretrained("efficientnet_lite0")
-    model = tl.as_stages(net)
-    stages = tl.finetune_stages(cfg)
+    model = recipe.as_stages(net)
+    stages = recipe.finetune_stages(cfg)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     t0 = time.perf_counter()
     train = _features(tl, model, cifar.x_train, size, net, stages, stages)
@@ -145,8 +146,7 @@ def main(argv=None) -> dict:
             runs.insert(1, ("many", cfg.many_stage, True))
         for label, stage, flip in runs:
             name = f"fine-tune {label} (after {stage}), lite0" + ("" if flip else ", no flips")
-            timed(name, lambda stage=stage, flip=flip: tl.finetune_from_cache(
-                model, stage, train[stage], cifar.y_train, test[stage], cifar.y_test,
+            timed(name, lambda stage=stage, flip=flip: recipe.finetune_from_cache(tl, model, stage, train[stage], cifar.y_train, test[stage], cifar.y_test,
                 num_classes=10, epochs=cfg.epochs[1], lr=cfg.lr, batch_size=cfg.batch_size,
                 seed=args.seed, flipped_inputs=flipped[stage] if flip else None))  # fmt: skip
             ft_seconds = max(ft_seconds, seconds[name])
@@ -171,7 +171,7 @@ def main(argv=None) -> dict:
         if name.split("_")[1] in args.skip:
             continue
         other = load_pretrained(name)
-        m = tl.as_stages(other)
+        m = recipe.as_stages(other)
         timed(f"linear probe, {name.split('_')[1]} (ImageNet top-1 {other.imagenet_top1})",
               lambda m=m, other=other: tl.linear_probe_accuracy(
                   _features(tl, m, cifar.x_train, size, other), cifar.y_train,
