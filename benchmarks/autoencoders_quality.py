@@ -27,6 +27,7 @@ import torch
 
 from replearn import data, impl
 from replearn.presets import get_preset
+from replearn.recipes import autoencoders as recipe
 from replearn.train import pick_device
 
 OUT_DIR = Path("build/bench")
@@ -41,22 +42,22 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     aec = impl.load("autoencoders", "solution")
-    cfg = aec.AutoencoderConfig.from_preset(preset)
+    cfg = recipe.AutoencoderConfig.from_preset(preset)
     device = pick_device(preset.device)
     rows: list[dict] = []
 
     def score(dataset, name, model, x_train, y_train, x_test, y_test, train_s=0.0, **kw):
         t0 = time.perf_counter()
         if model is None:  # raw pixels
-            train_codes, test_codes = aec.flat_images(x_train), aec.flat_images(x_test)
+            train_codes, test_codes = recipe.flat_images(x_train), recipe.flat_images(x_test)
         else:
-            train_codes = aec.encode_images(model, x_train, **kw)
-            test_codes = aec.encode_images(model, x_test, **kw)
-        probe = aec.evaluate_codes(train_codes, y_train, test_codes, y_test)
+            train_codes = recipe.encode_images(model, x_train, **kw)
+            test_codes = recipe.encode_images(model, x_test, **kw)
+        probe = recipe.evaluate_codes(train_codes, y_train, test_codes, y_test)
         row = {"dataset": dataset, "model": name, **probe, "code_dim": train_codes.shape[1],
                "train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
         if model is not None and not isinstance(model, aec.RBM):
-            row["test_R"] = aec.reconstruction_error(model, x_test)
+            row["test_R"] = recipe.reconstruction_error(aec, model, x_test)
         rows.append(row)
         print(f"{dataset:>8} | {name:<34} kNN {probe['knn']:.3f}  linear {probe['linear']:.3f}  "
               f"(train {train_s:.0f} s, eval {row['eval_s']:.0f} s)", flush=True)  # fmt: skip
@@ -65,7 +66,7 @@ def main(argv=None) -> dict:
         torch.manual_seed(args.seed)
         act = "relu" if kind == "sparse" else "none"
         model = aec.ConvAutoencoder(in_channels, size, widths, code, code_activation=act)
-        history = aec.train_autoencoder(model, images, kind=kind, budget_s=budget, lr=cfg.lr,
+        history = recipe.train_autoencoder(aec, model, images, kind=kind, budget_s=budget, lr=cfg.lr,
                                         batch_size=cfg.batch_size, seed=args.seed, device=device,
                                         mask_fraction=cfg.mask_fraction, **kw)  # fmt: skip
         return model, history
@@ -109,7 +110,7 @@ def main(argv=None) -> dict:
             gen = torch.Generator().manual_seed(args.seed)
             rbm = aec.RBM(784, cfg.rbm_hidden, generator=gen)
             t0 = time.perf_counter()
-            errors = aec.train_rbm(rbm, aec.binarize(mnist.x_train), epochs=cfg.rbm_epochs,
+            errors = recipe.train_rbm(aec, rbm, recipe.binarize(mnist.x_train), epochs=cfg.rbm_epochs,
                                    budget_s=cfg.rbm_budget_s, generator=gen)  # fmt: skip
             score("MNIST", f"RBM CD-1, {cfg.rbm_hidden} hidden, {len(errors)} ep", rbm, *split,
                   train_s=time.perf_counter() - t0, flatten=True, binary=True)  # fmt: skip

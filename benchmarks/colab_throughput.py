@@ -134,7 +134,7 @@ def _transfer_finetune_all(b: Bench) -> dict:
 def _autoencoder(kind: str, dataset: str) -> Callable[[Bench], dict]:
     def run(b: Bench) -> dict:
         aec = b.module("autoencoders")
-        cfg = aec.AutoencoderConfig.from_preset(b.preset)
+        cfg = recipes.autoencoders.AutoencoderConfig.from_preset(b.preset)
         torch.manual_seed(b.seed)
         if dataset == "mnist":
             images = b.mnist().x_train
@@ -142,7 +142,7 @@ def _autoencoder(kind: str, dataset: str) -> Callable[[Bench], dict]:
         else:
             images = b.cifar().x_train
             model = aec.ConvAutoencoder(3, 32, cfg.cifar_widths, cfg.cifar_code)
-        h = aec.train_autoencoder(model, images, kind=kind, budget_s=b.budget_s,
+        h = recipes.autoencoders.train_autoencoder(aec, model, images, kind=kind, budget_s=b.budget_s,
                                   batch_size=cfg.batch_size, lr=cfg.lr,
                                   mask_fraction=cfg.mask_fraction, seed=b.seed, device=b.device)  # fmt: skip
         return _history(h, cfg.batch_size)

@@ -59,7 +59,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from replearn import data, impl
+from replearn import data, impl, recipes
 from replearn.backbones import ConvBackbone, SmallCNN
 from replearn.evaluate import extract_features, few_label_curve, knn_accuracy, linear_probe
 from replearn.presets import Preset, get_preset
@@ -171,10 +171,10 @@ def _random_init(ctx: Context, seed: int) -> Trained:
 def _autoencoder(kind: str) -> Callable[[Context, int], Trained]:
     def run(ctx: Context, seed: int) -> Trained:
         aec = ctx.module("autoencoders")
-        cfg = aec.AutoencoderConfig.from_preset(ctx.preset)
+        cfg = recipes.autoencoders.AutoencoderConfig.from_preset(ctx.preset)
         torch.manual_seed(seed)
         model = aec.ConvAutoencoder(3, 32, cfg.cifar_widths, cfg.cifar_code)
-        history = aec.train_autoencoder(model, ctx.x_train, kind=kind, budget_s=ctx.budget_s,
+        history = recipes.autoencoders.train_autoencoder(aec, model, ctx.x_train, kind=kind, budget_s=ctx.budget_s,
                                         batch_size=cfg.batch_size, lr=cfg.lr,
                                         mask_fraction=cfg.mask_fraction, seed=seed,
                                         device=ctx.device)  # fmt: skip

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from replearn import impl
+from replearn.recipes import autoencoders as recipe
 
 ae = impl.load("autoencoders", "solution")
 
@@ -189,14 +190,14 @@ def test_rbm_training_lowers_reconstruction_error_on_bars():
         bars[i, i] = 1
     data = bars.flatten(1)[torch.randint(0, 4, (400,), generator=gen)]  # [400, 16]
     rbm = ae.RBM(16, 8, generator=gen)
-    errors = ae.train_rbm(rbm, data, epochs=15, batch_size=20, lr=0.1, generator=gen)
+    errors = recipe.train_rbm(ae, rbm, data, epochs=15, batch_size=20, lr=0.1, generator=gen)
     assert errors[-1] < 0.5 * errors[0]
-    assert ae.gibbs_samples(rbm, data[:5], 3, gen).shape == (5, 16)
+    assert recipe.gibbs_samples(ae, rbm, data[:5], 3, gen).shape == (5, 16)
 
 
 def test_config_for_every_preset():
     from replearn.presets import PRESETS
 
     for preset in PRESETS.values():
-        cfg = ae.AutoencoderConfig.from_preset(preset)
+        cfg = recipe.AutoencoderConfig.from_preset(preset)
         assert cfg.cifar_code < 3 * 32 * 32 and max(cfg.bottlenecks) < 28 * 28

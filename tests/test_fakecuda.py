@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from replearn import impl
+from replearn import impl, recipes
 from replearn.train import draw, init_
 
 
@@ -215,13 +215,13 @@ def test_finding_8_rbm_noise_drawn_on_the_cpu(cuda):
     with pytest.raises(RuntimeError, match="same device"):  # the old train_rbm's step
         noise_h = torch.rand(10, 5, generator=g)
         aec.sample_hidden(v[:10].to(cuda), rbm.W, rbm.c, noise_h)
-    errors = aec.train_rbm(rbm, v, epochs=2, batch_size=10, generator=torch.Generator().manual_seed(1))  # fmt: skip
-    samples = aec.gibbs_samples(rbm, v[:4], 3, torch.Generator().manual_seed(2))
+    errors = recipes.autoencoders.train_rbm(aec, rbm, v, epochs=2, batch_size=10, generator=torch.Generator().manual_seed(1))  # fmt: skip
+    samples = recipes.autoencoders.gibbs_samples(aec, rbm, v[:4], 3, torch.Generator().manual_seed(2))
     on_cpu = aec.RBM(12, 5, generator=torch.Generator().manual_seed(0))
-    want = aec.train_rbm(on_cpu, v, epochs=2, batch_size=10, generator=torch.Generator().manual_seed(1))  # fmt: skip
+    want = recipes.autoencoders.train_rbm(aec, on_cpu, v, epochs=2, batch_size=10, generator=torch.Generator().manual_seed(1))  # fmt: skip
     assert errors == pytest.approx(want, rel=1e-6) and rbm.W.device.type == "cuda"
     assert torch.allclose(rbm.W.cpu(), on_cpu.W, atol=1e-6)
-    want_samples = aec.gibbs_samples(on_cpu, v[:4], 3, torch.Generator().manual_seed(2))
+    want_samples = recipes.autoencoders.gibbs_samples(aec, on_cpu, v[:4], 3, torch.Generator().manual_seed(2))
     assert torch.allclose(samples.cpu(), want_samples, atol=1e-6)
 
 
