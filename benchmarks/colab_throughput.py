@@ -155,9 +155,9 @@ def _pretext(task: str) -> Callable[[Bench], dict]:
     def run(b: Bench) -> dict:
         pt = b.module("pretext_tasks")
         cifar = b.cifar()
-        cfg = pt.fit_geometry(pt.PretextConfig.from_preset(b.preset), cifar.x_train.shape[-1])
+        cfg = recipes.pretext_tasks.fit_geometry(recipes.pretext_tasks.PretextConfig.from_preset(b.preset), cifar.x_train.shape[-1])
         labels = cifar.y_train if task == "supervised" else None
-        result = pt.pretrain(task, cifar.x_train, cfg, budget_s=b.budget_s, labels=labels,
+        result = recipes.pretext_tasks.pretrain(pt, task, cifar.x_train, cfg, budget_s=b.budget_s, labels=labels,
                              seed=b.seed, device=b.device)  # fmt: skip
         return _history(result.history, cfg.batch_size)
 
@@ -168,13 +168,13 @@ def _pretext(task: str) -> Callable[[Bench], dict]:
 def _generative(method: str) -> Callable[[Bench], dict]:
     def run(b: Bench) -> dict:
         gp = b.module("generative_pretext")
-        cfg = gp.GenerativeConfig.from_preset(b.preset)
+        cfg = recipes.generative_pretext.GenerativeConfig.from_preset(b.preset)
         cifar = b.cifar()
         if method == "deep-cluster":
-            result, _ = gp.deep_cluster(cifar.x_train, cifar.y_train, cfg, budget_s=b.budget_s,
+            result, _ = recipes.generative_pretext.deep_cluster(gp, cifar.x_train, cifar.y_train, cfg, budget_s=b.budget_s,
                                         seed=b.seed, device=b.device)  # fmt: skip
         else:
-            result = gp.pretrain(method, cifar.x_train, cfg, budget_s=b.budget_s, seed=b.seed,
+            result = recipes.generative_pretext.pretrain(gp, method, cifar.x_train, cfg, budget_s=b.budget_s, seed=b.seed,
                                  device=b.device)  # fmt: skip
         return _history(result.history, cfg.batch_size)
 

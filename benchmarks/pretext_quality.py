@@ -34,6 +34,7 @@ from benchmarks.common import load_average, machine_info
 from replearn import data, impl
 from replearn.backbones import SmallCNN
 from replearn.presets import get_preset
+from replearn.recipes import pretext_tasks as recipe
 from replearn.train import pick_device
 
 OUT_DIR = Path("build/bench")
@@ -56,7 +57,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     pt = impl.load("pretext_tasks", "solution")
-    cfg = pt.PretextConfig.from_preset(preset)
+    cfg = recipe.PretextConfig.from_preset(preset)
     cfg = replace(cfg, amp=True if args.amp else cfg.amp, channels_last=args.channels_last)
     if args.widths:
         widths = tuple(int(w) for w in args.widths.split(","))
@@ -76,7 +77,7 @@ def main(argv=None) -> dict:
 
     def probe(name: str, encoder, seconds: float, extra: dict | None = None) -> dict:
         t0 = time.perf_counter()
-        scores = pt.evaluate_encoder(encoder, x_train, y_train, x_test, y_test, blocks, cfg)
+        scores = recipe.evaluate_encoder(encoder, x_train, y_train, x_test, y_test, blocks, cfg)
         rows[name] = {"blocks": scores, "train_s": round(seconds, 1),
                       "eval_s": round(time.perf_counter() - t0, 1), **(extra or {})}  # fmt: skip
         shown = ", ".join(
@@ -87,7 +88,7 @@ def main(argv=None) -> dict:
 
     def run(name: str, task: str, budget: float, **kwargs):
         t0 = time.perf_counter()
-        result = pt.pretrain(task, x_train, cfg, budget_s=budget, labels=y_train, seed=args.seed,
+        result = recipe.pretrain(pt, task, x_train, cfg, budget_s=budget, labels=y_train, seed=args.seed,
                              device=device, **kwargs)  # fmt: skip
         seconds = time.perf_counter() - t0
         h = result.history
@@ -119,27 +120,27 @@ def main(argv=None) -> dict:
     # patches vs whole images: the same last-block probes on the mean feature of a patch grid
     patches = {}
     for name, (result, size, stride) in patch_runs.items():
-        train_f = pt.patch_grid_features(result.encoder, x_train, size, stride)
-        test_f = pt.patch_grid_features(result.encoder, x_test, size, stride)
-        patches[name] = {"patch_grid": pt.probe_features(train_f, y_train, test_f, y_test, cfg),
+        train_f = recipe.patch_grid_features(result.encoder, x_train, size, stride)
+        test_f = recipe.patch_grid_features(result.encoder, x_test, size, stride)
+        patches[name] = {"patch_grid": recipe.probe_features(train_f, y_train, test_f, y_test, cfg),
                          "whole_image": rows[name]["blocks"][max(blocks)], "patch": size}  # fmt: skip
         print(f"{name} patch grid ({size} px): {patches[name]['patch_grid']}", flush=True)
 
     if "pixels" not in args.skip:
         t0 = time.perf_counter()
         px_train, px_test = (data.to_float(x).flatten(1) for x in (x_train, x_test))  # [N, C*H*W]
-        rows["raw pixels"] = {"blocks": {0: pt.probe_features(px_train, y_train, px_test, y_test, cfg)},
+        rows["raw pixels"] = {"blocks": {0: recipe.probe_features(px_train, y_train, px_test, y_test, cfg)},
                               "train_s": 0.0, "eval_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
         print(f"raw pixels: {rows['raw pixels']['blocks'][0]}", flush=True)
 
     nonlinear = {}
     if args.nonlinear or cfg.nonlinear_probe:
-        best = pt.best_block(rows["rotation (4)"]["blocks"])
+        best = recipe.best_block(rows["rotation (4)"]["blocks"])
         for name, encoder in (("rotation (4)", rot.encoder), ("random init", random_encoder)):
             t0 = time.perf_counter()
-            train_f = pt.block_features(encoder, x_train, (best,), pool=False, grid=4)[best]
-            test_f = pt.block_features(encoder, x_test, (best,), pool=False, grid=4)[best]
-            nonlinear[name] = {"block": best, "accuracy": pt.nonlinear_probe(
+            train_f = recipe.block_features(encoder, x_train, (best,), pool=False, grid=4)[best]
+            test_f = recipe.block_features(encoder, x_test, (best,), pool=False, grid=4)[best]
+            nonlinear[name] = {"block": best, "accuracy": recipe.nonlinear_probe(
                 train_f, y_train, test_f, y_test, device=device,
                 epochs=30 if device.type == "cuda" else 8), "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
             print(f"non-linear probe, {name}, block {best}: {nonlinear[name]}", flush=True)

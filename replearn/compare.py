@@ -150,8 +150,9 @@ class Context:
             self.modules[name] = method_module(name)
         return self.modules[name]
 
-    def config(self, module: str, cls: str, **changes):
-        cfg = getattr(self.module(module), cls).from_preset(self.preset)
+    def config(self, cls: type, **changes):
+        """``cls.from_preset`` of this run's preset, with the comparison's SmallCNN widths."""
+        cfg = cls.from_preset(self.preset)
         fields = {f.name for f in dataclasses.fields(cfg)}
         if "widths" in fields and self.preset.name != "smoke":
             changes.setdefault("widths", WIDTHS)
@@ -186,8 +187,8 @@ def _autoencoder(kind: str) -> Callable[[Context, int], Trained]:
 
 def _pretext(task: str) -> Callable[[Context, int], Trained]:
     def run(ctx: Context, seed: int) -> Trained:
-        cfg = ctx.config("pretext_tasks", "PretextConfig")
-        result = ctx.module("pretext_tasks").pretrain(task, ctx.x_train, cfg,
+        cfg = ctx.config(recipes.pretext_tasks.PretextConfig)
+        result = recipes.pretext_tasks.pretrain(ctx.module("pretext_tasks"), task, ctx.x_train, cfg,
                                                       budget_s=ctx.budget_s, seed=seed,
                                                       device=ctx.device)  # fmt: skip
         return _conv(result.encoder, result.history.steps_done)
@@ -198,15 +199,15 @@ def _pretext(task: str) -> Callable[[Context, int], Trained]:
 def _generative(method: str) -> Callable[[Context, int], Trained]:
     def run(ctx: Context, seed: int) -> Trained:
         gen = ctx.module("generative_pretext")
-        cfg = ctx.config("generative_pretext", "GenerativeConfig")
+        cfg = ctx.config(recipes.generative_pretext.GenerativeConfig)
         if method == "deep-cluster":
-            result, _ = gen.deep_cluster(ctx.x_train, ctx.y_train, cfg, budget_s=ctx.budget_s,
+            result, _ = recipes.generative_pretext.deep_cluster(gen, ctx.x_train, ctx.y_train, cfg, budget_s=ctx.budget_s,
                                          seed=seed, device=ctx.device)  # fmt: skip
         else:
-            result = gen.pretrain(method, ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed,
+            result = recipes.generative_pretext.pretrain(gen, method, ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed,
                                   device=ctx.device)  # fmt: skip
-        features = result.features.eval()
-        block = gen.LabFeatures(list(zip(features.encoders, features.channels)), upto=PROBE_BLOCK)
+        features = result.encoder.eval()
+        block = recipes.generative_pretext.LabFeatures(gen, list(zip(features.encoders, features.channels)), upto=PROBE_BLOCK)
         return Trained(features, block, result.history.steps_done)
 
     return run
@@ -214,7 +215,7 @@ def _generative(method: str) -> Callable[[Context, int], Trained]:
 
 def _contrastive(method: str) -> Callable[[Context, int], Trained]:
     def run(ctx: Context, seed: int) -> Trained:
-        cfg = ctx.config("contrastive_learning", "ContrastiveConfig", knn_every=0)
+        cfg = ctx.config(ctx.module("contrastive_learning").ContrastiveConfig, knn_every=0)
         labels = ctx.y_train if method == "supervised" else None
         result = ctx.module("contrastive_learning").pretrain(
             method, ctx.x_train, labels, cfg, budget_s=ctx.budget_s, seed=seed, device=ctx.device
@@ -244,7 +245,7 @@ def _clip(ctx: Context, seed: int) -> Trained:
 
 
 SMALLCNN = "SmallCNN"
-METHODS: tuple[Method, ...] = (
+COMPARED: tuple[Method, ...] = (
     Method("random init", "-", SMALLCNN, False, _random_init),
     Method("supervised", "A4 (baseline)", SMALLCNN, True, _contrastive("supervised")),
     Method("autoencoder", "A2", "conv autoencoder, 256-d code", False, _autoencoder("ae")),
@@ -269,7 +270,7 @@ METHODS: tuple[Method, ...] = (
 
 
 def method_names() -> list[str]:
-    return [m.name for m in METHODS]
+    return [m.name for m in COMPARED]
 
 
 def machine_info(
@@ -406,12 +407,12 @@ def run(
         raise ValueError("steps are given for clock='steps'; drop them or the wall clock")
     preset = get_preset(preset)
     budget = float(budget_s) if budget_s is not None else BUDGET_S.get(preset.name, preset.scaled(30))  # fmt: skip
-    chosen = METHODS
+    chosen = COMPARED
     if methods is not None:
         unknown = sorted(set(methods) - set(method_names()))
         if unknown:
             raise ValueError(f"unknown methods {unknown}; choose from {method_names()}")
-        chosen = tuple(m for m in METHODS if m.name in methods)
+        chosen = tuple(m for m in COMPARED if m.name in methods)
     if not seeds:
         raise ValueError("give at least one seed")
     device = pick_device(device if device is not None else preset.device)

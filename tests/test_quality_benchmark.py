@@ -27,7 +27,7 @@ def test_every_taught_method_is_in_the_protocol(quality):
                    "colorization", "deep clustering", "SimCLR", "MoCo", "BYOL", "SimSiam",
                    "MAE", "CLIP-style (captions from labels)"):  # fmt: skip
         assert needed in names
-    labelled = {m.name for m in quality.METHODS if m.uses_labels}
+    labelled = {m.name for m in quality.COMPARED if m.uses_labels}
     assert labelled == {"supervised", "CLIP-style (captions from labels)"}
 
 
