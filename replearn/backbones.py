@@ -142,9 +142,8 @@ class SmallCNN(ConvBackbone):
 
     At 32x32 the four blocks output ``[N, 32, 16, 16]``, ``[N, 64, 8, 8]``, ``[N, 128, 4, 4]``
     and ``[N, 256, 4, 4]``; ``forward`` gives ``[N, 256]``.
-    The encoder of the ``cpu-quick`` preset: forward + backward ran at about 1,700 images/s on
-    2 uncontended CPU cores at batch 256 in the course team's CPU feasibility study; measure
-    your machine with ``python -m benchmarks.backbone_speed``.
+    The encoder of the ``cpu-quick`` preset: small enough to train at CPU speed (measure your
+    machine with ``python -m benchmarks.backbone_speed``).
 
     Args:
         in_channels: 3 for RGB, 1 for MNIST.

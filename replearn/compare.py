@@ -118,8 +118,8 @@ class Method:
 
 def method_module(name: str):
     """The assignment module whose methods are compared: the reference where the course folder
-    has it (the course team's runs); in a student's hand-out, which has no reference, the
-    student's own module, found as the notebooks' set-up cell finds it."""
+    has it; in a student's hand-out, which has no reference, the student's own module, found as
+    the notebooks' set-up cell finds it."""
     try:
         return impl.load(name, "solution")
     except impl.ImplError:

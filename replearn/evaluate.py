@@ -85,10 +85,8 @@ DEFAULT_WEIGHT_DECAYS: tuple[float, ...] = (
 SEARCH_PATIENCE = 2
 
 # Used when a labelled set is too small to hold out at least one validation example per class
-# (few-label budgets below 10 per class at val_fraction 0.1). Measured on CIFAR-10 (the 5k/1k
-# JPEG subset) with features of a randomly initialised 4-block CNN, mean test accuracy over 5
-# seeds: 0.1 scored within 0.2 points of the best weight decay in {1e-4 ... 1} at 1, 5 and 10
-# labels per class (0.164, 0.244, 0.290), while 1e-4 lost 0.1, 0.9 and 2.4 points.
+# (few-label budgets below 10 per class at val_fraction 0.1): with a handful of labels a strong
+# penalty is the safe choice (benchmarks/README.md, "Measurements behind the settings").
 FEW_LABEL_WEIGHT_DECAY = 1e-1
 
 # The linear probe's L2 strength where the notebooks fix it rather than search it (Assignments
