@@ -5,7 +5,6 @@ invariances, statistics of the sampled parameters) rather than exact pixels, plu
 with torchvision's functional ops when both get the same fixed parameters.
 """
 
-import doctest
 import json
 import math
 
@@ -391,11 +390,6 @@ def test_two_views_differ_and_pipelines_do_what_their_names_say():
     # A different output size.
     assert A.get_pipeline("crop+color", size=24)(x, gen()).shape == (16, 3, 24, 24)
     assert A.simclr_augment(x, gen()).shape == x.shape
-
-
-def test_module_doctests():
-    failures, tried = doctest.testmod(A, verbose=False)
-    assert tried > 0 and failures == 0
 
 
 # ---- devices ----------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def test_smoke_run_reports_every_promised_number_with_chance(bench, tmp_path):
         assert 0 <= aligned[key] <= 1, key
     for row in ("shapes: CLIP (both towers)", "CIFAR-10: supervised (labels of the same 7 classes)"):  # fmt: skip
         run = saved["rows"][row]["runs"][0]
-        assert run["steps"] >= 1 and run["images_per_s"] > 0 and run["train_s"] >= 0, row
+        assert run["steps"] >= 1 and run["images_per_s"] > 0, row
     assert saved["chance"]["shapes_all"] == pytest.approx(1 / 96)
     assert saved["chance"]["cifar_heldout"] == pytest.approx(1 / 3)
     assert saved["heldout_classes"] == ["cat", "horse", "truck"]

@@ -23,15 +23,6 @@ clip = impl.load("clip_zero_shot", "solution")
 open_clip = pytest.importorskip("open_clip")
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from a second thread on a loaded 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -23,16 +23,6 @@ from replearn.presets import PRESETS, get_preset
 cl = impl.load("contrastive_learning", "solution")
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a loaded machine a thread pool that
-    waits for a descheduled worker makes each small op many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -168,5 +168,6 @@ def test_seeds_run_apart_merge_into_one_report_and_a_rerun_is_checked(quality, t
     assert simclr["knn"]["steps"] == (steps, steps)
     # the same steps on the same machine: the rerun repeats the numbers
     assert simclr["knn"]["rerun"] == 0.0 and simclr["linear"]["rerun"] == 0.0
-    assert simclr["linear"]["seed_std"] >= 0
+    linear = [r["linear"] for r in merged["rows"]["SimCLR"]["runs"]]  # the two seeds' scores
+    assert simclr["linear"]["seed_std"] == pytest.approx(abs(linear[0] - linear[1]) / 2**0.5)
     assert "| SimCLR |" in capsys.readouterr().out
