@@ -145,7 +145,7 @@ def extract_features(
     statistics, dropout is off), and puts every submodule back in the mode it was in.
 
     Args:
-        encoder: maps a float batch ``[B, C, H, W]`` to ``[B, D]`` (pool or flatten inside it).
+        encoder: maps a float batch ``[N, C, H, W]`` to ``[N, D]`` (pool or flatten inside it).
         images: ``[N, C, H, W]``, uint8 in [0, 255] or float in [0, 1], on any device.
         batch_size: images per forward pass.
         device: where to run (default: where the encoder's parameters, or buffers, are). The
@@ -162,16 +162,16 @@ def extract_features(
     chunks = []
     try:
         for start in range(0, len(images), batch_size):
-            batch = as_float_images(images[start : start + batch_size].to(device))  # [B, C, H, W]
+            batch = as_float_images(images[start : start + batch_size].to(device))  # [n, C, H, W]
             if transform is not None:
-                batch = transform(batch)  # [B, C, H', W']
-            features = encoder(batch)  # [B, D]
+                batch = transform(batch)  # [n, C, H', W']
+            features = encoder(batch)  # [n, D]
             if not isinstance(features, torch.Tensor) or features.dim() != 2:
                 shape = (
                     tuple(features.shape) if isinstance(features, torch.Tensor) else type(features)
                 )
                 raise ValueError(
-                    f"the encoder returned {shape}; extract_features needs [B, D]: pool or "
+                    f"the encoder returned {shape}; extract_features needs [N, D] (one row per image): pool or "
                     "flatten inside the encoder, e.g. nn.Sequential(encoder, nn.Flatten())"
                 )
             chunks.append(features.float().cpu())
@@ -239,14 +239,14 @@ def knn_predict(
     for start in range(0, len(test_feats), batch_size):
         queries = F.normalize(
             test_feats[start : start + batch_size].to(device).float(), dim=1
-        )  # [B, D]
-        similarity = queries @ bank.T  # [B, N] cosine similarities
-        top_sim, top_index = similarity.topk(k, dim=1)  # [B, k], [B, k], most similar first
+        )  # [n, D]
+        similarity = queries @ bank.T  # [n, N] cosine similarities
+        top_sim, top_index = similarity.topk(k, dim=1)  # [n, k], [n, k], most similar first
         # exp(s_i / tau), shifted by the row's best s: the same argmax, no overflow for tiny tau
-        weights = torch.exp((top_sim - top_sim[:, :1]) / temperature)  # [B, k]
-        votes = torch.zeros(len(queries), num_classes, device=device)  # [B, K]
+        weights = torch.exp((top_sim - top_sim[:, :1]) / temperature)  # [n, k]
+        votes = torch.zeros(len(queries), num_classes, device=device)  # [n, K]
         votes.scatter_add_(1, bank_labels[top_index], weights)  # w_c = sum_i alpha_i 1(c_i = c)
-        predictions.append(votes.argmax(dim=1))  # [B]
+        predictions.append(votes.argmax(dim=1))  # [n]
     return (
         torch.cat(predictions) if predictions else torch.empty(0, dtype=torch.long, device=device)
     )
@@ -412,9 +412,11 @@ def _fit_logistic(
         steps_per_epoch = math.ceil(len(features) / batch_size)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
         for _ in range(epochs):
-            order = draw(torch.randperm, len(features), generator=generator, device=features.device)  # [N]  # fmt: skip
+            order = draw(
+                torch.randperm, len(features), generator=generator, device=features.device
+            )  # [N]
             for start in range(0, len(features), batch_size):
-                rows = order[start : start + batch_size]  # [B]
+                rows = order[start : start + batch_size]  # [n]
                 optimizer.zero_grad()
                 objective(features[rows], labels[rows]).backward()
                 optimizer.step()
@@ -709,15 +711,15 @@ def finetune(
     def step_fn(
         model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        images, labels = batch  # [B, C, H, W], [B]
+        images, labels = batch  # [N, C, H, W], [N]
         for layer in eval_layers:  # train() put them back in training mode
             layer.eval()
-        x = as_float_images(images)  # [B, C, H, W]
+        x = as_float_images(images)  # [N, C, H, W]
         if augment is not None:
-            x = augment(x)  # [B, C, H, W]
+            x = augment(x)  # [N, C, H, W]
         if transform is not None:
-            x = transform(x)  # [B, C, H', W']
-        logits = model(x)  # [B, K]
+            x = transform(x)  # [N, C, H', W']
+        logits = model(x)  # [N, K]
         loss = F.cross_entropy(logits, labels)
         return {"loss": loss, "accuracy": (logits.argmax(dim=1) == labels).float().mean()}
 
@@ -820,9 +822,14 @@ def few_label_curve(
             feats, labels = train_feats[index], train_labels[index]  # [n*K, D], [n*K]
             if method == "knn":
                 accuracy = knn_accuracy(
-                    feats, labels, test_feats, test_labels, k=k, temperature=temperature,
+                    feats,
+                    labels,
+                    test_feats,
+                    test_labels,
+                    k=k,
+                    temperature=temperature,
                     num_classes=num_classes,
-                )  # fmt: skip
+                )
             else:
                 options = {"seed": seed, "num_classes": num_classes, **(probe_kwargs or {})}
                 accuracy = linear_probe(

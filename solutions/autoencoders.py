@@ -23,11 +23,10 @@ Every model is then judged the same way (the lecture's stage 2): a linear probe 
 classifier on its codes (``replearn.evaluate``), beside raw pixels and a randomly initialised
 encoder of the same architecture.
 
-Shapes: ``N`` images, ``C, H, W`` channels and size, ``D`` code width (the lecture's hidden
-size H, called ``D`` here so that it does not clash with the image height); ``D_v``, ``D_h`` the
-RBM's visible and hidden units. Your parts: replace every ``raise NotImplementedError``;
-everything else is given. The experiments around them (settings per preset, training loops,
-probes) are ``replearn.recipes.autoencoders``.
+Shapes use the package legend (``docs/internals.md``): ``D`` is the code width (the lecture's
+hidden size H); local letters: ``D_v``, ``D_h`` the RBM's visible and hidden units. Your parts:
+replace every ``raise NotImplementedError``; everything else is given. The experiments around
+them (settings per preset, training loops, probes) are ``replearn.recipes.autoencoders``.
 """
 
 from __future__ import annotations

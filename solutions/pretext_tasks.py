@@ -24,10 +24,9 @@ Each part ends with the given glue its task needs (the batch loss of context pre
 of the jigsaw, the Exemplar CNN's augmentation). The experiments around them (settings per
 preset, the training driver, the block-wise probes) are ``replearn.recipes.pretext_tasks``.
 
-Shapes: ``N`` images, ``C, H, W`` channels and size, ``D`` feature width, ``K`` classes
-(rotations, positions, permutations or seeds: said where), ``T`` tiles per puzzle, ``P``
-permutations in the set, ``p`` patch side (the package legend, ``docs/internals.md``). Your
-parts: replace every ``raise NotImplementedError``; everything else is given.
+Shapes use the package legend (``docs/internals.md``; ``K`` classes are rotations, positions,
+permutations or seeds, said where); local letters: ``T`` tiles per puzzle, ``P`` permutations in
+the set. Your parts: replace every ``raise NotImplementedError``; everything else is given.
 """
 
 from __future__ import annotations
@@ -623,7 +622,7 @@ def exemplar_dataset(
 
     Args:
         images: ``[M, C, H, W]`` float in [0, 1], the unlabelled pool.
-        transform: batched augmentation ``(x [B, C, H, W], generator) -> [B, C, H, W]``, e.g.
+        transform: batched augmentation ``(x [N, C, H, W], generator) -> [N, C, H, W]``, e.g.
             :func:`exemplar_augment`.
 
     Returns:

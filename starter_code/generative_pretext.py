@@ -32,9 +32,9 @@ The networks are given: ``replearn.backbones.PixelPredictor`` (an encoder-decode
 :class:`SplitBrainNet`, :func:`sobel`. The experiments around the parts (settings per preset,
 the training drivers, the probes) are ``replearn.recipes.generative_pretext``.
 
-Shapes: ``N`` images, ``C, H, W`` channels and size, ``D`` feature width, ``Q`` ab colour bins,
-``K`` clusters, ``P`` pixels (the package legend, ``docs/internals.md``). Your parts: replace
-every ``raise NotImplementedError``; everything else is given.
+Shapes use the package legend (``docs/internals.md``; ``K`` is clusters); local letters: ``Q``
+ab colour bins, ``P`` pixels. Your parts: replace every ``raise NotImplementedError``;
+everything else is given.
 """
 
 from __future__ import annotations

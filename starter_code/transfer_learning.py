@@ -19,10 +19,9 @@ Recognition", ICML 2014: "features extracted from the activation of a deep convo
 trained in a fully supervised fashion on a large, fixed set of object recognition tasks can be
 re-purposed to novel generic tasks."
 
-Shapes: ``N`` images, ``C, H, W`` channels and size, ``D`` feature width, ``K`` classes (the
-package legend, ``docs/internals.md``). Your parts: replace every ``raise NotImplementedError``;
-everything else is given. The experiments around them (settings per preset, the decision table)
-are ``replearn.recipes.transfer_learning``.
+Shapes use the package legend (``docs/internals.md``). Your parts: replace every
+``raise NotImplementedError``; everything else is given. The experiments around them (settings
+per preset, the decision table) are ``replearn.recipes.transfer_learning``.
 """
 
 from __future__ import annotations

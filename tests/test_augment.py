@@ -418,9 +418,21 @@ def test_benchmark_script_writes_valid_json(tmp_path, monkeypatch, repo_root):
 
     out = tmp_path / "augment.json"
     main(
-        ["--seconds", "0.2", "--rounds", "1", "--batch", "32", "--device", "cpu",
-         "--contenders", "batched,torchvision-0w", "--out", str(out)]
-    )  # fmt: skip
+        [
+            "--seconds",
+            "0.2",
+            "--rounds",
+            "1",
+            "--batch",
+            "32",
+            "--device",
+            "cpu",
+            "--contenders",
+            "batched,torchvision-0w",
+            "--out",
+            str(out),
+        ]
+    )
     report = json.loads(out.read_text())
     names = {row["name"] for row in report["results"]}
     assert {"batched-cpu", "torchvision-v2-0w"} <= names

@@ -19,10 +19,14 @@ def test_reconstruction_loss_is_summed_squared_error_averaged_over_the_batch():
         ae.reconstruction_loss(x, x_hat), F.mse_loss(x_hat, x, reduction="sum") / 5
     )
     # doubling the batch with copies leaves it unchanged; doubling the pixels doubles it
-    torch.testing.assert_close(ae.reconstruction_loss(torch.cat([x, x]), torch.cat([x_hat, x_hat])),
-                               ae.reconstruction_loss(x, x_hat))  # fmt: skip
-    torch.testing.assert_close(ae.reconstruction_loss(torch.cat([x, x], 1), torch.cat([x_hat, x_hat], 1)),
-                               2 * ae.reconstruction_loss(x, x_hat))  # fmt: skip
+    torch.testing.assert_close(
+        ae.reconstruction_loss(torch.cat([x, x]), torch.cat([x_hat, x_hat])),
+        ae.reconstruction_loss(x, x_hat),
+    )
+    torch.testing.assert_close(
+        ae.reconstruction_loss(torch.cat([x, x], 1), torch.cat([x_hat, x_hat], 1)),
+        2 * ae.reconstruction_loss(x, x_hat),
+    )
     with pytest.raises(ValueError, match="same shape"):
         ae.reconstruction_loss(x, x_hat[:, :1])
 
@@ -92,8 +96,9 @@ def test_pretrain_layer_changes_only_that_layer_and_lowers_its_loss():
     stack = ae.StackedAutoencoder((16, 8, 4))
     x = torch.rand(64, 16)
     before = {k: v.clone() for k, v in stack.state_dict().items()}
-    losses = ae.pretrain_layer(stack, 1, x, epochs=20, batch_size=16, lr=1e-2,
-                               generator=torch.Generator().manual_seed(0))  # fmt: skip
+    losses = ae.pretrain_layer(
+        stack, 1, x, epochs=20, batch_size=16, lr=1e-2, generator=torch.Generator().manual_seed(0)
+    )
     changed = {k for k, v in stack.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {
         "encoders.1.weight",
@@ -153,8 +158,14 @@ def test_expected_cd1_update_points_along_the_exact_likelihood_gradient():
     gen = torch.Generator().manual_seed(0)
     reps = 4000
     v0 = data.repeat(reps, 1)  # [reps * N, 3]
-    dW, _, _ = ae.cd1_update(v0, W, b, c, torch.rand(len(v0), 2, generator=gen, dtype=torch.float64),
-                             torch.rand(len(v0), 3, generator=gen, dtype=torch.float64))  # fmt: skip
+    dW, _, _ = ae.cd1_update(
+        v0,
+        W,
+        b,
+        c,
+        torch.rand(len(v0), 2, generator=gen, dtype=torch.float64),
+        torch.rand(len(v0), 3, generator=gen, dtype=torch.float64),
+    )
     cosine = F.cosine_similarity(dW.flatten(), exact.flatten(), dim=0)
     assert cosine > 0.5, f"CD-1 and the exact gradient disagree (cosine {float(cosine):.2f})"
 

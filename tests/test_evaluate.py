@@ -216,9 +216,13 @@ def test_linear_probe_is_deterministic_and_adam_agrees():
 def _encoder() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-    )  # fmt: skip
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
 
 
 def test_extract_features_restores_modes_and_tracks_no_gradient():
@@ -312,9 +316,16 @@ def test_finetune_learns_and_leaves_the_original_encoder_alone():
     encoder = _quadrant_encoder()
     original = {k: v.clone() for k, v in encoder.state_dict().items()}
     result = finetune(
-        encoder, nn.Linear(32, 4), train_images, train_labels, test_images, test_labels,
-        epochs=6, lr=3e-2, batch_size=32,
-    )  # fmt: skip
+        encoder,
+        nn.Linear(32, 4),
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        epochs=6,
+        lr=3e-2,
+        batch_size=32,
+    )
     assert result.test_accuracy > 0.9  # chance is 0.25
     assert result.history.steps_done == 6 * 8 and result.history.stopped_by == "epochs"
     assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in original.items())

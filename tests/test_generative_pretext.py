@@ -28,8 +28,14 @@ def test_rgb_to_lab_matches_scikit_image_to_1e4():
 
 def test_lab_to_rgb_matches_scikit_image_and_inverts():
     g = torch.Generator().manual_seed(1)
-    lab = torch.stack([torch.rand(2, 5, 5, generator=g) * 100, torch.rand(2, 5, 5, generator=g) * 200 - 100,
-                       torch.rand(2, 5, 5, generator=g) * 200 - 100], 1).double()  # fmt: skip
+    lab = torch.stack(
+        [
+            torch.rand(2, 5, 5, generator=g) * 100,
+            torch.rand(2, 5, 5, generator=g) * 200 - 100,
+            torch.rand(2, 5, 5, generator=g) * 200 - 100,
+        ],
+        1,
+    ).double()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         want = torch.from_numpy(lab2rgb(lab.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)

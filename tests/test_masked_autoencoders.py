@@ -30,8 +30,17 @@ def gen(seed: int = 0) -> torch.Generator:
 
 def tiny_config(**changes) -> "mae.MAEConfig":
     cfg = mae.MAEConfig.from_preset(get_preset("smoke"))
-    sizes = dict(patch_size=4, dim=16, depth=1, heads=2, decoder_dim=16, decoder_depth=1,
-                 decoder_heads=2, batch_size=16, finetune_batch_size=16)  # fmt: skip
+    sizes = dict(
+        patch_size=4,
+        dim=16,
+        depth=1,
+        heads=2,
+        decoder_dim=16,
+        decoder_depth=1,
+        decoder_heads=2,
+        batch_size=16,
+        finetune_batch_size=16,
+    )
     return dataclasses.replace(cfg, **{**sizes, **changes})
 
 
@@ -40,7 +49,11 @@ def smooth_images(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
     g = gen(seed)
     ramp = torch.linspace(0, 1, size)
     start, slope_y, slope_x = (torch.rand(n, 3, 1, 1, generator=g) for _ in range(3))
-    x = start * 0.5 + 0.25 * slope_y * ramp.view(1, 1, -1, 1) + 0.25 * slope_x * ramp.view(1, 1, 1, -1)  # fmt: skip
+    x = (
+        start * 0.5
+        + 0.25 * slope_y * ramp.view(1, 1, -1, 1)
+        + 0.25 * slope_x * ramp.view(1, 1, 1, -1)
+    )
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)  # [n, 3, size, size]
 
 
@@ -187,8 +200,18 @@ def test_sincos_closed_forms_and_the_library_table():
     table = mae.sincos_pos_embed_2d(8, 3, cls_token=True)  # [1 + 9, 8]
     assert torch.equal(table[0], torch.zeros(8))
     # patch (row 1, column 2) = number 5: column half [sin 2, sin 0.02, cos 2, cos 0.02], then row
-    want = torch.tensor([math.sin(2), math.sin(0.02), math.cos(2), math.cos(0.02),
-                         math.sin(1), math.sin(0.01), math.cos(1), math.cos(0.01)])  # fmt: skip
+    want = torch.tensor(
+        [
+            math.sin(2),
+            math.sin(0.02),
+            math.cos(2),
+            math.cos(0.02),
+            math.sin(1),
+            math.sin(0.01),
+            math.cos(1),
+            math.cos(0.01),
+        ]
+    )
     torch.testing.assert_close(table[1 + 5], want)
     # replearn.backbones' ViT table puts the row half first: the same numbers, halves swapped
     library = library_sincos(16, 4)
@@ -208,7 +231,9 @@ def test_sincos_rejects_bad_input():
 
 def tiny_encoder(seed: int = 0, **sizes) -> "mae.MAEEncoder":
     torch.manual_seed(seed)
-    return mae.MAEEncoder(**{**dict(image_size=16, patch_size=4, dim=16, depth=2, heads=2), **sizes})  # fmt: skip
+    return mae.MAEEncoder(
+        **{**dict(image_size=16, patch_size=4, dim=16, depth=2, heads=2), **sizes}
+    )
 
 
 def test_encoder_shapes_buffers_and_the_same_mask_as_random_masking():
@@ -267,7 +292,9 @@ def test_decoder_restores_the_order_of_tokens():
                 want = head(decoder.embed(latent[i, 1 + j]), position)
                 torch.testing.assert_close(pred[i, position], want)
             for position in torch.nonzero(mask[i]).flatten().tolist():
-                torch.testing.assert_close(pred[i, position], head(decoder.mask_token[0, 0], position))  # fmt: skip
+                torch.testing.assert_close(
+                    pred[i, position], head(decoder.mask_token[0, 0], position)
+                )
 
 
 def test_decoder_drops_the_class_token_and_rejects_bad_input():
@@ -434,13 +461,18 @@ def test_finetune_groups_follow_mae_layer_wise_decay():
     cfg = tiny_config()
     encoder = mae.build_encoder(cfg, image_size=16)
     model = torch.nn.Sequential(mae.PooledFeatures(encoder), torch.nn.Linear(cfg.dim, 4))
-    groups = mae._finetune_groups(model, lr=1.0, weight_decay=0.05, layer_decay=0.5,
-                                  head_scale=10.0)  # fmt: skip
+    groups = mae._finetune_groups(
+        model, lr=1.0, weight_decay=0.05, layer_decay=0.5, head_scale=10.0
+    )
     lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
     assert len(lr_of) == sum(1 for _ in model.parameters()), "every parameter in one group"
     depth = len(encoder.blocks)
-    assert lr_of[id(encoder.cls_token)] == lr_of[id(encoder.patch_embed.proj.weight)] == 0.5 ** (depth + 1)  # fmt: skip
+    assert (
+        lr_of[id(encoder.cls_token)]
+        == lr_of[id(encoder.patch_embed.proj.weight)]
+        == 0.5 ** (depth + 1)
+    )
     for i, block in enumerate(encoder.blocks):
         assert all(lr_of[id(p)] == 0.5 ** (depth - i) for p in block.parameters())
     assert all(lr_of[id(p)] == 1.0 for p in encoder.norm.parameters())

@@ -233,9 +233,19 @@ def test_pretrain_passes_the_cpu_fast_path_to_train():
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=gen)
-    cfg = recipe.PretextConfig(rotation_s=5, ablation_s=1, context_s=1, jigsaw_s=1, exemplar_s=1,
-                           supervised_s=1, max_epochs=1, batch_size=8, widths=(4, 8, 8, 8),
-                           amp=True, channels_last=True)  # fmt: skip
+    cfg = recipe.PretextConfig(
+        rotation_s=5,
+        ablation_s=1,
+        context_s=1,
+        jigsaw_s=1,
+        exemplar_s=1,
+        supervised_s=1,
+        max_epochs=1,
+        batch_size=8,
+        widths=(4, 8, 8, 8),
+        amp=True,
+        channels_last=True,
+    )
     with warnings.catch_warnings(), step_budget(2):
         warnings.simplefilter("ignore")  # "amp has no effect" on a CPU without bf16
         result = recipe.pretrain(pt, "rotation", x, cfg, budget_s=30)

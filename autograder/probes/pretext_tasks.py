@@ -202,7 +202,7 @@ def jigsaw_forward(module, seed: int, tiles: torch.Tensor, num_permutations: int
 
 def _noise_transform(x: torch.Tensor, generator) -> torch.Tensor:
     """A trusted random transform: brightness shift and noise, drawn from ``generator``."""
-    shift = 0.2 * torch.rand(len(x), 1, 1, 1, generator=generator) - 0.1  # [B, 1, 1, 1]
+    shift = 0.2 * torch.rand(len(x), 1, 1, 1, generator=generator) - 0.1  # [N, 1, 1, 1]
     return (x + shift + 0.05 * torch.randn(x.shape, generator=generator)).clamp(0.0, 1.0)
 
 

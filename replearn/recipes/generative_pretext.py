@@ -237,7 +237,7 @@ def pretrain(
     generator = torch.Generator().manual_seed(seed)
     device = torch.device(device)
     extra: dict[str, Any] = {}
-    floats = lambda b: flip(to_float(b), generator).to(device)  # [B, 3, H, W]
+    floats = lambda b: flip(to_float(b), generator).to(device)  # [N, 3, H, W]
 
     if method.startswith("inpainting"):
         encoder = SmallCNN(in_channels=3, widths=cfg.widths)
@@ -250,15 +250,15 @@ def pretrain(
         extra["discriminator"] = disc
 
         def step(m: nn.Module, batch: torch.Tensor) -> dict:
-            x = floats(batch)  # [B, 3, H, W]
+            x = floats(batch)  # [N, 3, H, W]
             mask = gp.region_mask(len(x), x.shape[-1], cfg.hole, cfg.mask_mode, generator).to(
                 device
             )
-            pred = torch.sigmoid(m(gp.apply_mask(x, mask, fill)))  # [B, 3, H, W]
+            pred = torch.sigmoid(m(gp.apply_mask(x, mask, fill)))  # [N, 3, H, W]
             rec = gp.masked_l2_loss(pred, x, mask)
             if disc is None:
                 return {"loss": rec}
-            completed = torch.where(mask, pred, x)  # [B, 3, H, W] context + prediction
+            completed = torch.where(mask, pred, x)  # [N, 3, H, W] context + prediction
             d_loss = gp.adversarial_losses(disc, x, completed)["d_loss"]  # update D first
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward(inputs=list(disc.parameters()))
@@ -285,14 +285,14 @@ def pretrain(
         features = LabFeatures(gp, [(encoder, "L")])
 
         def step(m: nn.Module, batch: torch.Tensor) -> dict:
-            lab = gp.rgb_to_lab(floats(batch))  # [B, 3, H, W]
-            out = m(lab[:, :1] / 100.0)  # [B, Q or 2, H/4, W/4]
-            small_ab = F.avg_pool2d(lab[:, 1:], m.stride)  # [B, 2, H/4, W/4]
+            lab = gp.rgb_to_lab(floats(batch))  # [N, 3, H, W]
+            out = m(lab[:, :1] / 100.0)  # [N, Q or 2, H/4, W/4]
+            small_ab = F.avg_pool2d(lab[:, 1:], m.stride)  # [N, 2, H/4, W/4]
             if classify:
                 return {
                     "loss": gp.colorization_loss(out, gp.soft_encode_ab(small_ab, centres), weights)
                 }
-            standardised = (small_ab - ab_mean) / ab_std  # [B, 2, H/4, W/4]; the mean colour: 0
+            standardised = (small_ab - ab_mean) / ab_std  # [N, 2, H/4, W/4]; the mean colour: 0
             return {"loss": (out - standardised).pow(2).mean()}  # the mean colour costs 1
 
     else:  # split-brain
@@ -443,7 +443,7 @@ def deep_cluster(
             rows = torch.multinomial(
                 weights, min(cfg.batch_size, len(images)), replacement=True, generator=generator
             )
-            x = flip(to_float(images[rows]), generator).to(device)  # [B, 3, H, W]
+            x = flip(to_float(images[rows]), generator).to(device)  # [N, 3, H, W]
             loss = F.cross_entropy(model(x), assign[rows].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

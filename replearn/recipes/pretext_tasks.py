@@ -278,13 +278,13 @@ def block_features(
         x = images[start : start + batch_size].to(device)
         x = as_float_images(x)  # [N_b, C, H, W]
         for index, block in enumerate(encoder.blocks, start=1):
-            x = block(x)  # [B, D_b, H_b, W_b]
+            x = block(x)  # [n, D_b, H_b, W_b]
             if index in out:
                 if pool:
-                    out[index].append(x.mean(dim=(2, 3)).float().cpu())  # [B, D_b]
+                    out[index].append(x.mean(dim=(2, 3)).float().cpu())  # [n, D_b]
                 else:
-                    kept = F.adaptive_avg_pool2d(x, grid or x.shape[2])  # [B, D_b, g, g]
-                    out[index].append(kept.flatten(1).half().cpu())  # [B, D_b*g*g]
+                    kept = F.adaptive_avg_pool2d(x, grid or x.shape[2])  # [n, D_b, g, g]
+                    out[index].append(kept.flatten(1).half().cpu())  # [n, D_b*g*g]
             if index >= max(blocks):
                 break
     encoder.train(was_training)
@@ -315,9 +315,9 @@ def patch_grid_features(
         x = as_float_images(x)  # [N_b, C, H, W]
         patches = torch.stack(
             [x[:, :, top : top + patch, left : left + patch] for top, left in corners], 1
-        )  # [B, 9, C, p, p]
-        feats = encoder(patches.flatten(0, 1)).view(len(x), 9, -1)  # [B, 9, D]
-        chunks.append(feats.mean(dim=1).cpu())  # [B, D]
+        )  # [n, 9, C, p, p]
+        feats = encoder(patches.flatten(0, 1)).view(len(x), 9, -1)  # [n, 9, D]
+        chunks.append(feats.mean(dim=1).cpu())  # [n, D]
     encoder.train(was_training)
     return torch.cat(chunks)  # [N, D]
 
