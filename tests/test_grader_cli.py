@@ -127,7 +127,7 @@ def test_zip_submission_and_check_command(tmp_path):
 def test_gradescope_zip_runs_in_a_stand_in_tree(tmp_path):
     out = tmp_path / "autograder.zip"
     proc = subprocess.run(
-        [sys.executable, "-m", "autograder", "gradescope", "--out", str(out)],
+        [sys.executable, "-m", "instructor.gradescope", "--out", str(out)],
         cwd=REPO,
         env=ENV,
         capture_output=True,
@@ -201,8 +201,8 @@ def test_reference_ten_times_identical(tmp_path):
 
 
 def test_grade_picks_the_assignments_a_submission_holds(tmp_path):
-    from autograder import assignments
     from autograder.cli import submitted_assignments
+    from replearn.contract import assignments
 
     everything = assignments.resolve("all")
     one = everything[0]
