@@ -104,14 +104,19 @@ def grade(
     return data
 
 
+# Folders of the repository a worker never needs (the course library beside them stays visible).
+HIDDEN_REPO_FOLDERS = ("tests", ".git", "build", "assignments", "benchmarks", "data", "instructor")
+
+
 def _hide_list(results_path: Path, *dirs: Path) -> list[str]:
-    """Folders a worker must not see: the grader, the tests, the reference, staging, results."""
+    """Folders a worker must not see: the grader, the tests, the reference, the instructor
+    tooling, staging, results."""
     keep = [Path(p).resolve() for p in sys.path if p and Path(p).is_dir()]
     keep.append(REPO_ROOT / "replearn")
     repo = REPO_ROOT
     candidates = [
         GRADER_DIR,
-        *(repo / name for name in ("tests", ".git", "build", "assignments", "benchmarks", "data")),
+        *(repo / name for name in HIDDEN_REPO_FOLDERS),
         *dirs,
         results_path.parent,
         *_sibling_folders(repo),

@@ -156,6 +156,14 @@ def test_gradescope_zip_runs_in_a_stand_in_tree(tmp_path):
     assert results["score"] == FULL_MARKS
 
 
+def test_workers_see_neither_the_grader_nor_the_instructor_tooling(tmp_path):
+    from autograder import GRADER_DIR, REPO_ROOT, runner
+
+    hidden = runner._hide_list(tmp_path / "results.json")
+    assert str(GRADER_DIR) in hidden and str((REPO_ROOT / "instructor").resolve()) in hidden
+    assert str((REPO_ROOT / "replearn").resolve()) not in hidden  # student modules import it
+
+
 def test_killed_grader_leaves_valid_results(tmp_path):
     """SIGKILL the grader part-way: results.json is still valid JSON with every test at 0."""
     import signal
