@@ -34,8 +34,6 @@ import nbformat
 
 from instructor.release import (
     HELPER_MODULES,
-    HIDDEN_BEGIN,
-    SOLUTION_BEGIN,
     ReleaseError,
     find_regions,
     make_starter,
@@ -43,6 +41,7 @@ from instructor.release import (
     stub_message,
 )
 from replearn import __version__
+from replearn.contract.markers import HIDDEN_BEGIN, SOLUTION_BEGIN
 from replearn.contract.notebooks import RUN_MIMETYPE
 
 REPO = Path(__file__).resolve().parents[2]
