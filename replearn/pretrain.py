@@ -648,8 +648,13 @@ class _EngineHook(Hook):
     seeded from ``(seed, rank, step)``, so a resumed run draws the views the interrupted one
     would have drawn), and rank 0's log lines."""
 
-    def __init__(self, make_context: Callable[[int], StepContext], world: World,
-                 settings: PretrainSettings, checkpoint: Path | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        make_context: Callable[[int], StepContext],
+        world: World,
+        settings: PretrainSettings,
+        checkpoint: str | None,
+    ) -> None:
         self.make_context, self.world, self.settings = make_context, world, settings
         self.checkpoint = checkpoint
         self.context: StepContext | None = None
@@ -659,17 +664,16 @@ class _EngineHook(Hook):
 
     def on_start(self, model: nn.Module, history: History) -> None:
         if history.steps_done:
-            _say(self.world, self.settings, f"resuming {self.checkpoint} at step "
-                 f"{history.steps_done} ({history.epochs_done:.2f} epochs)")  # fmt: skip
+            where = f"{history.steps_done} ({history.epochs_done:.2f} epochs)"
+            _say(self.world, self.settings, f"resuming {self.checkpoint} at step {where}")
 
     def on_log(self, records: list[dict[str, Any]], history: History) -> None:
         last = records[-1]
         names = [k for k in last if k not in ("step", "epoch", "lr", "time_s")]
         rate = history.images_seen / max(last["time_s"], 1e-9)
-        _say(self.world, self.settings,
-             f"step {last['step'] + 1} epoch {last['epoch']} "
-             + " ".join(f"{name} {last[name]:.4g}" for name in names)
-             + f" lr {last['lr']:.3g} {last['time_s']:.0f}s {rate:.0f} img/s")  # fmt: skip
+        metrics = " ".join(f"{name} {last[name]:.4g}" for name in names)
+        line = f"step {last['step'] + 1} epoch {last['epoch']} {metrics} lr {last['lr']:.3g}"
+        _say(self.world, self.settings, f"{line} {last['time_s']:.0f}s {rate:.0f} img/s")
 
 
 def run_pretraining(
@@ -799,7 +803,7 @@ def run_pretraining(
         generator = step_generator(settings.seed, world.rank, step)
         return StepContext(module, model, forward, cfg, augment, generator, world, step)
 
-    engine = _EngineHook(context, world, settings, Path(checkpoint) if checkpoint else None)
+    engine = _EngineHook(context, world, settings, checkpoint)
 
     def step_fn(_: nn.Module, batch: Any) -> Mapping[str, Any]:
         output = method.step(engine.context, batch)
@@ -816,9 +820,17 @@ def run_pretraining(
         "seed": settings.seed,
     }
     forward.train()
-    history = train(step_fn, model, optimizer, loader, config, scheduler=scheduler,
-                    hooks=[engine, distributed.batchnorm_hook()],
-                    replicas=distributed.replicas(world, clock), run=identity)  # fmt: skip
+    history = train(
+        step_fn,
+        model,
+        optimizer,
+        loader,
+        config,
+        scheduler=scheduler,
+        hooks=[engine, distributed.batchnorm_hook()],
+        replicas=distributed.replicas(world, clock),
+        run=identity,
+    )
     digest = distributed.check_replicas(model, f"{method.name} model")
     _say(
         world,
@@ -831,10 +843,10 @@ def run_pretraining(
 
     # ---- rank 0: evaluate and save --------------------------------------------------------
     model.eval()
+    checkpoint_path = Path(checkpoint) if checkpoint else None
     outcome = PretrainOutcome(
-        method.name, model, model.encoder, history, world, cfg,
-        Path(checkpoint) if checkpoint else None, digest,
-    )  # fmt: skip
+        method.name, model, model.encoder, history, world, cfg, checkpoint_path, digest
+    )
     if world.is_main:
         if settings.evaluate and method.evaluate is not None:
             outcome.metrics = {k: float(v) for k, v in method.evaluate(module, model.encoder, data, cfg).items()}  # fmt: skip

@@ -255,10 +255,9 @@ def make_repo(root: Path) -> Path:
     shutil.copytree(REPO / "handout", root / "handout")  # the student README and the installer
     (root / "replearn").mkdir()  # the real files: the contract's markers must not leak
     shutil.copyfile(REPO / "replearn" / "__init__.py", root / "replearn" / "__init__.py")
-    shutil.copytree(REPO / "replearn" / "contract", root / "replearn" / "contract",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    shutil.copytree(REPO / "instructor", root / "instructor",  # tooling that must not ship
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    no_cache = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO / "replearn/contract", root / "replearn/contract", ignore=no_cache)
+    shutil.copytree(REPO / "instructor", root / "instructor", ignore=no_cache)  # must not ship
     grader = root / "autograder"
     files = {
         "__init__.py": "",
