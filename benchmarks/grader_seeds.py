@@ -90,8 +90,8 @@ def merge(row: dict | None, part: dict) -> dict:
 
 def hidden_tests(assignment: str, pattern: str | None) -> list[tuple[str, str]]:
     """``(module, test name)`` of every hidden test of ``assignment`` (or all) matching."""
-    from autograder import assignments
     from instructor import grader_harness
+    from replearn.contract import assignments
 
     found = []
     for target in assignments.resolve(assignment):
@@ -174,7 +174,7 @@ def audit(args) -> dict:
 
 def graded(args) -> dict:
     """The reference graded ``--graded`` times through the real grader, seed by seed."""
-    from replearn.demo import REPO, grade
+    from instructor.demo import REPO, grade
 
     folder = args.out.parent / (args.out.stem + "_results")
     folder.mkdir(parents=True, exist_ok=True)

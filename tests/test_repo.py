@@ -53,7 +53,7 @@ def test_notebook_imports_its_logic_and_starts_with_setup(path):
 
 
 def test_starter_code_matches_the_generator():
-    done = run(sys.executable, "-m", "replearn.release", "starter", "--check")
+    done = run(sys.executable, "-m", "instructor.release", "starter", "--check")
     assert done.returncode == 0, (
         "starter_code/ drifted from solutions/; run `make starter`\n"
         + done.stdout[-3000:]
