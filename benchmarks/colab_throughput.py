@@ -231,11 +231,20 @@ def _generative(method: str) -> Callable[[Bench], dict]:
 def _contrastive(method: str) -> Callable[[Bench], dict]:
     def run(b: Bench) -> dict:
         cl = b.module("contrastive_learning")
-        cfg = dataclasses.replace(cl.ContrastiveConfig.from_preset(b.preset), knn_every=0)
+        cfg = dataclasses.replace(
+            recipes.contrastive_learning.ContrastiveConfig.from_preset(b.preset), knn_every=0
+        )
         cifar = b.cifar()
         labels = cifar.y_train if method == "supervised" else None
-        result = cl.pretrain(
-            method, cifar.x_train, labels, cfg, budget_s=b.budget_s, seed=b.seed, device=b.device
+        result = recipes.contrastive_learning.pretrain(
+            cl,
+            method,
+            cifar.x_train,
+            labels,
+            cfg,
+            budget_s=b.budget_s,
+            seed=b.seed,
+            device=b.device,
         )
         return _history(result.history, cfg.batch_size)
 
@@ -246,8 +255,10 @@ def _contrastive(method: str) -> Callable[[Bench], dict]:
 def _mae(b: Bench) -> dict:
     """05: MAE pretraining (``pretrain``, mask 0.75)."""
     mae = b.module("masked_autoencoders")
-    cfg = mae.MAEConfig.from_preset(b.preset)
-    result = mae.pretrain(b.cifar().x_train, cfg, budget_s=b.budget_s, seed=b.seed, device=b.device)
+    cfg = recipes.masked_autoencoders.MAEConfig.from_preset(b.preset)
+    result = recipes.masked_autoencoders.pretrain(
+        mae, b.cifar().x_train, cfg, budget_s=b.budget_s, seed=b.seed, device=b.device
+    )
     return _history(result.history, cfg.batch_size)
 
 

@@ -43,8 +43,9 @@ import torch
 from benchmarks.common import load_average, machine_info
 from replearn import augment, data, impl
 from replearn.backbones import SmallCNN
-from replearn.evaluate import extract_features, few_label_curve, knn_accuracy
+from replearn.evaluate import PROBE_WEIGHT_DECAY, extract_features, few_label_curve, knn_accuracy
 from replearn.presets import get_preset
+from replearn.recipes import contrastive_learning as recipe
 from replearn.train import pick_device
 
 OUT_DIR = Path("build/bench")
@@ -111,7 +112,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     cl = impl.load("contrastive_learning", "solution")
-    cfg = cl.ContrastiveConfig.from_preset(preset)
+    cfg = recipe.ContrastiveConfig.from_preset(preset)
     if args.amp or args.channels_last:
         cfg = replace(cfg, amp=True if args.amp else cfg.amp, channels_last=args.channels_last)
     if args.knn_every is not None:  # the monitor's evaluations count in the wall-clock budget
@@ -132,13 +133,13 @@ def main(argv=None) -> dict:
     monitor = (x_train, y_train, x_test, y_test)
     smallest_class = int(torch.bincount(y_train).min())
     per_class = [n for n in FEW_LABELS if n <= smallest_class]
-    probe_kwargs = {"weight_decay": cl.PROBE_WEIGHT_DECAY, "max_iter": cfg.probe_iters}
+    probe_kwargs = {"weight_decay": PROBE_WEIGHT_DECAY, "max_iter": cfg.probe_iters}
     started = time.perf_counter()
     rows: dict[str, dict] = {}
 
     def probe(name: str, encoder, info: dict) -> dict:
         t0 = time.perf_counter()
-        scores = cl.evaluate_encoder(encoder, x_train, y_train, x_test, y_test, cfg)
+        scores = recipe.evaluate_encoder(encoder, x_train, y_train, x_test, y_test, cfg)
         row = {**scores, **info, "eval_s": round(time.perf_counter() - t0, 1)}
         if "few-label" not in args.skip:
             f_train, f_test = extract_features(encoder, x_train), extract_features(encoder, x_test)
@@ -163,7 +164,8 @@ def main(argv=None) -> dict:
     def run(method: str, budget: float | None = None, config=None, **kwargs):
         load_before = load_average()
         t0 = time.perf_counter()
-        result = cl.pretrain(
+        result = recipe.pretrain(
+            cl,
             method,
             x_train,
             y_train if method == "supervised" else None,
@@ -197,7 +199,7 @@ def main(argv=None) -> dict:
     random_encoder = SmallCNN(in_channels=x_train.shape[1], widths=cfg.widths).to(device)
     probe("random init", random_encoder, {"train_s": 0.0})
     simsiam_cfg = replace(cfg, batch_size=min(cfg.batch_size, SIMSIAM_BATCH))
-    methods = cl.METHODS if args.methods is None else tuple(args.methods)
+    methods = recipe.METHODS if args.methods is None else tuple(args.methods)
     for method in methods:
         config = simsiam_cfg if method.startswith("simsiam") else cfg
         result, info = run(

@@ -36,6 +36,7 @@ import torch
 from benchmarks.common import load_average, machine_info
 from replearn import data, impl
 from replearn.presets import get_preset
+from replearn.recipes import masked_autoencoders as recipe
 
 OUT_DIR = Path("build/bench")
 ABLATION_PROBE = (2000, 500)  # train / test images probed per ablation run (the notebook's subset)
@@ -66,7 +67,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     mae = impl.load("masked_autoencoders", "solution")
-    cfg = mae.MAEConfig.from_preset(preset)
+    cfg = recipe.MAEConfig.from_preset(preset)
     machine = machine_info()  # the load average before anything runs
     cifar = data.load_dataset(
         preset.dataset,
@@ -81,7 +82,7 @@ def main(argv=None) -> dict:
 
     def probe(name: str, encoder, info: dict) -> dict:
         t0 = time.perf_counter()
-        scores = mae.evaluate_encoder(encoder, x_train, y_train, x_test, y_test, cfg)
+        scores = recipe.evaluate_encoder(mae, encoder, x_train, y_train, x_test, y_test, cfg)
         rows[name] = {
             **{k: float(v) for k, v in scores.items()},
             **info,
@@ -92,7 +93,9 @@ def main(argv=None) -> dict:
 
     def run_pretraining(budget: float, mask_ratio: float) -> tuple:
         load_before, t0 = load_average(), time.perf_counter()
-        result = mae.pretrain(x_train, cfg, budget_s=budget, mask_ratio=mask_ratio, seed=args.seed)
+        result = recipe.pretrain(
+            mae, x_train, cfg, budget_s=budget, mask_ratio=mask_ratio, seed=args.seed
+        )
         h = result.history
         info = {
             "budget_s": budget,
@@ -119,22 +122,22 @@ def main(argv=None) -> dict:
         return rows[name]
 
     torch.manual_seed(args.seed)
-    random_vit = mae.build_encoder(cfg)
+    random_vit = recipe.build_encoder(mae, cfg)
     probe("random ViT", random_vit, {"train_s": 0.0})
     main_run, info = run_pretraining(cfg.pretrain_s, 0.75)
     probe("MAE (mask 0.75)", main_run.encoder, info)
     supervised(
         f"MAE + fine-tuning ({cfg.finetune_s:.0f} s)",
-        lambda b: mae.finetune(
-            main_run.encoder, x_train, y_train, x_test, y_test, cfg, budget_s=b, seed=args.seed
+        lambda b: recipe.finetune(
+            mae, main_run.encoder, x_train, y_train, x_test, y_test, cfg, budget_s=b, seed=args.seed
         ),
         cfg.finetune_s,
     )
     if "scratch" not in args.skip:
 
         def scratch(b: float) -> float:
-            return mae.from_scratch(
-                x_train, y_train, x_test, y_test, cfg, budget_s=b, seed=args.seed
+            return recipe.from_scratch(
+                mae, x_train, y_train, x_test, y_test, cfg, budget_s=b, seed=args.seed
             )
 
         supervised(
@@ -154,7 +157,8 @@ def main(argv=None) -> dict:
             result, info = run_pretraining(cfg.ablation_s, ratio)
             t0 = time.perf_counter()
             n_train, n_test = ABLATION_PROBE
-            scores = mae.evaluate_encoder(
+            scores = recipe.evaluate_encoder(
+                mae,
                 result.encoder,
                 x_train[:n_train],
                 y_train[:n_train],

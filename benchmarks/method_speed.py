@@ -50,7 +50,7 @@ import torch.nn as nn
 
 from benchmarks.augment_throughput import default_data_dir, load_cifar_train
 from benchmarks.common import load_average, machine_info
-from replearn import impl
+from replearn import impl, recipes
 from replearn.augment import SimCLRAugment
 from replearn.backbones import SmallCNN
 from replearn.presets import get_preset
@@ -73,14 +73,14 @@ class Contender:
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         if method == "mae":
-            self.cfg = impl.load("masked_autoencoders", "solution").MAEConfig.from_preset(
-                get_preset("cpu-quick")
-            )
+            self.cfg = recipes.masked_autoencoders.MAEConfig.from_preset(get_preset("cpu-quick"))
             self.batch = self.cfg.batch_size
             self.model, self.loss = self._ours_mae() if who == "ours" else self._lightly_mae()
         else:
             cl = impl.load("contrastive_learning", "solution")
-            self.cfg = cl.ContrastiveConfig.from_preset(get_preset("cpu-quick"))
+            self.cfg = recipes.contrastive_learning.ContrastiveConfig.from_preset(
+                get_preset("cpu-quick")
+            )
             self.batch = self.cfg.batch_size
             self.augment = SimCLRAugment(size=32)
             build = {"ours": self._ours, "lightly": self._lightly, SPLIT: self._ours_split}[who]
@@ -164,7 +164,7 @@ class Contender:
 
     def _ours_mae(self):
         mae = impl.load("masked_autoencoders", "solution")
-        model = mae.build_mae(self.cfg)
+        model = recipes.masked_autoencoders.build_mae(mae, self.cfg)
         return model, lambda x: model(x.float() / 255, self.cfg.mask_ratio, self.generator)["loss"]
 
     # ---- lightly --------------------------------------------------------------------------

@@ -239,10 +239,19 @@ def _generative(method: str) -> Callable[[Context, int], Trained]:
 
 def _contrastive(method: str) -> Callable[[Context, int], Trained]:
     def run(ctx: Context, seed: int) -> Trained:
-        cfg = ctx.config(ctx.module("contrastive_learning").ContrastiveConfig, knn_every=0)
+        recipe = recipes.contrastive_learning
+        cfg = ctx.config(recipe.ContrastiveConfig, knn_every=0)
         labels = ctx.y_train if method == "supervised" else None
-        result = ctx.module("contrastive_learning").pretrain(
-            method, ctx.x_train, labels, cfg, budget_s=ctx.budget_s, seed=seed, device=ctx.device
+        cl = ctx.module("contrastive_learning")
+        result = recipe.pretrain(
+            cl,
+            method,
+            ctx.x_train,
+            labels,
+            cfg,
+            budget_s=ctx.budget_s,
+            seed=seed,
+            device=ctx.device,
         )
         return _conv(result.encoder, result.history.steps_done)
 
@@ -251,8 +260,11 @@ def _contrastive(method: str) -> Callable[[Context, int], Trained]:
 
 def _mae(ctx: Context, seed: int) -> Trained:
     mae = ctx.module("masked_autoencoders")
-    cfg = mae.MAEConfig.from_preset(ctx.preset)
-    result = mae.pretrain(ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed, device=ctx.device)
+    recipe = recipes.masked_autoencoders
+    cfg = recipe.MAEConfig.from_preset(ctx.preset)
+    result = recipe.pretrain(
+        mae, ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed, device=ctx.device
+    )
     encoder = result.encoder.eval()
     return Trained(
         MethodFeatures(encoder, lambda m, x: m.forward_features(x)), None, result.history.steps_done

@@ -57,7 +57,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from replearn import captions, distributed
@@ -65,6 +64,9 @@ from replearn.backbones import SmallCNN, cifar_resnet18
 from replearn.data import ImageData, load_dataset
 from replearn.distributed import World
 from replearn.presets import Preset, get_preset
+from replearn.recipes import contrastive_learning as _contrastive
+from replearn.recipes import masked_autoencoders as _mae
+from replearn.recipes.common import PretrainMethod, StepContext
 from replearn.train import (
     BudgetCosine,
     History,
@@ -100,77 +102,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class StepContext:
-    """What a method's step function gets, besides the batch.
-
-    ``trained`` is what the forward pass must go through: the DDP-wrapped online network under
-    torchrun (so that DDP sees the forward and averages the gradients), the plain one otherwise.
-    ``model`` is the whole unwrapped model (momentum networks, queue), ``module`` the assignment
-    module the method's parts come from, ``generator`` this rank's generator for this step,
-    ``step`` the 0-based index of the optimizer step being computed (for schedules).
-    """
-
-    module: types.ModuleType
-    model: nn.Module
-    trained: nn.Module
-    cfg: Any
-    augment: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
-    generator: torch.Generator
-    world: World
-    step: int = 0
-
-
-@dataclass(frozen=True)
-class PretrainMethod:
-    """One pretraining method: where its parts live and how the engine drives them.
-
-    Attributes:
-        name: the ``--method`` name.
-        module: the assignment module with its parts, loaded with ``replearn.impl.load``.
-        config: ``(module, preset) -> cfg``, the method's settings for a preset (a dataclass,
-            so that ``--set key=value`` can change a field).
-        budget: ``cfg -> seconds``, the wall-clock budget of one run.
-        build: ``(module, cfg, encoder, data) -> model``, the whole model (``model.encoder``
-            is what transfers).
-        trained: ``model -> nn.Module``, the part that gets gradients and that DDP wraps; its
-            forward is the online forward pass. Default: the whole model.
-        step: ``(StepContext, batch) -> {"loss": tensor, ...}``, one step's loss on this rank's
-            share (scalars besides the loss are logged, averaged over ranks).
-        optimizer: ``(cfg, parameters) -> torch.optim.Optimizer``.
-        tensors: ``(data, cfg) -> tensors`` the loader iterates (a batch is their rows).
-        evaluate: ``(module, encoder, data, cfg) -> {name: float}``, run by rank 0 at the end;
-            None: no evaluation.
-        grad_clip: the global gradient-norm clip, or None.
-        augment: ``(module, cfg, sample_images) -> (images, generator) -> images``, the batched
-            augmentation the step receives as ``ctx.augment``. Default: the module's
-            ``default_augment``.
-        backbone: whether ``build`` takes an encoder from ``--backbone``; False for methods
-            that build their own (MAE's ViT, CLIP's image tower), which then get ``None``.
-        batch_size: ``cfg -> int``, the default global batch (``--batch-size`` overrides it).
-    """
-
-    name: str
-    module: str
-    config: Callable[[types.ModuleType, Preset], Any]
-    budget: Callable[[Any], float]
-    build: Callable[[types.ModuleType, Any, nn.Module, ImageData], nn.Module]
-    step: Callable[[StepContext, Any], Mapping[str, Any]]
-    optimizer: Callable[[Any, list[nn.Parameter]], torch.optim.Optimizer]
-    trained: Callable[[nn.Module], nn.Module] = lambda model: model
-    tensors: Callable[[ImageData, Any], tuple[torch.Tensor, ...]] = lambda data, cfg: (
-        data.x_train,
-    )
-    evaluate: Callable[[types.ModuleType, nn.Module, ImageData, Any], dict] | None = None
-    grad_clip: float | None = 5.0
-    description: str = ""
-    augment: Callable[[types.ModuleType, Any, torch.Tensor], Callable] = (
-        lambda module, cfg, images: module.default_augment(cfg, images)
-    )
-    backbone: bool = True
-    batch_size: Callable[[Any], int] = lambda cfg: cfg.batch_size
-
-
 METHODS: dict[str, PretrainMethod] = {}
 
 
@@ -195,187 +126,14 @@ def get_method(name: str) -> PretrainMethod:
 BACKBONES: dict[str, Callable[[Any, int], nn.Module]] = {
     "smallcnn": lambda cfg, channels: SmallCNN(
         channels, widths=getattr(cfg, "widths", None) or (32, 64, 128, 256)
-    ),  # fmt: skip
+    ),
     "resnet18": lambda cfg, channels: cifar_resnet18(channels),
 }
 
 
-# ---- Assignment 4: contrastive_learning ------------------------------------------------------
-
-
-def _contrastive_config(module: types.ModuleType, preset: Preset) -> Any:
-    return module.ContrastiveConfig.from_preset(preset)
-
-
-def _adamw(cfg: Any, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def _two_views(ctx: StepContext, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two augmented views, in the reference's order (view 1, then view 2, same generator)."""
-    x = ctx.module.as_float_images(images)  # [n, C, H, W]
-    return ctx.augment(x, ctx.generator), ctx.augment(x, ctx.generator)  # [n, C, H, W] each
-
-
-def _simclr_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``contrastive_learning.simclr_step`` with the global batch's negatives."""
-    view1, view2 = _two_views(ctx, images)
-    z = ctx.trained(torch.cat([view1, view2]))  # [2n, D] one forward, BN over both views
-    z1, z2 = z.chunk(2)  # [n, D] each
-    return {"loss": distributed.nt_xent_loss(z1, z2, ctx.cfg.temperature)}
-
-
-def _moco_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``MoCo.step`` with the queue fed by every rank's keys (MoCo's ``concat_all_gather``)."""
-    m, model = ctx.module, ctx.model
-    m.momentum_update(model.encoder, model.key_encoder, model.momentum)
-    m.momentum_update(model.projector, model.key_projector, model.momentum)
-    view_q, view_k = _two_views(ctx, images)
-    q = ctx.trained(view_q)  # [n, D] queries, through DDP
-    k = model.keys(view_k)  # [n, D] unit keys, no gradient
-    loss = m.moco_loss(q, k, model.queue.keys.clone(), model.temperature)
-    model.queue.enqueue(distributed.gather_no_grad(k))  # [N, D] the same keys on every rank
-    return {"loss": loss}
-
-
-def _byol_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``BYOL.step`` with the online network's forward through DDP; no gather is needed."""
-    m, model = ctx.module, ctx.model
-    m.momentum_update(model.encoder, model.target_encoder, model.momentum)
-    m.momentum_update(model.projector, model.target_projector, model.momentum)
-    views = torch.cat(_two_views(ctx, images))  # [2n, C, H, W]
-    p1, p2 = ctx.trained(views).chunk(2)  # [n, D] each, online predictions
-    z1, z2 = model.targets(views).chunk(2)  # [n, D] each, no gradient
-    return {"loss": (m.byol_loss(p1, z2) + m.byol_loss(p2, z1)) / 2}
-
-
-def _simsiam_step(stop_gradient: bool) -> Callable[[StepContext, torch.Tensor], Mapping]:
-    def step(ctx: StepContext, images: torch.Tensor) -> Mapping[str, Any]:
-        # simsiam_step calls model(views) -> (p, z): passing the DDP wrapper keeps DDP in the loop
-        return ctx.module.simsiam_step(ctx.trained, images, ctx.augment, ctx.generator, stop_gradient)  # fmt: skip
-
-    return step
-
-
-def _supervised_step(ctx: StepContext, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-    images, labels = batch  # [n, C, H, W], [n]
-    x = ctx.module.supervised_augment(ctx.module.as_float_images(images), ctx.generator)
-    logits = ctx.trained(x)  # [n, K classes]
-    accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
-    return {"loss": F.cross_entropy(logits, labels), "acc": accuracy}
-
-
-def _contrastive_evaluate(module, encoder: nn.Module, data: ImageData, cfg: Any) -> dict:
-    return module.evaluate_encoder(encoder, data.x_train, data.y_train, data.x_test, data.y_test, cfg)  # fmt: skip
-
-
-def _register_contrastive() -> None:
-    def method(name: str, **fields: Any) -> None:
-        fields.setdefault("optimizer", _adamw)
-        register_method(
-            PretrainMethod(
-                name=name,
-                module="contrastive_learning",
-                config=_contrastive_config,
-                budget=lambda cfg: cfg.budget(name),
-                evaluate=_contrastive_evaluate,
-                **fields,
-            )
-        )
-
-    method(
-        "simclr",
-        build=lambda m, cfg, enc, data: m.SimCLR(
-            enc, enc.feature_dim, cfg.projection_dim, cfg.hidden_dim
-        ),  # fmt: skip
-        step=_simclr_step,
-        description="SimCLR, NT-Xent over the global batch",
-    )
-    method(
-        "moco",
-        build=lambda m, cfg, enc, data: m.MoCo(
-            enc,
-            enc.feature_dim,
-            cfg.projection_dim,
-            cfg.queue_size,
-            cfg.moco_momentum,
-            cfg.temperature,
-            cfg.hidden_dim,
-        ),  # fmt: skip
-        trained=lambda model: nn.Sequential(model.encoder, model.projector),
-        step=_moco_step,
-        description="MoCo v2, the queue fed by every rank's keys",
-    )
-    method(
-        "byol",
-        build=lambda m, cfg, enc, data: m.BYOL(
-            enc, enc.feature_dim, cfg.projection_dim, cfg.hidden_dim, cfg.byol_momentum
-        ),  # fmt: skip
-        trained=lambda model: nn.Sequential(model.encoder, model.projector, model.predictor),
-        step=_byol_step,
-        description="BYOL, a momentum target network outside DDP",
-    )
-    for name, stop in (("simsiam", True), ("simsiam-no-stopgrad", False)):
-        method(
-            name,
-            build=lambda m, cfg, enc, data: m.SimSiam(
-                enc, enc.feature_dim, cfg.projection_dim, cfg.simsiam_hidden_dim
-            ),  # fmt: skip
-            step=_simsiam_step(stop),
-            description="SimSiam" + ("" if stop else " without the stop-gradient (collapses)"),
-        )
-    method(
-        "supervised",
-        build=lambda m, cfg, enc, data: m.Classifier(enc, data.num_classes),
-        step=_supervised_step,
-        optimizer=lambda cfg, params: torch.optim.SGD(
-            params, lr=cfg.supervised_lr, momentum=0.9, nesterov=True, weight_decay=5e-4
-        ),  # fmt: skip
-        tensors=lambda data, cfg: (data.x_train, data.y_train),
-        description="the supervised baseline (labels, cross-entropy)",
-    )
-
-
-_register_contrastive()
-
-
-# ---- Assignment 5: masked_autoencoders -------------------------------------------------------
-
-
-def _mae_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``masked_autoencoders.pretrain``'s step: each rank masks its share with its generator."""
-    x = ctx.module.as_float_images(images)  # [n, C, H, W]
-    return {"loss": ctx.trained(x, ctx.cfg.mask_ratio, ctx.generator)["loss"]}
-
-
-def _mae_optimizer(cfg: Any, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """MAE's AdamW: betas (0.9, 0.95), no weight decay on biases and norms (1-D tensors)."""
-    groups = [
-        {"params": [p for p in parameters if p.ndim > 1], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
-
-
-register_method(
-    PretrainMethod(
-        name="mae",
-        module="masked_autoencoders",
-        config=lambda module, preset: module.MAEConfig.from_preset(preset),
-        budget=lambda cfg: cfg.pretrain_s,
-        build=lambda m, cfg, encoder, data: m.build_mae(
-            cfg, data.image_shape[-1], data.image_shape[0]
-        ),  # fmt: skip
-        step=_mae_step,
-        optimizer=_mae_optimizer,
-        evaluate=lambda m, encoder, data, cfg: m.evaluate_encoder(
-            encoder, data.x_train, data.y_train, data.x_test, data.y_test, cfg
-        ),  # fmt: skip
-        augment=lambda module, cfg, images: lambda x, generator=None: x,  # MAE: none
-        backbone=False,
-        description="masked autoencoder, a ViT on the visible patches (--backbone does not apply)",
-    )
-)
+# The methods of Assignments 4 and 5 live in their recipes; Assignment 6's below.
+for _method in (*_contrastive.PRETRAIN_METHODS, *_mae.PRETRAIN_METHODS):
+    register_method(_method)
 
 
 # ---- Assignment 6: clip_zero_shot ------------------------------------------------------------

@@ -25,7 +25,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from replearn import captions, distributed, impl, pretrain
+from replearn import captions, distributed, impl, pretrain, recipes
 from replearn.distributed import World
 from replearn.presets import get_preset
 from replearn.train import ShardedLoader
@@ -205,7 +205,9 @@ def test_two_process_training_ends_with_identical_weights_on_both_ranks(tmp_path
             assert torch.equal(state0[name], state1[name]), f"{method}: {name} differs"
     moco = rank0["moco"][0]
     assert int(moco["queue.ptr"]) == 3 * 16  # each step enqueued the 16 keys of both ranks
-    cfg = pretrain.apply_overrides(cl.ContrastiveConfig.from_preset(get_preset("smoke")), TINY)
+    cfg = pretrain.apply_overrides(
+        recipes.contrastive_learning.ContrastiveConfig.from_preset(get_preset("smoke")), TINY
+    )
     torch.manual_seed(0)  # the run's seed: the initial queue of random unit keys
     initial = pretrain.METHODS["moco"].build(cl, cfg, pretrain.BACKBONES["smallcnn"](cfg, 1), None)
     initial_keys = initial.queue.keys  # [K, D]
@@ -298,7 +300,7 @@ def test_single_process_clip_loss_matches_open_clip_and_the_learnable_temperatur
 
 @pytest.mark.parametrize("method", ["simclr", "moco", "byol"])
 def test_engine_steps_equal_the_module_steps_on_one_process(method):
-    settings_cfg = pretrain.apply_overrides(cl.ContrastiveConfig.from_preset(get_preset("smoke")), TINY)  # fmt: skip
+    settings_cfg = pretrain.apply_overrides(recipes.contrastive_learning.ContrastiveConfig.from_preset(get_preset("smoke")), TINY)  # fmt: skip
     images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(5))  # fmt: skip
     data = type("Data", (), {"num_classes": 10})()
@@ -307,7 +309,7 @@ def test_engine_steps_equal_the_module_steps_on_one_process(method):
     encoder = pretrain.BACKBONES["smallcnn"](settings_cfg, 3)
     model = entry.build(cl, settings_cfg, encoder, data)
     twin = copy.deepcopy(model)
-    augment = cl.default_augment(settings_cfg, images)
+    augment = recipes.contrastive_learning.default_augment(settings_cfg, images)
     ctx = pretrain.StepContext(cl, model, entry.trained(model), settings_cfg, augment,
                                torch.Generator().manual_seed(9), World())  # fmt: skip
     ours = entry.step(ctx, images)["loss"]
@@ -344,7 +346,9 @@ def test_sharded_loader_splits_each_global_batch_into_rank_ordered_shares():
 def test_mae_engine_step_is_the_module_forward_and_its_run_evaluates_the_vit(tmp_path):
     mae = impl.load("masked_autoencoders", "solution")
     entry = pretrain.METHODS["mae"]
-    cfg = pretrain.apply_overrides(mae.MAEConfig.from_preset(get_preset("smoke")), TINY_MAE)
+    cfg = pretrain.apply_overrides(
+        recipes.masked_autoencoders.MAEConfig.from_preset(get_preset("smoke")), TINY_MAE
+    )
     images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(5))  # fmt: skip
     data = type("Data", (), {"image_shape": (1, 28, 28)})()
@@ -434,7 +438,7 @@ def test_method_table_and_overrides():
         pretrain.register_method(pretrain.METHODS["simclr"])
     with pytest.raises(ValueError, match="choose one of"):
         pretrain.get_method("mae-typo")
-    cfg = cl.ContrastiveConfig.from_preset(get_preset("smoke"))
+    cfg = recipes.contrastive_learning.ContrastiveConfig.from_preset(get_preset("smoke"))
     changed = pretrain.apply_overrides(cfg, {"widths": "8,16", "lr": "0.5", "checkpoints": "true"})
     assert changed.widths == (8, 16) and changed.lr == 0.5 and changed.checkpoints is True
     with pytest.raises(ValueError, match="has no field 'lrr'"):
