@@ -53,10 +53,11 @@ from benchmarks.common import load_average, machine_info
 from replearn import impl, recipes
 from replearn.augment import SimCLRAugment
 from replearn.backbones import SmallCNN
+from replearn.data import as_float_images
 from replearn.presets import get_preset
 from replearn.train import TensorLoader
 
-METHODS = ("simclr", "moco", "byol", "simsiam", "mae")
+TIMED_METHODS = ("simclr", "moco", "byol", "simsiam", "mae")
 CONTENDERS = ("ours", "lightly")
 # A diagnostic, not a contender: our module's model and loss with the two views in two forward
 # passes of N, as lightly's examples do, instead of the one pass of 2N our steps make (SimCLR's
@@ -165,7 +166,9 @@ class Contender:
     def _ours_mae(self):
         mae = impl.load("masked_autoencoders", "solution")
         model = recipes.masked_autoencoders.build_mae(mae, self.cfg)
-        return model, lambda x: model(x.float() / 255, self.cfg.mask_ratio, self.generator)["loss"]
+        return model, lambda x: model(as_float_images(x), self.cfg.mask_ratio, self.generator)[
+            "loss"
+        ]
 
     # ---- lightly --------------------------------------------------------------------------
     def _lightly(self, cl, method: str):
@@ -177,7 +180,7 @@ class Contender:
         dim, proj, hidden = encoder.feature_dim, cfg.projection_dim, cfg.hidden_dim
         model = nn.Module()
         model.backbone = encoder
-        floats = lambda x: x.float() / 255  # noqa: E731
+        floats = as_float_images
         if method == "simclr":
             model.head = heads.SimCLRProjectionHead(dim, hidden, proj)
             ntxent = NTXentLoss(temperature=cfg.temperature)
@@ -280,7 +283,7 @@ class Contender:
         mse = nn.MSELoss()
 
         def loss(x):  # lightly's examples/pytorch/mae.py, step by step
-            images = x.float() / 255  # [N, 3, 32, 32]
+            images = as_float_images(x)  # [N, 3, 32, 32]
             idx_keep, idx_mask = utils.random_token_mask(
                 size=(len(images), length), mask_ratio=cfg.mask_ratio
             )
@@ -425,7 +428,7 @@ def to_markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(TIMED_METHODS), choices=TIMED_METHODS)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds")
     parser.add_argument("--steps", type=int, default=8, help="steps per contender per round")
     parser.add_argument("--loss-n", type=int, default=512, help="embeddings per loss call")
