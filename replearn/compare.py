@@ -61,14 +61,19 @@ import torch.nn as nn
 
 from replearn import data, impl, recipes
 from replearn.backbones import ConvBackbone, SmallCNN
-from replearn.evaluate import extract_features, few_label_curve, knn_accuracy, linear_probe
+from replearn.evaluate import (
+    PROBE_WEIGHT_DECAY,
+    extract_features,
+    few_label_curve,
+    knn_accuracy,
+    linear_probe,
+)
 from replearn.presets import Preset, get_preset
 from replearn.train import pick_device, step_budget
 
 OUT_DIR = Path("build/bench/quality")
 RESULTS = OUT_DIR / "quality.json"
 WIDTHS = (32, 64, 128, 256)  # the SmallCNN every conv method starts from
-PROBE_WEIGHT_DECAY = 2e-4  # the linear probe's L2 strength in Assignments 3-6 (sklearn's C = 1)
 KNN_K, KNN_TEMPERATURE = 20, 0.1
 FEW_LABELS = (1, 10, 100)  # labelled images per class of the few-label curve
 PROBE_BLOCK = 3  # the inner block probed besides the last one
@@ -273,14 +278,14 @@ def _mae(ctx: Context, seed: int) -> Trained:
 
 def _clip(ctx: Context, seed: int) -> Trained:
     clip = ctx.module("clip_zero_shot")
-    cfg = clip.CLIPConfig.from_preset(ctx.preset)
+    cfg = recipes.clip_zero_shot.CLIPConfig.from_preset(ctx.preset)
     cfg = dataclasses.replace(
         cfg,
         cifar_heldout=(),
         cifar_widths=cfg.cifar_widths if ctx.preset.name == "smoke" else WIDTHS,
     )
-    result = clip.train_cifar_aligned(
-        ctx.x_train, ctx.y_train, cfg, budget_s=ctx.budget_s, seed=seed, device=ctx.device
+    result = recipes.clip_zero_shot.train_cifar_aligned(
+        clip, ctx.x_train, ctx.y_train, cfg, budget_s=ctx.budget_s, seed=seed, device=ctx.device
     )
     return _conv(result.model.image_encoder.backbone, result.history.steps_done)
 

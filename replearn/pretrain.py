@@ -59,14 +59,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from replearn import captions, distributed
+from replearn import distributed
 from replearn.backbones import SmallCNN, cifar_resnet18
-from replearn.data import ImageData, load_dataset
+from replearn.data import load_dataset
 from replearn.distributed import World
 from replearn.presets import Preset, get_preset
+from replearn.recipes import clip_zero_shot as _clip
 from replearn.recipes import contrastive_learning as _contrastive
 from replearn.recipes import masked_autoencoders as _mae
-from replearn.recipes.common import PretrainMethod, StepContext
+from replearn.recipes.clip_zero_shot import CaptionAlignedTower, caption_table
+from replearn.recipes.common import PretrainMethod, Run, StepContext
 from replearn.train import (
     BudgetCosine,
     History,
@@ -75,7 +77,6 @@ from replearn.train import (
     TrainConfig,
     autocast_dtype,
     checkpoint_dir,
-    draw,
     step_budget,
     train,
 )
@@ -94,7 +95,7 @@ __all__ = [
     "main",
     "register_method",
     "run_pretraining",
-    "train_or_load",
+    "load_or_pretrain",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -131,151 +132,13 @@ BACKBONES: dict[str, Callable[[Any, int], nn.Module]] = {
 }
 
 
-# The methods of Assignments 4 and 5 live in their recipes; Assignment 6's below.
-for _method in (*_contrastive.PRETRAIN_METHODS, *_mae.PRETRAIN_METHODS):
+# Every assignment's methods live in its recipe (replearn/recipes/<assignment>.py).
+for _method in (
+    *_contrastive.PRETRAIN_METHODS,
+    *_mae.PRETRAIN_METHODS,
+    *_clip.PRETRAIN_METHODS,
+):
     register_method(_method)
-
-
-# ---- Assignment 6: clip_zero_shot ------------------------------------------------------------
-
-
-class CaptionAlignedTower(nn.Module):
-    """``clip_zero_shot.train_cifar_aligned``'s model, shaped for DDP and a global-batch loss.
-
-    ``clip`` is the module's ``FrozenTextCLIP`` (its ``ImageEncoder`` and learnable
-    ``LogitScale``), the part that learns; ``caption_table`` holds the frozen sentence embeddings
-    of every prompt template filled with every class name, ``[K, M, D]`` (``K`` classes, ``M``
-    templates), computed once. ``FrozenTextCLIP.forward`` computes the one-process loss itself;
-    here ``forward`` stops before the loss and returns what ``distributed.clip_loss`` needs, so
-    that the negatives can come from every rank while DDP still sees the forward pass.
-    """
-
-    def __init__(self, clip: nn.Module, caption_table: torch.Tensor):
-        super().__init__()
-        if caption_table.ndim != 3:
-            raise ValueError(f"caption_table must be [K, M, D], got {tuple(caption_table.shape)}")
-        self.clip = clip
-        # recomputed from the frozen sentence encoder, so not saved in checkpoints
-        self.register_buffer("caption_table", caption_table, persistent=False)  # [K, M, D]
-
-    @property
-    def encoder(self) -> nn.Module:
-        """The image tower: what transfers (its ``features`` are what a linear probe reads)."""
-        return self.clip.image_encoder
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images ``[n, C, H, W]`` in [0, 1] -> (image embeddings ``[n, D]``, logit scale ``[]``)."""
-        return self.clip.image_encoder(images), self.clip.logit_scale()  # [n, D], []
-
-
-def _heldout_ids(data: ImageData, cfg: Any) -> list[int]:
-    """Label ids of ``cfg.cifar_heldout``, the classes CLIP never sees a caption of."""
-    names = list(data.class_names)
-    unknown = [name for name in cfg.cifar_heldout if name not in names]
-    if unknown:
-        raise ValueError(
-            f"held-out classes {unknown} are not classes of {data.name} ({names}); choose some "
-            f"with --set cifar_heldout=NAME,NAME or hold none out with --set cifar_heldout="
-        )
-    return [names.index(name) for name in cfg.cifar_heldout]
-
-
-def _clip_tensors(data: ImageData, cfg: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training images and labels of every class but the held-out ones."""
-    keep = ~torch.isin(data.y_train, torch.tensor(_heldout_ids(data, cfg), dtype=torch.int64))
-    return data.x_train[keep], data.y_train[keep]  # [N', C, H, W], [N']
-
-
-def caption_table(classnames: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:  # fmt: skip
-    """Frozen all-MiniLM-L6-v2 embeddings of every template x class name: ``[K, M, 384]``.
-
-    The table of ``clip_zero_shot.train_cifar_aligned`` (``replearn.captions.prompts``, class
-    by class, then ``sentence_embeddings``). Rank 0 embeds and broadcasts, so every rank trains
-    against the same numbers even where thread counts make float sums differ.
-    """
-    templates = list(captions.CIFAR_TEMPLATES if templates is None else templates)
-    table = None
-    if distributed.get_rank() == 0:
-        texts = captions.prompts(classnames, templates)  # [K * M] class by class
-        table = captions.sentence_embeddings(texts).view(len(classnames), len(templates), -1)
-    return distributed.broadcast_object(table)  # [K, M, 384]
-
-
-def _clip_build(m: types.ModuleType, cfg: Any, encoder: None, data: ImageData) -> CaptionAlignedTower:  # fmt: skip
-    _heldout_ids(data, cfg)  # a wrong class name fails before the sentence encoder loads
-    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed alone,
-        table = caption_table(data.class_names)  # [K, M, D] not on what loading the encoder draws
-    image_encoder = m.ImageEncoder(table.shape[-1], cfg.cifar_widths, data.image_shape[0])
-    return CaptionAlignedTower(m.FrozenTextCLIP(image_encoder), table)
-
-
-def _clip_step(ctx: StepContext, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:  # fmt: skip
-    """``train_cifar_aligned``'s step with the global batch's negatives.
-
-    Each image gets the caption "a template drawn at random, filled with its class name", whose
-    frozen embedding is the positive; the other captions of the GLOBAL batch are the negatives
-    (``distributed.clip_loss`` gathers both sides from every rank, with gradients). The template
-    is drawn before the augmentation, as the module's step does, from this step's generator.
-    """
-    images, labels = batch  # [n, C, H, W] uint8, [n]
-    table = ctx.model.caption_table  # [K, M, D]
-    which = draw(torch.randint, table.shape[1], (len(labels),), generator=ctx.generator, device=labels.device)  # [n]  # fmt: skip
-    texts = table[labels, which]  # [n, D] one caption per image
-    views = ctx.augment(ctx.module.as_float_images(images), ctx.generator)  # [n, C, H, W]
-    image_features, logit_scale = ctx.trained(views)  # [n, D], [] through DDP
-    loss = distributed.clip_loss(image_features, texts, logit_scale)
-    return {"loss": loss, "logit_scale": logit_scale.detach()}
-
-
-def _clip_optimizer(cfg: Any, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """``clip_zero_shot._adamw``: CLIP's betas (0.9, 0.98) and eps 1e-6 (Radford et al. 2021,
-    Table 19), no weight decay on biases, norms and the temperature (tensors < 2-D)."""
-    groups = [
-        {"params": [p for p in parameters if p.ndim > 1], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.cifar_lr, betas=(0.9, 0.98), eps=1e-6)
-
-
-def _clip_evaluate(m: types.ModuleType, encoder: nn.Module, data: ImageData, cfg: Any) -> dict:
-    """The notebook's protocol: a linear probe on the pooled features (every class labelled), and
-    zero-shot accuracies with the 18-template ensemble (``cifar_zero_shot``: the held-out classes
-    among their names and among all, the seen classes, all; chance is 1 / candidates)."""
-    metrics = {"linear": m.linear_probe_accuracy(encoder, data.x_train, data.y_train,
-                                                 data.x_test, data.y_test, cfg)}  # fmt: skip
-    if cfg.cifar_heldout:
-        scores = m.cifar_zero_shot(encoder, data.x_test, data.y_test, cfg.cifar_heldout,
-                                   classnames=data.class_names)  # fmt: skip
-        metrics.update({f"zero_shot_{k}": v for k, v in scores.items() if not k.startswith("chance")})  # fmt: skip
-    else:  # nothing held out: zero-shot over every class
-        from replearn.evaluate import extract_features
-
-        weights = m.zero_shot_classifier(m.sentence_encoder_fn, list(data.class_names), captions.CIFAR_TEMPLATES)  # fmt: skip
-        predicted = m.zero_shot_predict(extract_features(encoder, data.x_test), weights)  # [M]
-        metrics["zero_shot_all"] = float((predicted == data.y_test).float().mean())
-    return metrics
-
-
-register_method(
-    PretrainMethod(
-        name="clip",
-        module="clip_zero_shot",
-        config=lambda module, preset: module.CLIPConfig.from_preset(preset),
-        budget=lambda cfg: cfg.cifar_s,
-        build=_clip_build,
-        step=_clip_step,
-        optimizer=_clip_optimizer,
-        tensors=_clip_tensors,
-        evaluate=_clip_evaluate,
-        augment=lambda module, cfg, images: (
-            lambda x, generator=None: module.cifar_augment(generator)(x)
-        ),  # fmt: skip
-        backbone=False,
-        batch_size=lambda cfg: cfg.cifar_batch_size,
-        description="CLIP-style: image tower vs frozen sentence embeddings of captions made "
-        "from the labels, CLIP loss over the global batch (--backbone does not apply)",
-    )
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,25 +233,18 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, str]) -> Any:
     return dataclasses.replace(cfg, **changes)
 
 
-@dataclass
-class PretrainOutcome:
-    """What a run left behind (on every rank; ``metrics`` and files only from rank 0)."""
+@dataclass(kw_only=True)
+class PretrainOutcome(Run):
+    """A finished entry-point run: a :class:`~replearn.recipes.Run` (``method``, ``model``,
+    ``encoder``, ``history``) and what the engine adds. On every rank; ``metrics`` and
+    ``files`` only from rank 0."""
 
-    method: str
-    model: nn.Module
-    encoder: nn.Module
-    history: History
     world: World
     cfg: Any
     checkpoint_path: Path | None
     digest: str  # sha256 of the whole model's state, equal on every rank
     metrics: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def final_loss(self) -> float:
-        """Mean training loss over the last 20 steps (as the assignment modules' results)."""
-        return self.history.recent_mean("loss")
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,7 +300,7 @@ def run_pretraining(
 
     Call it in every process (torchrun starts them; ``init_distributed`` is called here when
     ``world`` is None). One process: the same code without DDP, gathers or broadcasts, so a
-    notebook can call it too (:func:`train_or_load` is that call with a notebook's settings)::
+    notebook can call it too (:func:`load_or_pretrain` is that call with a notebook's settings)::
 
         outcome = run_pretraining(PretrainSettings("simclr", data="cifar10", preset="full"))
         outcome.encoder  # the pretrained encoder, eval mode
@@ -603,7 +459,14 @@ def run_pretraining(
     model.eval()
     checkpoint_path = Path(checkpoint) if checkpoint else None
     outcome = PretrainOutcome(
-        method.name, model, model.encoder, history, world, cfg, checkpoint_path, digest
+        method=method.name,
+        model=model,
+        encoder=model.encoder,
+        history=history,
+        world=world,
+        cfg=cfg,
+        checkpoint_path=checkpoint_path,
+        digest=digest,
     )
     if world.is_main:
         if settings.evaluate and method.evaluate is not None:
@@ -615,7 +478,7 @@ def run_pretraining(
     return outcome
 
 
-def train_or_load(
+def load_or_pretrain(
     method: str,
     preset: Preset | str | None = None,
     *,
@@ -666,7 +529,7 @@ def train_or_load(
     settings.checkpoint = str(checkpoint_dir(root) / "pretrain" / f"{run_name}.pt")
     if verbose:
         finished = Path(settings.checkpoint).exists()
-        print(f"[train_or_load] {run_name}: {'loading or resuming' if finished else 'training'} "
+        print(f"[load_or_pretrain] {run_name}: {'loading or resuming' if finished else 'training'} "
               f"{settings.checkpoint}. On several GPUs, run it first from {root}:\n"
               f"  torchrun --nproc_per_node N -m replearn.pretrain --method {method} --preset "
               f"{preset.name} --seed {seed}" + (f" --data {settings.data}" if settings.data else "")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from replearn import captions, distributed, impl
 from replearn.presets import get_preset
+from replearn.recipes import clip_zero_shot as recipe
 
 clip = impl.load("clip_zero_shot", "solution")
 open_clip = pytest.importorskip("open_clip")
@@ -230,11 +231,11 @@ def test_zero_shot_classifier_equals_open_clip_builder_on_a_tiny_open_clip(one_t
         [lambda c, t=t: t.format(c=c) for t in templates],
         num_classes_per_batch=2,
     )
-    images = clip.open_clip_preprocess(
+    images = recipe.open_clip_preprocess(
         torch.randint(0, 256, (6, 3, 32, 32), generator=gen(11), dtype=torch.uint8), 32
     )
-    out = clip.open_clip_zero_shot(
-        model, tokenizer, images, ["airplane", "cat", "aquarium_fish"], templates
+    out = recipe.open_clip_zero_shot(
+        clip, model, tokenizer, images, ["airplane", "cat", "aquarium_fish"], templates
     )
     assert out["weights"].shape == (32, 3)
     torch.testing.assert_close(out["weights"], theirs, rtol=1e-5, atol=1e-6)
@@ -247,15 +248,15 @@ def test_zero_shot_classifier_equals_open_clip_builder_on_a_tiny_open_clip(one_t
 @pytest.mark.slow
 def test_zero_shot_classifier_equals_open_clip_builder_on_vit_b_32():
     """The real architecture (151 M parameters, random weights: no download offline)."""
-    model, tokenizer = clip.load_open_clip("ViT-B-32", pretrained=None)
+    model, tokenizer = recipe.load_open_clip("ViT-B-32", pretrained=None)
     names, templates = list(captions.CIFAR10_CLASSES[:4]), captions.CIFAR_TEMPLATES[:3]
     theirs = open_clip.build_zero_shot_classifier(
         model, tokenizer, names, [lambda c, t=t: t.format(c=c) for t in templates]
     )
-    images = clip.open_clip_preprocess(
+    images = recipe.open_clip_preprocess(
         torch.randint(0, 256, (2, 3, 32, 32), generator=gen(12), dtype=torch.uint8)
     )
-    out = clip.open_clip_zero_shot(model, tokenizer, images, names, templates)
+    out = recipe.open_clip_zero_shot(clip, model, tokenizer, images, names, templates)
     torch.testing.assert_close(out["weights"], theirs, rtol=1e-4, atol=1e-5)
 
 
@@ -305,13 +306,13 @@ def test_retrieve_top_k_by_cosine_both_ways():
 
 def test_presets_give_configs():
     for name in ("smoke", "cpu-quick", "colab", "full"):
-        cfg = clip.CLIPConfig.from_preset(get_preset(name))
+        cfg = recipe.CLIPConfig.from_preset(get_preset(name))
         assert cfg.shapes_s > 0 and cfg.cifar_s > 0
-    assert clip.CLIPConfig.from_preset(get_preset("cpu-quick")).shapes_s <= 60
+    assert recipe.CLIPConfig.from_preset(get_preset("cpu-quick")).shapes_s <= 60
 
 
 def test_longest_caption_fits_the_context():
-    cfg = clip.CLIPConfig.from_preset(get_preset("cpu-quick"))
+    cfg = recipe.CLIPConfig.from_preset(get_preset("cpu-quick"))
     texts = [
         captions.caption(c, t)
         for c in captions.all_combinations()
@@ -324,20 +325,20 @@ def test_longest_caption_fits_the_context():
 
 def test_smoke_train_on_shapes_reduces_the_loss(one_thread):
     cfg = dataclasses.replace(
-        clip.CLIPConfig.from_preset(get_preset("smoke")), lr=3e-3, max_epochs=25
+        recipe.CLIPConfig.from_preset(get_preset("smoke")), lr=3e-3, max_epochs=25
     )
     data = captions.shapes_dataset(256, 48, seed=0)
     vocab = captions.shapes_vocab()
     tokens, _ = clip.tokenize(data.train.captions[:64], vocab, cfg.context_length)
     torch.manual_seed(0)
-    before_model = clip.build_shapes_clip(cfg, len(vocab)).eval()
+    before_model = recipe.build_shapes_clip(clip, cfg, len(vocab)).eval()
     with torch.no_grad():
         before = float(before_model(data.train.images[:64], tokens)["loss"])
-    result = clip.train_shapes(data, cfg, budget_s=15, seed=0)
+    result = recipe.train_shapes(clip, data, cfg, budget_s=15, seed=0)
     with torch.no_grad():
         after = float(result.model(data.train.images[:64], tokens)["loss"])
     assert after < 0.8 * before, (before, after)
-    scores = clip.shapes_zero_shot(result.model, result.vocab, data)
+    scores = recipe.shapes_zero_shot(clip, result.model, result.extra["vocab"], data)
     assert set(scores) >= {"seen", "unseen", "chance", "unseen_among_unseen"}
     assert scores["chance"] == pytest.approx(1 / 96)
 
@@ -347,12 +348,14 @@ def test_smoke_train_on_shapes_reduces_the_loss(one_thread):
     reason="the packaged sentence encoder is not installed",
 )
 def test_cifar_aligned_training_runs_on_seen_classes_only(one_thread):
-    cfg = clip.CLIPConfig.from_preset(get_preset("smoke"))
+    cfg = recipe.CLIPConfig.from_preset(get_preset("smoke"))
     g = gen(15)
     x = torch.randint(0, 256, (80, 3, 32, 32), generator=g, dtype=torch.uint8)
     y = torch.arange(80) % 10
-    result = clip.train_cifar_aligned(x, y, cfg, budget_s=2, seed=0)
+    result = recipe.train_cifar_aligned(clip, x, y, cfg, budget_s=2, seed=0)
     assert result.extra["heldout"] == ["cat", "horse", "truck"]
-    scores = clip.cifar_zero_shot(result.model.image_encoder, x[:30], y[:30], cfg.cifar_heldout)
+    scores = recipe.cifar_zero_shot(
+        clip, result.model.image_encoder, x[:30], y[:30], cfg.cifar_heldout
+    )
     assert scores["chance_heldout"] == pytest.approx(1 / 3) and scores["chance_all"] == 0.1
     assert 0 <= scores["heldout"] <= 1 and 0 <= scores["all"] <= 1

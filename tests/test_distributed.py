@@ -47,12 +47,8 @@ TINY_ARGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny tensors: every test runs on one torch thread (the conftest's ``one_thread``).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_settings(method: str, tmp: Path, **changes) -> pretrain.PretrainSettings:
@@ -389,7 +385,9 @@ def test_two_process_clip_run_ends_with_identical_replicas(tmp_path):
 def test_clip_engine_step_is_the_module_forward_and_its_run_evaluates_zero_shot(tmp_path):
     clip = impl.load("clip_zero_shot", "solution")
     entry = pretrain.METHODS["clip"]
-    cfg = pretrain.apply_overrides(clip.CLIPConfig.from_preset(get_preset("smoke")), TINY_CLIP)
+    cfg = pretrain.apply_overrides(
+        recipes.clip_zero_shot.CLIPConfig.from_preset(get_preset("smoke")), TINY_CLIP
+    )
     g = torch.Generator().manual_seed(5)
     images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=g)  # [n, C, H, W]
     labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 0])  # [n] seen digits only
@@ -398,7 +396,9 @@ def test_clip_engine_step_is_the_module_forward_and_its_run_evaluates_zero_shot(
     torch.manual_seed(0)
     model = entry.build(clip, cfg, None, data)
     assert isinstance(model.encoder, clip.ImageEncoder) and model.encoder.embed_dim == 384
-    texts = clip.sentence_encoder_fn([t.format(c="3") for t in captions.CIFAR_TEMPLATES])
+    texts = recipes.clip_zero_shot.sentence_encoder_fn(
+        [t.format(c="3") for t in captions.CIFAR_TEMPLATES]
+    )
     torch.testing.assert_close(model.caption_table[3], texts)  # [18, 384] the module's text side
     twin = copy.deepcopy(model)
 
@@ -410,7 +410,7 @@ def test_clip_engine_step_is_the_module_forward_and_its_run_evaluates_zero_shot(
     # train_cifar_aligned's step: a template per image, then the augmentation, same generator
     generator = torch.Generator().manual_seed(9)
     which = torch.randint(len(captions.CIFAR_TEMPLATES), (8,), generator=generator)  # [n]
-    view = clip.cifar_augment(generator)
+    view = recipes.clip_zero_shot.cifar_augment(generator)
     theirs = twin.clip(view(clip.as_float_images(images)), twin.caption_table[labels, which])
     theirs["loss"].backward()
     torch.testing.assert_close(ours["loss"], theirs["loss"])
@@ -506,7 +506,7 @@ def test_torchrun_two_processes_from_the_command_line(tmp_path):
 
 
 def test_a_torchrun_run_is_what_the_notebooks_full_preset_loads(tmp_path, capsys):
-    """The full preset's cells call ``Session.pretrain`` (``train_or_load``): a run launched on 2
+    """The full preset's cells call ``Session.pretrain`` (``load_or_pretrain``): a run launched on 2
     processes from the course folder with the default checkpoint is loaded, not trained again."""
     process = torchrun(["--method", "byol", *TINY_ARGS, "--max-steps", "3", "--no-eval",
                         "--log-every", "1"], tmp_path)  # fmt: skip
@@ -515,7 +515,7 @@ def test_a_torchrun_run_is_what_the_notebooks_full_preset_loads(tmp_path, capsys
     run_name = "byol-mnist-embedded-smoke-seed0"
     assert (tmp_path / "checkpoints" / "pretrain" / f"{run_name}.pt").is_file()
     torchrun_digest = output.split("replicas identical (sha256 ")[1][:12]
-    loaded = pretrain.train_or_load("byol", "smoke", module=cl, device="cpu", root=tmp_path,
+    loaded = pretrain.load_or_pretrain("byol", "smoke", module=cl, device="cpu", root=tmp_path,
                                     data="mnist-embedded", batch_size=16, budget_s=0, max_steps=3,
                                     overrides=dict(TINY))  # fmt: skip
     said = capsys.readouterr().out
@@ -523,13 +523,13 @@ def test_a_torchrun_run_is_what_the_notebooks_full_preset_loads(tmp_path, capsys
     assert loaded.history.steps_done == 3 and loaded.digest.startswith(torchrun_digest)
     assert math.isfinite(loaded.final_loss) and not loaded.encoder.training
     # never run: trained here, in one process, under the same checkpoint name
-    fresh = pretrain.train_or_load("simsiam", "smoke", module=cl, device="cpu", root=tmp_path,
+    fresh = pretrain.load_or_pretrain("simsiam", "smoke", module=cl, device="cpu", root=tmp_path,
                                    data="mnist-embedded", batch_size=16, budget_s=0, max_steps=2,
                                    overrides=dict(TINY), verbose=False)  # fmt: skip
     assert fresh.world.world_size == 1 and fresh.history.steps_done == 2
     assert (tmp_path / "checkpoints" / "pretrain" / "simsiam-mnist-embedded-smoke-seed0.pt").is_file()  # fmt: skip
     with pytest.raises(ValueError, match="unknown method"):
-        pretrain.train_or_load("simclr-v2", "smoke", root=tmp_path)
+        pretrain.load_or_pretrain("simclr-v2", "smoke", root=tmp_path)
 
 
 def test_notebook_sessions_use_the_entry_point_in_the_full_preset(tmp_path, monkeypatch):

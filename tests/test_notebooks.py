@@ -153,7 +153,7 @@ def test_notebook_runs_its_full_preset_path_through_the_entry_point(path):
     )
     assert run.ok, f"{path.name} failed after {run.seconds:.0f} s:\n{run.error}"
     executed = out.read_text()
-    assert "[train_or_load]" in executed and "torchrun --nproc_per_node N" in executed
+    assert "[load_or_pretrain]" in executed and "torchrun --nproc_per_node N" in executed
 
 
 @pytest.mark.slow
