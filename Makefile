@@ -42,7 +42,7 @@ book-check: $(STAMP)
 	$(PY) -m instructor.book.browser build/book
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

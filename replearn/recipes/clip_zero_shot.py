@@ -543,7 +543,7 @@ class CaptionAlignedTower(nn.Module):
     ``LogitScale``), the part that learns; ``caption_table`` holds the frozen sentence embeddings
     of every prompt template filled with every class name, ``[K, M, D]``, computed once.
     ``FrozenTextCLIP.forward`` computes the one-process loss itself; here ``forward`` stops
-    before the loss and returns what ``distributed.clip_loss`` needs, so that the negatives can
+    before the loss and returns what the module's ``clip_loss`` needs, so that the negatives can
     come from every rank while DDP still sees the forward pass.
     """
 
@@ -584,9 +584,10 @@ def _step(ctx: StepContext, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[st
     """:func:`train_cifar_aligned`'s step with the global batch's negatives.
 
     Each image's positive is the frozen embedding of a random template filled with its class
-    name; the other captions of the GLOBAL batch are the negatives (``distributed.clip_loss``
-    gathers both sides from every rank, with gradients). The template is drawn before the
-    augmentation, from this step's generator, as in :func:`train_cifar_aligned`.
+    name; the other captions of the GLOBAL batch are the negatives: ``on_global_batch`` gathers
+    both sides from every rank, with gradients, and calls the module's ``clip_loss``. The
+    template is drawn before the augmentation, from this step's generator, as in
+    :func:`train_cifar_aligned`.
     """
     images, labels = batch  # [n, C, H, W] uint8, [n]
     table = ctx.model.caption_table  # [K, M, D]
@@ -596,7 +597,7 @@ def _step(ctx: StepContext, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[st
     texts = table[labels, which]  # [n, D] one caption per image
     views = ctx.augment(as_float_images(images), ctx.generator)  # [n, C, H, W]
     image_features, logit_scale = ctx.trained(views)  # [n, D], [] through DDP
-    loss = distributed.clip_loss(image_features, texts, logit_scale)
+    loss = distributed.on_global_batch(ctx.module.clip_loss, (image_features, texts), logit_scale)
     return {"loss": loss, "logit_scale": logit_scale.detach()}
 
 

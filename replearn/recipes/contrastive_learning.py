@@ -370,7 +370,8 @@ def _simclr_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tens
     view1, view2 = _two_views(ctx, images)
     z = ctx.trained(torch.cat([view1, view2]))  # [2n, D] one forward, BN over both views
     z1, z2 = z.chunk(2)  # [n, D] each
-    return {"loss": distributed.nt_xent_loss(z1, z2, ctx.cfg.temperature)}
+    loss = distributed.on_global_batch(ctx.module.nt_xent_loss, (z1, z2), ctx.cfg.temperature)
+    return {"loss": loss}
 
 
 def _moco_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
