@@ -753,10 +753,17 @@ def _load_torchvision_resnet(name: str, download: bool, timeout_s: float) -> Pre
         ) from error
     model.eval()
     features = nn.Sequential(
-        model.conv1, model.bn1, model.relu, model.maxpool,
-        model.layer1, model.layer2, model.layer3, model.layer4,
-        model.avgpool, nn.Flatten(),
-    )  # fmt: skip
+        model.conv1,
+        model.bn1,
+        model.relu,
+        model.maxpool,
+        model.layer1,
+        model.layer2,
+        model.layer3,
+        model.layer4,
+        model.avgpool,
+        nn.Flatten(),
+    )
     top1 = weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
     return PretrainedNet(
         name=name,

@@ -246,8 +246,15 @@ class Session:
         in one process, resumable. See ``replearn.pretrain.load_or_pretrain``."""
         from replearn.pretrain import load_or_pretrain
 
-        return load_or_pretrain(method, self.preset, module=self.impl, seed=self.seed,
-                             device=str(self.device), root=self.course_root or None, **changes)  # fmt: skip
+        return load_or_pretrain(
+            method,
+            self.preset,
+            module=self.impl,
+            seed=self.seed,
+            device=str(self.device),
+            root=self.course_root or None,
+            **changes,
+        )
 
     def checkpoint(self, name: str, *, enabled: bool = True) -> str | None:
         """The checkpoint file of this notebook's run ``name``, for its ``checkpoint_path=``.

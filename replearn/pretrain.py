@@ -331,8 +331,11 @@ def run_pretraining(
     per_class = settings.train_per_class
     per_class = preset.train_per_class if per_class is None else (per_class or None)
     data = load_dataset(
-        data_name, train_per_class=per_class, test_per_class=preset.test_per_class, seed=settings.seed
-    )  # fmt: skip
+        data_name,
+        train_per_class=per_class,
+        test_per_class=preset.test_per_class,
+        seed=settings.seed,
+    )
     tensors = method.tensors(data, cfg)
     global_batch = settings.batch_size or method.batch_size(cfg)
     global_batch = min(global_batch, len(tensors[0]) - len(tensors[0]) % world.world_size)
@@ -347,7 +350,9 @@ def run_pretraining(
 
     # ---- model, DDP, optimizer ---------------------------------------------------------------
     if settings.backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {settings.backbone!r}; choose one of {sorted(BACKBONES)}")  # fmt: skip
+        raise ValueError(
+            f"unknown backbone {settings.backbone!r}; choose one of {sorted(BACKBONES)}"
+        )
     torch.manual_seed(settings.seed)  # the same initial weights, queue and targets on every rank
     encoder = BACKBONES[settings.backbone](cfg, data.image_shape[0]) if method.backbone else None
     model = method.build(module, cfg, encoder, data).to(world.device)
@@ -470,8 +475,14 @@ def run_pretraining(
     )
     if world.is_main:
         if settings.evaluate and method.evaluate is not None:
-            outcome.metrics = {k: float(v) for k, v in method.evaluate(module, model.encoder, data, cfg).items()}  # fmt: skip
-            _say(world, settings, "evaluation: " + ", ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items()))  # fmt: skip
+            outcome.metrics = {
+                k: float(v) for k, v in method.evaluate(module, model.encoder, data, cfg).items()
+            }
+            _say(
+                world,
+                settings,
+                "evaluation: " + ", ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items()),
+            )
         if settings.out_dir:
             outcome.files = _write_outputs(Path(settings.out_dir), run_name, outcome, settings)
             _say(world, settings, "wrote " + ", ".join(outcome.files.values()))
@@ -522,20 +533,33 @@ def load_or_pretrain(
             root = Path.cwd()
     root = Path(root)
     get_method(method)  # an unknown name fails here, with the choices
-    settings = PretrainSettings(method, preset=preset.name, seed=seed, device=str(device),
-                                out_dir=str(root / "runs" / "pretrain"), evaluate=False,
-                                verbose=verbose, **changes)  # fmt: skip
+    settings = PretrainSettings(
+        method,
+        preset=preset.name,
+        seed=seed,
+        device=str(device),
+        out_dir=str(root / "runs" / "pretrain"),
+        evaluate=False,
+        verbose=verbose,
+        **changes,
+    )
     run_name = settings.run_name(preset, settings.data or preset.dataset)
     settings.checkpoint = str(checkpoint_dir(root) / "pretrain" / f"{run_name}.pt")
     if verbose:
         finished = Path(settings.checkpoint).exists()
-        print(f"[load_or_pretrain] {run_name}: {'loading or resuming' if finished else 'training'} "
-              f"{settings.checkpoint}. On several GPUs, run it first from {root}:\n"
-              f"  torchrun --nproc_per_node N -m replearn.pretrain --method {method} --preset "
-              f"{preset.name} --seed {seed}" + (f" --data {settings.data}" if settings.data else "")
-              + ("" if checkpoint_dir(root) == root / "checkpoints"
-                 else f" --checkpoint {settings.checkpoint}"),
-              flush=True)  # fmt: skip
+        print(
+            f"[load_or_pretrain] {run_name}: {'loading or resuming' if finished else 'training'} "
+            f"{settings.checkpoint}. On several GPUs, run it first from {root}:\n"
+            f"  torchrun --nproc_per_node N -m replearn.pretrain --method {method} --preset "
+            f"{preset.name} --seed {seed}"
+            + (f" --data {settings.data}" if settings.data else "")
+            + (
+                ""
+                if checkpoint_dir(root) == root / "checkpoints"
+                else f" --checkpoint {settings.checkpoint}"
+            ),
+            flush=True,
+        )
     return run_pretraining(settings, module=module)
 
 
@@ -586,23 +610,43 @@ def _parser() -> argparse.ArgumentParser:
     add("--method", required=True, choices=sorted(METHODS), help="see 'methods' below")
     add("--data", help="dataset name (cifar10, cifar10-5k, mnist, ...); default: the preset's")
     add("--preset", help="smoke, cpu-quick, colab, full; default $REPLEARN_PRESET or cpu-quick")
-    add("--impl", choices=("solution", "starter"), help="whose module; default $REPLEARN_IMPL or solution")  # fmt: skip
+    add(
+        "--impl",
+        choices=("solution", "starter"),
+        help="whose module; default $REPLEARN_IMPL or solution",
+    )
     add("--seed", type=int, default=0)
     add("--device", default="auto", help="auto, cpu or cuda (each process takes GPU LOCAL_RANK)")
     add("--backbone", default="smallcnn", choices=sorted(BACKBONES))
     add("--batch-size", type=int, help="the GLOBAL batch, split over the processes")
-    add("--budget-s", type=float, help="wall-clock seconds (0: no time limit); default the config's")  # fmt: skip
+    add(
+        "--budget-s", type=float, help="wall-clock seconds (0: no time limit); default the config's"
+    )
     add("--epochs", type=int, help="default: the config's max_epochs")
     add("--max-steps", type=int)
-    add("--train-per-class", type=int, help="training images per class (0: all); default the preset's")  # fmt: skip
+    add(
+        "--train-per-class",
+        type=int,
+        help="training images per class (0: all); default the preset's",
+    )
     add("--sync-bn", action="store_true", help="SyncBatchNorm across processes (GPUs only)")
     add("--amp", action=argparse.BooleanOptionalAction, default=None, help="autocast on CUDA")
-    add("--checkpoint", default="auto", help="path, 'auto' (checkpoints/pretrain/<run>.pt) or 'none'")  # fmt: skip
+    add(
+        "--checkpoint",
+        default="auto",
+        help="path, 'auto' (checkpoints/pretrain/<run>.pt) or 'none'",
+    )
     add("--restart", action="store_true", help="ignore an existing checkpoint and start over")
     add("--checkpoint-every-s", type=float, default=300.0)
     add("--checkpoint-every-steps", type=int)
     add("--out-dir", default="runs/pretrain", help="encoder weights and summary; 'none': off")
-    add("--set", action="append", default=[], metavar="FIELD=VALUE", help="change a config field, e.g. --set queue_size=8192 (repeatable)")  # fmt: skip
+    add(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a config field, e.g. --set queue_size=8192 (repeatable)",
+    )
     add("--log-every", type=int, default=20)
     add(
         "--no-eval",

@@ -263,11 +263,20 @@ def test_moco_loss_sends_no_gradient_to_keys_or_queue():
 
 def test_moco_step_updates_key_encoder_and_queue():
     torch.manual_seed(0)
-    model = cl.MoCo(SmallCNN(widths=(4, 8)), 8, projection_dim=6, queue_size=16, momentum=0.5,
-                    temperature=0.2, hidden_dim=12)  # fmt: skip
+    model = cl.MoCo(
+        SmallCNN(widths=(4, 8)),
+        8,
+        projection_dim=6,
+        queue_size=16,
+        momentum=0.5,
+        temperature=0.2,
+        hidden_dim=12,
+    )
     assert not any(p.requires_grad for p in model.key_encoder.parameters())
     trained = [p for p in model.parameters() if p.requires_grad]
-    assert len(trained) == len(list(model.encoder.parameters())) + len(list(model.projector.parameters()))  # fmt: skip
+    assert len(trained) == len(list(model.encoder.parameters())) + len(
+        list(model.projector.parameters())
+    )
     optimizer = torch.optim.SGD(trained, lr=0.5)
     images = torch.rand(4, 3, 8, 8, generator=gen(10))
     out = cl.moco_step(model, images, noisy_flip, gen(11))
@@ -306,7 +315,11 @@ def test_byol_step_trains_online_only_and_moves_the_target():
     torch.manual_seed(0)
     model = cl.BYOL(SmallCNN(widths=(4, 8)), 8, projection_dim=6, hidden_dim=12, momentum=0.9)
     trained = [p for p in model.parameters() if p.requires_grad]
-    online = [*model.encoder.parameters(), *model.projector.parameters(), *model.predictor.parameters()]  # fmt: skip
+    online = [
+        *model.encoder.parameters(),
+        *model.projector.parameters(),
+        *model.predictor.parameters(),
+    ]
     assert {id(p) for p in trained} == {id(p) for p in online}
     optimizer = torch.optim.SGD(trained, lr=0.5)
     images = torch.rand(6, 3, 8, 8, generator=gen(15))
@@ -336,7 +349,9 @@ def test_simsiam_loss_value_and_lightly_parity():
 
 @pytest.mark.parametrize("stop_gradient", [True, False])
 def test_simsiam_stop_gradient_really_stops_gradients(stop_gradient):
-    p1, p2, z1, z2 = (torch.randn(4, 3, generator=gen(30 + i), requires_grad=True) for i in range(4))  # fmt: skip
+    p1, p2, z1, z2 = (
+        torch.randn(4, 3, generator=gen(30 + i), requires_grad=True) for i in range(4)
+    )
     cl.simsiam_loss(p1, p2, z1, z2, stop_gradient=stop_gradient).backward()
     assert p1.grad is not None and p2.grad is not None
     if stop_gradient:
@@ -401,8 +416,14 @@ def test_config_presets_and_budgets():
 
 @pytest.mark.parametrize("method", recipe.METHODS)
 def test_pretrain_runs_every_method_briefly(method):
-    cfg = dataclasses.replace(recipe.ContrastiveConfig.from_preset(get_preset("smoke")), batch_size=8,
-                              widths=(4, 8), projection_dim=8, hidden_dim=16, queue_size=32)  # fmt: skip
+    cfg = dataclasses.replace(
+        recipe.ContrastiveConfig.from_preset(get_preset("smoke")),
+        batch_size=8,
+        widths=(4, 8),
+        projection_dim=8,
+        hidden_dim=16,
+        queue_size=32,
+    )
     images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8, generator=gen(40))
     labels = torch.arange(16) % 4
     monitor = (images, labels, images[:8], labels[:8])
