@@ -4,7 +4,7 @@ linear-probe protocols, the student's zero-shot code on a real CLIP from open_cl
 ``clip`` method of the pretraining entry point (``python -m replearn.pretrain --method clip``).
 
 Functions that build or run the student's parts take the student's module ``clip`` first.
-Module letters beyond the package legend: ``T`` tokens per caption, ``M`` prompt templates.
+Module letters beyond the package legend: ``M`` prompt templates (or texts to encode).
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from replearn.captions import Vocab
 from replearn.data import ImageData, as_float_images
 from replearn.evaluate import PROBE_WEIGHT_DECAY, extract_features, linear_probe
 from replearn.recipes.common import PretrainMethod, Run, StepContext, adamw
-from replearn.train import BudgetCosine, TensorLoader, TrainConfig, draw, pick_device, train
+from replearn.train import (
+    BudgetCosine,
+    History,
+    TensorLoader,
+    TrainConfig,
+    draw,
+    pick_device,
+    train,
+)
 
 __all__ = [
     "OPENAI_MEAN",
@@ -124,6 +132,35 @@ def clip_adamw(parameters: list[nn.Parameter], lr: float, weight_decay: float) -
     return adamw(parameters, lr, weight_decay, betas=(0.9, 0.98), eps=1e-6)
 
 
+def _train(
+    step: Callable,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: TensorLoader,
+    cfg: CLIPConfig,
+    budget_s: float,
+    desc: str,
+    *,
+    progress: bool,
+    checkpoint_path: str | Path | None,
+) -> History:
+    """Both drivers' loop: ``replearn.train.train`` for ``budget_s`` seconds (or
+    ``cfg.max_epochs``), warm-up + cosine over the budget, gradient clipping at 5; the model
+    is left in eval mode."""
+    config = TrainConfig(
+        epochs=cfg.max_epochs,
+        budget_s=budget_s,
+        progress=progress,
+        desc=desc,
+        grad_clip=5.0,
+        checkpoint_path=str(checkpoint_path) if checkpoint_path else None,
+    )
+    scheduler = BudgetCosine(optimizer, budget_s, warmup=cfg.warmup)
+    history = train(step, model, optimizer, loader, config, scheduler=scheduler)
+    model.eval()
+    return history
+
+
 # ---- captioned shapes: both towers learn ------------------------------------------------------
 
 
@@ -164,7 +201,7 @@ def train_shapes(
     budget_s = float(cfg.shapes_s if budget_s is None else budget_s)
     device = pick_device(device)
     vocab = captions.shapes_vocab()
-    tokens, _ = clip.tokenize(data.train.captions, vocab, cfg.context_length)  # [N, T]
+    tokens, _ = clip.tokenize(data.train.captions, vocab, cfg.context_length)  # [N, L]
     torch.manual_seed(seed)
     model = build_shapes_clip(clip, cfg, len(vocab)).to(device)
     trained = [p for p in model.parameters() if p.requires_grad]
@@ -173,20 +210,20 @@ def train_shapes(
     loader = TensorLoader(data.train.images, tokens, batch_size=batch, seed=seed, device=device)
 
     def step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
-        images, batch_tokens = batch  # [N, C, H, W] uint8, [N, T]
+        images, batch_tokens = batch  # [N, C, H, W] uint8, [N, L]
         return model(as_float_images(images), batch_tokens)
 
-    config = TrainConfig(
-        epochs=cfg.max_epochs,
-        budget_s=budget_s,
+    history = _train(
+        step,
+        model,
+        optimizer,
+        loader,
+        cfg,
+        budget_s,
+        "CLIP shapes",
         progress=progress,
-        desc="CLIP shapes",
-        grad_clip=5.0,
-        checkpoint_path=str(checkpoint_path) if checkpoint_path else None,
+        checkpoint_path=checkpoint_path,
     )
-    scheduler = BudgetCosine(optimizer, budget_s, warmup=cfg.warmup)
-    history = train(step, model, optimizer, loader, config, scheduler=scheduler)
-    model.eval()
     return Run("clip-shapes", model, model.image_encoder, history, {"vocab": vocab})
 
 
@@ -198,7 +235,7 @@ def text_encoder_fn(
 
     def encode(texts: list[str]) -> torch.Tensor:
         device = next(model.parameters()).device
-        tokens, _ = clip.tokenize(texts, vocab, model.text_encoder.context_length)  # [M, T]
+        tokens, _ = clip.tokenize(texts, vocab, model.text_encoder.context_length)  # [M, L]
         was_training = model.training
         model.eval()
         with torch.no_grad():
@@ -344,17 +381,18 @@ def train_cifar_aligned(
         which = draw(torch.randint, table.shape[1], (len(y),), generator=generator, device=device)
         return model(view(as_float_images(x)), table[y, which])  # texts [N, 384]
 
-    config = TrainConfig(
-        epochs=cfg.max_epochs,
-        budget_s=budget_s,
+    desc = "CLIP CIFAR (frozen text)"
+    history = _train(
+        step,
+        model,
+        optimizer,
+        loader,
+        cfg,
+        budget_s,
+        desc,
         progress=progress,
-        desc="CLIP CIFAR (frozen text)",
-        grad_clip=5.0,
-        checkpoint_path=str(checkpoint_path) if checkpoint_path else None,
+        checkpoint_path=checkpoint_path,
     )
-    scheduler = BudgetCosine(optimizer, budget_s, warmup=cfg.warmup)
-    history = train(step, model, optimizer, loader, config, scheduler=scheduler)
-    model.eval()
     extra = {"heldout": list(cfg.cifar_heldout)}
     return Run("clip", model, model.image_encoder, history, extra)
 
