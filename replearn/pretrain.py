@@ -216,7 +216,16 @@ def _parse_value(text: str, current: Any, name: str) -> Any:
 
 
 def apply_overrides(cfg: Any, overrides: Mapping[str, str]) -> Any:
-    """``cfg`` with fields changed from strings (``{"queue_size": "1024"}``), typed as they are."""
+    """``cfg`` with fields changed from strings (``{"queue_size": "1024"}``), typed as they are:
+    what ``--set key=value`` does to a method's settings.
+
+    >>> from replearn.recipes.contrastive_learning import ContrastiveConfig
+    >>> from replearn.presets import get_preset
+    >>> cfg = ContrastiveConfig.from_preset(get_preset("smoke"))
+    >>> changed = apply_overrides(cfg, {"queue_size": "1024", "widths": "8,16", "knn_every": "0"})
+    >>> changed.queue_size, changed.widths, changed.knn_every
+    (1024, (8, 16), 0)
+    """
     if not overrides:
         return cfg
     if not dataclasses.is_dataclass(cfg):
