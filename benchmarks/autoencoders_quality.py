@@ -52,8 +52,8 @@ def main(argv=None) -> dict:
         if model is None:  # raw pixels
             train_codes, test_codes = recipe.flat_images(x_train), recipe.flat_images(x_test)
         else:
-            train_codes = recipe.encode_images(model, x_train, **kw)
-            test_codes = recipe.encode_images(model, x_test, **kw)
+            train_codes = recipe.encode_images(aec, model, x_train, **kw)
+            test_codes = recipe.encode_images(aec, model, x_test, **kw)
         probe = recipe.evaluate_codes(train_codes, y_train, test_codes, y_test)
         row = {
             "dataset": dataset,

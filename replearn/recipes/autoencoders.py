@@ -278,27 +278,32 @@ def gibbs_samples(
 
 
 class CodeEncoder(nn.Module):
-    """A model with ``encode`` (an autoencoder), or an RBM (``hidden_probs``), as an
+    """``aec``'s autoencoder (its ``encode``) or RBM (its ``hidden_probs``) as an
     ``images -> codes [N, D]`` module for ``replearn.evaluate.extract_features``."""
 
-    def __init__(self, model: nn.Module, flatten: bool = False, binary: bool = False):
+    def __init__(
+        self, aec: ModuleType, model: nn.Module, flatten: bool = False, binary: bool = False
+    ):
         super().__init__()
         self.model, self.flatten, self.binary = model, flatten, binary
+        self.rbm = isinstance(model, aec.RBM)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.binary:
             x = (x > 0.5).float()
         if self.flatten:
             x = x.flatten(1)  # [N, C*H*W]
-        if hasattr(self.model, "hidden_probs"):
+        if self.rbm:
             return self.model.hidden_probs(x)  # [N, D_h]
         return self.model.encode(x)  # [N, D]
 
 
-def encode_images(model: nn.Module, images: torch.Tensor, **kwargs) -> torch.Tensor:
-    """The codes ``[N, D]`` of uint8 / float images (eval mode, no gradients, CPU result);
-    ``kwargs`` go to :class:`CodeEncoder`."""
-    return extract_features(CodeEncoder(model, **kwargs), images)
+def encode_images(
+    aec: ModuleType, model: nn.Module, images: torch.Tensor, **kwargs
+) -> torch.Tensor:
+    """The codes ``[N, D]`` of uint8 / float images under ``aec``'s ``model`` (eval mode, no
+    gradients, CPU result); ``kwargs`` go to :class:`CodeEncoder`."""
+    return extract_features(CodeEncoder(aec, model, **kwargs), images)
 
 
 def evaluate_codes(
@@ -344,4 +349,4 @@ def mean_sparsity(
     aec: ModuleType, model: nn.Module, images: torch.Tensor, threshold: float = 1e-2
 ) -> float:
     """``aec.sparsity`` of the codes of ``images`` (eval mode)."""
-    return aec.sparsity(encode_images(model, images), threshold)
+    return aec.sparsity(encode_images(aec, model, images), threshold)
