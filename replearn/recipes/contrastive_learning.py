@@ -140,12 +140,16 @@ def _check_method(method: str) -> None:
 
 
 class Classifier(nn.Module):
-    """The supervised baseline: the encoder and one linear layer."""
+    """The supervised baseline: the encoder and one linear layer on its features."""
 
-    def __init__(self, encoder: ConvBackbone, num_classes: int):
+    def __init__(self, encoder: ConvBackbone, head: nn.Linear):
         super().__init__()
-        self.encoder = encoder
-        self.head = nn.Linear(encoder.feature_dim, num_classes)
+        if not isinstance(head, nn.Linear) or head.in_features != encoder.feature_dim:
+            raise TypeError(
+                f"head must be an nn.Linear on the encoder's {encoder.feature_dim} features, "
+                f"got {head!r}"
+            )
+        self.encoder, self.head = encoder, head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))  # [N, D] -> [N, K classes]
@@ -187,7 +191,7 @@ def _build(
         return cl.BYOL(encoder, dim, cfg.projection_dim, cfg.hidden_dim, cfg.byol_momentum)
     if method.startswith("simsiam"):
         return cl.SimSiam(encoder, dim, cfg.projection_dim, cfg.simsiam_hidden_dim)
-    return Classifier(encoder, num_classes)
+    return Classifier(encoder, nn.Linear(dim, num_classes))
 
 
 def _supervised_optimizer(cfg: ContrastiveConfig, params: list[nn.Parameter]):

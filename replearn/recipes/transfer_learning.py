@@ -150,8 +150,14 @@ def class_budget_indices(labels: torch.Tensor, per_class: int) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_model(model: nn.Module, inputs: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """``model(inputs).argmax(1)`` ``[N]`` in eval mode, in batches (inputs: images, uint8 or
-    float, or cached activations of frozen layers)."""
+    """``model(inputs).argmax(1)`` ``[N]`` in eval mode, in batches (inputs: images
+    ``[N, C, H, W]``, uint8 or float, or cached activations of frozen layers, ``[N, C, H, W]``
+    or ``[N, D]``)."""
+    if inputs.ndim not in (2, 4):
+        raise ValueError(
+            "inputs must be images or activations [N, C, H, W], or features [N, D]; got shape "
+            f"{tuple(inputs.shape)}"
+        )
     model.eval()
     device = next(model.parameters()).device
     preds = []
