@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import re
 import sys
@@ -90,7 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(
                 "--no-verify",
                 action="store_true",
-                help="skip replaying the tests from the recording (they must give full marks)",
+                help="skip replaying the tests from the recording (they must give full marks, "
+                "and name every known mistake); the mistakes' names are then worked out from the "
+                "recording alone",
+            )
+            p.add_argument(
+                "--verdicts",
+                type=Path,
+                help="write what each known mistake's public tests gave here (JSON)",
             )
         elif name == "batch":
             p.add_argument("submissions", type=Path, help="folder of submission folders/zips")
@@ -168,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "record":
             targets = {a.name: a for name in args.names for a in assignments.resolve(name)}
-            return _record(list(targets.values()), verify=not args.no_verify)
+            return _record(
+                list(targets.values()), verify=not args.no_verify, verdicts_out=args.verdicts
+            )
         if args.command == "batch":
             from autograder.batch import run_batch
 
@@ -318,23 +328,36 @@ def check(source: Path, targets, *, part: str | None = None) -> dict:
     }
 
 
-def _record(targets, verify: bool = True) -> int:
-    """Record the reference values of the public tests for the student hand-out.
+def _record(targets, verify: bool = True, verdicts_out: Path | None = None) -> int:
+    """Record the reference values of the public tests, and what the catalogued mistakes give
+    on them, for the student hand-out.
 
-    Grades the reference solutions with ``expected()`` in record mode, then checks that the
-    recorded values alone give the reference full public marks. Every assignment asked for is
-    graded in one session (one grader start-up, not one per assignment).
+    Grades the reference solutions with ``expected()`` in record mode, every catalogued mistake
+    (``autograder.mistakes``) beside it, then checks from the recordings alone, as the hand-out
+    would, that the reference gets full public marks and that every mistake fails a public test
+    that names it. Every assignment asked for is graded in one session.
     """
-    from autograder import api, assignments, runner
+    from autograder import api, assignments, codec, mistakes, runner
+    from autograder.results import write_bytes_atomic
 
     targets = list(targets)
+    catalogues = {t.module: mistakes.load_catalogue(t.tests_dir) for t in targets}
+    catalogues = {module: c for module, c in catalogues.items() if c}
     for target in targets:
         (target.tests_dir / api.EXPECTED_FILE).unlink(missing_ok=True)
+        (target.tests_dir / mistakes.RECORD_FILE).unlink(missing_ok=True)
     scores: list[dict[str, tuple[float, float]]] = []  # per mode: assignment -> (got, out of)
+    verdicts: dict = {}
     for mode in ("record", "recorded") if verify else ("record",):
         os.environ[api.EXPECTED_MODE_ENV] = mode
         try:
             with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "variants.agv"
+                variants = {
+                    "mistakes": catalogues,
+                    "mode": "record" if mode == "record" else "replay",
+                    "out": out,
+                }
                 data = runner.grade(
                     assignments.solutions_root(),
                     targets,
@@ -342,27 +365,72 @@ def _record(targets, verify: bool = True) -> int:
                     public_only=True,
                     seed=0,
                     quiet=True,
+                    variants=variants if catalogues else None,
                 )
+                verdicts = codec.decode(out.read_bytes())[1] if out.exists() else {}
         finally:
             os.environ.pop(api.EXPECTED_MODE_ENV, None)
+        if mode == "record":
+            for module, catalogue in catalogues.items():
+                captured = {
+                    m.key: {
+                        test: outcome["point"]
+                        for test, outcome in verdicts.get(f"{module}:{m.key}", {}).items()
+                        if outcome.get("point") is not None
+                    }
+                    for m in catalogue
+                }
+                table = mistakes.build_table(catalogue, captured)
+                path = assignments.tests_root() / module / mistakes.RECORD_FILE
+                write_bytes_atomic(path, codec.encode(table), mode=0o644)
         per_target: dict[str, tuple[float, float]] = {}
         for test in data["tests"]:
             for name in test.get("tags", []):
                 got, out_of = per_target.get(name, (0.0, 0.0))
                 per_target[name] = (got + test["score"], out_of + test["max_score"])
         scores.append(per_target)
+    if not verify:  # what the hand-out would name, worked out from the recording alone
+        mistakes.forget_tables()
+        for module in catalogues:
+            table = mistakes.table(assignments.tests_root() / module)
+            mistakes.name_from_table(table, verdicts, module)
+    if verdicts_out is not None:
+        plain = {
+            key: {
+                test: {k: v for k, v in outcome.items() if k != "point"}
+                for test, outcome in outcomes.items()
+            }
+            for key, outcomes in verdicts.items()
+        }
+        Path(verdicts_out).write_text(json.dumps(plain, indent=1, sort_keys=True))
     failed = 0
     for target in targets:
         path = target.tests_dir / api.EXPECTED_FILE
         got, out_of = scores[0].get(target.name, (0.0, 0.0))
         replayed, _ = scores[-1].get(target.name, (0.0, 0.0))
-        ok = got == out_of == replayed and out_of > 0 and path.exists()
+        uses_expected = any(
+            "expected(" in f.read_text() for f in target.tests_dir.glob("test_public_*.py")
+        )
+        ok = got == out_of == replayed and out_of > 0 and (path.exists() or not uses_expected)
         failed += not ok
         print(
             f"{target.name}: reference {got:g}/{out_of:g} while recording, {replayed:g}/{out_of:g}"
             f" from the recording -> {path if path.exists() else 'nothing recorded'}"
             + ("" if ok else "  PROBLEM: the reference must score full marks both ways")
         )
+        catalogue = catalogues.get(target.module, [])
+        if catalogue:
+            problems = mistakes.variant_problems(catalogue, verdicts, target.module, hidden=False)
+            bad = {k: v for k, v in problems.items() if v}
+            failed += bool(bad)
+            print(
+                f"{target.name}: {len(catalogue) - len(bad)} of {len(catalogue)} known mistakes "
+                "named by the public checks from the recording"
+                + ("" if verify else " (worked out from the recording, not replayed)")
+            )
+            for mistake in catalogue:
+                for problem in bad.get(mistake.key, []):
+                    print(f"  PROBLEM {mistake.key}: {problem}")
     return 1 if failed else 0
 
 

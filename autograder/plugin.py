@@ -59,6 +59,11 @@ class GradingSession:
         self.banned: dict[str, dict[str, list[str]]] = {}
         self.findings: dict[str, list[banned.Finding]] = {}
         self.missing = environment.missing()  # the grader's own packages this image lacks
+        # catalogued mistakes graded beside the submission (``autograder.mistakes``): the
+        # instructor's ``record`` and the catalogue's own tests; never a student's grading
+        self.variants: list[dict] = list(cfg.get("variants", []))
+        self.variant_capture = cfg.get("variant_mode") == "record"
+        self.variant_results: dict[str, dict[str, dict]] = {}
         self.grader_errors: list[str] = []
         for module, a in self.assignments.items():
             listed_in = Path(a["reference"])
@@ -228,6 +233,9 @@ class GradingSession:
                 self.grader_errors.append(record["name"])
             else:
                 lines.append(_message(excinfo, hidden, when))
+                found = item.stash.get(_FOUND, []) if not hidden else []
+                if found:
+                    record["extra_data"]["known_mistakes"] = found
             record.update(status="failed", score=0.0)
         elif state["skipped"] is not None:
             lines.append("not run: skipped by the grader")
@@ -248,7 +256,65 @@ class GradingSession:
     def pytest_sessionfinish(self, session, exitstatus):
         if self.sandbox is not None:
             self.sandbox.close()
+        if self.cfg.get("variant_out"):
+            from autograder import codec
+
+            Path(self.cfg["variant_out"]).write_bytes(codec.encode(self.variant_results))
         self.write(final=True)
+
+    # -------------------------------------------------------------------------- variants
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item):
+        try:
+            return (yield)
+        finally:
+            item.stash[_FOUND] = api.found_mistakes()
+            if self.variants:
+                self.run_variants(item)
+
+    def run_variants(self, item: pytest.Item) -> None:
+        """Run ``item`` once more for every catalogued variant of a function it grades, each
+        variant's calls in workers of their own; keep how it ended (and, while recording, the
+        first check it failed)."""
+        a = self.assignment_of(item)
+        hidden = self.is_hidden_file(item)
+        main: Student | None = item.stash.get(_STUDENT, None)
+        if main is None:
+            return
+        declared = set(main.declared) | _called_functions(item.obj)
+        for variant in self.variants:
+            if variant["module"] != a["module"] or variant["function"] not in declared:
+                continue
+            student = Student(
+                self,
+                a,
+                main.seed,
+                hidden,
+                main.default_timeout,
+                main.declared,
+                variant=variant["folder"],
+            )
+            api.set_hidden(hidden)
+            api.begin_test(
+                Path(item.path).parent,
+                item.name,
+                variant=True,
+                capture=self.variant_capture and not hidden,
+            )
+            funcargs = {**item.funcargs, "student": student}
+            args = {k: funcargs[k] for k in item._fixtureinfo.argnames if k in funcargs}
+            outcome: dict[str, Any] = {"hidden": hidden}
+            try:
+                item.obj(**args)
+                outcome.update(passed=True, message="passed")
+            except Exception as exc:  # noqa: BLE001  (the variant fails as a student would)
+                outcome.update(passed=False, message=_variant_message(exc, hidden))
+                outcome["known_mistakes"] = api.found_mistakes()
+                outcome["point"] = api.captured()
+            finally:
+                api.set_hidden(hidden)
+                api.begin_test(Path(item.path).parent, item.name)
+            self.variant_results.setdefault(variant["id"], {})[item.name] = outcome
 
     # --------------------------------------------------------------------------- fixture
     @pytest.fixture
@@ -264,6 +330,7 @@ class GradingSession:
         handle = Student(self, a, seed, hidden, timeout, declared.args if declared else ())
         item.stash[_STUDENT] = handle
         api.set_hidden(hidden)
+        api.begin_test(Path(item.path).parent, item.name)
         for finding in self.findings.get(a["module"], []):
             if finding.function in handle.declared:
                 raise api.StudentCodeError(finding.message())
@@ -271,10 +338,12 @@ class GradingSession:
             yield handle
         finally:
             api.set_hidden(False)
+            api.begin_test(None, None)
 
 
 _STATE = pytest.StashKey[dict]()
 _STUDENT = pytest.StashKey[Any]()
+_FOUND = pytest.StashKey[list]()
 
 
 def _importable(name: str) -> bool:
@@ -323,10 +392,42 @@ def _message(excinfo, hidden: bool, when: str) -> str:
     )
 
 
-class Student:
-    """The ``student`` fixture: calls into the submission, each in a fresh worker."""
+def _called_functions(fn) -> set[str]:
+    """The first argument of every ``student.call("name", ...)`` in a test function's source."""
+    import ast
+    import inspect
+    import textwrap
 
-    def __init__(self, session, assignment, seed, hidden, timeout, declared):
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return set()
+    return {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "call"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    }
+
+
+def _variant_message(exc: BaseException, hidden: bool) -> str:
+    if isinstance(exc, AssertionError):
+        return str(exc).strip() or "failed"
+    return f"{type(exc).__name__}: {str(exc)[:500]}"
+
+
+class Student:
+    """The ``student`` fixture: calls into the submission, each in a fresh worker.
+
+    ``variant`` (the grader's own runs of catalogued mistakes only): the folder of the
+    submission that holds the variant's module instead of the submitted one.
+    """
+
+    def __init__(self, session, assignment, seed, hidden, timeout, declared, variant=None):
         self._session = session
         self.assignment = assignment
         self.module = assignment["module"]
@@ -338,6 +439,7 @@ class Student:
         self.output = ""
         self.checked: list[str] = []
         self.extra: dict = {}
+        self.variant = variant
         self._calls = 0
 
     def _banned_for(self, names) -> None:
@@ -394,6 +496,7 @@ class Student:
             seed=call_seed,
             banned=banned_map,
             return_args=check_inputs,
+            variant=self.variant,
         )
         if outcome.output_bytes:
             self.output += outcome.output

@@ -136,7 +136,9 @@ def margin_contrastive_loss(
         L_S = d^2                      (similar pair)
         L_D = max(0, m - d)^2          (dissimilar pair)
 
-    and the loss is the mean over the ``N`` pairs.
+    and the loss is the mean over the ``N`` pairs. Identical embeddings (``d = 0``) must give a
+    finite gradient: the derivative of ``sqrt`` is infinite at 0, so use ``d^2`` itself for
+    similar pairs, and clamp ``d^2`` below (by ``1e-12``) before the root of the hinge.
 
     Args:
         z1, z2: ``[N, D]`` the features of the two images of each pair.
@@ -158,10 +160,10 @@ def margin_contrastive_loss(
     if not margin > 0:
         raise ValueError(f"the margin must be positive, got {margin!r}")
     ### BEGIN SOLUTION
-    distance = (z1 - z2).pow(2).sum(dim=1).sqrt()  # [N]
-    pull = distance.pow(2)  # [N] L_S = d^2
+    squared = (z1 - z2).pow(2).sum(dim=1)  # [N] d^2
+    distance = squared.clamp(min=1e-12).sqrt()  # [N] d; the clamp keeps d(sqrt) finite at 0
     push = (margin - distance).clamp(min=0).pow(2)  # [N] L_D = max(0, m - d)^2
-    return torch.where(similar, pull, push).mean()
+    return torch.where(similar, squared, push).mean()  # L_S = d^2, never through sqrt
     ### END SOLUTION
 
 

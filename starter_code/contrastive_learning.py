@@ -139,7 +139,9 @@ def margin_contrastive_loss(
         L_S = d^2                      (similar pair)
         L_D = max(0, m - d)^2          (dissimilar pair)
 
-    and the loss is the mean over the ``N`` pairs.
+    and the loss is the mean over the ``N`` pairs. Identical embeddings (``d = 0``) must give a
+    finite gradient: the derivative of ``sqrt`` is infinite at 0, so use ``d^2`` itself for
+    similar pairs, and clamp ``d^2`` below (by ``1e-12``) before the root of the hinge.
 
     Args:
         z1, z2: ``[N, D]`` the features of the two images of each pair.
