@@ -252,7 +252,10 @@ def _hidden_runs(module: str) -> dict[str, list[str]]:
             failing[mistake.key] = [
                 name
                 for name, fn in tests.items()
-                if mistake.function in harness.marks(fn, "functions")
+                if any(
+                    mistake.function == d or mistake.function.startswith(d + ".")
+                    for d in harness.marks(fn, "functions")
+                )
                 and not harness.run_test(fn, module, factory, hidden=True, call_limit_s=60).passed
             ]
         finally:
