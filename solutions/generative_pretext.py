@@ -314,7 +314,9 @@ def rebalancing_weights(prior: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
     ``E[w] = sum_q p~_q w_q = 1``, "we find that values of lambda = 1/2 work well". ``prior``
     is the empirical distribution of the colour bins over the training pixels (the paper also
     smooths it with a Gaussian; we do not). A uniform prior gives weights 1 everywhere;
-    ``lam = 1`` (a uniform mixture) too.
+    ``lam = 1`` (a uniform mixture) too. With ``lam = 0`` a bin that no training pixel falls in
+    (``p~_q = 0``) would get ``1 / 0``: it gets weight 0 instead (no training pixel is ever
+    weighted by it), so that the weights stay finite.
 
     Raises:
         ValueError: a prior with negative entries or that does not sum to 1, or lam outside [0, 1].
@@ -325,7 +327,9 @@ def rebalancing_weights(prior: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
     if bool((prior < 0).any()) or abs(float(prior.sum()) - 1.0) > 1e-4:
         raise ValueError("prior must be a probability distribution over the Q bins (>= 0, sum 1)")
     mixed = (1.0 - lam) * prior + lam / prior.numel()  # [Q]
-    weights = 1.0 / mixed  # [Q]
+    weights = torch.zeros_like(mixed)  # [Q]; an empty bin at lam = 0 keeps weight 0
+    seen = mixed > 0  # [Q]
+    weights[seen] = 1.0 / mixed[seen]
     return weights / (prior * weights).sum()  # [Q], E_prior[w] = 1
     ### END SOLUTION
 

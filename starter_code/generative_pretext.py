@@ -248,7 +248,9 @@ def rebalancing_weights(prior: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
     ``E[w] = sum_q p~_q w_q = 1``, "we find that values of lambda = 1/2 work well". ``prior``
     is the empirical distribution of the colour bins over the training pixels (the paper also
     smooths it with a Gaussian; we do not). A uniform prior gives weights 1 everywhere;
-    ``lam = 1`` (a uniform mixture) too.
+    ``lam = 1`` (a uniform mixture) too. With ``lam = 0`` a bin that no training pixel falls in
+    (``p~_q = 0``) would get ``1 / 0``: it gets weight 0 instead (no training pixel is ever
+    weighted by it), so that the weights stay finite.
 
     Raises:
         ValueError: a prior with negative entries or that does not sum to 1, or lam outside [0, 1].

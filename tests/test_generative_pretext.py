@@ -57,6 +57,10 @@ def test_soft_encoding_of_a_bin_centre_peaks_there_and_rebalancing_closed_forms(
     w = gp.rebalancing_weights(one_hot, 0.5)  # closed form: w_2 = 1, others (1/2 + 1/14)/(1/14) = 8
     assert torch.allclose(w, torch.tensor([8.0, 8, 1, 8, 8, 8, 8]))
     assert torch.allclose(gp.rebalancing_weights(torch.full((q,), 1 / q), 0.0), torch.ones(q))
+    # lam = 0 with an empty bin: 1 / p~ would be 1 / 0 there (and 0 * inf = NaN in E_p[w])
+    w = gp.rebalancing_weights(torch.tensor([0.5, 0.25, 0.25, 0.0]), 0.0)
+    assert torch.isfinite(w).all() and w[3] == 0
+    assert torch.allclose(w[:3], torch.tensor([2.0, 4.0, 4.0]) / 3)  # 1 / p~, E_p[w] = 1
     with pytest.raises(ValueError):
         gp.rebalancing_weights(torch.ones(q), 0.5)
 
