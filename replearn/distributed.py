@@ -39,6 +39,7 @@ import gc
 import hashlib
 import math
 import os
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ __all__ = [
     "all_reduce_mean",
     "broadcast_object",
     "check_replicas",
+    "clamp_after_each_step",
     "clip_loss",
     "gather_no_grad",
     "gather_with_grad",
@@ -408,14 +410,43 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torc
     return F.cross_entropy(logits, partner_columns)
 
 
+_CLAMPED: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # modules with a clamp_() to call
+_CLAMP_HOOK: list = []  # the one optimiser hook, once registered
+
+
+def clamp_after_each_step(module: nn.Module) -> None:
+    """Call ``module.clamp_()`` after every optimiser step that updates one of its parameters.
+
+    open_clip clips CLIP's logit scale in its training loop, after each optimiser step; the
+    course has several training loops (the notebooks', the distributed entry point's, the
+    grader's probes), so one global optimiser hook does it for all of them. The module is held
+    by a weak reference: the hook forgets it when it is deleted.
+    """
+    _CLAMPED.add(module)
+    if not _CLAMP_HOOK:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        _CLAMP_HOOK.append(register_optimizer_step_post_hook(_clamp_trained))
+
+
+def _clamp_trained(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    for module in list(_CLAMPED):
+        if any(id(p) in trained for p in module.parameters()):
+            module.clamp_()
+
+
 class LogitScale(nn.Module):
     """CLIP's learnable inverse temperature, stored as a log and clipped at 100.
 
     Radford et al. (2021, arXiv:2103.00020), Sec. 2.5: "The learnable temperature parameter tau
     was initialized to the equivalent of 0.07 from (Wu et al., 2018) and clipped to prevent
     scaling the logits by more than 100 which we found necessary to prevent training
-    instability." ``forward()`` returns ``exp(log_scale)`` clamped to ``max_scale`` (the
-    ``logit_scale`` that ``clip_loss`` and open_clip's ``ClipLoss`` take).
+    instability." ``forward()`` returns ``exp(log_scale)`` (the ``logit_scale`` that
+    ``clip_loss`` and open_clip's ``ClipLoss`` take); the clip applies to the stored value,
+    ``clamp_()`` after every optimiser step (:func:`clamp_after_each_step`), as in open_clip's
+    training loop. Clamping inside ``forward`` instead would zero the gradient above the cap,
+    and a scale that passed it could never come back.
     """
 
     def __init__(self, temperature: float = 0.07, max_scale: float = 100.0):
@@ -426,9 +457,15 @@ class LogitScale(nn.Module):
             )
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
         self.max_log_scale = math.log(max_scale)
+        clamp_after_each_step(self)
 
     def forward(self) -> torch.Tensor:
-        return self.log_scale.clamp(max=self.max_log_scale).exp()  # scalar
+        return self.log_scale.exp()  # scalar
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Clip the stored log-scale to ``[0, log(max_scale)]`` in place (open_clip's range)."""
+        self.log_scale.clamp_(0.0, self.max_log_scale)
 
 
 def clip_loss(
