@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--assignment", default="all")
     args = parser.parse_args(argv)
     _roots(args)
-    from autograder import assignments, results
+    from autograder import assignments, lifeline, results
+
+    lifeline.from_environment()  # a `grade` started by `batch` dies with it
 
     try:
         if args.command == "grade":

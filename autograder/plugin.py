@@ -26,6 +26,7 @@ from autograder.results import sanitize, write_atomic
 GRADER_FILES = {"api.py", "sandbox.py", "plugin.py", "codec.py"}
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 TEST_OUTPUT_CAP = 4000
+IMPORT_LIMIT_S = 20.0  # the one import check per module: the module imports torch from the zygote
 
 
 def pytest_addoption(parser):
@@ -61,6 +62,7 @@ class GradingSession:
         self.missing = environment.missing()  # the grader's own packages this image lacks
         # catalogued mistakes graded beside the submission (``autograder.mistakes``): the
         # instructor's ``record`` and the catalogue's own tests; never a student's grading
+        self.imports: dict[str, sandbox.CallOutcome] = {}  # module -> its one import check
         self.variants: list[dict] = list(cfg.get("variants", []))
         self.variant_capture = cfg.get("variant_mode") == "record"
         self.variant_results: dict[str, dict[str, dict]] = {}
@@ -100,6 +102,19 @@ class GradingSession:
                 preimport=sandbox.PREIMPORT + extra + probes,
             )
         return self.sandbox
+
+    def import_check(self, module: str, timeout: float) -> sandbox.CallOutcome:
+        """Import ``module`` once, alone, in a worker; every later call reuses the verdict.
+
+        A module that hangs or crashes at import would otherwise cost every call of every
+        test its own timeout, and ``--assignment all`` many minutes: it costs one import limit
+        per assignment, and every test of it fails saying why.
+        """
+        if module not in self.imports:
+            self.imports[module] = self.get_sandbox().call(
+                module, "", kind="import", timeout=timeout, seed=0
+            )
+        return self.imports[module]
 
     # -------------------------------------------------------------------------- records
     def assignment_of(self, item: pytest.Item) -> dict:
@@ -487,6 +502,14 @@ class Student:
         limit = float(timeout if timeout is not None else self.default_timeout)
         remaining = self._session.deadline - time.monotonic()
         limit = max(1.0, min(limit, remaining))
+        if self.variant is None:
+            import_limit = max(1.0, min(IMPORT_LIMIT_S, self.default_timeout, remaining))
+            imported = self._session.import_check(self.module, import_limit)
+            if imported.status != "ok":
+                what = f"{label}({_describe_args(args, kwargs, self.hidden)})"
+                raise api.StudentCodeError(
+                    _import_failure_text(self.module, what, imported, self.hidden)
+                )
         call_seed = _seed_for(self.seed, self._calls)
         banned_map = self._session.banned.get(self.module, {})
         outcome = self._session.get_sandbox().call(
@@ -552,6 +575,26 @@ def _check_unchanged(label, sent, returned) -> None:
                     f"{label} modified its input argument {i} (shape {api._fmt_shape(a.shape)}) "
                     "in place; it must leave its inputs unchanged (work on a copy)"
                 )
+
+
+def _import_failure_text(module, what, outcome: sandbox.CallOutcome, hidden) -> str:
+    """Why ``what`` did not run: the module's one import check failed."""
+    if outcome.status == "timeout":
+        reason = (
+            f"importing {module}.py did not finish within {outcome.seconds:.0f} s (code that "
+            "runs at import time, outside any function, must end quickly)"
+        )
+    elif outcome.status == "exception" and outcome.phase == "import":
+        reason = _failure_text(module, what, outcome, 0.0, hidden)
+    elif outcome.status == "crashed":
+        crash = _failure_text(module, "", outcome, 0.0, hidden).lstrip(": ")
+        reason = f"importing {module}.py: {crash}"
+    else:
+        reason = _failure_text(module, f"importing {module}.py", outcome, 0.0, hidden)
+    return (
+        f"{what} was not run: {reason}. The grader imports {module}.py once per grading; "
+        "every test of it needs the import, so every test of it fails the same way."
+    )
 
 
 def _failure_text(module, what, outcome: sandbox.CallOutcome, limit, hidden) -> str:

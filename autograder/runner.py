@@ -192,8 +192,9 @@ def _run_pytest(
     cfg_path: Path, tests_root: Path, test_dirs: list[Path], budget: float, quiet: bool
 ) -> int:
     boot = (
-        "import sys; sys.path.insert(0, sys.argv.pop(1)); import pytest; "
-        "sys.exit(pytest.main(sys.argv[1:]))"
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+        "from autograder.lifeline import die_with_parent; die_with_parent(int(sys.argv.pop(1))); "
+        "import pytest; sys.exit(pytest.main(sys.argv[1:]))"
     )
     cmd = [
         sys.executable,
@@ -202,6 +203,7 @@ def _run_pytest(
         "-c",
         boot,
         str(assignments.REPO_ROOT),
+        str(os.getpid()),  # the pytest child dies with this process (autograder.lifeline)
         "-c",
         str(assignments.GRADER_DIR / "pytest.ini"),
         "--rootdir",

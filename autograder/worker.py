@@ -410,7 +410,9 @@ def _run_call(header: dict, payload, subdir: str, result_w: int) -> None:
         recorder.wrap_student(module)
         phase = "call"
         with recorder.mode():
-            if header["kind"] == "probe":
+            if header["kind"] == "import":  # the grader's one import check per module
+                value = None
+            elif header["kind"] == "probe":
                 mod_name, _, fn_name = header["target"].partition(":")
                 probe = getattr(sys.modules[mod_name], fn_name)
                 value = probe(module, *args, **kwargs)
