@@ -182,7 +182,7 @@ def test_a_module_that_hangs_at_import_costs_one_import_limit_per_assignment(tmp
     """The hanging, signal-ignoring module as every course module, graded on all seven
     assignments: one import limit each, every test failed saying why, valid results well within
     Gradescope's default 10 minutes."""
-    from autograder import assignments
+    from replearn.contract import assignments
 
     submission = tmp_path / "hanging"
     submission.mkdir()

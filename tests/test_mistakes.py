@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder import assignments, codec, mistakes
+from autograder import codec, mistakes
 from autograder.mistakes import CatalogueError, Mistake
+from replearn.contract import assignments
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "grader_assignment"
@@ -76,7 +77,7 @@ def test_every_entry_of_a_course_catalogue_applies_to_the_reference(module):
 
 
 def test_catalogues_never_ship():
-    from replearn import release
+    from instructor import release
 
     for module in CATALOGUES:
         relative = f"autograder/tests/{module}/{mistakes.CATALOGUE}"
