@@ -114,6 +114,23 @@ def apply_mask(images: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor) -> 
     return torch.where(mask.to(images.device), fill, images)  # [N, C, H, W]
 
 
+def hole_crops(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The missing square of each image, cut out: what the context encoder's discriminator sees.
+
+    Pathak et al. (2016), Sec. 3.2: shown the whole completed image, the discriminator could
+    "exploit the perceptual discontinuity in generated regions and the original context", so
+    they condition "only the generator (not the discriminator) on context". ``images`` is
+    ``[N, C, H, W]``; ``mask`` is :func:`region_mask`'s, one ``hole x hole`` square per image.
+    Returns ``[N, C, hole, hole]``.
+    """
+    n, c = images.shape[:2]
+    hole = int(mask[0, 0].any(dim=1).sum())  # rows of the first image's square
+    picked = images[mask.to(images.device).expand_as(images)]  # [N * C * hole * hole]
+    if picked.numel() != n * c * hole * hole:
+        raise ValueError("hole_crops needs one square of the same size per image (region_mask)")
+    return picked.view(n, c, hole, hole)  # [N, C, hole, hole]
+
+
 def masked_l2_loss(
     prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
@@ -464,7 +481,8 @@ class PixelPredictor(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """A small DCGAN-style discriminator: images ``[N, C, 32, 32]`` -> one logit each ``[N]``."""
+    """A small DCGAN-style discriminator: images ``[N, C, h, w]`` (8 px or more; the context
+    encoder gives it the filled squares, :func:`hole_crops`) -> one logit each ``[N]``."""
 
     def __init__(self, in_channels: int = 3, width: int = 32):
         super().__init__()
@@ -656,7 +674,8 @@ def pretrain(
     """Train a fresh ``SmallCNN`` on one generative pretext for ``budget_s`` seconds.
 
     ``method``: ``"inpainting"`` (L2 on the hole), ``"inpainting+adv"`` (L2 + ``lambda_adv``
-    times the adversarial loss, the discriminator trained by its own Adam inside each step),
+    times the adversarial loss, the discriminator trained by its own Adam inside each step on
+    the filled square alone, real or predicted: :func:`hole_crops`),
     ``"color-class"`` (L -> ab bins, rebalanced), ``"color-reg"`` (L -> standardised ab, L2;
     :func:`ab_statistics`) or
     ``"split-brain"`` (two half-width encoders). ``images``: uint8 ``[N, 3, H, W]``.
@@ -686,12 +705,12 @@ def pretrain(
             rec = masked_l2_loss(pred, x, mask)
             if disc is None:
                 return {"loss": rec}
-            completed = torch.where(mask, pred, x)  # [B, 3, H, W] context + prediction
-            d_loss = adversarial_losses(disc, x, completed)["d_loss"]  # update D first
+            real, fake = hole_crops(x, mask), hole_crops(pred, mask)  # [B, 3, hole, hole] each
+            d_loss = adversarial_losses(disc, real, fake)["d_loss"]  # update D first
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward(inputs=list(disc.parameters()))
             d_opt.step()
-            g_loss = adversarial_losses(disc, x, completed)["g_loss"]  # then G against the new D
+            g_loss = adversarial_losses(disc, real, fake)["g_loss"]  # then G against the new D
             loss = (1 - cfg.lambda_adv) * rec + cfg.lambda_adv * g_loss
             return {"loss": loss, "rec": rec.detach(), "d_loss": d_loss.detach()}
 

@@ -185,6 +185,38 @@ def test_adversarial_losses_closed_form_for_a_constant_discriminator():
     ) == pytest.approx(np.log(2))
 
 
+def test_hole_crops_cut_each_images_square_out():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(5, 3, 12, 12, generator=generator)
+    mask = gp.region_mask(5, 12, 4, "random", generator)
+    crops = gp.hole_crops(images, mask)  # [5, 3, 4, 4]
+    for i in range(5):
+        top, left = (int(v) for v in mask[i, 0].nonzero()[0])
+        assert torch.equal(crops[i], images[i, :, top : top + 4, left : left + 4])
+
+
+def test_the_context_encoders_discriminator_sees_only_the_filled_square(monkeypatch):
+    """Pathak et al. (2016), Sec. 3.2: the discriminator is not conditioned on the context; shown
+    the whole completed image it learns to spot the seam."""
+    from replearn.presets import get_preset
+    from replearn.train import step_budget
+
+    cfg = gp.GenerativeConfig.from_preset(get_preset("smoke"))
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    seen = []
+    original = gp.Discriminator.forward
+
+    def spy(self, x):
+        seen.append(tuple(x.shape))
+        return original(self, x)
+
+    monkeypatch.setattr(gp.Discriminator, "forward", spy)
+    with step_budget(2):
+        gp.pretrain("inpainting+adv", images, cfg, budget_s=1000.0, seed=0)
+    assert seen and all(shape[1:] == (3, cfg.hole, cfg.hole) for shape in seen), seen
+
+
 def test_split_brain_net_shapes_and_loss_runs():
     torch.manual_seed(0)
     centres = gp.ab_gamut_bins()
