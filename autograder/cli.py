@@ -7,6 +7,7 @@
     python -m autograder batch SUBMISSIONS_DIR --out grades.csv [--assignment auto|NAME]
                                [--jobs N] [--results-dir DIR] [--seed S]
     python -m autograder record NAME [NAME ...] [--no-verify]
+    python -m autograder mistakes [NAME ...] [--markdown]
 
 ``grade`` checks the submission's ``MANIFEST.json`` (written by ``python -m replearn.submit``)
 against the files themselves and reports a mismatch in ``results.json`` (see
@@ -16,7 +17,8 @@ the grader's own messages; ``answers`` writes the free-response answers of a sub
 notebooks, or of a folder of submissions question by question across the students, with the
 figures the questions ask about, to one Markdown file for the people who grade them;
 ``batch`` grades a folder of submissions (``autograder.batch``); ``record`` stores the
-reference's values that the public tests compare with. The Gradescope autograder zip is
+reference's values that the public tests compare with, and what each known mistake gives on
+them; ``mistakes`` lists the recorded known mistakes (function, id, message; never code). The Gradescope autograder zip is
 instructor tooling: ``python -m instructor.gradescope`` (its ``run_autograder`` calls ``grade``).
 
 ``--tests-root`` / ``--solutions-root`` (or ``AUTOGRADER_TESTS_ROOT`` /
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("grade", "check", "answers", "batch", "record"):
+    for name in ("grade", "check", "answers", "batch", "record", "mistakes"):
         p = sub.add_parser(name)
         p.add_argument("--tests-root", help="folder holding <module>/test_*.py")
         p.add_argument("--solutions-root", help="folder holding the reference <module>.py")
@@ -102,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
                 type=Path,
                 help="write what each known mistake's public tests gave here (JSON)",
             )
+        elif name == "mistakes":
+            p.add_argument("names", nargs="*", metavar="name",
+                           help="assignment names or aliases (default: all)")  # fmt: skip
+            p.add_argument("--markdown", action="store_true", help="one Markdown table")
         elif name == "batch":
             p.add_argument("submissions", type=Path, help="folder of submission folders/zips")
             p.add_argument("--out", type=Path, default=Path("grades.csv"))
@@ -181,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
             return _record(
                 list(targets.values()), verify=not args.no_verify, verdicts_out=args.verdicts
             )
+        if args.command == "mistakes":
+            targets = {
+                a.name: a for name in args.names or ["all"] for a in assignments.resolve(name)
+            }
+            print(list_mistakes(list(targets.values()), markdown=args.markdown))
+            return 0
         if args.command == "batch":
             from autograder.batch import run_batch
 
@@ -431,6 +443,31 @@ def _record(targets, verify: bool = True, verdicts_out: Path | None = None) -> i
                 for problem in bad.get(mistake.key, []):
                     print(f"  PROBLEM {mistake.key}: {problem}")
     return 1 if failed else 0
+
+
+def list_mistakes(targets, *, markdown: bool = False) -> str:
+    """The recorded known mistakes of ``targets``, counted per assignment: function, id, the
+    message a student gets, and the public tests that name it (from the recordings: words only).
+    """
+    from autograder import mistakes
+
+    lines, total = [], 0
+    if markdown:
+        lines += ["| assignment | function | mistake | message |", "|---|---|---|---|"]
+    for target in targets:
+        entries = mistakes.listing(target.tests_dir)
+        total += len(entries)
+        if not markdown:
+            lines.append(f"{target.name}: {len(entries)} known mistakes")
+        for e in entries:
+            if markdown:
+                message = e["message"].replace("|", "\\|")
+                lines.append(f"| {target.name} | `{e['function']}` | {e['id']} | {message} |")
+            else:
+                tests = ", ".join(e["tests"]) or "no public test names it"
+                lines.append(f"  {e['function']} / {e['id']}: {e['message']}  [{tests}]")
+    lines.append(f"{total} known mistakes in {len(targets)} assignment(s)")
+    return "\n".join(lines)
 
 
 def resolve_many(names: str) -> list:

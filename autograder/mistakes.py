@@ -208,6 +208,26 @@ def table(tests_dir: Path) -> dict:
     return _tables[path]
 
 
+def listing(tests_dir: Path) -> list[dict]:
+    """The recorded catalogue in words: ``[{function, id, message, tests}]`` in catalogue order,
+    ``tests`` being the public tests that name the entry. Read from :data:`RECORD_FILE` (what
+    ships), so it shows no code and works on a student's hand-out as on the instructor's side."""
+    data = table(tests_dir)
+    named: dict[str, list[str]] = {}
+    for test, entries in data["failures"].items():
+        for entry in entries:
+            named.setdefault(entry["id"], []).append(test)
+    return [
+        {
+            "function": about["function"],
+            "id": key.split("/", 1)[-1],
+            "message": about["message"],
+            "tests": sorted(named.get(key, [])),
+        }
+        for key, about in data["mistakes"].items()
+    ]
+
+
 def forget_tables() -> None:
     _tables.clear()
 

@@ -84,6 +84,20 @@ def test_catalogues_never_ship():
         assert not release._shipped(relative), relative
 
 
+@pytest.mark.parametrize("module", sorted(CATALOGUES))
+def test_the_mistakes_command_lists_each_recorded_entry_in_words(module, capsys):
+    """``python -m autograder mistakes NAME``: every entry, its message and the public test that
+    names it, read from the shipped recording."""
+    from autograder.cli import main
+
+    assert main(["mistakes", module]) == 0
+    out = capsys.readouterr().out
+    catalogue = CATALOGUES[module]
+    assert f"{module}: {len(catalogue)} known mistakes" in out
+    for m in catalogue:
+        assert f"{m.function} / {m.id}: {m.message}  [test_" in out, m.key
+
+
 def _graded_functions(module: str) -> set[str]:
     from instructor.handout_leaks import graded_parts
 
