@@ -159,7 +159,8 @@ def masked_l2_loss(
         prediction, target: ``[N, C, H, W]``. mask: bool ``[N, 1, H, W]`` (True = missing).
 
     Returns:
-        A scalar tensor; 0 when nothing is masked.
+        A scalar tensor; 0 when nothing is masked. Banned: see ``BANNED_APIS`` (no library MSE:
+        square the differences yourself, as in Assignment 2).
     """
     ### BEGIN SOLUTION
     if prediction.shape != target.shape:
