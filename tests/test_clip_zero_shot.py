@@ -218,7 +218,8 @@ def test_a_logit_scale_past_the_cap_comes_back():
     optimizer.zero_grad()
     (-scale()).backward()  # a loss that wants a larger scale
     optimizer.step()
-    assert float(scale.log_scale.detach()) == pytest.approx(math.log(100.0))  # clipped after the step
+    # clipped after the step
+    assert float(scale.log_scale.detach()) == pytest.approx(math.log(100.0))
     for _ in range(3):  # a loss that wants a smaller scale brings it down again
         optimizer.zero_grad()
         scale().backward()
