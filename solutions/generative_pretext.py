@@ -53,6 +53,10 @@ from replearn.evaluate import extract_features, knn_accuracy, linear_probe
 from replearn.train import BudgetClock, BudgetCosine, History, TensorLoader, TrainConfig, train
 
 BANNED_APIS = {
+    # The grader rejects these names inside the function on the left (that function's tests
+    # score 0). The masked L2 is squared by hand, as in Assignment 2; NMI, k-means++ and k-means
+    # are written in torch, and the Lab conversions from the formulas: the libraries named here
+    # are what the tests check them against.
     "masked_l2_loss": ["torch.nn.functional.mse_loss", "torch.nn.MSELoss"],
     "normalized_mutual_info": ["sklearn.metrics.normalized_mutual_info_score"],
     "kmeans_plusplus_init": ["sklearn.cluster.kmeans_plusplus", "sklearn.cluster.KMeans"],
