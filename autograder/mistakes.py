@@ -135,8 +135,15 @@ def catalogue_path(tests_dir: Path) -> Path:
     return Path(tests_dir) / CATALOGUE
 
 
-def load_catalogue(tests_dir: Path) -> list[Mistake]:
-    """``MISTAKES`` of an assignment's catalogue (trusted grader material; [] when none)."""
+def load_catalogue(tests_dir: Path, kind: str = "MISTAKES") -> list[Mistake]:
+    """``MISTAKES`` of an assignment's catalogue (trusted grader material; [] when none).
+
+    ``kind="ALLOWED"`` gives the catalogue's other list: correct alternatives that the lecture,
+    the paper or the docstring allows but the reference does not take (a max-shift, the other
+    order of two halves, a library call with the right reduction), in the same form, the
+    message saying why each is right. Every one must pass every public and hidden test of its
+    function (``tests/test_mistakes.py``).
+    """
     path = catalogue_path(tests_dir)
     if not path.is_file():
         return []
@@ -145,11 +152,11 @@ def load_catalogue(tests_dir: Path) -> list[Mistake]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    entries = list(getattr(module, "MISTAKES", []))
+    entries = list(getattr(module, kind, []))
     seen: set[str] = set()
     for entry in entries:
         if not isinstance(entry, Mistake):
-            raise CatalogueError(f"{path}: MISTAKES holds {type(entry).__name__}, not Mistake")
+            raise CatalogueError(f"{path}: {kind} holds {type(entry).__name__}, not Mistake")
         if entry.key in seen:
             raise CatalogueError(f"{path}: {entry.key} is listed twice")
         seen.add(entry.key)

@@ -29,6 +29,12 @@ CATALOGUES = {
     if folder.is_dir() and mistakes.catalogue_path(folder).is_file()
 }
 ENTRIES = [(module, m.key) for module, catalogue in CATALOGUES.items() for m in catalogue]
+ALLOWED = [
+    (folder.name, entry)
+    for folder in sorted(COURSE_TESTS.iterdir())
+    if folder.is_dir() and mistakes.catalogue_path(folder).is_file()
+    for entry in mistakes.load_catalogue(folder, "ALLOWED")
+]
 
 
 # ---- the patch --------------------------------------------------------------------------------
@@ -276,3 +282,37 @@ def _hidden_runs(module: str) -> dict[str, list[str]]:
         finally:
             path.unlink(missing_ok=True)
     return failing
+
+
+# ---- correct alternatives ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module,entry", ALLOWED, ids=[f"{m}-{e.key}" for m, e in ALLOWED])
+def test_a_correct_alternative_passes_every_test_of_its_function(module, entry, tmp_path):
+    """What the notebook or the docstring allows must pass: each ``ALLOWED`` entry of a
+    catalogue, made in the reference, passes every public and hidden test of its function."""
+    from autograder import banned
+    from instructor import grader_harness as harness
+
+    assert entry.function in _graded_functions(module), entry.key
+    reference = assignments.solutions_root() / f"{module}.py"
+    variant = entry.apply(reference.read_text())
+    assert not banned.scan(variant, banned.read_banned(reference)), f"{entry.key} is banned"
+    path = tmp_path / f"{module}.py"
+    path.write_text(variant)
+    factory = harness.module_copies(path, module)
+    for kind in ("public", "hidden"):
+        tests = {
+            name: fn
+            for name, fn in harness.test_functions(module, kind).items()
+            if any(
+                entry.function == d or entry.function.startswith(d + ".")
+                for d in harness.marks(fn, "functions")
+            )
+        }
+        assert tests, f"{entry.key}: no {kind} test of {entry.function}"
+        for name, fn in tests.items():
+            outcome = harness.run_test(
+                fn, module, factory, hidden=kind == "hidden", call_limit_s=60
+            )
+            assert outcome.passed, f"{entry.key}: {kind} {name} fails: {outcome}"

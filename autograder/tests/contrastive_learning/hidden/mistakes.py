@@ -614,3 +614,23 @@ MISTAKES = [
         ),
     ),
 ]
+
+# Correct alternatives the docstrings allow: each passes every public and hidden test of its
+# function (tests/test_mistakes.py).
+ALLOWED = [
+    Mistake(
+        "nt_xent_loss_loop",
+        "max-shift",
+        "subtracting the row's largest logit before exp (a stable softmax) cancels in the ratio; "
+        "the docstring allows it.",
+        (
+            (
+                "        denominator = 0.0\n",
+                "        top = max(s[i, k] for k in range(2 * n) if k != i)\n"
+                "        denominator = 0.0\n",
+            ),
+            ("torch.exp(s[i, k])", "torch.exp(s[i, k] - top)"),
+            ("torch.exp(s[i, j]) / denominator", "torch.exp(s[i, j] - top) / denominator"),
+        ),
+    ),
+]

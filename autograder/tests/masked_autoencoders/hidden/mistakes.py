@@ -320,3 +320,42 @@ MISTAKES = [
         ),
     ),
 ]
+
+# Correct alternatives the notebook and the docstrings allow: each passes every public and
+# hidden test of its function (tests/test_mistakes.py).
+ALLOWED = [
+    Mistake(
+        "sincos_pos_embed_2d",
+        "row-half-first",
+        "the row's half first, then the column's, is as good a position code; notebook 05 and the "
+        "docstring say either order is correct.",
+        (
+            (
+                "torch.cat([embed_1d(cols), embed_1d(rows)], dim=1)",
+                "torch.cat([embed_1d(rows), embed_1d(cols)], dim=1)",
+            ),
+        ),
+    ),
+    Mistake(
+        "mae_loss",
+        "library-mse-per-value",
+        "F.mse_loss with reduction='none' is the squared error itself; the module allows it.",
+        (
+            (
+                "per_patch = (pred - target).pow(2).mean(dim=-1)",
+                'per_patch = F.mse_loss(pred, target, reduction="none").mean(dim=-1)',
+            ),
+        ),
+    ),
+    Mistake(
+        "mae_loss",
+        "library-mseloss-module",
+        "nn.MSELoss(reduction='none') is the squared error itself; the module allows it.",
+        (
+            (
+                "per_patch = (pred - target).pow(2).mean(dim=-1)",
+                'per_patch = nn.MSELoss(reduction="none")(pred, target).mean(dim=-1)',
+            ),
+        ),
+    ),
+]

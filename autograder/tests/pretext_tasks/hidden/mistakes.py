@@ -319,3 +319,20 @@ MISTAKES = [
         (("PretextClassifier(encoder, num_seeds)", "PretextClassifier(encoder, 10)"),),
     ),
 ]
+
+# Correct alternatives the docstrings allow: each passes every public and hidden test of its
+# function (tests/test_mistakes.py).
+ALLOWED = [
+    Mistake(
+        "SiameseContextNet.forward",
+        "two-trunk-calls",
+        "two calls of the trunk, one per patch batch, share the same parameters; the docstring "
+        "allows it (in train mode BatchNorm then sees each batch alone).",
+        (
+            (
+                "features = self.trunk(torch.cat([centre, neighbour]))",
+                "features = torch.cat([self.trunk(centre), self.trunk(neighbour)])",
+            ),
+        ),
+    ),
+]
