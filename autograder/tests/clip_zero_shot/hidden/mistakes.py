@@ -295,3 +295,24 @@ MISTAKES = [
         ),
     ),
 ]
+
+# Correct alternatives: each passes every public and hidden test of its function
+# (tests/test_mistakes.py).
+ALLOWED = [
+    Mistake(
+        "clip_loss",
+        "log-softmax-by-hand",
+        "the two cross-entropies written as minus the log-softmax on the diagonal, over the rows "
+        "for the images and over the columns for the texts, are the paper's Figure 3 itself.",
+        (
+            (
+                "loss_images = F.cross_entropy(logits_per_image, targets)",
+                "loss_images = -logits_per_image.log_softmax(dim=1).diagonal().mean()",
+            ),
+            (
+                "loss_texts = F.cross_entropy(logits_per_image.T, targets)",
+                "loss_texts = -logits_per_image.log_softmax(dim=0).diagonal().mean()",
+            ),
+        ),
+    ),
+]

@@ -633,4 +633,16 @@ ALLOWED = [
             ("torch.exp(s[i, j]) / denominator", "torch.exp(s[i, j] - top) / denominator"),
         ),
     ),
+    Mistake(
+        "nt_xent_loss",
+        "log-softmax-by-hand",
+        "the cross-entropy written as the mean of minus the log-softmax at each row's partner is "
+        "F.cross_entropy itself; only lightly's loss is banned here.",
+        (
+            (
+                "return F.cross_entropy(logits, targets)",
+                "return -logits.log_softmax(dim=1)[torch.arange(2 * n), targets].mean()",
+            ),
+        ),
+    ),
 ]

@@ -322,3 +322,20 @@ MISTAKES = [
         ),
     ),
 ]
+
+# Correct alternatives: each passes every public and hidden test of its function
+# (tests/test_mistakes.py).
+ALLOWED = [
+    Mistake(
+        "softmax_regression_loss",
+        "one-hot-matrix",
+        "subtracting a one-hot matrix of the labels from the probabilities is the same gradient, "
+        "p - onehot(y), as subtracting 1 at each row's label.",
+        (
+            (
+                "dlogits[rows, labels] -= 1.0",
+                "dlogits = dlogits - torch.nn.functional.one_hot(labels, logits.shape[1]).to(dlogits)",
+            ),
+        ),
+    ),
+]
