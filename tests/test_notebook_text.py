@@ -69,8 +69,16 @@ def test_moco_without_shuffling_bn_is_disclosed_in_the_notebook():
 def test_mae_tables_cited_are_the_papers():
     """He et al. (2022): Table 1 (a) decoder depth, (b) width, (c) mask token, (d) target,
     (e) data augmentation, (f) mask sampling; Table 2 (wall-clock time) has no parts."""
-    source = (REPO / "solutions" / "masked_autoencoders.py").read_text().replace("\n", " ")
-    for text in (_text("masked_autoencoders"), source):
+    sources = [
+        path.read_text().replace("\n", " ")
+        for path in (
+            REPO / "solutions" / "masked_autoencoders.py",
+            REPO / "replearn" / "recipes" / "masked_autoencoders.py",
+            REPO / "benchmarks" / "mae_quality.py",
+        )
+        if path.is_file()
+    ]
+    for text in (_text("masked_autoencoders"), *sources):
         assert not re.search(r"Table 2[a-f]", text)
         assert not re.search(r"Table 1f", text)  # mask sampling: the course does not ablate it
         for match in re.finditer(r"Table 1([a-f])", text):
