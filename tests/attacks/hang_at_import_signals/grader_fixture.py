@@ -3,6 +3,7 @@
 Graded with the default budget: the grader imports the module once, alone, and every test
 fails saying the import did not finish, instead of every call waiting for its own timeout.
 """
+
 import signal
 
 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
