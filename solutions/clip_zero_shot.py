@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from replearn.backbones import Block, SmallCNN
 from replearn.captions import Vocab
 from replearn.data import as_float_images
+from replearn.train import clamp_after_each_step
 
 # Library shortcuts that would do a part for you. The grader reads this literal: using one of
 # these inside the function named on the left scores 0 for that function's tests.
@@ -295,9 +296,12 @@ class LogitScale(nn.Module):
 
     * ``__init__``: one parameter, ``self.log_scale``, a 0-d ``nn.Parameter`` holding
       ``log(1 / temperature)`` (learning the log keeps the scale positive);
-    * ``forward()``: ``exp(log_scale)``, but never more than ``self.max_scale``. Clamp the LOG
-      at ``log(max_scale)`` before the exponential (open_clip clamps the parameter the same
-      way), so the returned scale is 0-d and differentiable below the cap.
+    * ``forward()``: ``exp(log_scale)``, 0-d and differentiable in ``log_scale``;
+    * ``clamp_()``: clip the STORED value in place to ``[0, log(max_scale)]`` (open_clip's
+      range: the scale stays between 1 and ``max_scale``). The course calls it after every
+      optimiser step that trains the scale (given: ``clamp_after_each_step``), as open_clip's
+      training loop does. Clipping inside ``forward`` instead would make the gradient 0 above
+      the cap: a scale that passed it could never come back.
     """
 
     def __init__(self, temperature: float = INIT_TEMPERATURE, max_scale: float = MAX_LOGIT_SCALE):
@@ -310,10 +314,17 @@ class LogitScale(nn.Module):
         ### BEGIN SOLUTION
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))  # [] scalar
         ### END SOLUTION
+        clamp_after_each_step(self)  # clamp_() after every optimiser step (given)
 
     def forward(self) -> torch.Tensor:
         ### BEGIN SOLUTION
-        return self.log_scale.clamp(max=math.log(self.max_scale)).exp()  # [] scalar
+        return self.log_scale.exp()  # [] scalar
+        ### END SOLUTION
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        ### BEGIN SOLUTION
+        self.log_scale.clamp_(0.0, math.log(self.max_scale))
         ### END SOLUTION
 
 

@@ -43,6 +43,10 @@ import torch.nn.functional as F
 from replearn.backbones import PixelPredictor, SmallCNN
 
 BANNED_APIS = {
+    # The grader rejects these names inside the function on the left (that function's tests
+    # score 0). The masked L2 is squared by hand, as in Assignment 2; NMI, k-means++ and k-means
+    # are written in torch, and the Lab conversions from the formulas: the libraries named here
+    # are what the tests check them against.
     "masked_l2_loss": ["torch.nn.functional.mse_loss", "torch.nn.MSELoss"],
     "normalized_mutual_info": ["sklearn.metrics.normalized_mutual_info_score"],
     "kmeans_plusplus_init": ["sklearn.cluster.kmeans_plusplus", "sklearn.cluster.KMeans"],
@@ -117,6 +121,23 @@ def apply_mask(images: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor) -> 
     return torch.where(mask.to(images.device), fill, images)  # [N, C, H, W]
 
 
+def hole_crops(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The missing square of each image, cut out: what the context encoder's discriminator sees.
+
+    Pathak et al. (2016), Sec. 3.2: shown the whole completed image, the discriminator could
+    "exploit the perceptual discontinuity in generated regions and the original context", so
+    they condition "only the generator (not the discriminator) on context". ``images`` is
+    ``[N, C, H, W]``; ``mask`` is :func:`region_mask`'s, one ``hole x hole`` square per image.
+    Returns ``[N, C, hole, hole]``.
+    """
+    n, c = images.shape[:2]
+    hole = int(mask[0, 0].any(dim=1).sum())  # rows of the first image's square
+    picked = images[mask.to(images.device).expand_as(images)]  # [N * C * hole * hole]
+    if picked.numel() != n * c * hole * hole:
+        raise ValueError("hole_crops needs one square of the same size per image (region_mask)")
+    return picked.view(n, c, hole, hole)  # [N, C, hole, hole]
+
+
 def masked_l2_loss(
     prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
@@ -132,7 +153,8 @@ def masked_l2_loss(
         prediction, target: ``[N, C, H, W]``. mask: bool ``[N, 1, H, W]`` (True = missing).
 
     Returns:
-        A scalar tensor; 0 when nothing is masked.
+        A scalar tensor; 0 when nothing is masked. Banned: see ``BANNED_APIS`` (no library MSE:
+        square the differences yourself, as in Assignment 2).
     """
     ### BEGIN SOLUTION
     if prediction.shape != target.shape:
@@ -304,7 +326,9 @@ def rebalancing_weights(prior: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
     ``E[w] = sum_q p~_q w_q = 1``, "we find that values of lambda = 1/2 work well". ``prior``
     is the empirical distribution of the colour bins over the training pixels (the paper also
     smooths it with a Gaussian; we do not). A uniform prior gives weights 1 everywhere;
-    ``lam = 1`` (a uniform mixture) too.
+    ``lam = 1`` (a uniform mixture) too. With ``lam = 0`` a bin that no training pixel falls in
+    (``p~_q = 0``) would get ``1 / 0``: it gets weight 0 instead (no training pixel is ever
+    weighted by it), so that the weights stay finite.
 
     Raises:
         ValueError: a prior with negative entries or that does not sum to 1, or lam outside [0, 1].
@@ -315,7 +339,9 @@ def rebalancing_weights(prior: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
     if bool((prior < 0).any()) or abs(float(prior.sum()) - 1.0) > 1e-4:
         raise ValueError("prior must be a probability distribution over the Q bins (>= 0, sum 1)")
     mixed = (1.0 - lam) * prior + lam / prior.numel()  # [Q]
-    weights = 1.0 / mixed  # [Q]
+    weights = torch.zeros_like(mixed)  # [Q]; an empty bin at lam = 0 keeps weight 0
+    seen = mixed > 0  # [Q]
+    weights[seen] = 1.0 / mixed[seen]
     return weights / (prior * weights).sum()  # [Q], E_prior[w] = 1
     ### END SOLUTION
 

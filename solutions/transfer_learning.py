@@ -395,28 +395,29 @@ def param_groups(
 def freeze_up_to(model: nn.Module, stage_name: str) -> list[str]:
     """Freeze every parameter from the input up to and including the stage ``stage_name``.
 
-    "Sometimes freeze lower layers to save computation." Parameters are visited in
-    ``model.named_parameters()`` order (the order the layers were registered, which is the order
-    data flows through for sequential networks such as ResNets and EfficientNets); those before
-    the stage and inside it get ``requires_grad = False``, the rest are left as they are.
+    "Sometimes freeze lower layers to save computation." Layers are taken in
+    ``model.named_modules()`` order (the order they were registered, which is the order data
+    flows through for sequential networks such as ResNets and EfficientNets): the parameters of
+    the modules before the stage and inside it get ``requires_grad = False``, the rest are left
+    as they are. A stage without parameters (a pooling layer, a ReLU) freezes what comes before
+    it, and nothing after it.
 
     Returns:
-        the names of the parameters frozen, in order.
+        the names of the parameters frozen, in ``model.named_parameters()`` order.
 
     Raises:
         ValueError: no submodule called ``stage_name``.
     """
     ### BEGIN SOLUTION
     _check_submodule(model, stage_name)
-    prefix = stage_name + "."
-    frozen, inside = [], False
+    names = [name for name, _ in model.named_modules()]  # pre-order: registration order
+    inside = [i for i, n in enumerate(names) if n == stage_name or n.startswith(stage_name + ".")]
+    upstream = set(names[: inside[-1] + 1])  # the stage, its children and every module before
+    frozen = []
     for name, param in model.named_parameters():
-        if name.startswith(prefix):
-            inside = True
-        elif inside:  # first parameter after the stage: everything from here on trains
-            break
-        param.requires_grad_(False)
-        frozen.append(name)
+        if name.rpartition(".")[0] in upstream:  # the module that owns the parameter
+            param.requires_grad_(False)
+            frozen.append(name)
     return frozen
     ### END SOLUTION
 

@@ -16,9 +16,10 @@ sparse coding, autoencoding):
    :func:`sparse_autoencoder_loss`.
 3. Denoising autoencoder: "reconstruct noisy inputs (pixels randomly set to zero)":
    :func:`mask_pixels`, :func:`denoising_loss`.
-4. Greedy layer-wise pretraining of a stacked autoencoder, then fine-tuning (Hinton and
-   Salakhutdinov 2006; Bengio et al. 2007): :class:`StackedAutoencoder`, :func:`layer_input`,
-   :func:`layer_reconstruction_loss`, :func:`pretrain_layer`, :func:`finetune_stack`.
+4. Greedy layer-wise pretraining of a stacked autoencoder, then fine-tuning (Bengio et al.
+   2007; Hinton and Salakhutdinov 2006 stacked RBMs): :class:`StackedAutoencoder`,
+   :func:`layer_input`, :func:`layer_reconstruction_loss`, :func:`pretrain_layer`,
+   :func:`finetune_stack`.
 5. A restricted Boltzmann machine trained with one step of contrastive divergence (Hinton
    2002): :func:`free_energy`, :func:`sample_hidden`, :func:`sample_visible`, :func:`cd1_update`.
 

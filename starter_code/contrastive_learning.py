@@ -119,7 +119,9 @@ def margin_contrastive_loss(
         L_S = d^2                      (similar pair)
         L_D = max(0, m - d)^2          (dissimilar pair)
 
-    and the loss is the mean over the ``N`` pairs.
+    and the loss is the mean over the ``N`` pairs. Identical embeddings (``d = 0``) must give a
+    finite gradient: the derivative of ``sqrt`` is infinite at 0, so use ``d^2`` itself for
+    similar pairs, and clamp ``d^2`` below (by ``1e-12``) before the root of the hinge.
 
     Args:
         z1, z2: ``[N, D]`` the features of the two images of each pair.
@@ -180,7 +182,10 @@ def nt_xent_loss_loop(z1: torch.Tensor, z2: torch.Tensor, temperature: float) ->
     and the loss is the mean of ``L_i`` over all ``2N`` rows. SimCLR, Algorithm 1:
     ``L = 1/(2N) sum_k [l(2k-1, 2k) + l(2k, 2k-1)]``. Use :func:`cosine_similarity_matrix` for
     ``s``, then loop over ``i`` (and over ``k`` for the denominator). Slow, but the reference
-    against which :func:`nt_xent_loss` is checked. No library cross-entropy here.
+    against which :func:`nt_xent_loss` is checked. No library cross-entropy here. Subtracting
+    the row's largest ``s_ik / tau`` from every exponent first (the max-shift of a stable
+    softmax) is allowed: it cancels in the ratio. It is not needed either: cosines are at most
+    1, so no exponent exceeds ``1 / tau``.
 
     Args:
         z1, z2: ``[N, D]`` the embeddings of the two views (``N >= 1``).
@@ -370,8 +375,10 @@ class KeyQueue(nn.Module):
         """Write ``keys`` ``[N, D]`` over the ``N`` oldest entries and advance the pointer.
 
         Row ``(ptr + i) mod K`` gets ``keys[i]`` (so a batch that runs past the end wraps around
-        to the start), then ``ptr <- (ptr + N) mod K``. The keys are stored detached (no
-        gradient flows into the queue; only the query encoder is trained by back-propagation).
+        to the start), then ``ptr <- (ptr + N) mod K``. The keys arrive L2-normalised (the MoCo
+        step enqueues :meth:`MoCo.keys`, unit vectors like the queue's first entries): store
+        them as they are. They are stored detached (no gradient flows into the queue; only the
+        query encoder is trained by back-propagation).
         MoCo's code asks for ``K`` to be a multiple of ``N``; wrapping around makes any
         ``N <= K`` work.
 

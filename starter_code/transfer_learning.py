@@ -273,13 +273,15 @@ def param_groups(
 def freeze_up_to(model: nn.Module, stage_name: str) -> list[str]:
     """Freeze every parameter from the input up to and including the stage ``stage_name``.
 
-    "Sometimes freeze lower layers to save computation." Parameters are visited in
-    ``model.named_parameters()`` order (the order the layers were registered, which is the order
-    data flows through for sequential networks such as ResNets and EfficientNets); those before
-    the stage and inside it get ``requires_grad = False``, the rest are left as they are.
+    "Sometimes freeze lower layers to save computation." Layers are taken in
+    ``model.named_modules()`` order (the order they were registered, which is the order data
+    flows through for sequential networks such as ResNets and EfficientNets): the parameters of
+    the modules before the stage and inside it get ``requires_grad = False``, the rest are left
+    as they are. A stage without parameters (a pooling layer, a ReLU) freezes what comes before
+    it, and nothing after it.
 
     Returns:
-        the names of the parameters frozen, in order.
+        the names of the parameters frozen, in ``model.named_parameters()`` order.
 
     Raises:
         ValueError: no submodule called ``stage_name``.

@@ -205,11 +205,36 @@ def test_logit_scale_initialisation_and_clamp():
     torch.testing.assert_close(ours(), torch.tensor(1 / 0.07))
     with torch.no_grad():
         ours.log_scale.fill_(10.0)
-    assert float(ours().detach()) == pytest.approx(100.0)
     ours().backward()
-    assert float(ours.log_scale.grad) == 0.0  # above the cap the temperature stops learning
+    assert float(ours.log_scale.grad) == pytest.approx(math.exp(10.0))  # forward does not clip
+    ours.clamp_()
+    assert float(ours.log_scale.detach()) == pytest.approx(math.log(100.0))
     with pytest.raises(ValueError, match="positive"):
         clip.LogitScale(temperature=0.0)
+
+
+def test_a_logit_scale_past_the_cap_comes_back():
+    # open_clip clips the stored value after each optimiser step; clipping inside forward
+    # instead zeroes the gradient above the cap, and the scale stays there for ever
+    scale = clip.LogitScale()
+    with torch.no_grad():
+        scale.log_scale.fill_(6.0)  # exp(6) = 403, past the cap of 100
+    optimizer = torch.optim.SGD(scale.parameters(), lr=1e-3)
+    optimizer.zero_grad()
+    (-scale()).backward()  # a loss that wants a larger scale
+    optimizer.step()
+    # clipped after the step
+    assert float(scale.log_scale.detach()) == pytest.approx(math.log(100.0))
+    for _ in range(3):  # a loss that wants a smaller scale brings it down again
+        optimizer.zero_grad()
+        scale().backward()
+        optimizer.step()
+    assert float(scale().detach()) < 80.0
+    other = torch.nn.Parameter(torch.tensor(9.0))  # an optimiser that does not train the scale
+    with torch.no_grad():
+        scale.log_scale.fill_(7.0)
+    torch.optim.SGD([other], lr=0.1).step()
+    assert float(scale.log_scale.detach()) == 7.0
 
 
 # ---- Part 4: zero-shot classification ---------------------------------------------------------

@@ -64,6 +64,18 @@ def test_margin_loss_gradients_pull_similar_and_ignore_far_dissimilar():
     assert torch.equal(z1.grad[1], torch.zeros(2))  # beyond the margin: no push
 
 
+def test_margin_loss_gradient_is_finite_for_identical_embeddings():
+    # sqrt then square: d(sqrt)/dx is infinite at 0, and 0 * inf is NaN even for the pair
+    # that torch.where does not select
+    z1 = torch.randn(4, 3, requires_grad=True)
+    z2 = z1.detach().clone()
+    similar = torch.tensor([True, False, True, False])
+    loss = cl.margin_contrastive_loss(z1, z2, similar, margin=1.0)
+    loss.backward()
+    assert torch.isfinite(z1.grad).all()
+    assert float(loss) == pytest.approx(0.5, abs=1e-5)  # two dissimilar pairs cost m^2 = 1 each
+
+
 def test_margin_loss_rejects_bad_input():
     z = torch.randn(3, 4)
     with pytest.raises(ValueError, match="bool"):

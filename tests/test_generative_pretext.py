@@ -64,6 +64,10 @@ def test_soft_encoding_of_a_bin_centre_peaks_there_and_rebalancing_closed_forms(
     w = gp.rebalancing_weights(one_hot, 0.5)  # closed form: w_2 = 1, others (1/2 + 1/14)/(1/14) = 8
     assert torch.allclose(w, torch.tensor([8.0, 8, 1, 8, 8, 8, 8]))
     assert torch.allclose(gp.rebalancing_weights(torch.full((q,), 1 / q), 0.0), torch.ones(q))
+    # lam = 0 with an empty bin: 1 / p~ would be 1 / 0 there (and 0 * inf = NaN in E_p[w])
+    w = gp.rebalancing_weights(torch.tensor([0.5, 0.25, 0.25, 0.0]), 0.0)
+    assert torch.isfinite(w).all() and w[3] == 0
+    assert torch.allclose(w[:3], torch.tensor([2.0, 4.0, 4.0]) / 3)  # 1 / p~, E_p[w] = 1
     with pytest.raises(ValueError):
         gp.rebalancing_weights(torch.ones(q), 0.5)
 
@@ -186,6 +190,38 @@ def test_adversarial_losses_closed_form_for_a_constant_discriminator():
     assert float(out["d_loss"]) == pytest.approx(np.log(2)) and float(
         out["g_loss"]
     ) == pytest.approx(np.log(2))
+
+
+def test_hole_crops_cut_each_images_square_out():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(5, 3, 12, 12, generator=generator)
+    mask = gp.region_mask(5, 12, 4, "random", generator)
+    crops = gp.hole_crops(images, mask)  # [5, 3, 4, 4]
+    for i in range(5):
+        top, left = (int(v) for v in mask[i, 0].nonzero()[0])
+        assert torch.equal(crops[i], images[i, :, top : top + 4, left : left + 4])
+
+
+def test_the_context_encoders_discriminator_sees_only_the_filled_square(monkeypatch):
+    """Pathak et al. (2016), Sec. 3.2: the discriminator is not conditioned on the context; shown
+    the whole completed image it learns to spot the seam."""
+    from replearn.presets import get_preset
+    from replearn.train import step_budget
+
+    cfg = recipe.GenerativeConfig.from_preset(get_preset("smoke"))
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    seen = []
+    original = recipe.Discriminator.forward
+
+    def spy(self, x):
+        seen.append(tuple(x.shape))
+        return original(self, x)
+
+    monkeypatch.setattr(recipe.Discriminator, "forward", spy)
+    with step_budget(2):
+        recipe.pretrain(gp, "inpainting+adv", images, cfg, budget_s=1000.0, seed=0)
+    assert seen and all(shape[1:] == (3, cfg.hole, cfg.hole) for shape in seen), seen
 
 
 def test_split_brain_net_shapes_and_loss_runs():

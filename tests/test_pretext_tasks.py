@@ -192,6 +192,8 @@ def test_evaluation_helpers():
 
 def test_fit_geometry_makes_the_tasks_fit_28_pixel_images():
     cfg = recipe.fit_geometry(recipe.PretextConfig.from_preset(get_preset("smoke")), 28)
+    assert 2 * cfg.context_jitter < cfg.context_gap  # the sampler's rule: patches stay apart
+    assert 3 * cfg.context_patch + 2 * (cfg.context_gap + cfg.context_jitter) <= 28
     x = torch.rand(3, 1, 28, 28)
     pt.sample_context_pairs(x, cfg.context_patch, cfg.context_gap, cfg.context_jitter)
     assert pt.jigsaw_tiles(x, 3, cfg.jigsaw_cell, cfg.jigsaw_tile).shape == (3, 9, 1, 8, 8)

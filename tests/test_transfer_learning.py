@@ -71,6 +71,16 @@ def test_finetuning_tools():
     assert tl.set_bn_eval(model) == 3 and not model.stem[1].training and model.training
 
 
+@pytest.mark.parametrize("stage", ["pool", "flatten"])
+def test_freeze_up_to_a_stage_without_parameters_leaves_the_head_trainable(stage):
+    model = tiny_classifier(0)
+    frozen = tl.freeze_up_to(model, stage)
+    assert frozen == [n for n, _ in model.named_parameters() if not n.startswith("fc.")]
+    assert all(p.requires_grad for p in model.fc.parameters())
+    nested = tiny_classifier(0)
+    assert tl.freeze_up_to(nested, "stem.2") == ["stem.0.weight", "stem.1.weight", "stem.1.bias"]
+
+
 def test_two_stage_finetune_keeps_frozen_layers_and_bn_statistics():
     torch.manual_seed(0)
     model = tiny_classifier(0)

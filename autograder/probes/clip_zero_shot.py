@@ -107,7 +107,9 @@ def text_encoder_forward(module, seed: int, vocab_size: int, tokens: torch.Tenso
 
 def logit_scale(module, temperature: float, max_scale: float, log_value: float) -> dict:
     """``LogitScale(temperature, max_scale)``: its parameters, its value and gradient at init
-    and after setting ``log_scale`` to ``log_value``."""
+    and after setting ``log_scale`` to ``log_value``; the stored value after ``clamp_()``; and
+    ``log_scale`` after each of three SGD steps (lr 1e-3) from ``log_value``, the first pushing
+    the scale up, the next two pulling it down (``"trace"``)."""
     scale = module.LogitScale(temperature, max_scale)
     names = sorted(name for name, _ in scale.named_parameters())
     if names != ["log_scale"]:
@@ -126,8 +128,26 @@ def logit_scale(module, temperature: float, max_scale: float, log_value: float) 
             result.backward()
         grad = scale.log_scale.grad
         out.append((result.detach().clone(), None if grad is None else grad.clone()))
-    return {"initial_log_scale": initial, "scale": out[0][0], "grad": out[0][1],
-            "set_scale": out[1][0], "set_grad": out[1][1]}  # fmt: skip
+    scale.clamp_()
+    clamped = scale.log_scale.detach().clone()
+    with torch.no_grad():
+        scale.log_scale.fill_(log_value)
+    optimizer = torch.optim.SGD(scale.parameters(), lr=1e-3)
+    trace = []
+    for sign in (-1.0, 1.0, 1.0):  # loss = sign * scale: -1 wants it larger, +1 smaller
+        optimizer.zero_grad()
+        (sign * _tensor(scale(), "LogitScale.forward")).backward()
+        optimizer.step()
+        trace.append(scale.log_scale.detach().clone())
+    return {
+        "initial_log_scale": initial,
+        "scale": out[0][0],
+        "grad": out[0][1],
+        "set_scale": out[1][0],
+        "set_grad": out[1][1],
+        "clamped_log_scale": clamped,
+        "trace": torch.stack(trace),
+    }
 
 
 def clip_loss_with_grad(module, images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor) -> dict:  # fmt: skip

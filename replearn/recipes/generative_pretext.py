@@ -43,7 +43,8 @@ __all__ = [
 
 
 class Discriminator(nn.Module):
-    """A small DCGAN-style discriminator: images ``[N, C, 32, 32]`` -> one logit each ``[N]``."""
+    """A small DCGAN-style discriminator: images ``[N, C, h, w]`` (8 px or more; the context
+    encoder gives it the filled squares, ``hole_crops``) -> one logit each ``[N]``."""
 
     def __init__(self, in_channels: int = 3, width: int = 32):
         super().__init__()
@@ -221,7 +222,8 @@ def pretrain(
     """Train a fresh ``SmallCNN`` on one generative pretext for ``budget_s`` seconds.
 
     ``method``: ``"inpainting"`` (L2 on the hole), ``"inpainting+adv"`` (L2 + ``lambda_adv``
-    times the adversarial loss, the discriminator trained by its own Adam inside each step),
+    times the adversarial loss, the discriminator trained by its own Adam inside each step on
+    the filled square alone, real or predicted: the module's ``hole_crops``),
     ``"color-class"`` (L -> ab bins, rebalanced), ``"color-reg"`` (L -> standardised ab, L2;
     :func:`ab_statistics`) or ``"split-brain"`` (two half-width encoders), with the parts of
     ``gp`` (the student's module). ``images``: uint8 ``[N, 3, H, W]``.
@@ -258,12 +260,12 @@ def pretrain(
             rec = gp.masked_l2_loss(pred, x, mask)
             if disc is None:
                 return {"loss": rec}
-            completed = torch.where(mask, pred, x)  # [N, 3, H, W] context + prediction
-            d_loss = gp.adversarial_losses(disc, x, completed)["d_loss"]  # update D first
+            real, fake = gp.hole_crops(x, mask), gp.hole_crops(pred, mask)  # [N, 3, h, h] each
+            d_loss = gp.adversarial_losses(disc, real, fake)["d_loss"]  # update D first
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward(inputs=list(disc.parameters()))
             d_opt.step()
-            g_loss = gp.adversarial_losses(disc, x, completed)["g_loss"]  # then G against the new D
+            g_loss = gp.adversarial_losses(disc, real, fake)["g_loss"]  # then G against the new D
             loss = (1 - cfg.lambda_adv) * rec + cfg.lambda_adv * g_loss
             return {"loss": loss, "rec": rec.detach(), "d_loss": d_loss.detach()}
 

@@ -203,7 +203,7 @@ def pretrain(
 
     AdamW (``cfg.lr``, ``cfg.weight_decay``, betas (0.9, 0.95)), linear warm-up + cosine decay
     over the budget (``replearn.train.BudgetCosine``), gradient clipping at 5. No augmentation:
-    "MAE works well using cropping-only augmentation" (He et al., Sec. 4.1, Table 1f); on
+    "MAE works well using cropping-only augmentation" (He et al., Sec. 4.1, Table 1e); on
     32x32 images we use none.
 
     Args:

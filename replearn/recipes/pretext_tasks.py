@@ -131,15 +131,24 @@ def fit_geometry(cfg: PretextConfig, image_size: int) -> PretextConfig:
     """``cfg`` with the context and jigsaw geometry shrunk, if needed, to fit ``image_size``.
 
     The defaults need 32 px (CIFAR-10); the offline fallback dataset (MNIST) has 28 px. Patches
-    stay at least 8 px, the smallest input the SmallCNN's three poolings accept.
+    stay at least 8 px, the smallest input the SmallCNN's three poolings accept. A shrunk
+    context geometry keeps ``sample_context_pairs``' rule ``jitter < gap / 2`` (two jittered
+    patches never touch): the gap gets the room there is, the jitter only what the rule leaves
+    (on 28 px: gap 2, no jitter).
     """
     context, jigsaw = cfg, cfg
     if 3 * cfg.context_patch + 2 * cfg.context_gap + 2 * cfg.context_jitter > image_size:
-        gap = max(1, (image_size - 3 * cfg.context_patch - 2 * cfg.context_jitter) // 2)
-        context = replace(cfg, context_gap=gap)
+        room = max(0, (image_size - 3 * cfg.context_patch) // 2)  # for gap + jitter
+        jitter = min(cfg.context_jitter, max(0, (room - 1) // 3))  # 2 * jitter < gap
+        context = replace(cfg, context_gap=room - jitter, context_jitter=jitter)
     if 3 * cfg.jigsaw_cell > image_size:
         jigsaw = replace(cfg, jigsaw_cell=image_size // 3)
-    fitted = replace(cfg, context_gap=context.context_gap, jigsaw_cell=jigsaw.jigsaw_cell)
+    fitted = replace(
+        cfg,
+        context_gap=context.context_gap,
+        context_jitter=context.context_jitter,
+        jigsaw_cell=jigsaw.jigsaw_cell,
+    )
     fitted_jigsaw_tile = min(fitted.jigsaw_tile, fitted.jigsaw_cell)
     return replace(fitted, jigsaw_tile=fitted_jigsaw_tile)
 
