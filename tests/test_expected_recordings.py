@@ -65,9 +65,12 @@ def test_recorded_mistakes_match_the_catalogue(module, fresh_recordings):
 
 
 def _assert_same(fresh, old, where: str) -> None:
-    """Tensors within float tolerance, everything else exactly; recursively."""
+    """Tensors within float tolerance, everything else exactly; recursively. A NaN matches a NaN:
+    several known mistakes (a missing clamp or epsilon) are recorded by the NaN they produce."""
     if isinstance(fresh, torch.Tensor):
-        torch.testing.assert_close(fresh, old, rtol=1e-5, atol=1e-6, msg=lambda m: f"{where}: {m}")
+        torch.testing.assert_close(
+            fresh, old, rtol=1e-5, atol=1e-6, equal_nan=True, msg=lambda m: f"{where}: {m}"
+        )
     elif isinstance(fresh, (list, tuple)):
         assert type(fresh) is type(old) and len(fresh) == len(old), where
         for i, (a, b) in enumerate(zip(fresh, old)):
@@ -77,7 +80,7 @@ def _assert_same(fresh, old, where: str) -> None:
         for k in fresh:
             _assert_same(fresh[k], old[k], f"{where}[{k!r}]")
     elif isinstance(fresh, float):
-        assert fresh == pytest.approx(old, rel=1e-5, abs=1e-6), where
+        assert fresh == pytest.approx(old, rel=1e-5, abs=1e-6, nan_ok=True), where
     else:
         assert fresh == old, where
 
