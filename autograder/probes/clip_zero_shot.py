@@ -22,6 +22,8 @@ import torch.nn as nn
 
 from replearn import captions
 from replearn.captions import Vocab
+from replearn.data import as_float_images
+from replearn.recipes import clip_zero_shot as recipe
 
 TEXT = dict(embed_dim=8, context_length=12, width=16, depth=2, heads=2)  # the graded tiny tower
 SMOKE = dict(embed_dim=16, context_length=12, width=16, depth=1, heads=2)
@@ -194,10 +196,10 @@ def tiny_open_clip(seed: int):
 
 
 def open_clip_weights(module, seed: int, images: torch.Tensor, classnames: list[str], templates: list[str]) -> dict:  # fmt: skip
-    """The given ``open_clip_zero_shot`` (the student's classifier and prediction inside) on a
+    """The recipe's ``open_clip_zero_shot`` (the student's classifier and prediction inside) on a
     seeded tiny open_clip model; ``images`` are already normalised ``[N, 3, 32, 32]``."""
     model, tokenizer = tiny_open_clip(seed)
-    out = module.open_clip_zero_shot(model, tokenizer, images, classnames, templates)
+    out = recipe.open_clip_zero_shot(module, model, tokenizer, images, classnames, templates)
     return {"weights": _tensor(out["weights"], "zero_shot_classifier").detach().clone(),
             "predictions": _tensor(out["predictions"], "zero_shot_predict").clone()}  # fmt: skip
 
@@ -228,7 +230,7 @@ def smoke_train(module, seed: int, steps: int) -> dict:
     text = module.TextEncoder(len(vocab), **SMOKE)
     model = module.CLIP(image, text, module.LogitScale()).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    images = data.images.float() / 255
+    images = as_float_images(data.images)  # [N, C, H, W]
     losses = []
     for _ in range(steps):
         loss = model(images, tokens)["loss"]

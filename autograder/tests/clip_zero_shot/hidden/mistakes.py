@@ -102,7 +102,7 @@ MISTAKES = [
         "no-final-norm",
         "apply ln_final after the blocks, before pooling (Radford et al. 2021, Sec. 2.4: 'layer "
         "normalized and then linearly projected').",
-        (("        x = self.ln_final(x)  # [N, T, W]\n", ""),),
+        (("        x = self.ln_final(x)  # [N, L, W]\n", ""),),
     ),
     Mistake(
         "TextEncoder.forward",
