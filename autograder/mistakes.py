@@ -31,10 +31,12 @@ from typing import Any
 
 import torch
 
+from replearn.contract.markers import SOLUTION_MARKERS
+
 RECORD_FILE = "mistakes_public.agv"  # one codec frame beside expected_public.agv
 CATALOGUE = "hidden/mistakes.py"  # relative to autograder/tests/<module>/ (never ships)
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,60}$")
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"  # the markers of replearn.release
+BEGIN, END = SOLUTION_MARKERS  # spelled once, in the library: this file ships
 
 
 class CatalogueError(ValueError):
