@@ -326,10 +326,7 @@ def _worker(config: dict, files: dict, request: bytes, result_w: int, out_w: int
         workdir = tempfile.mkdtemp(prefix="ag-work-", dir=config["workdir_root"])
     subdir = os.path.join(workdir, "submission")
     os.makedirs(subdir, exist_ok=True)
-    variant = header.get("variant")
     for name, data in files.items():
-        if name.startswith("variants/") and not name.startswith(f"variants/{variant}/"):
-            continue  # the catalogued mistakes' modules: only this call's one
         path = os.path.join(subdir, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as fh:
@@ -401,18 +398,11 @@ def _run_call(header: dict, payload, subdir: str, result_w: int) -> None:
     phase = "import"
     try:
         recorder.install()
-        where = (
-            subdir
-            if not header.get("variant")
-            else os.path.join(subdir, "variants", header["variant"])
-        )
-        module = _import_student(header["module"], where)
+        module = _import_student(header["module"], subdir)
         recorder.wrap_student(module)
         phase = "call"
         with recorder.mode():
-            if header["kind"] == "import":  # the grader's one import check per module
-                value = None
-            elif header["kind"] == "probe":
+            if header["kind"] == "probe":
                 mod_name, _, fn_name = header["target"].partition(":")
                 probe = getattr(sys.modules[mod_name], fn_name)
                 value = probe(module, *args, **kwargs)
