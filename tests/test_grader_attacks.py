@@ -164,7 +164,10 @@ def test_attack_scores_what_it_deserves(campaign, name):
     text = run["raw"]
     assert "CANARY" not in text and "BEGIN SOLUTION" not in text
     if name.startswith("hang_at_import"):  # one import check, then every test says why
-        assert all("was not run: importing grader_fixture.py" in t["output"] for t in data["tests"])
+        # The artefact test reads a file, not the module, so it fails for its own reason.
+        calls = [t for t in data["tests"] if not t["name"].endswith("_artefact")]
+        assert len(calls) == 10
+        assert all("was not run: importing grader_fixture.py" in t["output"] for t in calls)
         assert run["seconds"] < 60
     if name.startswith("banned_api"):
         assert "forbids" in json.dumps(data["tests"])
