@@ -69,6 +69,7 @@ NOT_RUN = (
     "autograder.worker",
     "autograder.sandbox",
     "autograder.runner",
+    "autograder.lifeline",
     "autograder.batch",
     "autograder.cli",
     "autograder.submission",
