@@ -269,6 +269,20 @@ class Session:
         print(f"[checkpoint] {describe_checkpoint(path)}")
         return str(path)
 
+    def course_encoder(self, method: str):
+        """The course's checkpoint of ``method`` on this session's device: ``(encoder, info)``.
+
+        The reference trained for the budget ``info.label`` states, verified against its
+        sha256 (``replearn.checkpoints.load_course_encoder``); the notebook's data notes say
+        where it came from, so a comparison row can name its source: the course's, never the
+        student's run.
+        """
+        from replearn.checkpoints import load_course_encoder
+
+        encoder, info = load_course_encoder(method, device=self.device)
+        self.note_data(f"course checkpoint: {info.describe()}")
+        return encoder, info
+
     # ---- results ----------------------------------------------------------------------------
     def note_data(self, note: str) -> None:
         """Say which data a result came from when it was not loaded with :meth:`load_data` (a
