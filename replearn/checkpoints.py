@@ -740,8 +740,13 @@ class Bundle:
         )
 
     def verify(self, methods: Iterable[str] | None = None) -> dict[str, str]:
-        """Check every method's weights (or ``methods``') and that they build: ``{method: sha256}``."""
-        return {m: (self.encoder(m), self.entry(m)["sha256"])[1] for m in (methods or self.methods)}
+        """Check the weights of every method (or of ``methods``): their size and sha256, and that
+        they build the architecture ``bundle.json`` describes. Returns ``{method: sha256}``."""
+        digests = {}
+        for method in methods or self.methods:
+            self.encoder(method)
+            digests[method] = self.entry(method)["sha256"]
+        return digests
 
 
 def open_bundle(path: str | os.PathLike, *, origin: str = "argument") -> Bundle:
