@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m replearn.demo --preset $(PRESET)
+	$(PY) -m instructor.demo --preset $(PRESET)
 	$(PY) -m instructor.book
 
 book: $(STAMP)
@@ -42,7 +42,7 @@ book-check: $(STAMP)
 	$(PY) -m instructor.book.browser build/book
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
@@ -54,11 +54,11 @@ format: $(STAMP)
 	$(PY) -m ruff format . && $(PY) -m ruff check --fix .
 
 starter: $(STAMP)
-	$(PY) -m replearn.release starter
+	$(PY) -m instructor.release starter
 
 release: $(STAMP)
-	$(PY) -m replearn.release starter --check
-	$(PY) -m replearn.release zip --out build/release/
+	$(PY) -m instructor.release starter --check
+	$(PY) -m instructor.release zip --out build/release/
 	$(PY) -m instructor.handout_leaks "$$(ls -t build/release/*.zip | head -n 1)" --out build/release-leaks.json
 
 bench: $(STAMP)

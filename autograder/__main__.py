@@ -1,4 +1,4 @@
-"""``python -m autograder {grade,check,batch,gradescope}``; see ``autograder.cli``."""
+"""``python -m autograder {grade,check,answers,batch,record}``; see ``autograder.cli``."""
 
 from autograder.cli import main
 

@@ -3,7 +3,7 @@
     python -m autograder answers SUBMISSION|SUBMISSIONS_DIR --out answers.md
 
 The answers are the markdown cells of the submitted notebooks that nbgrader calls manually
-graded answers (``autograder.submission.notebook_answers``). Beside each answer go the figures
+graded answers (``replearn.contract.notebooks.notebook_answers``). Beside each answer go the figures
 its question asks about: the PNG outputs of the code cells that ran since the previous answer
 (the plots the student made for it), written to ``<out name>_figures/`` next to the Markdown
 file and linked from it. A folder of submissions (one folder or ``.zip`` per student, as for
@@ -24,7 +24,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder.submission import Answer, notebook_answers, stage
+from autograder.submission import stage
+from replearn.contract.notebooks import Answer, notebook_answers
 
 PNG = b"\x89PNG\r\n\x1a\n"
 MAX_FIGURES = 6  # per answer

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from autograder import assignments
 from autograder.banned import read_banned
+from replearn.contract import assignments
 
 _state = {"hidden": False}
 

@@ -38,9 +38,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import assignments
+from autograder import REPO_ROOT
+from replearn.contract import assignments
+from replearn.contract.markers import SOLUTION_BEGIN
 
-MARKER = "#" * 3 + " BEGIN SOLUTION"  # assembled: this file ships in the student hand-out
 MAX_STUDENT_CHARS = 120
 
 
@@ -78,7 +79,7 @@ def _clean(text: object) -> str:
 
 def read_manifest(root: Path) -> dict:
     """The staged submission's ``MANIFEST.json`` as a dict ({} when absent or unreadable)."""
-    from autograder.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES
+    from replearn.contract.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES
 
     path = Path(root) / MANIFEST_NAME
     if not path.is_file() or path.stat().st_size > MAX_MANIFEST_BYTES:
@@ -163,7 +164,7 @@ def flags(entries: list[Entry]) -> dict[Path, list[str]]:
                 found[e.path].append(f"{module}.py identical to the reference")
             elif print_ == ref_print:
                 found[e.path].append(f"{module}.py the reference's code, reformatted")
-            elif MARKER in text:
+            elif SOLUTION_BEGIN in text:
                 found[e.path].append(f"{module}.py holds the reference's solution markers")
             if print_ == starter.get(module):
                 found[e.path].append(f"{module}.py is the starter code, unchanged")
@@ -229,7 +230,7 @@ def run_batch(
         try:
             with open(log, "w", encoding="utf-8") as fh:
                 proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=limit,
-                                      env=dict(os.environ), cwd=assignments.REPO_ROOT)  # fmt: skip
+                                      env=dict(os.environ), cwd=REPO_ROOT)  # fmt: skip
             if proc.returncode != 0:
                 row["status"] = f"grader exited {proc.returncode} (see {log})"
         except subprocess.TimeoutExpired:

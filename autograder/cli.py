@@ -1,4 +1,4 @@
-"""Command line: grade one submission, check locally, grade a batch, build a Gradescope zip.
+"""Command line: grade one submission, check locally, grade a batch, export written answers.
 
     python -m autograder grade SUBMISSION [--assignment auto|NAME[,NAME...]|all]
                                [--results results.json] [--seed S] [--require-manifest]
@@ -6,7 +6,7 @@
     python -m autograder answers SUBMISSION|SUBMISSIONS_DIR [--out answers.md]
     python -m autograder batch SUBMISSIONS_DIR --out grades.csv [--assignment auto|NAME]
                                [--jobs N] [--results-dir DIR] [--seed S]
-    python -m autograder gradescope --out autograder.zip [--assignment NAME|all]
+    python -m autograder record NAME [NAME ...] [--no-verify]
 
 ``grade`` checks the submission's ``MANIFEST.json`` (written by ``python -m replearn.submit``)
 against the files themselves and reports a mismatch in ``results.json`` (see
@@ -15,7 +15,9 @@ of it (``--part rotation`` selects the tests of the student functions named ``ro
 the grader's own messages; ``answers`` writes the free-response answers of a submission's
 notebooks, or of a folder of submissions question by question across the students, with the
 figures the questions ask about, to one Markdown file for the people who grade them;
-``batch`` grades a folder of submissions (``autograder.batch``).
+``batch`` grades a folder of submissions (``autograder.batch``); ``record`` stores the
+reference's values that the public tests compare with. The Gradescope autograder zip is
+instructor tooling: ``python -m instructor.gradescope`` (its ``run_autograder`` calls ``grade``).
 
 ``--tests-root`` / ``--solutions-root`` (or ``AUTOGRADER_TESTS_ROOT`` /
 ``AUTOGRADER_SOLUTIONS_ROOT``) point the grader at another set of tests and references.
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("grade", "check", "answers", "batch", "gradescope", "record"):
+    for name in ("grade", "check", "answers", "batch", "record"):
         p = sub.add_parser(name)
         p.add_argument("--tests-root", help="folder holding <module>/test_*.py")
         p.add_argument("--solutions-root", help="folder holding the reference <module>.py")
@@ -114,12 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                 "name + _results, beside it)",
             )
             p.add_argument("--seed", type=int, help="one hidden-test seed for every submission")
-        else:
-            p.add_argument("--out", type=Path, default=Path("autograder.zip"))
-            p.add_argument("--assignment", default="all")
     args = parser.parse_args(argv)
     _roots(args)
-    from autograder import assignments, results
+    from autograder import results
+    from replearn.contract import assignments
 
     try:
         if args.command == "grade":
@@ -185,11 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             except FileNotFoundError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
-        from autograder.gradescope import build_zip
-
-        path = build_zip(args.out, assignments.resolve(args.assignment))
-        print(f"wrote {path}")
-        return 0
+        raise AssertionError(f"unhandled command {args.command}")  # argparse allows no other
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
@@ -325,7 +321,8 @@ def _record(targets, verify: bool = True) -> int:
     recorded values alone give the reference full public marks. Every assignment asked for is
     graded in one session (one grader start-up, not one per assignment).
     """
-    from autograder import api, assignments, runner
+    from autograder import api, runner
+    from replearn.contract import assignments
 
     targets = list(targets)
     for target in targets:
@@ -368,7 +365,7 @@ def _record(targets, verify: bool = True) -> int:
 
 def resolve_many(names: str) -> list:
     """``"a,b"`` -> the assignments named (aliases and ``all`` allowed), each once, in order."""
-    from autograder import assignments
+    from replearn.contract import assignments
 
     found = []
     for name in (n.strip() for n in names.split(",")):
@@ -389,8 +386,8 @@ def submitted_assignments(source: Path) -> list:
     import json
     import zipfile
 
-    from autograder import assignments
-    from autograder.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES
+    from replearn.contract import assignments
+    from replearn.contract.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES
 
     source = Path(source)
     claimed = None

@@ -1,7 +1,7 @@
 """What the grader needs installed, and whose fault it is when a package is missing.
 
 The Gradescope image installs exactly these distributions, at the versions ``constraints.txt``
-pins (``autograder.gradescope``). A check that fails because one of them cannot be imported,
+pins (``instructor.gradescope``). A check that fails because one of them cannot be imported,
 in the trusted parent or in a worker, failed because of the grading environment: the results
 say so, to the student and to the staff, instead of blaming the answer.
 """

@@ -1,4 +1,4 @@
-"""The submission manifest: what the student's packager writes, and how the grader checks it.
+"""The grader's side of the submission manifest: verify a staged submission against it.
 
 ``python -m replearn.submit NAME`` writes ``MANIFEST.json`` beside the student's files in the
 submission zip: the sha256 and size of every file, the course package version, and, for every
@@ -14,12 +14,12 @@ not match what was submitted is still graded (its code is what it is), with a vi
 so that an instructor sees it instead of a silently graded submission; ``python -m autograder
 grade --require-manifest`` refuses such a submission (and one without a manifest) instead.
 
-This module holds no torch import: the packager and the grader's parent both read it.
+The manifest's format and the run records it cites are the submission contract
+(``replearn.contract.manifest``, ``replearn.contract.notebooks``), shared with the packager.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -28,157 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-MANIFEST_NAME = "MANIFEST.json"
-FORMAT = "replearn-submission/1"
-# Mimetype of the run records that the notebook set-up cell and Session.finish() display; they
-# travel in the executed notebook's outputs (a kernel cannot write its notebook's metadata).
-RUN_MIMETYPE = "application/vnd.replearn.run+json"
-MAX_MANIFEST_BYTES = 1024**2
-MAX_NOTEBOOK_BYTES = 200 * 1024**2
+from replearn.contract.manifest import FORMAT, MANIFEST_NAME, MAX_MANIFEST_BYTES, sha256_file
+from replearn.contract.notebooks import check_notebook_run, last_run, notebook_module, read_notebook
+
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 INTEGRITY_TEST_NAME = "submission integrity (manifest, hashes, notebook runs)"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
-# Run records inside an executed notebook
-# --------------------------------------------------------------------------------------------
-
-
-def read_notebook(path: Path, *, max_bytes: int = MAX_NOTEBOOK_BYTES) -> dict:
-    """Parse an ``.ipynb`` file (size-capped); raises ``ValueError`` with a readable reason."""
-    path = Path(path)
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ValueError(f"{path.name} is {size} bytes, over the {max_bytes} byte limit")
-    try:
-        nb = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError(f"{path.name} is not a notebook (not valid JSON)") from None
-    if type(nb) is not dict or type(nb.get("cells")) is not list:
-        raise ValueError(f"{path.name} is not a notebook (no list of cells)")
-    return nb
-
-
-def _str(value: Any, limit: int = 4096) -> str:
-    return value[:limit] if isinstance(value, str) else ""
-
-
-def run_records(nb: dict) -> list[dict]:
-    """The run records of a parsed notebook, in execution order (then cell order).
-
-    Each is a dict with ``event`` ("setup" or "finish"), ``run_id``, ``module``, ``impl``,
-    ``module_sha256``, ``preset``, ``time`` and ``execution_count`` (of the cell showing it).
-    Anything malformed is skipped: the notebook is student data.
-    """
-    found: list[tuple[int, int, dict]] = []
-    for index, cell in enumerate(nb.get("cells", [])):
-        if type(cell) is not dict or cell.get("cell_type") != "code":
-            continue
-        count = cell.get("execution_count")
-        count = count if type(count) is int else -1
-        outputs = cell.get("outputs")
-        for output in outputs if type(outputs) is list else []:
-            if type(output) is not dict:
-                continue
-            # the data bundle, else the output's metadata (both written by replearn.notebook)
-            data, meta = output.get("data"), output.get("metadata")
-            record = data.get(RUN_MIMETYPE) if type(data) is dict else None
-            if record is None and type(meta) is dict:
-                record = meta.get(RUN_MIMETYPE)
-            if type(record) is not dict or record.get("event") not in ("setup", "finish"):
-                continue
-            clean = {
-                key: _str(record.get(key))
-                for key in ("event", "run_id", "module", "impl", "module_sha256", "preset", "time")
-            }
-            clean["module_path"] = _str(record.get("module_path"))
-            clean["execution_count"] = count
-            found.append((count, index, clean))
-    return [record for _, _, record in sorted(found, key=lambda item: (item[0], item[1]))]
-
-
-def executed_code_cells(nb: dict) -> int:
-    """How many code cells carry an execution count (0 for a notebook never run)."""
-    cells = [c for c in nb.get("cells", []) if type(c) is dict and c.get("cell_type") == "code"]
-    return sum(type(c.get("execution_count")) is int for c in cells)
-
-
-def last_run(nb: dict) -> tuple[dict | None, dict | None]:
-    """The latest set-up record and the finish record of the same run (None when missing)."""
-    records = run_records(nb)
-    setups = [r for r in records if r["event"] == "setup"]
-    if not setups:
-        return None, None
-    setup = setups[-1]
-    finishes = [
-        r
-        for r in records
-        if r["event"] == "finish" and r["run_id"] and r["run_id"] == setup["run_id"]
-    ]
-    return setup, (finishes[-1] if finishes else None)
-
-
-def notebook_module(nb: dict) -> str | None:
-    """The module named by the notebook's ``notebook.setup("<module>")`` call (first 3 code cells)."""
-    code = [c for c in nb.get("cells", []) if type(c) is dict and c.get("cell_type") == "code"]
-    for cell in code[:3]:
-        source = cell.get("source")
-        text = "".join(source) if type(source) is list else _str(source, 100_000)
-        match = re.search(r"notebook\.setup\(\s*[\"'](\w+)[\"']", text)
-        if match:
-            return match.group(1)
-    return None
-
-
-def check_notebook_run(nb: dict, name: str, module: str, module_sha256: str) -> list[str]:
-    """Problems that make ``nb``'s outputs not evidence of running ``module`` with that hash.
-
-    Empty when the notebook's latest run imported the student's implementation of ``module``
-    whose bytes hash to ``module_sha256`` and ran to ``S.finish()``.
-    """
-    if executed_code_cells(nb) == 0:
-        return [f"{name} was never executed (no cell has run): run it top to bottom and save it"]
-    setup, finish = last_run(nb)
-    if setup is None:
-        return [
-            f"{name} has no output of its set-up cell (notebook.setup): run the whole notebook "
-            "(Run All) with the course package and save it"
-        ]
-    problems = []
-    if setup["module"] != module:
-        problems.append(f"{name} ran notebook.setup({setup['module']!r}), not {module!r}")
-    if setup["impl"] != "starter":
-        problems.append(
-            f"{name} last ran against the {setup['impl'] or 'unknown'} implementation "
-            f"({setup['module_path'] or 'unknown file'}), not your own module: unset "
-            "REPLEARN_IMPL, run it again and save it"
-        )
-    elif setup["module_sha256"] != module_sha256:
-        problems.append(
-            f"{name}'s outputs do not come from the submitted {module}.py: the last run imported "
-            f"a file with sha256 {setup['module_sha256'][:12] or '?'}..., the submitted one has "
-            f"{module_sha256[:12]}... (edited after the run, or another copy); run the notebook "
-            "again (Run All) and save it"
-        )
-    if finish is None:
-        problems.append(
-            f"{name} did not run to the end of its last run (no output of S.finish()): run all "
-            "cells and save the notebook"
-        )
-    return problems
-
-
-# --------------------------------------------------------------------------------------------
-# Grader side: verify a staged submission
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass

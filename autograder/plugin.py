@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import torch
 
-from autograder import api, assignments, banned, environment, sandbox
+from autograder import GRADER_DIR, REPO_ROOT, api, banned, environment, sandbox
 from autograder.results import sanitize, write_atomic
 
 GRADER_FILES = {"api.py", "sandbox.py", "plugin.py", "codec.py"}
@@ -63,7 +63,7 @@ class GradingSession:
         for module, a in self.assignments.items():
             listed_in = Path(a["reference"])
             if not listed_in.exists():  # student hand-out: the generated stub states the same list
-                listed_in = assignments.REPO_ROOT / "starter_code" / f"{module}.py"
+                listed_in = REPO_ROOT / "starter_code" / f"{module}.py"
             self.banned[module] = banned.read_banned(listed_in)
             src = Path(cfg["submission_dir"]) / f"{module}.py"
             text = src.read_text(errors="replace") if src.exists() else ""
@@ -75,10 +75,10 @@ class GradingSession:
             probes = ["autograder.probes.common"] + [
                 f"autograder.probes.{m}"
                 for m in self.assignments
-                if (assignments.GRADER_DIR / "probes" / f"{m}.py").exists()
+                if (GRADER_DIR / "probes" / f"{m}.py").exists()
             ]
             extra = [m for m in ("torchvision", "replearn") if _importable(m)]
-            replearn_dir = assignments.REPO_ROOT / "replearn"
+            replearn_dir = REPO_ROOT / "replearn"
             extra += [f"replearn.{p.stem}" for p in sorted(replearn_dir.glob("[a-z]*.py"))]
             # owners of banned APIs, so that the run-time recorder can wrap them up front
             for apis in (a for table in self.banned.values() for a in table.values()):
@@ -367,10 +367,19 @@ class Student:
         self._banned_for(set(self.declared))
         return self._run("probe", target, args, kwargs, timeout, False, label=fn)
 
-    def artefact(self, name: str, *, max_bytes: int = 200 * 1024**2) -> dict[str, torch.Tensor]:
-        """Read a submitted ``.safetensors`` file in the PARENT with the safe loader."""
-        from autograder.artefacts import load_safetensors
+    def artefact(self, name: str, *, max_bytes: int | None = None) -> dict[str, torch.Tensor]:
+        """Read a submitted ``.safetensors`` file in the PARENT with the checked loader.
 
+        Its size limit is ``max_bytes``, else what the assignment's ``submission.json`` declares
+        (the packager's limit too), else the grader's limit for any file.
+        """
+        from replearn.contract import artefacts
+        from replearn.contract.artefacts import load_safetensors
+        from replearn.contract.files import MAX_FILE_BYTES
+
+        if max_bytes is None:
+            declared = artefacts.declared(self.module).get(name, {})
+            max_bytes = declared.get("max_bytes", MAX_FILE_BYTES)
         path = Path(self._session.cfg["submission_dir"]) / name
         try:
             return load_safetensors(path, max_bytes=max_bytes)

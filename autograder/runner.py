@@ -22,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from autograder import assignments, results, submission
-from autograder.assignments import Assignment
+from autograder import GRADER_DIR, REPO_ROOT, results, submission
+from replearn.contract import assignments
+from replearn.contract.assignments import Assignment
 
 PLATFORM_MARGIN_S = 45.0
 PRIVATE_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")  # replaced by a private tmpfs in each worker
@@ -103,14 +104,19 @@ def grade(
     return data
 
 
+# Folders of the repository a worker never needs (the course library beside them stays visible).
+HIDDEN_REPO_FOLDERS = ("tests", ".git", "build", "assignments", "benchmarks", "data", "instructor")
+
+
 def _hide_list(results_path: Path, *dirs: Path) -> list[str]:
-    """Folders a worker must not see: the grader, the tests, the reference, staging, results."""
+    """Folders a worker must not see: the grader, the tests, the reference, the instructor
+    tooling, staging, results."""
     keep = [Path(p).resolve() for p in sys.path if p and Path(p).is_dir()]
-    keep.append(assignments.REPO_ROOT / "replearn")
-    repo = assignments.REPO_ROOT
+    keep.append(REPO_ROOT / "replearn")
+    repo = REPO_ROOT
     candidates = [
-        assignments.GRADER_DIR,
-        *(repo / name for name in ("tests", ".git", "build", "assignments", "benchmarks", "data")),
+        GRADER_DIR,
+        *(repo / name for name in HIDDEN_REPO_FOLDERS),
         *dirs,
         results_path.parent,
         *_sibling_folders(repo),
@@ -159,9 +165,9 @@ def _run_pytest(
         "-B",
         "-c",
         boot,
-        str(assignments.REPO_ROOT),
+        str(REPO_ROOT),
         "-c",
-        str(assignments.GRADER_DIR / "pytest.ini"),
+        str(GRADER_DIR / "pytest.ini"),
         "--rootdir",
         str(tests_root),
         "--noconftest",

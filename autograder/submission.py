@@ -3,32 +3,33 @@
 Only plain files with whitelisted extensions are kept, at bounded sizes; symlinks, paths that
 escape the folder, pytest configuration (``conftest.py``, ``pytest.ini``), interpreter hooks
 (``sitecustomize.py``, ``*.pth``) and modules that would shadow an installed package
-(``torch.py``) are dropped and listed in the notes shown to the student.
-:func:`why_refused` states the same rules for one file, so that the student's packager
-(``replearn.submit``) refuses up front what the grader would drop.
+(``torch.py``) are dropped and listed in the notes shown to the student. The rules and limits
+are the submission contract (``replearn.contract.files.why_refused``), which the student's
+packager (``replearn.submit``) applies up front.
 
 :func:`written_answers` exports the free-response answers of a submission's notebooks (nbgrader
-"manually graded answer" cells) to one Markdown document for the people who grade them.
+"manually graded answer" cells, ``replearn.contract.notebooks.notebook_answers``) to one
+Markdown document for the people who grade them.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import stat
-import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-ALLOWED_SUFFIXES = {".py", ".ipynb", ".safetensors", ".json", ".txt", ".md", ".csv"}
-WORKER_SUFFIXES = {".py", ".json", ".txt", ".csv"}  # what a worker gets to import or read
-DENIED_NAMES = {"conftest.py", "sitecustomize.py", "usercustomize.py", "pytest.ini", "setup.py"}
-MAX_FILE_BYTES = 200 * 1024**2
-MAX_WORKER_FILE_BYTES = 2 * 1024**2
-MAX_TOTAL_BYTES = 400 * 1024**2
-MAX_FILES = 300
-SKIP_DIRS = {"__pycache__", ".git", ".ipynb_checkpoints", "__MACOSX", ".venv"}
+from replearn.contract.files import (
+    MAX_FILE_BYTES,
+    MAX_FILES,
+    MAX_TOTAL_BYTES,
+    MAX_WORKER_FILE_BYTES,
+    SKIP_DIRS,
+    WORKER_SUFFIXES,
+    why_refused,
+)
+from replearn.contract.notebooks import Answer, notebook_answers
 
 
 @dataclass
@@ -36,37 +37,6 @@ class StagedSubmission:
     root: Path  # private copy (root-only when grading as root)
     worker_files: list[str] = field(default_factory=list)  # relative paths a worker receives
     notes: list[str] = field(default_factory=list)
-
-
-def _shadow(stem: str, own_modules: set[str]) -> bool:
-    if stem in own_modules:
-        return False
-    if stem in sys.stdlib_module_names or stem in ("autograder", "solutions", "replearn"):
-        return True
-    return importlib.util.find_spec(stem) is not None
-
-
-def why_refused(rel: str | PurePosixPath, size: int, own: set[str]) -> str | None:
-    """Why the grader would drop the file ``rel`` (relative path) of ``size`` bytes, or None.
-
-    ``own`` are the module names being graded (they may shadow nothing, so they are allowed).
-    """
-    rel = PurePosixPath(rel)
-    if rel.is_absolute() or ".." in rel.parts or any(p in SKIP_DIRS for p in rel.parts[:-1]):
-        return "its path leaves the submission folder or sits in a skipped folder"
-    if any(p.startswith(".") for p in rel.parts):
-        return "hidden files and folders are not graded"
-    if rel.name in DENIED_NAMES or rel.suffix not in ALLOWED_SUFFIXES:
-        return (
-            "not a file type the grader accepts (it takes "
-            + ", ".join(sorted(ALLOWED_SUFFIXES))
-            + "; no pytest or interpreter configuration)"
-        )
-    if rel.suffix == ".py" and _shadow(rel.stem, own):
-        return f"it would shadow the installed module {rel.stem!r}"
-    if size > MAX_FILE_BYTES:
-        return f"{size} bytes is over the {MAX_FILE_BYTES} byte limit"
-    return None
 
 
 def _check_name(rel: PurePosixPath, size: int, own: set[str], notes: list[str]) -> bool:
@@ -154,69 +124,6 @@ def stage(source: Path, dest: Path, own_modules: set[str]) -> StagedSubmission:
 # --------------------------------------------------------------------------------------------
 # Written answers, for the people who grade them by hand
 # --------------------------------------------------------------------------------------------
-
-# Marker lines assembled from halves: this file ships in the student hand-out, which must not
-# spell a marker out (replearn.release.leaks).
-_MARKERS = tuple(f"{'#' * 3} {word} SOLUTION" for word in ("BEGIN", "END"))
-UNANSWERED = ("YOUR ANSWER HERE", "_Your answer here._")  # nbgrader's release stub, the source's
-MAX_ANSWER_CHARS = 20_000
-
-
-@dataclass
-class Answer:
-    notebook: str
-    grade_id: str
-    points: float | None
-    question: str  # the markdown cell just above the answer cell
-    text: str  # the student's answer, markers removed ("" when unanswered)
-
-
-def _cell_text(cell: dict) -> str:
-    source = cell.get("source")
-    if isinstance(source, list):
-        return "".join(s for s in source if isinstance(s, str))
-    return source if isinstance(source, str) else ""
-
-
-def _answer_text(raw: str) -> str:
-    lines = [line for line in raw.splitlines() if line.strip() not in _MARKERS]
-    text = "\n".join(lines).strip()
-    return "" if text in UNANSWERED or not text else text[:MAX_ANSWER_CHARS]
-
-
-def notebook_answers(nb: dict, name: str) -> list[Answer]:
-    """The manually graded markdown answer cells of a parsed notebook, in order.
-
-    An answer cell is what nbgrader calls a "Manually graded answer": markdown with
-    ``metadata.nbgrader`` ``solution`` and ``grade`` both true.
-    """
-    answers: list[Answer] = []
-    question = ""
-    for cell in nb.get("cells", []):
-        if not isinstance(cell, dict):
-            continue
-        meta = cell.get("metadata")
-        grader = meta.get("nbgrader") if isinstance(meta, dict) else None
-        is_answer = (
-            cell.get("cell_type") == "markdown"
-            and isinstance(grader, dict)
-            and grader.get("solution") is True
-            and grader.get("grade") is True
-        )
-        if is_answer:
-            points = grader.get("points")
-            answers.append(
-                Answer(
-                    notebook=name,
-                    grade_id=str(grader.get("grade_id") or f"answer {len(answers) + 1}")[:100],
-                    points=float(points) if type(points) in (int, float) else None,
-                    question=question,
-                    text=_answer_text(_cell_text(cell)),
-                )
-            )
-        elif cell.get("cell_type") == "markdown":
-            question = _cell_text(cell).strip()[:MAX_ANSWER_CHARS]
-    return answers
 
 
 def written_answers(source: Path, *, title: str | None = None) -> tuple[str, list[Answer]]:

@@ -32,10 +32,12 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
+from multiprocessing import get_context  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from benchmarks.common import load_average, machine_info  # noqa: E402
@@ -90,8 +92,8 @@ def merge(row: dict | None, part: dict) -> dict:
 
 def hidden_tests(assignment: str, pattern: str | None) -> list[tuple[str, str]]:
     """``(module, test name)`` of every hidden test of ``assignment`` (or all) matching."""
-    from autograder import assignments
     from instructor import grader_harness
+    from replearn.contract import assignments
 
     found = []
     for target in assignments.resolve(assignment):
@@ -157,10 +159,17 @@ def audit(args) -> dict:
         args.out.with_suffix(".md").write_text(to_markdown(report))
 
     start = time.monotonic()
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    # Worker processes are spawned, never forked: a fork of a process whose torch threads hold a
+    # lock can hang forever in the child (it did, under pytest). One job runs in this process.
+    if args.jobs <= 1:
+        pool = contextlib.nullcontext()
+        parts = (audit_test(m, t, left) for (m, t), left in todo)
+    else:
+        pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"))
         futures = [pool.submit(audit_test, m, t, left) for (m, t), left in todo]
-        for future in as_completed(futures):
-            part = future.result()
+        parts = (future.result() for future in as_completed(futures))
+    with pool:
+        for part in parts:
             key = (part["assignment"], part["test"])
             row = rows[key] = merge(rows.get(key), part)
             save()
@@ -174,7 +183,7 @@ def audit(args) -> dict:
 
 def graded(args) -> dict:
     """The reference graded ``--graded`` times through the real grader, seed by seed."""
-    from replearn.demo import REPO, grade
+    from instructor.demo import REPO, grade
 
     folder = args.out.parent / (args.out.stem + "_results")
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from replearn.demo import grade
+from instructor.demo import grade
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--submission", type=Path)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    from autograder import assignments
+    from replearn.contract import assignments
 
     env = dict(os.environ)
     if not assignments.available():

@@ -245,7 +245,7 @@ def install(folder: Path, zip_path: Path | None, *, copy: bool, url: str | None 
     if url is None:
         url = ""
         try:
-            from replearn.release import course_identity
+            from instructor.release import course_identity
 
             identity = course_identity(REPO_ROOT)
             if identity.handout_url and zip_path is not None:  # a release asset of the hand-out

@@ -40,8 +40,9 @@ import numpy as np
 import pytest
 import torch
 
-from autograder import api, assignments, codec
+from autograder import api, codec
 from autograder.plugin import _seed_for
+from replearn.contract import assignments
 
 WORKER_THREADS = 1  # autograder.worker: torch.set_num_threads(1)
 PARENT_THREADS = 2  # autograder.runner: OMP_NUM_THREADS defaults to 2 in the grading session

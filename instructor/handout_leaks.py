@@ -1,7 +1,7 @@
 """Can anything the students get fill in a graded part? The hand-out's leak check.
 
 The release refuses a hand-out that holds a solution file, a hidden test or marker text
-(``replearn.release.leaks``). That does not catch working code under another name: hand-outs
+(``instructor.release.leaks``). That does not catch working code under another name: hand-outs
 once shipped ``autograder/probes`` with trusted versions of eight graded parts of Assignment 4,
 which the public checks swapped in around the part under test. This check looks at behaviour,
 in two halves:
@@ -24,7 +24,7 @@ in two halves:
 
     python -m instructor.handout_leaks ROOT [--student-dir DIR] [--assignment all] [--out F]
 
-``ROOT`` is what ships: the hand-out (``python -m replearn.release zip``; its zip, or the zip
+``ROOT`` is what ships: the hand-out (``python -m instructor.release zip``; its zip, or the zip
 unpacked), whose course package comes as a wheel (unpacked here too), or the course wheel alone
 (its file, or its contents). The command puts ``ROOT`` first on
 ``sys.path`` before it imports ``replearn`` or ``autograder``, so the candidates are the
@@ -62,14 +62,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("replearn", "autograder")  # what the hand-out and the wheel ship besides modules
 # Shipped modules whose functions act on processes, file descriptors and files (the grader's
-# sandbox and runner, the release and submission tooling): called with a graded part's
+# sandbox and runner, the submission tooling and its contract): called with a graded part's
 # arguments (small integers among them) they could close a descriptor or signal a process of
 # the machine running this check. They hold no tensor code; the names scan still covers them.
 NOT_RUN = (
     "autograder.worker", "autograder.sandbox", "autograder.runner", "autograder.batch",
-    "autograder.cli", "autograder.gradescope", "autograder.submission", "autograder.results",
-    "autograder.manifest", "replearn.release", "replearn.submit", "replearn.demo",
-    "replearn.notebook",
+    "autograder.cli", "autograder.submission", "autograder.results", "autograder.manifest",
+    "replearn.submit", "replearn.notebook", "replearn.contract.files",
+    "replearn.contract.manifest", "replearn.contract.notebooks",
 )  # fmt: skip
 CHECKED_CALLS = 3  # a candidate is replayed on at most this many calls of its part
 CANDIDATE_LIMIT_S = 0.5  # wall-clock limit of one replayed candidate call
@@ -81,20 +81,10 @@ TEST_LIMIT_S = 60.0  # per call into the student module while a suspect is grade
 # ----------------------------------------------------------------------------------------------
 
 
-def _release_module():
-    """``replearn/release.py`` of this repository (the marker scanner), whatever is imported."""
-    name = "_instructor_release"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "replearn" / "release.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def graded_parts(solutions: Path) -> dict[str, list[str]]:
     """``{module: [qualified names of the functions with a solution region]}``."""
-    release = _release_module()
+    from instructor import release  # the marker scanner; imports the course package checked
+
     parts: dict[str, list[str]] = {}
     for path in sorted(Path(solutions).glob("*.py")):
         if path.stem in release.HELPER_MODULES:
@@ -616,8 +606,8 @@ def _stripped(parts: list[str], part: str | None = None, cand: Candidate | None 
 def find_fill_ins(module_name: str, parts: list[str], pool: list[Candidate], banned: dict,
                   student_path: Path, log=print) -> dict:  # fmt: skip
     """Screen every candidate on the reference's calls, then grade the survivors for real."""
-    from autograder import assignments
     from instructor import grader_harness
+    from replearn.contract import assignments
 
     tests = _tests_of(module_name)
     reference_path = assignments.solutions_root() / f"{module_name}.py"
@@ -737,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
 
     solutions = Path(os.environ["AUTOGRADER_SOLUTIONS_ROOT"])
     parts = graded_parts(solutions)
-    from autograder import assignments
+    from replearn.contract import assignments
 
     chosen = [a.module for a in assignments.resolve(args.assignment) if a.module in parts]
     banned = {m: banned_apis(solutions, m) for m in parts}

@@ -13,7 +13,10 @@ machines) every process runs the same script on its own GPU (or CPU), PyTorch's
   **global** batch: each process scores its own rows against every process's rows, with the
   targets offset by ``rank * n``;
 * ``sync_batchnorm_stats``, ``state_digest`` / ``check_replicas``: keep (and prove) every
-  replica's BatchNorm statistics, momentum networks and queues identical.
+  replica's BatchNorm statistics, momentum networks and queues identical;
+* what ``replearn.train.train`` needs to run as one of the processes: ``wrap_ddp`` (the part
+  that gets gradients, in DistributedDataParallel), ``SharedClock`` (rank 0's seconds on every
+  rank), ``replicas(world, clock)`` (``train``'s view of the others) and ``batchnorm_hook``.
 
 The losses are written so that, under DDP (which averages gradients over the ``W`` processes),
 training on ``W`` shards of ``n`` images gives the loss and the gradients of one process on the
@@ -37,6 +40,7 @@ from __future__ import annotations
 import datetime
 import gc
 import hashlib
+import inspect
 import math
 import os
 from dataclasses import dataclass
@@ -47,8 +51,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from replearn.train import Hook, Replicas, pick_device
+
 __all__ = [
     "LogitScale",
+    "SharedClock",
     "World",
     "all_reduce_mean",
     "broadcast_object",
@@ -59,12 +66,15 @@ __all__ = [
     "get_rank",
     "get_world_size",
     "init_distributed",
+    "batchnorm_hook",
     "is_main_process",
     "launched_by_torchrun",
     "nt_xent_loss",
+    "replicas",
     "shutdown_distributed",
     "state_digest",
     "sync_batchnorm_stats",
+    "wrap_ddp",
 ]
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -134,8 +144,6 @@ def init_distributed(
         backend: ``"nccl"`` / ``"gloo"``; default from the device.
         timeout_s: how long a collective waits for a missing process before failing.
     """
-    from replearn.train import pick_device
-
     wanted = pick_device(device)
     if not launched_by_torchrun():
         return World(device=wanted)
@@ -350,6 +358,71 @@ def check_replicas(module: nn.Module, what: str = "model") -> str:
             + (f" and {len(differing) - 8} more" if len(differing) > 8 else "")
         )
     return combined
+
+
+# --------------------------------------------------------------------------------------------
+# What the training loop needs to run as one of several processes
+# --------------------------------------------------------------------------------------------
+
+
+class SharedClock:
+    """Rank 0's elapsed seconds, the same on every rank: ``clock(seconds)`` broadcasts rank 0's
+    reading and keeps it in ``seconds`` for whatever else follows the run's time (the
+    learning-rate schedule, ``BudgetCosine(..., clock=lambda: clock.seconds)``).
+
+    A collective: every rank calls it once per step (``train`` does). Broadcast over a gloo
+    group, so that an NCCL queue never waits on it; with one process it returns its argument.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self, seconds: float) -> float:
+        self.seconds = broadcast_cpu_scalars([seconds])[0]
+        return self.seconds
+
+
+def replicas(world: World, clock: SharedClock | None = None) -> Replicas:
+    """What ``replearn.train.train`` needs to know of the other processes of ``world``: their
+    number, whether this is rank 0 (checkpoints, progress), rank 0's checkpoint on every rank,
+    the shared clock, and the mean of the logged metrics over the ranks."""
+    return Replicas(
+        count=world.world_size,
+        is_main=world.is_main,
+        share=broadcast_object,
+        clock=clock or SharedClock(),
+        mean=all_reduce_mean,
+    )
+
+
+def wrap_ddp(trained: nn.Module, world: World) -> nn.Module:
+    """``trained`` in DistributedDataParallel under several processes (as is with one): the
+    forward the step must call, so that DDP sees it and averages the gradients in backward.
+
+    BatchNorm buffers are not broadcast from rank 0 in every forward pass: ``batchnorm_hook``
+    averages the statistics after each step instead (newer torch calls the keyword
+    ``forward_sync_buffers``).
+    """
+    if not (world.distributed and world.world_size > 1):
+        return trained
+    from torch.nn.parallel import DistributedDataParallel
+
+    no_buffer_broadcast = (
+        {"forward_sync_buffers": False}
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+        else {"broadcast_buffers": False}
+    )
+    return DistributedDataParallel(
+        trained,
+        device_ids=[world.device.index] if world.device.type == "cuda" else None,
+        **no_buffer_broadcast,
+    )
+
+
+def batchnorm_hook() -> Hook:
+    """A ``train`` hook that averages every BatchNorm's running statistics over the processes
+    after each step (``sync_batchnorm_stats``: online and momentum networks alike)."""
+    return Hook(after_step=lambda model, step: sync_batchnorm_stats(model))
 
 
 # --------------------------------------------------------------------------------------------

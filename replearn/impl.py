@@ -187,7 +187,7 @@ def _module_file(
     if not sub.is_dir():
         raise ImplError(
             f"No {IMPLS[impl]}/ folder in {folder}. Generate the stubs with "
-            "`python -m replearn.release starter`, or point "
+            "`python -m instructor.release starter`, or point "
             f"{ROOT_ENV} / root= at the course folder."
         )
     available = _python_modules(sub)

@@ -47,13 +47,14 @@ from typing import Any
 import torch
 
 from replearn import __version__
+from replearn.contract.notebooks import RUN_MIMETYPE  # the records this module displays
 from replearn.presets import CONTENT_ENV, PRESET_ENV, Preset, get_preset, on_colab
 
 RESULTS_ENV = "REPLEARN_RESULTS_PATH"  # where S.finish() writes its JSON summary (set by runners)
 # "1": the long pretraining runs go through replearn.pretrain in any preset (the full preset's
 # path, for the tests and for anyone who wants the entry point's checkpoints in a shorter preset)
 ENTRY_POINT_ENV = "REPLEARN_PRETRAIN_ENTRY"
-RUN_MIMETYPE = "application/vnd.replearn.run+json"  # equals autograder.manifest.RUN_MIMETYPE
+
 # Folders searched for an uploaded or cloned student module besides the working folder: Colab's,
 # or the folders in $REPLEARN_CONTENT_DIR (tests point it at a stand-in for /content).
 SEARCH_ROOTS = ("/content",)

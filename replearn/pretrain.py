@@ -26,9 +26,9 @@ What happens under torchrun (``W`` processes, ranks ``0 .. W-1``):
 * **losses**: NT-Xent and CLIP's loss gather the embeddings of every rank with gradients, so
   the negatives are the global batch; MoCo enqueues the keys of every rank; BYOL, SimSiam and
   MAE compare an image with itself and need no gather;
-* **rank 0** logs, writes the checkpoint atomically (``replearn.train.save_checkpoint``),
-  evaluates and saves the encoder; every rank resumes from rank 0's checkpoint (read by rank 0
-  and broadcast, so other nodes need not see the file);
+* **the loop** is the course's one, ``replearn.train.train``: rank 0 logs and writes its
+  checkpoint atomically, every rank resumes from rank 0's checkpoint (read by rank 0 and
+  broadcast, so other nodes need not see the file), and rank 0 evaluates and saves the encoder;
 * **stopping** (epochs, steps, wall-clock budget) and the learning-rate schedule follow rank 0's
   clock, broadcast every step, so that every rank takes the same number of steps at the same
   rates; ``check_replicas`` proves at the end that every rank holds bit-identical weights.
@@ -46,12 +46,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
-import math
 import os
 import sys
-import time
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,13 +67,15 @@ from replearn.distributed import World
 from replearn.presets import Preset, get_preset
 from replearn.train import (
     BudgetCosine,
-    CheckpointError,
     History,
-    TensorLoader,
+    Hook,
+    ShardedLoader,
+    TrainConfig,
+    autocast_dtype,
     checkpoint_dir,
     draw,
-    load_checkpoint,
-    save_checkpoint,
+    step_budget,
+    train,
 )
 
 __all__ = [
@@ -86,7 +85,6 @@ __all__ = [
     "PretrainMethod",
     "PretrainOutcome",
     "PretrainSettings",
-    "ShardedLoader",
     "StepContext",
     "apply_overrides",
     "caption_table",
@@ -96,9 +94,6 @@ __all__ = [
     "run_pretraining",
     "train_or_load",
 ]
-
-CHECKPOINT_FORMAT = "replearn-pretrain-v1"
-
 
 # --------------------------------------------------------------------------------------------
 # The method table
@@ -526,74 +521,8 @@ register_method(
 
 
 # --------------------------------------------------------------------------------------------
-# Data: this rank's share of every global batch
+# Randomness: each rank's generator for each step (the data side is train.ShardedLoader)
 # --------------------------------------------------------------------------------------------
-
-
-class ShardedLoader:
-    """Rank ``rank``'s share of each global batch of a ``TensorLoader``.
-
-    Every rank computes the same permutation of epoch ``e`` from ``(seed, e)``
-    (``TensorLoader.permutation``); global batch ``b`` is rows ``b N .. (b + 1) N - 1`` of it and
-    rank ``r`` takes the ``r``-th block of ``n = N / W`` of those rows, so the ranks' shares,
-    concatenated in rank order, are exactly the one-process batch. Like ``DistributedSampler``
-    with ``drop_last``, every rank gets the same number of batches and no sample twice per epoch.
-
-    >>> shards = [ShardedLoader(torch.arange(8), global_batch_size=4, rank=r, world_size=2,
-    ...                         shuffle=False) for r in (0, 1)]
-    >>> [[b.tolist() for b in s.batches(0)] for s in shards]
-    [[[0, 1], [4, 5]], [[2, 3], [6, 7]]]
-    """
-
-    def __init__(
-        self,
-        *tensors: torch.Tensor,
-        global_batch_size: int,
-        rank: int = 0,
-        world_size: int = 1,
-        seed: int = 0,
-        shuffle: bool = True,
-        device: str | torch.device | None = None,
-    ) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in 0..{world_size - 1}, got {rank}")
-        if global_batch_size % world_size:
-            raise ValueError(
-                f"the global batch of {global_batch_size} does not split into {world_size} equal "
-                f"shares; use a batch size divisible by the number of processes, e.g. "
-                f"{global_batch_size - global_batch_size % world_size}"
-            )
-        self.base = TensorLoader(
-            *tensors, batch_size=global_batch_size, shuffle=shuffle, seed=seed, device=device
-        )
-        self.rank, self.world_size = rank, world_size
-        self.local_batch_size = global_batch_size // world_size  # n
-
-    @property
-    def global_batch_size(self) -> int:
-        return self.base.batch_size
-
-    @property
-    def num_samples(self) -> int:
-        return self.base.num_samples
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def batches(self, epoch: int, start: int = 0):
-        """This rank's share of batches ``start, start + 1, ...`` of ``epoch``."""
-        order = self.base.permutation(epoch)  # [N_data]
-        big, small = self.base.batch_size, self.local_batch_size
-        for index in range(start, len(self)):
-            first = index * big + self.rank * small
-            rows = order[first : first + small]  # [n]
-            parts = []
-            for tensor in self.base.tensors:
-                part = tensor[rows.to(tensor.device)]  # [n, ...]
-                if self.base.device is not None and part.device != self.base.device:
-                    part = part.to(self.base.device, non_blocking=True)
-                parts.append(part)
-            yield parts[0] if len(parts) == 1 else tuple(parts)
 
 
 def _mixed_seed(*numbers: int) -> int:
@@ -705,7 +634,7 @@ class PretrainOutcome:
 
 
 # --------------------------------------------------------------------------------------------
-# The distributed loop
+# One run: replearn.train.train, as one process or one of several
 # --------------------------------------------------------------------------------------------
 
 
@@ -714,39 +643,37 @@ def _say(world: World, settings: PretrainSettings, message: str) -> None:
         print(message, flush=True)
 
 
-def _amp_dtype(device: torch.device, wanted: bool) -> torch.dtype | None:
-    if device.type != "cuda" or not wanted:
-        return None
-    major, _ = torch.cuda.get_device_capability(device)
-    return torch.bfloat16 if major >= 8 else torch.float16
+class _EngineHook(Hook):
+    """What the entry point adds around ``train``'s steps: each step's context (its generator,
+    seeded from ``(seed, rank, step)``, so a resumed run draws the views the interrupted one
+    would have drawn), and rank 0's log lines."""
 
+    def __init__(
+        self,
+        make_context: Callable[[int], StepContext],
+        world: World,
+        settings: PretrainSettings,
+        checkpoint: str | None,
+    ) -> None:
+        self.make_context, self.world, self.settings = make_context, world, settings
+        self.checkpoint = checkpoint
+        self.context: StepContext | None = None
 
-def _metrics_tensor(metrics: Mapping[str, Any], device: torch.device) -> tuple[list[str], torch.Tensor]:  # fmt: skip
-    names, values = [], []
-    for name, value in metrics.items():
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                raise ValueError(f"metric {name!r} must be a scalar, got {tuple(value.shape)}")
-            value = value.detach().float().reshape(())
-        else:
-            value = torch.tensor(float(value), device=device)
-        names.append(name)
-        values.append(value.to(device))
-    return names, torch.stack(values)  # [m]
+    def before_step(self, model: nn.Module, step: int) -> None:
+        self.context = self.make_context(step)
 
+    def on_start(self, model: nn.Module, history: History) -> None:
+        if history.steps_done:
+            where = f"{history.steps_done} ({history.epochs_done:.2f} epochs)"
+            _say(self.world, self.settings, f"resuming {self.checkpoint} at step {where}")
 
-def _check_resume_state(state: Mapping[str, Any], path: Path, expected: Mapping[str, Any]) -> None:
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{path} is not a replearn.pretrain checkpoint (format {state.get('format')!r}); "
-            "delete it or pass another --checkpoint"
-        )
-    for key, value in expected.items():
-        if state["run"].get(key) != value:
-            raise ValueError(
-                f"{path} was written with {key}={state['run'].get(key)!r} but this run has "
-                f"{key}={value!r}; resume with the same settings, or pass --restart"
-            )
+    def on_log(self, records: list[dict[str, Any]], history: History) -> None:
+        last = records[-1]
+        names = [k for k in last if k not in ("step", "epoch", "lr", "time_s")]
+        rate = history.images_seen / max(last["time_s"], 1e-9)
+        metrics = " ".join(f"{name} {last[name]:.4g}" for name in names)
+        line = f"step {last['step'] + 1} epoch {last['epoch']} {metrics} lr {last['lr']:.3g}"
+        _say(self.world, self.settings, f"{line} {last['time_s']:.0f}s {rate:.0f} img/s")
 
 
 def run_pretraining(
@@ -763,6 +690,12 @@ def run_pretraining(
 
         outcome = run_pretraining(PretrainSettings("simclr", data="cifar10", preset="full"))
         outcome.encoder  # the pretrained encoder, eval mode
+
+    The loop, its checkpoints and its resume are ``replearn.train.train``'s; this function adds
+    what only a pretraining run needs: the method's model and step, this rank's share of every
+    global batch (``ShardedLoader``), DistributedDataParallel around the trained part
+    (``distributed.wrap_ddp``), BatchNorm statistics averaged after each step, and rank 0's
+    clock (``distributed.SharedClock``) for the stops and the learning-rate schedule.
 
     ``module``: the assignment module to take the method's parts from, already imported (a
     notebook's student module); default: ``replearn.impl.load`` with ``settings.impl``.
@@ -812,47 +745,44 @@ def run_pretraining(
                 "CPU (BatchNorm statistics are then per process, averaged after each step)"
             )
         trained = nn.SyncBatchNorm.convert_sync_batchnorm(trained)  # in place for children
-    trained_parameters = [p for p in trained.parameters() if p.requires_grad]
-    optimizer = method.optimizer(cfg, trained_parameters)
-    if world.distributed and world.world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
+    optimizer = method.optimizer(cfg, [p for p in trained.parameters() if p.requires_grad])
+    forward = distributed.wrap_ddp(trained, world)
 
-        # BatchNorm statistics are averaged after each step, not broadcast from rank 0 in each
-        # forward pass (newer torch calls the keyword forward_sync_buffers)
-        no_buffer_broadcast = (
-            {"forward_sync_buffers": False}
-            if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-            else {"broadcast_buffers": False}
-        )
-        forward = DistributedDataParallel(
-            trained,
-            device_ids=[world.device.index] if world.device.type == "cuda" else None,
-            **no_buffer_broadcast,
-        )
-    else:
-        forward = trained
-
-    # ---- limits and the shared clock -------------------------------------------------------
+    # ---- limits and the schedule on rank 0's clock --------------------------------------------
     budget_s = method.budget(cfg) if settings.budget_s is None else float(settings.budget_s)
     budget_s = budget_s if budget_s > 0 else None
     epochs = settings.epochs if settings.epochs is not None else getattr(cfg, "max_epochs", None)
     if budget_s is None and epochs is None and settings.max_steps is None:
         raise ValueError("the run has no limit: give --budget-s, --epochs or --max-steps")
-    amp_dtype = _amp_dtype(world.device, preset.amp if settings.amp is None else settings.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    history = History(
-        device=str(world.device), amp=str(amp_dtype).removeprefix("torch.") if amp_dtype else None
-    )
-    clock = {"elapsed": 0.0}
+    clock = distributed.SharedClock()
     if budget_s is not None:  # cosine over the budget, on rank 0's clock
-        scheduler = BudgetCosine(optimizer, budget_s, clock=lambda: clock["elapsed"])
+        scheduler = BudgetCosine(optimizer, budget_s, clock=lambda: clock.seconds)
     else:  # cosine over the steps
         total = settings.max_steps or epochs * len(loader)
         if epochs is not None and settings.max_steps is not None:
             total = min(total, epochs * len(loader))
-        scheduler = BudgetCosine(optimizer, max(total, 1), clock=lambda: history.steps_done)
+        with step_budget(max(total, 1)):  # the schedule's seconds are its steps
+            scheduler = BudgetCosine(optimizer, float(max(total, 1)))
+    amp = preset.amp if settings.amp is None else settings.amp
+    run_name = settings.run_name(preset, data_name)
+    checkpoint = settings.checkpoint
+    if checkpoint == "auto":
+        checkpoint = str(Path("checkpoints") / "pretrain" / f"{run_name}.pt")
+    config = TrainConfig(
+        epochs=epochs,
+        budget_s=budget_s,
+        max_steps=settings.max_steps,
+        grad_clip=method.grad_clip,
+        amp="auto" if amp else False,  # autocast on CUDA only, as the presets promise
+        log_every=settings.log_every,
+        progress=False,  # rank 0 prints a line every log_every steps instead
+        checkpoint_path=checkpoint,
+        checkpoint_every_s=settings.checkpoint_every_s,
+        checkpoint_every_steps=settings.checkpoint_every_steps,
+        resume=settings.resume,
+    )
+    amp_name = autocast_dtype(world.device, config.amp)
 
-    # ---- header -----------------------------------------------------------------------------
     _say(
         world,
         settings,
@@ -861,16 +791,26 @@ def run_pretraining(
         f"  preset {preset.name}; {world.world_size} process(es), backend {world.backend or 'none'}, "
         f"device {world.device}; global batch {loader.global_batch_size} = {world.world_size} x "
         f"{loader.local_batch_size}; {len(loader)} steps/epoch; limits: epochs={epochs}, "
-        f"max_steps={settings.max_steps}, budget_s={budget_s}; amp={history.amp}; "
+        f"max_steps={settings.max_steps}, budget_s={budget_s}; "
+        f"amp={str(amp_name).removeprefix('torch.') if amp_name else None}; "
         f"sync_bn={settings.sync_bn and world.world_size > 1}; torch {torch.__version__}",
     )
 
-    # ---- resume -----------------------------------------------------------------------------
-    run_name = settings.run_name(preset, data_name)
-    checkpoint = settings.checkpoint
-    if checkpoint == "auto":
-        checkpoint = str(Path("checkpoints") / "pretrain" / f"{run_name}.pt")
-    checkpoint_path = Path(checkpoint) if checkpoint else None
+    # ---- the loop: replearn.train.train ------------------------------------------------------
+    augment = method.augment(module, cfg, data.x_train[:1])  # the module's pipeline
+
+    def context(step: int) -> StepContext:
+        generator = step_generator(settings.seed, world.rank, step)
+        return StepContext(module, model, forward, cfg, augment, generator, world, step)
+
+    engine = _EngineHook(context, world, settings, checkpoint)
+
+    def step_fn(_: nn.Module, batch: Any) -> Mapping[str, Any]:
+        output = method.step(engine.context, batch)
+        if "loss" not in output:
+            raise ValueError(f"{method.name}'s step returned {sorted(output)}, no 'loss'")
+        return output
+
     identity = {
         "method": method.name,
         "data": data_name,
@@ -879,180 +819,18 @@ def run_pretraining(
         "backbone": settings.backbone,
         "seed": settings.seed,
     }
-    state, problem = None, None
-    if checkpoint_path is not None and settings.resume and world.is_main and checkpoint_path.exists():  # fmt: skip
-        try:
-            state = load_checkpoint(checkpoint_path)
-            _check_resume_state(state, checkpoint_path, identity)
-        except (CheckpointError, ValueError, KeyError) as error:
-            state, problem = None, f"{type(error).__name__}: {error}"
-    # rank 0 reads; every rank resumes from it (or stops with rank 0's error instead of waiting)
-    state, problem = distributed.broadcast_object((state, problem))
-    if problem is not None:
-        raise ValueError(f"cannot resume from {checkpoint_path}: {problem}")
-    epoch, position = 0, 0
-    epoch_sums: dict[str, float] = {}
-    epoch_count, epoch_time = 0, 0.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler") and scaler.is_enabled():
-            scaler.load_state_dict(state["scaler"])
-        history = History.from_dict(state["history"])
-        history.device, history.stopped_by = str(world.device), None
-        epoch, position = state["epoch"], state["position"]
-        epoch_sums, (epoch_count, epoch_time) = dict(state["epoch_sums"]), state["epoch_progress"]
-        saved_world = state["run"].get("world_size")
-        _say(
-            world,
-            settings,
-            f"resuming {checkpoint_path} at step {history.steps_done} (epoch {epoch}, batch "
-            f"{position}; written by {saved_world} process(es))",
-        )
-    prior_wall = history.wall_time_s
-    steps_at_start = history.steps_done
-    clock["elapsed"] = prior_wall
-
-    def save(finished: bool) -> None:
-        if checkpoint_path is None or not world.is_main:
-            return
-        save_checkpoint(
-            checkpoint_path,
-            format=CHECKPOINT_FORMAT,
-            run={
-                **identity,
-                "world_size": world.world_size,
-                "settings": dataclasses.asdict(settings),
-            },  # fmt: skip
-            model=model.state_dict(),
-            optimizer=optimizer.state_dict(),
-            scaler=scaler.state_dict() if scaler.is_enabled() else None,
-            epoch=epoch,
-            position=position,
-            epoch_sums=epoch_sums,
-            epoch_progress=[epoch_count, epoch_time],
-            history=history.as_dict(),
-            finished=finished,
-        )
-
-    # ---- the loop ---------------------------------------------------------------------------
-    start = time.perf_counter()
-    pending: list[tuple[dict[str, Any], torch.Tensor]] = []
-    metric_names: list[str] = []
-    last_save_step, last_save_time = history.steps_done, clock["elapsed"]
-
-    def tick() -> None:
-        """Every rank adopts rank 0's elapsed time: the same stops and rates everywhere."""
-        local = prior_wall + time.perf_counter() - start
-        clock["elapsed"] = distributed.broadcast_cpu_scalars([local])[0]
-
-    def stop_reason() -> str | None:
-        if settings.max_steps is not None and history.steps_done >= settings.max_steps:
-            return "max_steps"
-        if epochs is not None and epoch >= epochs:
-            return "epochs"
-        if budget_s is not None and clock["elapsed"] >= budget_s:
-            return "budget"
-        return None
-
-    def flush() -> None:
-        if not pending:
-            return
-        stacked = torch.stack([values for _, values in pending])  # [k, m]
-        stacked = distributed.all_reduce_mean(stacked).cpu()  # the global batch's means
-        for (record, _), row in zip(pending, stacked.tolist()):
-            record.update(zip(metric_names, row))
-            loss = record.get("loss", 0.0)
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"the loss is {loss} at step {record['step']}; lower the learning rate "
-                    "(--set lr=...) or check the data"
-                )
-            for name in metric_names:
-                epoch_sums[name] = epoch_sums.get(name, 0.0) + record[name]
-            history.steps.append(record)
-        last = history.steps[-1]
-        rate = history.images_seen / max(clock["elapsed"], 1e-9)
-        _say(
-            world,
-            settings,
-            f"step {history.steps_done} epoch {epoch} "
-            + " ".join(f"{name} {last[name]:.4g}" for name in metric_names)
-            + f" lr {last['lr']:.3g} {clock['elapsed']:.0f}s {rate:.0f} img/s",
-        )
-        pending.clear()
-
-    augment = method.augment(module, cfg, data.x_train[:1])  # the module's pipeline
     forward.train()
-    model.train()
-    reason = stop_reason()
-    while reason is None:
-        epoch_start = time.perf_counter()
-        for batch in loader.batches(epoch, position):
-            generator = step_generator(settings.seed, world.rank, history.steps_done)
-            ctx = StepContext(
-                module, model, forward, cfg, augment, generator, world, history.steps_done
-            )
-            with torch.autocast(world.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):  # fmt: skip
-                output = method.step(ctx, batch)
-            if "loss" not in output:
-                raise ValueError(f"{method.name}'s step returned {sorted(output)}, no 'loss'")
-            loss = output["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()  # DDP averages the gradients over the ranks here
-            if method.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(trained_parameters, method.grad_clip)
-            lr = float(optimizer.param_groups[0]["lr"])
-            scaler.step(optimizer)
-            scaler.update()
-            distributed.sync_batchnorm_stats(model)  # online and momentum networks' BN stats
-            metric_names, values = _metrics_tensor(output, world.device)
-            pending.append(({"step": history.steps_done, "epoch": epoch, "lr": lr}, values))
-            history.steps_done += 1
-            history.images_seen += loader.global_batch_size
-            history.epochs_done = history.steps_done / len(loader)
-            position += 1
-            epoch_count += 1
-            tick()
-            pending[-1][0]["time_s"] = clock["elapsed"]
-            scheduler.step()  # the rate of the next step, from the shared clock
-            if history.steps_done % settings.log_every == 0:
-                flush()
-            reason = stop_reason()
-            if reason is not None:
-                break
-            due_steps = settings.checkpoint_every_steps is not None and (
-                history.steps_done - last_save_step >= settings.checkpoint_every_steps
-            )
-            due_time = settings.checkpoint_every_s is not None and (
-                clock["elapsed"] - last_save_time >= settings.checkpoint_every_s
-            )
-            if due_steps or due_time:
-                flush()
-                history.wall_time_s = clock["elapsed"]
-                save(finished=False)
-                last_save_step, last_save_time = history.steps_done, clock["elapsed"]
-        epoch_time += time.perf_counter() - epoch_start
-        if position < len(loader):
-            break  # stopped mid-epoch
-        flush()
-        record = {name: total / max(epoch_count, 1) for name, total in epoch_sums.items()}
-        record.update(epoch=epoch, end_step=history.steps_done, time_s=epoch_time)
-        record["images_per_s"] = epoch_count * loader.global_batch_size / max(epoch_time, 1e-9)  # fmt: skip
-        history.epochs.append(record)
-        epoch, position = epoch + 1, 0
-        epoch_sums, epoch_count, epoch_time = {}, 0, 0.0
-        reason = reason or stop_reason()
-    flush()
-    history.stopped_by = reason
-    history.wall_time_s = clock["elapsed"]
-    if history.steps_done > steps_at_start:
-        if state is not None:
-            history.resumed_at_step.append(steps_at_start)
-        save(finished=True)
-    elif state is not None and not state.get("finished"):
-        save(finished=True)
+    history = train(
+        step_fn,
+        model,
+        optimizer,
+        loader,
+        config,
+        scheduler=scheduler,
+        hooks=[engine, distributed.batchnorm_hook()],
+        replicas=distributed.replicas(world, clock),
+        run=identity,
+    )
     digest = distributed.check_replicas(model, f"{method.name} model")
     _say(
         world,
@@ -1065,6 +843,7 @@ def run_pretraining(
 
     # ---- rank 0: evaluate and save --------------------------------------------------------
     model.eval()
+    checkpoint_path = Path(checkpoint) if checkpoint else None
     outcome = PretrainOutcome(
         method.name, model, model.encoder, history, world, cfg, checkpoint_path, digest
     )

@@ -10,9 +10,9 @@ or, from the last cell of a notebook, ``S.package()``. The zip holds
 * the executed notebooks of the assignment (those whose set-up cell calls
   ``notebook.setup("<module>")``: found in the course's ``assignments/``, else beside the module
   or in the working directory, or named with ``--notebook``);
-* the artefacts the assignment asks for (declared by the grader in
-  ``autograder/tests/<module>/submission.json``, e.g. a trained encoder's weights), in
-  safetensors format only, each under its size limit;
+* the artefacts the assignment asks for (declared in ``submission.json`` beside its tests,
+  ``replearn.contract.artefacts``, e.g. a trained encoder's weights), in safetensors format
+  only, each under its size limit;
 * ``MANIFEST.json``: sha256 and size of every file, the course package version, the preset and
   time of the notebooks' last run, and which module file (by sha256) each notebook ran.
 
@@ -22,7 +22,8 @@ whose last run imported a module file with other bytes than the one being submit
 outputs do not come from the submitted code"); a pickle artefact; a file over the grader's size
 limits or of a type the grader drops. It only reads the student's files and writes one new zip
 (atomically; it never overwrites anything but an earlier submission zip), so nothing of the
-student's work is modified or lost.
+student's work is modified or lost. Every rule it applies is the grader's own, from the
+submission contract (``replearn.contract``).
 """
 
 from __future__ import annotations
@@ -39,11 +40,21 @@ from pathlib import Path
 
 from replearn import __version__
 from replearn import impl as impl_mod
+from replearn.contract import assignments
+from replearn.contract import files as accepted  # what the grader accepts, and its limits
+from replearn.contract.artefacts import declared, load_safetensors
+from replearn.contract.manifest import FORMAT, MANIFEST_NAME, sha256_file
+from replearn.contract.notebooks import (
+    check_notebook_run,
+    last_run,
+    notebook_answers,
+    notebook_module,
+    read_notebook,
+)
 
 __all__ = [
     "SubmissionError",
     "Submission",
-    "assignment_spec",
     "student_module_path",
     "find_notebooks",
     "collect",
@@ -51,9 +62,6 @@ __all__ = [
     "save_weights",
     "main",
 ]
-
-SPEC_FILE = "submission.json"  # beside the grader's tests of an assignment
-PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib"}
 
 
 class SubmissionError(ValueError):
@@ -98,8 +106,6 @@ def _now() -> str:
 
 def _resolve_name(name: str) -> tuple[str, str]:
     """Assignment name or alias (``03``, ``pretext_tasks``) -> (assignment name, module name)."""
-    from autograder import assignments
-
     try:
         target = assignments.resolve(name)[0] if name != "all" else None
     except KeyError:
@@ -109,30 +115,6 @@ def _resolve_name(name: str) -> tuple[str, str]:
     if name.isidentifier():
         return name, name
     raise SubmissionError(f"{name!r} is not an assignment name (e.g. pretext_tasks or 03)")
-
-
-def assignment_spec(module: str) -> dict:
-    """The grader's declaration of what a submission of ``module`` must hold besides code.
-
-    ``autograder/tests/<module>/submission.json``, e.g.
-    ``{"artefacts": {"encoder.safetensors": {"max_bytes": 50000000, "what": "..."}}}``; an
-    assignment without the file asks for its module and notebooks only.
-    """
-    from autograder import assignments
-
-    path = assignments.tests_root() / module / SPEC_FILE
-    if not path.is_file():
-        return {"artefacts": {}}
-    spec = json.loads(path.read_text(encoding="utf-8"))
-    artefacts = spec.get("artefacts", {})
-    if type(artefacts) is not dict or any(
-        type(v) is not dict or type(v.get("max_bytes")) is not int for v in artefacts.values()
-    ):
-        raise SubmissionError(f"{path}: 'artefacts' must map file names to {{'max_bytes': int}}")
-    for name in artefacts:
-        if Path(name).suffix != ".safetensors" or Path(name).name != name:
-            raise SubmissionError(f"{path}: artefact {name!r} must be a bare *.safetensors name")
-    return {**spec, "artefacts": artefacts}
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,10 +151,8 @@ def _course_root(root) -> Path | None:
 
 
 def _read_notebook(path: Path) -> dict | None:
-    from autograder import manifest
-
     try:
-        return manifest.read_notebook(path)
+        return read_notebook(path)
     except (ValueError, OSError):
         return None
 
@@ -183,8 +163,6 @@ def find_notebooks(module: str, folders: list[Path]) -> tuple[list[Path], list[s
     Two different files with the same name in two folders are a problem (which one is the
     student's?), never a silent pick.
     """
-    from autograder import manifest
-
     by_name: dict[str, list[Path]] = {}
     seen: set[Path] = set()
     for folder in folders:
@@ -194,7 +172,7 @@ def find_notebooks(module: str, folders: list[Path]) -> tuple[list[Path], list[s
                 continue
             seen.add(path)
             nb = _read_notebook(path)
-            if nb is not None and manifest.notebook_module(nb) == module:
+            if nb is not None and notebook_module(nb) == module:
                 by_name.setdefault(path.name, []).append(path)
     chosen, problems = [], []
     for name, paths in sorted(by_name.items()):
@@ -215,8 +193,6 @@ def find_notebooks(module: str, folders: list[Path]) -> tuple[list[Path], list[s
 
 def _notebook_warnings(nb: dict, name: str) -> list[str]:
     """Things worth knowing that do not block a submission: errors, unanswered questions."""
-    from autograder.submission import notebook_answers
-
     warnings = []
     cells = [c for c in nb.get("cells", []) if type(c) is dict and c.get("cell_type") == "code"]
     errors = sum(
@@ -238,10 +214,8 @@ def _notebook_warnings(nb: dict, name: str) -> list[str]:
 
 
 def _check_artefact(path: Path, max_bytes: int) -> str | None:
-    from autograder.artefacts import load_safetensors
-
     try:
-        load_safetensors(path, max_bytes=max_bytes)  # the grader's own reader and limits
+        load_safetensors(path, max_bytes=max_bytes)  # the grader's own reader
     except ValueError as error:
         return f"artefact {error}"
     except ImportError:  # safetensors missing: the size check still applies
@@ -262,12 +236,13 @@ def collect(
     """Gather and check the files of a submission; raises :class:`SubmissionError` listing
     every problem. ``expect_run_id``: one notebook must hold this run's records (used by
     ``Session.package()``, so that an unsaved notebook is caught)."""
-    from autograder import manifest, submission
-
     assignment, module = _resolve_name(name)
-    spec = assignment_spec(module)
+    try:
+        asked = declared(module)
+    except ValueError as error:
+        raise SubmissionError(str(error)) from None
     module_path = student_module_path(module, root=root, student_dir=student_dir)
-    module_sha = manifest.sha256_file(module_path)
+    module_sha = sha256_file(module_path)
     course = _course_root(root)
     problems: list[str] = []
     warnings: list[str] = []
@@ -301,12 +276,12 @@ def collect(
         if nb is None:
             problems.append(f"{book} is not a readable notebook")
             continue
-        if manifest.notebook_module(nb) not in (None, module):
-            problems.append(f"{book.name} is the notebook of {manifest.notebook_module(nb)}")
+        if notebook_module(nb) not in (None, module):
+            problems.append(f"{book.name} is the notebook of {notebook_module(nb)}")
             continue
-        problems += manifest.check_notebook_run(nb, book.name, module, module_sha)
+        problems += check_notebook_run(nb, book.name, module, module_sha)
         warnings += _notebook_warnings(nb, book.name)
-        setup, finish = manifest.last_run(nb)
+        setup, finish = last_run(nb)
         if setup is not None:
             runs[book.name] = {
                 "run_id": setup["run_id"],
@@ -327,7 +302,7 @@ def collect(
     # ---- artefacts
     given = {Path(p).name: Path(p).expanduser().resolve() for p in artefacts or []}
     search = list(dict.fromkeys([module_path.parent, *(b.parent for b in books), Path.cwd()]))
-    for art_name, rule in spec["artefacts"].items():
+    for art_name, rule in asked.items():
         path = given.pop(art_name, None)
         if path is None:
             hits = [f / art_name for f in search if (f / art_name).is_file()]
@@ -339,7 +314,7 @@ def collect(
             path = hits[0] if hits else None
         if path is None or not path.is_file():
             stem = Path(art_name).stem
-            pickles = [f / (stem + s) for f in search for s in PICKLE_SUFFIXES]
+            pickles = [f / (stem + s) for f in search for s in accepted.PICKLE_SUFFIXES]
             pickled = next((p for p in pickles if p.is_file()), None)
             hint = (
                 f"; found {pickled}, a pickle file the grader never loads: save the weights "
@@ -355,13 +330,13 @@ def collect(
             problems.append(error)
         files[art_name] = path
     for art_name, path in given.items():  # extra artefacts the student chose to add
-        if path.suffix in PICKLE_SUFFIXES or path.suffix != ".safetensors":
+        if path.suffix in accepted.PICKLE_SUFFIXES or path.suffix != ".safetensors":
             problems.append(
                 f"{art_name}: only safetensors artefacts are accepted (pickle files can run code "
                 "when loaded); save with replearn.submit.save_weights(model, path)"
             )
             continue
-        error = _check_artefact(path, submission.MAX_FILE_BYTES)
+        error = _check_artefact(path, accepted.MAX_FILE_BYTES)
         if error:
             problems.append(error)
         files[art_name] = path
@@ -371,20 +346,19 @@ def collect(
     for arcname, path in files.items():
         size = path.stat().st_size
         total += size
-        reason = submission.why_refused(arcname, size, {module})
+        reason = accepted.why_refused(arcname, size, {module})
         if reason:
             problems.append(f"{arcname}: the grader would drop it ({reason})")
-        if arcname == f"{module}.py" and size > submission.MAX_WORKER_FILE_BYTES:
+        if arcname == f"{module}.py" and size > accepted.MAX_WORKER_FILE_BYTES:
             problems.append(
-                f"{arcname} is {size} bytes, over the {submission.MAX_WORKER_FILE_BYTES} byte "
-                "limit for code"
+                f"{arcname} is {size} bytes, over the {accepted.MAX_WORKER_FILE_BYTES} byte limit for code"
             )
-    if total > submission.MAX_TOTAL_BYTES:
+    if total > accepted.MAX_TOTAL_BYTES:
         problems.append(
-            f"the submission is {total} bytes, over the {submission.MAX_TOTAL_BYTES} byte limit"
+            f"the submission is {total} bytes, over the {accepted.MAX_TOTAL_BYTES} byte limit"
         )
-    if len(files) + 1 > submission.MAX_FILES:
-        problems.append(f"{len(files)} files is over the limit of {submission.MAX_FILES}")
+    if len(files) + 1 > accepted.MAX_FILES:
+        problems.append(f"{len(files)} files is over the limit of {accepted.MAX_FILES}")
     if problems:
         raise SubmissionError(
             f"cannot package {assignment}:\n  - " + "\n  - ".join(dict.fromkeys(problems))
@@ -392,7 +366,7 @@ def collect(
 
     finished = [r["finished"] for r in runs.values() if r.get("finished")]
     record = {
-        "format": manifest.FORMAT,
+        "format": FORMAT,
         "assignment": assignment,
         "module": module,
         "replearn": __version__,
@@ -400,11 +374,11 @@ def collect(
         "preset": sorted({r["preset"] for r in runs.values()}) or None,
         "last_run": max(finished) if finished else None,
         "files": {
-            arcname: {"sha256": manifest.sha256_file(path), "bytes": path.stat().st_size}
+            arcname: {"sha256": sha256_file(path), "bytes": path.stat().st_size}
             for arcname, path in sorted(files.items())
         },
         "notebooks": runs,
-        "artefacts": sorted(spec["artefacts"]),
+        "artefacts": sorted(asked),
     }
     return Submission(assignment, module, files, record, warnings)
 
@@ -417,12 +391,10 @@ def collect(
 def _is_submission_zip(path: Path) -> bool:
     import zipfile
 
-    from autograder import manifest
-
     try:
         with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read(manifest.MANIFEST_NAME))
-        return type(data) is dict and data.get("format") == manifest.FORMAT
+            data = json.loads(archive.read(MANIFEST_NAME))
+        return type(data) is dict and data.get("format") == FORMAT
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return False
 
@@ -445,9 +417,6 @@ def package(
     who submitted (your name or student id, as your course asks), which the instructor's grade
     sheet shows. Raises :class:`SubmissionError` and writes nothing when a check fails.
     """
-    from autograder import manifest
-    from replearn.release import write_deterministic_zip
-
     sub = collect(
         name,
         root=root,
@@ -478,10 +447,10 @@ def package(
     for arcname, data in payload.items():  # a file edited while packing would break the hashes
         if hashlib.sha256(data).hexdigest() != sub.manifest["files"][arcname]["sha256"]:
             raise SubmissionError(f"{arcname} changed while packaging; run the command again")
-    payload[manifest.MANIFEST_NAME] = (json.dumps(sub.manifest, indent=1) + "\n").encode()
+    payload[MANIFEST_NAME] = (json.dumps(sub.manifest, indent=1) + "\n").encode()
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        write_deterministic_zip(payload, tmp)
+        accepted.write_deterministic_zip(payload, tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

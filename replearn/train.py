@@ -12,7 +12,9 @@ a later run can resume from. This module is that loop, written once:
 * ``TensorLoader``: batches of in-memory tensors whose order depends only on ``(seed, epoch)``,
   so that a resumed run sees exactly the batches the interrupted one would have seen;
 * ``TrainConfig`` and ``train``: the loop (AMP on CUDA, gradient clipping, tqdm, budget,
-  hooks for per-step state updates such as MoCo's momentum encoder, per-epoch monitors);
+  hooks for per-step state updates such as MoCo's momentum encoder, per-epoch monitors), as one
+  process or as one of several under torchrun (``Replicas``, ``ShardedLoader``; the entry point
+  ``replearn.pretrain`` adds DistributedDataParallel around the step);
 * ``History``: what happened, as plain data (``as_dict`` for JSON);
 * ``save_checkpoint`` / ``load_checkpoint`` / ``train_or_load``: atomic checkpoints and
   exact resume (an interrupted seeded run, resumed, ends with bit-identical weights);
@@ -61,8 +63,11 @@ __all__ = [
     "CheckpointError",
     "History",
     "Hook",
+    "Replicas",
+    "ShardedLoader",
     "TensorLoader",
     "TrainConfig",
+    "autocast_dtype",
     "checkpoint_dir",
     "checkpoint_dir_chosen",
     "describe_checkpoint",
@@ -350,6 +355,70 @@ class TensorLoader:
         self.position = int(state["position"])
 
 
+class ShardedLoader(TensorLoader):
+    """Rank ``rank``'s share of each global batch of a ``TensorLoader``: the data side of training
+    as one of ``world_size`` processes (torchrun).
+
+    Every rank computes the same permutation of epoch ``e`` from ``(seed, e)``; global batch
+    ``b`` is rows ``b N .. (b + 1) N - 1`` of it and rank ``r`` takes the ``r``-th block of
+    ``n = N / W`` of those rows, so the ranks' shares, concatenated in rank order, are exactly
+    the one-process batch. Like ``DistributedSampler`` with ``drop_last``, every rank gets the
+    same number of batches and no sample twice per epoch. ``len``, the state (``batch_size`` is
+    the global ``N``) and resuming are the ``TensorLoader``'s, so a run may resume on another
+    number of processes.
+
+    >>> shards = [ShardedLoader(torch.arange(8), global_batch_size=4, rank=r, world_size=2,
+    ...                         shuffle=False) for r in (0, 1)]
+    >>> [[b.tolist() for b in s.batches(0)] for s in shards]
+    [[[0, 1], [4, 5]], [[2, 3], [6, 7]]]
+    """
+
+    def __init__(
+        self,
+        *tensors: torch.Tensor,
+        global_batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0..{world_size - 1}, got {rank}")
+        if global_batch_size % world_size:
+            raise ValueError(
+                f"the global batch of {global_batch_size} does not split into {world_size} equal "
+                f"shares; use a batch size divisible by the number of processes, e.g. "
+                f"{global_batch_size - global_batch_size % world_size}"
+            )
+        super().__init__(
+            *tensors, batch_size=global_batch_size, shuffle=shuffle, seed=seed, device=device
+        )
+        self.rank, self.world_size = rank, world_size
+        self.local_batch_size = global_batch_size // world_size  # n
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch_size
+
+    def batches(
+        self, epoch: int, start: int = 0
+    ) -> Iterator[torch.Tensor | tuple[torch.Tensor, ...]]:
+        """This rank's share of batches ``start, start + 1, ...`` of ``epoch``."""
+        order = self.permutation(epoch)  # [N_data]
+        big, small = self.batch_size, self.local_batch_size
+        for index in range(start, len(self)):
+            first = index * big + self.rank * small
+            rows = order[first : first + small]  # [n]
+            parts = []
+            for tensor in self.tensors:
+                part = tensor[rows.to(tensor.device)]  # [n, ...]
+                if self.device is not None and part.device != self.device:
+                    part = part.to(self.device, non_blocking=True)
+                parts.append(part)
+            yield parts[0] if len(parts) == 1 else tuple(parts)
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration, hooks and history
 # --------------------------------------------------------------------------------------------
@@ -534,12 +603,20 @@ class BudgetCosine:
 class Hook:
     """Things to do around the optimizer step. Subclass it, or pass functions.
 
+    * ``before_step(model, step)``: called before each step's forward pass, with ``step`` the
+      0-based index of the step about to be taken, under ``torch.no_grad()``. For per-step
+      random streams (``replearn.pretrain`` seeds each step's augmentation from its index).
     * ``after_step(model, step)``: called after every optimizer (and scheduler) step, with
       ``step`` the 0-based index of the step just taken, under ``torch.no_grad()``. For state
-      that is updated without gradients: MoCo's and BYOL's momentum encoders.
+      that is updated without gradients: MoCo's and BYOL's momentum encoders, BatchNorm
+      statistics averaged over processes.
     * ``on_epoch_end(model, epoch, history) -> dict | None``: called after each full epoch;
       the scalars it returns join that epoch's record (e.g. ``{"knn": 0.47}`` from a kNN
       monitor). The model is put back in training mode afterwards.
+    * ``on_start(model, history)``: called once before the first step, after a resume restored
+      the history (``history.steps_done`` steps already taken).
+    * ``on_log(records, history)``: called with the new per-step records each time the metrics
+      come back from the device (every ``log_every`` steps, at checkpoints and epoch ends).
 
     A hook that has ``state_dict()`` / ``load_state_dict()`` is saved in checkpoints.
 
@@ -549,13 +626,24 @@ class Hook:
     def __init__(
         self,
         *,
+        before_step: Callable[[nn.Module, int], None] | None = None,
         after_step: Callable[[nn.Module, int], None] | None = None,
         on_epoch_end: Callable[[nn.Module, int, History], Mapping[str, float] | None] | None = None,
+        on_start: Callable[[nn.Module, History], None] | None = None,
+        on_log: Callable[[list[dict[str, Any]], History], None] | None = None,
     ) -> None:
-        if after_step is not None:
-            self.after_step = after_step
-        if on_epoch_end is not None:
-            self.on_epoch_end = on_epoch_end
+        for name, function in (
+            ("before_step", before_step),
+            ("after_step", after_step),
+            ("on_epoch_end", on_epoch_end),
+            ("on_start", on_start),
+            ("on_log", on_log),
+        ):
+            if function is not None:
+                setattr(self, name, function)
+
+    def before_step(self, model: nn.Module, step: int) -> None:
+        """Called before each step's forward pass (no gradients)."""
 
     def after_step(self, model: nn.Module, step: int) -> None:
         """Called after each optimizer step (no gradients)."""
@@ -565,6 +653,42 @@ class Hook:
     ) -> Mapping[str, float] | None:
         """Called after each full epoch; returns extra scalars for the epoch record."""
         return None
+
+    def on_start(self, model: nn.Module, history: History) -> None:
+        """Called once before the first step (after a resume)."""
+
+    def on_log(self, records: list[dict[str, Any]], history: History) -> None:
+        """Called with the per-step records that just came back from the device."""
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """The other processes, when ``train`` runs as one of several that hold identical replicas.
+
+    Under torchrun every process runs ``train`` on its share of each global batch
+    (``ShardedLoader``), and DistributedDataParallel averages the gradients inside the step.
+    What ``train`` itself must agree on across processes comes through here;
+    ``replearn.distributed.replicas(world)`` builds it, and the defaults are one process:
+
+    * ``count``: the number of processes; a step's images are counted over all of them;
+    * ``is_main``: this process writes the checkpoint and shows progress (rank 0);
+    * ``share(obj)``: the main process's ``obj`` on every process (the checkpoint rank 0 read,
+      so that every rank resumes from it even when other machines cannot see the file);
+    * ``clock(seconds)``: this process's elapsed seconds to the run's (rank 0's, broadcast):
+      the same stops, checkpoint times and budget on every process. A collective, called once
+      per step by every process;
+    * ``mean(values)``: the mean over the processes of the logged metrics ``[k]``.
+    """
+
+    count: int = 1
+    is_main: bool = True
+    share: Callable[[Any], Any] = _same
+    clock: Callable[[float], float] = _same
+    mean: Callable[[torch.Tensor], torch.Tensor] = _same
 
 
 @dataclass
@@ -638,8 +762,9 @@ class History:
 # --------------------------------------------------------------------------------------------
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, corrupt, or does not match the run that loads it."""
+class CheckpointError(RuntimeError, ValueError):
+    """A checkpoint file is missing, corrupt, or does not match the run that loads it (a
+    ``ValueError`` too: the file is not what this run can resume from)."""
 
 
 def _rng_state() -> dict[str, Any]:
@@ -819,8 +944,10 @@ def cpu_supports_bf16() -> bool:
     )
 
 
-def _amp_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
-    """bf16 on GPUs that have it natively (Ampere, compute capability 8+), else fp16. CPU: bf16
+def autocast_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
+    """The dtype ``train`` autocasts to for ``TrainConfig.amp``, or None for float32.
+
+    bf16 on GPUs that have it natively (Ampere, compute capability 8+), else fp16. CPU: bf16
     when asked for explicitly (``amp=True``) and the CPU has it natively, else None."""
     if device.type == "cpu":
         return torch.bfloat16 if amp is True and cpu_supports_bf16() else None
@@ -851,14 +978,16 @@ class _MetricLog:
     def add(self, record: dict[str, Any], metrics: dict[str, torch.Tensor | float]) -> None:
         self.pending.append((record, metrics))
 
-    def flush(self) -> list[dict[str, Any]]:
+    def flush(self, reduce: Callable[[torch.Tensor], torch.Tensor] = _same) -> list[dict[str, Any]]:
+        """The pending records as floats; ``reduce`` maps the stacked tensor metrics ``[k]``
+        (the mean over processes under ``Replicas``)."""
         tensors = [
             v
             for _, metrics in self.pending
             for v in metrics.values()
             if isinstance(v, torch.Tensor)
         ]
-        values = iter(torch.stack(tensors).cpu().tolist()) if tensors else iter(())
+        values = iter(reduce(torch.stack(tensors)).cpu().tolist()) if tensors else iter(())
         records = []
         for record, metrics in self.pending:
             for name, value in metrics.items():
@@ -866,6 +995,48 @@ class _MetricLog:
             records.append(record)
         self.pending.clear()
         return records
+
+
+def _resume_state(
+    path: Path, batches_per_epoch: int | None, run: Mapping[str, Any], replicas: Replicas
+) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` to resume from, or None when there is none.
+
+    The main process reads and checks it and ``replicas.share`` hands it to the others (which may
+    not see the file); a checkpoint of another run raises ``CheckpointError`` on every process.
+    """
+    state, problem = None, None
+    if replicas.is_main and path.exists():
+        try:
+            state = load_checkpoint(path)
+            if state.get("format") != CHECKPOINT_FORMAT:
+                raise CheckpointError(
+                    f"{path} is not a training checkpoint of this library (format "
+                    f"{state.get('format')!r}); delete it or choose another checkpoint_path"
+                )
+            saved_run = state.get("run") or {}
+            for key, value in run.items():
+                if saved_run.get(key) != value:
+                    raise CheckpointError(
+                        f"{path} was written with {key}={saved_run.get(key)!r} but this run has "
+                        f"{key}={value!r}; resume with the same settings, or use another "
+                        "checkpoint (or delete it)"
+                    )
+            if batches_per_epoch is not None and state["batches_per_epoch"] != batches_per_epoch:
+                raise CheckpointError(
+                    f"{path} was written with {state['batches_per_epoch']} batches per epoch but "
+                    f"this loader has {batches_per_epoch}; resume with the same data and batch "
+                    "size, or use another checkpoint_path"
+                )
+        except CheckpointError as error:
+            if replicas.count == 1:
+                raise
+            state, problem = None, str(error)
+    if replicas.count > 1:  # the others stop with the main process's error instead of waiting
+        state, problem = replicas.share((state, problem))
+    if problem is not None:
+        raise CheckpointError(problem)
+    return state
 
 
 def train(
@@ -878,27 +1049,29 @@ def train(
     scheduler: Any | None = None,
     device: str | torch.device | None = None,
     hooks: Hook | Sequence[Hook] = (),
+    replicas: Replicas | None = None,
+    run: Mapping[str, Any] | None = None,
 ) -> History:
     """Train ``model`` with ``step_fn`` until ``config``'s epochs, budget or steps run out.
 
-    Each step: ``loss = step_fn(model, batch)`` (under autocast when AMP is on), then
-    ``zero_grad``, ``backward`` (through the GradScaler with fp16), gradient clipping,
-    ``optimizer.step()``, ``scheduler.step()`` (once per step: build schedules in steps), and
-    the hooks' ``after_step``. After each full epoch the hooks' ``on_epoch_end`` may add
-    metrics (a kNN monitor). With ``config.checkpoint_path`` the run is checkpointed every
-    ``checkpoint_every_s`` seconds / ``checkpoint_every_steps`` steps and at the end; with
-    ``config.resume`` a run that finds its checkpoint continues from it, restoring the model,
-    optimizer, scheduler, scaler, loader position, hooks and every random state, so that a
-    seeded run that was interrupted and resumed ends with the same weights, bit for bit, as
-    one that never stopped (on the same hardware; exact for a ``TensorLoader``).
+    Each step: the hooks' ``before_step``, ``loss = step_fn(model, batch)`` (under autocast
+    when AMP is on), then ``zero_grad``, ``backward`` (through the GradScaler with fp16),
+    gradient clipping, ``optimizer.step()``, ``scheduler.step()`` (once per step: build
+    schedules in steps, or on a clock such as ``BudgetCosine``), and the hooks' ``after_step``.
+    After each full epoch the hooks' ``on_epoch_end`` may add metrics (a kNN monitor). With
+    ``config.checkpoint_path`` the run is checkpointed every ``checkpoint_every_s`` seconds /
+    ``checkpoint_every_steps`` steps and at the end; with ``config.resume`` a run that finds its
+    checkpoint continues from it, restoring the model, optimizer, scheduler, scaler, loader
+    position, hooks and every random state, so that a seeded run that was interrupted and
+    resumed ends with the same weights, bit for bit, as one that never stopped (on the same
+    hardware; exact for a ``TensorLoader``).
 
     Two speed options change how, not what, is computed. ``config.amp=True`` on a CPU with
     native bfloat16 (AVX512-BF16 or AMX) autocasts to bfloat16, as on a GPU. With
     ``config.channels_last`` a convolutional model trains in NHWC layout (oneDNN's faster CPU
     kernels; tensor cores with AMP) and is handed back in the default layout; its convolution
     outputs are NHWC during training, so a step that calls ``.view`` on one must use
-    ``.reshape``. On the course team's 2-core Xeon (AMX) a SimCLR step of the ``SmallCNN`` at
-    batch 256 took 780 ms in float32, 550 ms with ``channels_last`` and 380 ms with both.
+    ``.reshape``.
 
     Args:
         step_fn: ``step_fn(model, batch)`` returns the loss tensor or a dict with a ``"loss"``
@@ -911,6 +1084,11 @@ def train(
         scheduler: a learning-rate scheduler stepped after every optimizer step.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, a ``torch.device``, or None (the model's).
         hooks: a ``Hook`` or a sequence of them.
+        replicas: the other processes when this is one of several (``Replicas``; with a
+            ``ShardedLoader`` and a step that goes through DistributedDataParallel).
+        run: what makes this run this run (method, data, seed, ...): saved in the checkpoint
+            with the number of processes, and resuming a checkpoint whose values differ is a
+            ``CheckpointError``.
 
     Returns:
         The run's ``History`` (also saved in the checkpoint).
@@ -918,6 +1096,9 @@ def train(
     from tqdm.auto import tqdm
 
     hooks = [hooks] if isinstance(hooks, Hook) else list(hooks)
+    replicas = replicas or Replicas()
+    run = dict(run or {})
+    shared = replicas.count > 1  # the clock and the metrics come from every process
     device = pick_device(device) if device is not None else _model_device(model)
     model.to(device)
     try:
@@ -931,7 +1112,7 @@ def train(
             "the loader yields no batch per epoch; lower batch_size or drop_last=False"
         )
 
-    amp_dtype = _amp_dtype(device, config.amp)
+    amp_dtype = autocast_dtype(device, config.amp)
     if config.amp is True and amp_dtype is None:
         warnings.warn(
             f"amp=True has no effect on this {device.type} (bfloat16 on a CPU needs AVX512-BF16 "
@@ -947,24 +1128,14 @@ def train(
     epoch, position = 0, 0
     epoch_sums: dict[str, float] = {}
     epoch_count, epoch_images, epoch_time = 0, 0, 0.0
-    resumed, resumed_finished = False, False
 
     # ---- resume -------------------------------------------------------------------------
     checkpoint_path = Path(config.checkpoint_path) if config.checkpoint_path else None
-    if checkpoint_path is not None and config.resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
-        resumed = True
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(
-                f"{checkpoint_path} is not a training checkpoint of this library "
-                f"(format {state.get('format')!r}); delete it or choose another checkpoint_path"
-            )
-        if batches_per_epoch is not None and state["batches_per_epoch"] != batches_per_epoch:
-            raise CheckpointError(
-                f"{checkpoint_path} was written with {state['batches_per_epoch']} batches per "
-                f"epoch but this loader has {batches_per_epoch}; resume with the same data and "
-                "batch size, or use another checkpoint_path"
-            )
+    state = None
+    if checkpoint_path is not None and config.resume:
+        state = _resume_state(checkpoint_path, batches_per_epoch, run, replicas)
+    resumed, resumed_finished = state is not None, bool(state and state.get("finished"))
+    if state is not None:
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as error:
@@ -975,7 +1146,7 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
+        if state.get("scaler") and scaler.is_enabled():
             scaler.load_state_dict(state["scaler"])
         if isinstance(loader, TensorLoader) and state.get("loader"):
             loader.load_state_dict(state["loader"])
@@ -985,14 +1156,13 @@ def train(
         history = History.from_dict(state["history"])
         history.device = str(device)
         history.stopped_by = None
-        resumed_finished = bool(state.get("finished"))
         epoch, position = state["epoch"], state["position"]
         epoch_sums = dict(state["epoch_sums"])
         epoch_count, epoch_images, epoch_time = state["epoch_progress"]
         _set_rng_state(state["rng"])
 
     def save() -> None:
-        if checkpoint_path is None:
+        if checkpoint_path is None or not replicas.is_main:
             return
         save_checkpoint(
             checkpoint_path,
@@ -1011,18 +1181,24 @@ def train(
             history=history.as_dict(),
             finished=history.stopped_by is not None,
             config=dataclasses.asdict(config),
+            run={**run, "world_size": replicas.count},
         )
 
-    # ---- stopping rules -------------------------------------------------------------------
+    # ---- the clock and the stopping rules ---------------------------------------------------
     prior_wall = history.wall_time_s
     start = time.perf_counter()
+    now = prior_wall  # the run's seconds at the last step: rank 0's with several processes
 
     def elapsed() -> float:
+        """This process's training seconds, resumes included."""
         return prior_wall + time.perf_counter() - start
+
+    def run_seconds() -> float:
+        return now if shared else elapsed()
 
     budget = None  # seconds, or steps over the whole run inside a step_budget block
     if config.budget_s is not None:
-        budget = BudgetClock(config.budget_s)
+        budget = BudgetClock(config.budget_s, clock=(lambda: now) if shared else None)
         budget.load_state_dict({"elapsed": prior_wall, "ticks": history.steps_done})
 
     def stop_reason() -> str | None:
@@ -1045,15 +1221,15 @@ def train(
         total=total_steps,
         initial=history.steps_done,
         desc=config.desc,
-        disable=not config.progress,
+        disable=not config.progress or not replicas.is_main,
         dynamic_ncols=True,
         leave=True,
     )
     metric_log = _MetricLog()
-    last_save_time, last_save_step = time.perf_counter(), history.steps_done
+    last_save_time, last_save_step = run_seconds(), history.steps_done
 
     def flush_metrics() -> None:
-        records = metric_log.flush()
+        records = metric_log.flush(reduce=replicas.mean)
         for record in records:
             for name, value in record.items():
                 if name in ("step", "epoch", "lr", "time_s"):
@@ -1066,6 +1242,8 @@ def train(
                 epoch_sums[name] = epoch_sums.get(name, 0.0) + value
         history.steps.extend(records)
         if records:
+            for hook in hooks:
+                hook.on_log(records, history)
             bar.set_postfix(
                 {
                     k: f"{v:.4g}"
@@ -1080,22 +1258,24 @@ def train(
         if checkpoint_path is None:
             return
         due_time = config.checkpoint_every_s is not None and (
-            time.perf_counter() - last_save_time >= config.checkpoint_every_s
+            run_seconds() - last_save_time >= config.checkpoint_every_s
         )
         due_steps = config.checkpoint_every_steps is not None and (
             history.steps_done - last_save_step >= config.checkpoint_every_steps
         )
         if force or due_time or due_steps:
             flush_metrics()
-            history.wall_time_s = elapsed()
+            history.wall_time_s = run_seconds()
             save()
-            last_save_time, last_save_step = time.perf_counter(), history.steps_done
+            last_save_time, last_save_step = run_seconds(), history.steps_done
 
     # ---- epochs and steps -----------------------------------------------------------------
     steps_at_start = history.steps_done
     model.train()
     if config.channels_last:  # parameters keep their identity: the optimizer still holds them
         model.to(memory_format=torch.channels_last)
+    for hook in hooks:
+        hook.on_start(model, history)
     try:
         reason = stop_reason()
         while reason is None:
@@ -1109,10 +1289,13 @@ def train(
             exhausted = True  # the loop ran to the end of the epoch
             for batch in batches:
                 batch = _to_device(batch, device)
+                with torch.no_grad():
+                    for hook in hooks:
+                        hook.before_step(model, history.steps_done)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     loss, metrics = _split_metrics(step_fn(model, batch))
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                scaler.scale(loss).backward()  # DistributedDataParallel averages gradients here
                 if config.grad_clip is not None:
                     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                     metrics["grad_norm"] = nn.utils.clip_grad_norm_(
@@ -1121,14 +1304,20 @@ def train(
                 lr = float(optimizer.param_groups[0]["lr"])  # the rate this step used
                 scaler.step(optimizer)
                 scaler.update()
+                now = replicas.clock(elapsed())  # before the schedule, which may read it
                 if scheduler is not None:
                     scheduler.step()
                 with torch.no_grad():
                     for hook in hooks:
                         hook.after_step(model, history.steps_done)
-                n_images = _batch_size(batch)
+                n_images = _batch_size(batch) * replicas.count
+                if shared:  # numbers too travel to the mean over the processes
+                    metrics = {
+                        k: v if isinstance(v, torch.Tensor) else torch.tensor(v, device=device)
+                        for k, v in metrics.items()
+                    }
                 metric_log.add(
-                    {"step": history.steps_done, "epoch": epoch, "lr": lr, "time_s": elapsed()},
+                    {"step": history.steps_done, "epoch": epoch, "lr": lr, "time_s": run_seconds()},
                     metrics,
                 )
                 history.steps_done += 1
@@ -1182,7 +1371,8 @@ def train(
                 maybe_save()
         flush_metrics()
         history.stopped_by = reason
-        history.wall_time_s = elapsed()
+        now = replicas.clock(elapsed())
+        history.wall_time_s = now
         if resumed and history.steps_done > steps_at_start:
             history.resumed_at_step.append(steps_at_start)
         if history.steps_done > steps_at_start or not resumed_finished:

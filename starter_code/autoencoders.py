@@ -1,4 +1,4 @@
-# Generated from solutions/autoencoders.py by `python -m replearn.release starter`.
+# Generated from solutions/autoencoders.py by `python -m instructor.release starter`.
 # Course authors: edit solutions/autoencoders.py, never this file. Students: keep the names
 # and signatures as they are, and replace each `raise NotImplementedError(...)` with your code.
 """Assignment 2: representation learning from reconstruction (autoencoders and an RBM).

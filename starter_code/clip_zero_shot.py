@@ -1,4 +1,4 @@
-# Generated from solutions/clip_zero_shot.py by `python -m replearn.release starter`.
+# Generated from solutions/clip_zero_shot.py by `python -m instructor.release starter`.
 # Course authors: edit solutions/clip_zero_shot.py, never this file. Students: keep the names
 # and signatures as they are, and replace each `raise NotImplementedError(...)` with your code.
 """Assignment 6: learning from images and text together (CLIP), zero-shot classification, retrieval.

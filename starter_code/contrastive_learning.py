@@ -1,4 +1,4 @@
-# Generated from solutions/contrastive_learning.py by `python -m replearn.release starter`.
+# Generated from solutions/contrastive_learning.py by `python -m instructor.release starter`.
 # Course authors: edit solutions/contrastive_learning.py, never this file. Students: keep the names
 # and signatures as they are, and replace each `raise NotImplementedError(...)` with your code.
 """Assignment 4: contrastive and Siamese representation learning.

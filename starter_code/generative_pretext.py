@@ -1,4 +1,4 @@
-# Generated from solutions/generative_pretext.py by `python -m replearn.release starter`.
+# Generated from solutions/generative_pretext.py by `python -m instructor.release starter`.
 # Course authors: edit solutions/generative_pretext.py, never this file. Students: keep the names
 # and signatures as they are, and replace each `raise NotImplementedError(...)` with your code.
 """Assignment 3, part II: generative pretext tasks and deep clustering.

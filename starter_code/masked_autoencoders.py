@@ -1,4 +1,4 @@
-# Generated from solutions/masked_autoencoders.py by `python -m replearn.release starter`.
+# Generated from solutions/masked_autoencoders.py by `python -m instructor.release starter`.
 # Course authors: edit solutions/masked_autoencoders.py, never this file. Students: keep the names
 # and signatures as they are, and replace each `raise NotImplementedError(...)` with your code.
 """Assignment 5: masked autoencoders (MAE).

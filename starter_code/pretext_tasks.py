@@ -1,4 +1,4 @@
-# Generated from solutions/pretext_tasks.py by `python -m replearn.release starter`.
+# Generated from solutions/pretext_tasks.py by `python -m instructor.release starter`.
 # Course authors: edit solutions/pretext_tasks.py, never this file. Students: keep the names
 # and signatures as they are, and replace each `raise NotImplementedError(...)` with your code.
 """Assignment 3, part I: discriminative pretext tasks.

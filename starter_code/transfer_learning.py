@@ -1,4 +1,4 @@
-# Generated from solutions/transfer_learning.py by `python -m replearn.release starter`.
+# Generated from solutions/transfer_learning.py by `python -m instructor.release starter`.
 # Course authors: edit solutions/transfer_learning.py, never this file. Students: keep the names
 # and signatures as they are, and replace each `raise NotImplementedError(...)` with your code.
 """Assignment 1: supervised pretraining for transfer learning.

@@ -27,7 +27,7 @@ def built_handout(tmp_path_factory) -> Path:
     """The real student hand-out zip, built once per session by `make release`'s command."""
     out = tmp_path_factory.mktemp("release")
     done = subprocess.run(
-        [sys.executable, "-m", "replearn.release", "zip", "--out", str(out)],
+        [sys.executable, "-m", "instructor.release", "zip", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr

@@ -25,7 +25,7 @@ from instructor import book as book_mod  # noqa: E402
 from instructor.book import browser, checks  # noqa: E402
 from instructor.book.build import repository_links_as_text  # noqa: E402
 from replearn import notebook, presets  # noqa: E402
-from replearn.release import SOLUTION_BEGIN, SOLUTION_END  # noqa: E402
+from replearn.contract.markers import SOLUTION_BEGIN, SOLUTION_END  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 HANDOUT = book_mod.Handout("https://github.com/example-course/handout", "v1.2")
@@ -244,7 +244,7 @@ def test_colab_link_only_when_a_hand_out_is_configured(public, instructor):
 def test_the_configured_hand_out_is_the_one_make_release_uses(monkeypatch, url, ref, expected):
     from types import SimpleNamespace
 
-    from replearn import release
+    from instructor import release
 
     identity = SimpleNamespace(handout_url=url, handout_ref=ref)
     monkeypatch.setattr(release, "course_identity", lambda repo=None: identity, raising=False)
@@ -313,7 +313,7 @@ def test_the_book_builder_never_ships_to_students():
     shipped = find_packages(str(REPO), include=found["include"], exclude=found.get("exclude", ()))
     assert "instructor" not in shipped and not any(p.startswith("instructor.") for p in shipped)
     assert "replearn" in shipped
-    from replearn import release
+    from instructor import release
 
     assert "instructor" not in release.SHIPPED_TREES
 

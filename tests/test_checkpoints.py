@@ -337,7 +337,7 @@ def test_the_command_trains_evaluates_and_writes_a_bundle_reproducibly(tmp_path)
 
 def test_install_pins_the_bundle_and_copies_it_into_the_package(tmp_path, monkeypatch):
     from instructor import course_checkpoints as cc
-    from replearn import release
+    from instructor import release
 
     folder, _ = make_bundle(tmp_path / "bundle", version="v9")
     zipped = C.write_zip(folder, tmp_path / "course-v9.zip")

@@ -5,7 +5,7 @@ import io
 
 import nbformat
 
-from replearn import demo
+from instructor import demo
 from replearn.notebook import run_notebook
 
 

@@ -28,6 +28,7 @@ from torch import nn
 from replearn import captions, distributed, impl, pretrain
 from replearn.distributed import World
 from replearn.presets import get_preset
+from replearn.train import ShardedLoader
 
 REPO = Path(__file__).resolve().parent.parent
 cl = impl.load("contrastive_learning", "solution")
@@ -327,8 +328,8 @@ def test_engine_steps_equal_the_module_steps_on_one_process(method):
 
 def test_sharded_loader_splits_each_global_batch_into_rank_ordered_shares():
     data = torch.arange(40)
-    whole = pretrain.ShardedLoader(data, global_batch_size=8, seed=3)
-    shards = [pretrain.ShardedLoader(data, global_batch_size=8, rank=r, world_size=4, seed=3)
+    whole = ShardedLoader(data, global_batch_size=8, seed=3)
+    shards = [ShardedLoader(data, global_batch_size=8, rank=r, world_size=4, seed=3)
               for r in range(4)]  # fmt: skip
     for epoch in (0, 1):
         together = zip(*(s.batches(epoch) for s in shards))
@@ -337,7 +338,7 @@ def test_sharded_loader_splits_each_global_batch_into_rank_ordered_shares():
     tail = [b.tolist() for b in shards[1].batches(1, start=3)]  # a resumed epoch's batches
     assert tail == [b.tolist() for b in shards[1].batches(1)][3:] and len(tail) == 2
     with pytest.raises(ValueError, match="divisible by the number of processes"):
-        pretrain.ShardedLoader(data, global_batch_size=10, rank=0, world_size=4)
+        ShardedLoader(data, global_batch_size=10, rank=0, world_size=4)
 
 
 def test_mae_engine_step_is_the_module_forward_and_its_run_evaluates_the_vit(tmp_path):

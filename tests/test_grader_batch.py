@@ -15,6 +15,7 @@ import pytest
 from test_grader_cli import ENV, FIXTURE, FULL_MARKS, make_reference_submission
 
 from autograder.batch import code_fingerprint
+from replearn.contract.markers import SOLUTION_BEGIN
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,7 +84,7 @@ def test_copies_of_each_other_are_flagged_and_the_starter_is_named(monkeypatch):
     mine = starter + "\n\ndef helper():\n    return 1\n"
     entries = [batch.Entry(Path(n), n, modules={"grader_fixture": t}) for n, t in
                (("ref", reference), ("reformatted", reformatted), ("x", mine), ("y", mine),
-                ("marked", mine + "\n# " + batch.MARKER + "\nz = 2\n"), ("s1", starter),
+                ("marked", mine + "\n# " + SOLUTION_BEGIN + "\nz = 2\n"), ("s1", starter),
                 ("s2", starter))]  # fmt: skip
     flags = batch.flags(entries)
     assert flags[Path("ref")] == ["grader_fixture.py identical to the reference"]

@@ -127,7 +127,7 @@ def test_zip_submission_and_check_command(tmp_path):
 def test_gradescope_zip_runs_in_a_stand_in_tree(tmp_path):
     out = tmp_path / "autograder.zip"
     proc = subprocess.run(
-        [sys.executable, "-m", "autograder", "gradescope", "--out", str(out)],
+        [sys.executable, "-m", "instructor.gradescope", "--out", str(out)],
         cwd=REPO,
         env=ENV,
         capture_output=True,
@@ -154,6 +154,14 @@ def test_gradescope_zip_runs_in_a_stand_in_tree(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((root / "results" / "results.json").read_text())
     assert results["score"] == FULL_MARKS
+
+
+def test_workers_see_neither_the_grader_nor_the_instructor_tooling(tmp_path):
+    from autograder import GRADER_DIR, REPO_ROOT, runner
+
+    hidden = runner._hide_list(tmp_path / "results.json")
+    assert str(GRADER_DIR) in hidden and str((REPO_ROOT / "instructor").resolve()) in hidden
+    assert str((REPO_ROOT / "replearn").resolve()) not in hidden  # student modules import it
 
 
 def test_killed_grader_leaves_valid_results(tmp_path):
@@ -201,8 +209,8 @@ def test_reference_ten_times_identical(tmp_path):
 
 
 def test_grade_picks_the_assignments_a_submission_holds(tmp_path):
-    from autograder import assignments
     from autograder.cli import submitted_assignments
+    from replearn.contract import assignments
 
     everything = assignments.resolve("all")
     one = everything[0]

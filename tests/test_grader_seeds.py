@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from autograder import assignments
 from instructor import grader_harness
+from replearn.contract import assignments
 
 MOCO_BYOL = ("contrastive_learning", "test_moco_and_byol_steps_match_reference_with_another_seed")
 MASKING = ("masked_autoencoders", "test_random_masking_matches_reference_and_is_uniform")

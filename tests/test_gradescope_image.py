@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder import api, assignments, environment, gradescope
+from autograder import api, environment
+from instructor import gradescope
+from replearn.contract import assignments
 
 REPO = Path(__file__).resolve().parent.parent
 COURSE_POINTS = 201.0  # all seven assignments

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from replearn import release
+from instructor import release
 from replearn.notebook import setup_cell_source
 
 REPO = Path(__file__).resolve().parent.parent
@@ -177,7 +177,7 @@ def test_handout_zip_is_named_by_course_version_and_date(tmp_path, monkeypatch):
     repo = make_repo(tmp_path / "repo")
     release.write_starters(repo)
     done = subprocess.run(
-        [sys.executable, "-m", "replearn.release", "--repo", str(repo), "zip", "--no-notebooks",
+        [sys.executable, "-m", "instructor.release", "--repo", str(repo), "zip", "--no-notebooks",
          "--out", str(repo / "build" / "release")],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": "1788220800"},
     )  # fmt: skip

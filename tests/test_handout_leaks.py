@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from instructor import handout_leaks
-from replearn import release
+from instructor import handout_leaks, release
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -20,9 +20,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from autograder.nbgrader import bridge
-from autograder.nbgrader.nbgrader_config import CODE_STUB, TEXT_STUB
-from replearn.release import HIDDEN_BEGIN, HIDDEN_END, SOLUTION_BEGIN, SOLUTION_END
+from instructor.nbgrader import bridge
+from instructor.nbgrader.nbgrader_config import CODE_STUB, TEXT_STUB
+from replearn.contract.markers import HIDDEN_BEGIN, HIDDEN_END, SOLUTION_BEGIN, SOLUTION_END
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_NOTEBOOKS = sorted((REPO / "assignments").glob("*.ipynb"))

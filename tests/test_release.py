@@ -17,15 +17,9 @@ from unittest.mock import MagicMock
 import nbformat
 import pytest
 
-from replearn import release
-from replearn.release import (
-    HIDDEN_BEGIN,
-    HIDDEN_END,
-    SOLUTION_BEGIN,
-    SOLUTION_END,
-    ReleaseError,
-    make_starter,
-)
+from instructor import release
+from instructor.release import ReleaseError, make_starter
+from replearn.contract.markers import HIDDEN_BEGIN, HIDDEN_END, SOLUTION_BEGIN, SOLUTION_END
 
 REPO = Path(__file__).resolve().parent.parent
 B, E = SOLUTION_BEGIN, SOLUTION_END
@@ -170,7 +164,7 @@ def assert_starter_raises(path: Path, name: str) -> dict[str, bool]:
 
 def test_stubs_replace_regions_and_keep_everything_else_byte_for_byte():
     starter = make_starter(TOY_SOLUTION, "toy")
-    assert starter.startswith("# Generated from solutions/toy.py by `python -m replearn.release")
+    assert starter.startswith("# Generated from solutions/toy.py by `python -m instructor.release")
     assert (
         'raise NotImplementedError("Implement log_sum_exp (hint: subtract the maximum first)")'
         in starter
@@ -259,9 +253,11 @@ def make_repo(root: Path) -> Path:
     (root / "data").mkdir()
     (root / "data" / "README.md").write_text("Data notes.\n")
     shutil.copytree(REPO / "handout", root / "handout")  # the student README and the installer
-    (root / "replearn").mkdir()
-    for name in ("__init__.py", "release.py"):  # the real files: release.py must not leak markers
-        shutil.copyfile(REPO / "replearn" / name, root / "replearn" / name)
+    (root / "replearn").mkdir()  # the real files: the contract's markers must not leak
+    shutil.copyfile(REPO / "replearn" / "__init__.py", root / "replearn" / "__init__.py")
+    no_cache = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO / "replearn/contract", root / "replearn/contract", ignore=no_cache)
+    shutil.copytree(REPO / "instructor", root / "instructor", ignore=no_cache)  # must not ship
     grader = root / "autograder"
     files = {
         "__init__.py": "",
@@ -270,7 +266,6 @@ def make_repo(root: Path) -> Path:
         "tests/toy_module/test_hidden_toy.py": "def test_hidden():\n    assert 'secret'\n",
         "tests/toy_module/hidden/expected.json": "[1, 2, 3]\n",
         "solutions/toy_module.py": "SECRET = 1\n",
-        "nbgrader/nbgrader_config.py": "c = get_config()\n",
     }
     for relative, text in files.items():
         (grader / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -282,7 +277,7 @@ def make_repo(root: Path) -> Path:
 
 def run_release(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "replearn.release", "--repo", str(repo), *args],
+        [sys.executable, "-m", "instructor.release", "--repo", str(repo), *args],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
 
@@ -331,7 +326,7 @@ def assert_no_leak(entries: dict[str, bytes], prefix: str) -> None:
             nb = nbformat.reads(text, as_version=4)
             for cell in nb.cells:
                 if cell.metadata.get("nbgrader", {}).get("solution"):
-                    from autograder.nbgrader.nbgrader_config import CODE_STUB, TEXT_STUB
+                    from instructor.nbgrader.nbgrader_config import CODE_STUB, TEXT_STUB
 
                     assert (CODE_STUB if cell.cell_type == "code" else TEXT_STUB) in cell.source
 
@@ -358,7 +353,7 @@ WHEEL_PACKAGE_FILES = [
     "autograder/__main__.py",
     "autograder/tests/toy_module/test_public_toy.py",
     "replearn/__init__.py",
-    "replearn/release.py",
+    *(f"replearn/contract/{p.name}" for p in sorted((REPO / "replearn/contract").glob("*.py"))),
 ]
 
 
@@ -450,6 +445,9 @@ def test_build_refuses_stale_starters_missing_files_and_leaks(tmp_path):
     with pytest.raises(ReleaseError, match=r"replearn/notes.md:2: holds marker text"):
         release.build_zip(tmp_path / "x.zip", repo, notebooks=False)
     (repo / "replearn" / "notes.md").unlink()
+    assert release.leaks({"instructor/demo.py": b"x = 1\n"}) == [
+        "instructor/demo.py: instructor tooling"
+    ]
     (repo / "LICENSE").unlink()
     with pytest.raises(ReleaseError, match="without LICENSE"):
         release.build_zip(tmp_path / "x.zip", repo, notebooks=False)

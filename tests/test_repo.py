@@ -53,7 +53,7 @@ def test_notebook_imports_its_logic_and_starts_with_setup(path):
 
 
 def test_starter_code_matches_the_generator():
-    done = run(sys.executable, "-m", "replearn.release", "starter", "--check")
+    done = run(sys.executable, "-m", "instructor.release", "starter", "--check")
     assert done.returncode == 0, (
         "starter_code/ drifted from solutions/; run `make starter`\n"
         + done.stdout[-3000:]
@@ -74,10 +74,12 @@ def test_constraints_pin_the_torch_builds_and_pyproject_declares_ranges():
 
 
 def test_student_module_names_shadow_no_installed_package():
-    import importlib.util
+    # PathFinder looks on sys.path only: a student module an earlier test imported by file path
+    # (it sits in sys.modules without a spec) is neither reported nor in the way.
+    from importlib.machinery import PathFinder
 
     for path in sorted((REPO / "solutions").glob("*.py")):
-        spec = importlib.util.find_spec(path.stem)
+        spec = PathFinder.find_spec(path.stem)
         assert spec is None or str(REPO) in str(spec.origin), f"{path.stem} shadows {spec.origin}"
 
 

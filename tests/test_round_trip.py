@@ -21,6 +21,9 @@ import torch
 
 from autograder import cli, manifest, submission
 from replearn import notebook, submit
+from replearn.contract import files as contract_files
+from replearn.contract import manifest as contract_manifest
+from replearn.contract import notebooks
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "grader_assignment"
@@ -121,13 +124,13 @@ def fake_run(course: Path, *, impl: str = "starter", finished: bool = True, answ
     record = {"output_type": "display_data", "metadata": {}}
     setup_cell.outputs = [
         nbformat.from_dict(
-            {**record, "data": {manifest.RUN_MIMETYPE: session._run_record("setup")}}
+            {**record, "data": {notebooks.RUN_MIMETYPE: session._run_record("setup")}}
         )
     ]
     finish_cell.outputs = (
         [
             nbformat.from_dict(
-                {**record, "data": {manifest.RUN_MIMETYPE: session._run_record("finish")}}
+                {**record, "data": {notebooks.RUN_MIMETYPE: session._run_record("finish")}}
             )
         ]
         if finished
@@ -194,13 +197,15 @@ def test_whole_round_trip_of_a_completed_submission(tmp_path, grader_env):
     ran = notebook.run_notebook(path, path, preset="smoke", impl="starter", timeout=240)
     assert ran.ok, ran.error
     executed = nbformat.read(path, as_version=4)
-    shown = [o for o in executed.cells[0].outputs if manifest.RUN_MIMETYPE in o.get("data", {})]
+    shown = [o for o in executed.cells[0].outputs if notebooks.RUN_MIMETYPE in o.get("data", {})]
     line = shown[0]["data"]["text/plain"]
     assert "preset smoke | device cpu" in line and "data " in line
     assert f"your implementation (starter) from {course / 'starter_code' / MODULE}.py" in line
     assert "[PASS] 1/1  grader_fixture: test_softmax_matches_reference" in str(executed.cells[2])
-    setup, finish = manifest.last_run(json.loads(path.read_text()))
-    assert setup["module_sha256"] == manifest.sha256_file(course / "starter_code" / f"{MODULE}.py")
+    setup, finish = notebooks.last_run(json.loads(path.read_text()))
+    assert setup["module_sha256"] == contract_manifest.sha256_file(
+        course / "starter_code" / f"{MODULE}.py"
+    )
     assert finish is not None and finish["run_id"] == setup["run_id"]
 
     # 2. self-check of the whole assignment from the command line
@@ -218,8 +223,13 @@ def test_whole_round_trip_of_a_completed_submission(tmp_path, grader_env):
     assert tree_state(course) == before
     with zipfile.ZipFile(out) as archive:
         names = set(archive.namelist())
-        record = json.loads(archive.read(manifest.MANIFEST_NAME))
-    assert names == {f"{MODULE}.py", BOOK, "classifier.safetensors", manifest.MANIFEST_NAME}
+        record = json.loads(archive.read(contract_manifest.MANIFEST_NAME))
+    assert names == {
+        f"{MODULE}.py",
+        BOOK,
+        "classifier.safetensors",
+        contract_manifest.MANIFEST_NAME,
+    }
     assert record["preset"] == ["smoke"] and record["notebooks"][BOOK]["finished"]
     assert record["last_run"] == finish["time"]
 
@@ -256,7 +266,7 @@ def test_setup_line_says_preset_device_data_and_which_file(course, capsys):
     assert parts[5] == (
         f"{MODULE}: your implementation (starter) from {course / 'starter_code' / MODULE}.py"
     )
-    assert session.impl_info["sha256"] == manifest.sha256_file(
+    assert session.impl_info["sha256"] == contract_manifest.sha256_file(
         course / "starter_code" / f"{MODULE}.py"
     )
     assert session.run_id and session.course_root == str(course)
@@ -353,12 +363,12 @@ def test_package_writes_module_notebook_artefact_and_manifest(course, tmp_path):
     sub = submit.package(MODULE, root=course, out=tmp_path / "s.zip")
     assert tree_state(course) == before
     with zipfile.ZipFile(sub.path) as archive:
-        record = json.loads(archive.read(manifest.MANIFEST_NAME))
+        record = json.loads(archive.read(contract_manifest.MANIFEST_NAME))
         files = {name: archive.read(name) for name in archive.namelist()}
-    assert record["format"] == manifest.FORMAT and record["module"] == MODULE
+    assert record["format"] == contract_manifest.FORMAT and record["module"] == MODULE
     for name, entry in record["files"].items():
         assert hashlib.sha256(files[name]).hexdigest() == entry["sha256"]
-    assert sorted(record["files"]) == sorted(set(files) - {manifest.MANIFEST_NAME})
+    assert sorted(record["files"]) == sorted(set(files) - {contract_manifest.MANIFEST_NAME})
     assert record["replearn"] and record["preset"] == ["smoke"] and record["last_run"]
     assert not sub.warnings, sub.warnings
     # packaging again replaces the earlier submission zip, and only that
@@ -402,7 +412,7 @@ def test_refuses_what_exceeds_the_limits_or_the_grader_would_drop(course, monkey
     refused(course, "classifier.safetensors is", "over the 1000000 byte limit")
     fake_run(course)
     with monkeypatch.context() as patch:
-        patch.setattr(submission, "MAX_TOTAL_BYTES", 1000)
+        patch.setattr(contract_files, "MAX_TOTAL_BYTES", 1000)
         refused(course, "over the 1000 byte limit")
     pickle = tmp_path / "extra.pt"
     torch.save({"w": torch.zeros(1)}, pickle)
@@ -461,12 +471,12 @@ def test_grader_is_not_fooled_by_a_rewritten_manifest(packed):
     """Edit the code, then fix the manifest's hashes: the notebook's own record still disagrees."""
     module = packed / f"{MODULE}.py"
     module.write_text(module.read_text() + "\n# not what the notebook ran\n")
-    record = json.loads((packed / manifest.MANIFEST_NAME).read_text())
+    record = json.loads((packed / contract_manifest.MANIFEST_NAME).read_text())
     record["files"][f"{MODULE}.py"] = {
-        "sha256": manifest.sha256_file(module),
+        "sha256": contract_manifest.sha256_file(module),
         "bytes": module.stat().st_size,
     }
-    (packed / manifest.MANIFEST_NAME).write_text(json.dumps(record))
+    (packed / contract_manifest.MANIFEST_NAME).write_text(json.dumps(record))
     verdict = manifest.verify(packed, {MODULE})
     assert verdict.status == "failed"
     assert any("outputs do not come from the submitted" in p for p in verdict.problems)
@@ -478,13 +488,17 @@ def test_grader_is_not_fooled_by_a_rewritten_manifest(packed):
         b"not json",
         b"[]",
         json.dumps({"format": "other/1"}).encode(),
-        json.dumps({"format": manifest.FORMAT, "module": MODULE, "files": {"../x": {}}}).encode(),
-        json.dumps({"format": manifest.FORMAT, "module": "torch", "files": "all"}).encode(),
+        json.dumps(
+            {"format": contract_manifest.FORMAT, "module": MODULE, "files": {"../x": {}}}
+        ).encode(),
+        json.dumps(
+            {"format": contract_manifest.FORMAT, "module": "torch", "files": "all"}
+        ).encode(),
     ],
     ids=["not-json", "list", "other-format", "escaping-path", "wrong-types"],
 )
 def test_grader_reports_a_malformed_manifest_without_crashing(packed, content):
-    (packed / manifest.MANIFEST_NAME).write_bytes(content)
+    (packed / contract_manifest.MANIFEST_NAME).write_bytes(content)
     verdict = manifest.verify(packed, {MODULE})
     assert verdict.status == "failed" and verdict.problems
 
@@ -552,14 +566,14 @@ def test_run_records_are_read_from_the_data_bundle_or_the_output_metadata(course
     nb = json.loads((course / "assignments" / BOOK).read_text())
     for cell in nb["cells"]:
         for output in cell.get("outputs", []):
-            if manifest.RUN_MIMETYPE in output.get("data", {}):
-                record = output["data"].pop(manifest.RUN_MIMETYPE)
+            if notebooks.RUN_MIMETYPE in output.get("data", {}):
+                record = output["data"].pop(notebooks.RUN_MIMETYPE)
                 output["data"]["text/plain"] = "the set-up line"
-                output["metadata"] = {manifest.RUN_MIMETYPE: record}
-    setup, finish = manifest.last_run(nb)
+                output["metadata"] = {notebooks.RUN_MIMETYPE: record}
+    setup, finish = notebooks.last_run(nb)
     assert setup["event"] == "setup" and finish["run_id"] == setup["run_id"]
-    nb["cells"][0]["outputs"][0]["metadata"] = {manifest.RUN_MIMETYPE: "not a record"}
-    assert manifest.last_run(nb) == (None, None)
+    nb["cells"][0]["outputs"][0]["metadata"] = {notebooks.RUN_MIMETYPE: "not a record"}
+    assert notebooks.last_run(nb) == (None, None)
 
 
 @pytest.mark.slow
@@ -585,8 +599,10 @@ def test_round_trip_of_a_real_assignment_completed_with_its_reference(tmp_path, 
         timeout=600,
     )
     assert ran.ok, ran.error
-    setup, finish = manifest.last_run(json.loads((course / "assignments" / book).read_text()))
-    assert setup["module_sha256"] == manifest.sha256_file(course / "starter_code" / f"{real}.py")
+    setup, finish = notebooks.last_run(json.loads((course / "assignments" / book).read_text()))
+    assert setup["module_sha256"] == contract_manifest.sha256_file(
+        course / "starter_code" / f"{real}.py"
+    )
     assert finish is not None and finish["run_id"] == setup["run_id"]
 
     checked = run(
@@ -598,7 +614,7 @@ def test_round_trip_of_a_real_assignment_completed_with_its_reference(tmp_path, 
     packed = run(["-m", "replearn.submit", real, "--root", str(course), "--out", str(out)], env)
     assert packed.returncode == 0, packed.stderr[-2000:]
     with zipfile.ZipFile(out) as archive:
-        assert {f"{real}.py", book, manifest.MANIFEST_NAME} <= set(archive.namelist())
+        assert {f"{real}.py", book, contract_manifest.MANIFEST_NAME} <= set(archive.namelist())
 
     results_path = tmp_path / "results.json"
     graded = run(["-m", "autograder", "grade", str(out), "--results", str(results_path)], env)

@@ -32,18 +32,17 @@ from pathlib import Path
 
 import nbformat
 
-from replearn import __version__
-from replearn.notebook import RUN_MIMETYPE
-from replearn.release import (
+from instructor.release import (
     HELPER_MODULES,
-    HIDDEN_BEGIN,
-    SOLUTION_BEGIN,
     ReleaseError,
     find_regions,
     make_starter,
     scan_markers,
     stub_message,
 )
+from replearn import __version__
+from replearn.contract.markers import HIDDEN_BEGIN, SOLUTION_BEGIN
+from replearn.contract.notebooks import RUN_MIMETYPE
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -114,12 +113,12 @@ def handout_location(repo: Path = REPO) -> Handout | None:
     """The configured public hand-out location, or None when the course configures none.
 
     The course configures it once (``[tool.replearn]`` of pyproject.toml, read by
-    ``replearn.release.course_identity``), for ``make release``, which stamps it into the
+    ``instructor.release.course_identity``), for ``make release``, which stamps it into the
     notebooks' badges and set-up cells; the book reads the same setting. A hand-out that is not
     on GitHub gets no Colab link (Colab opens notebooks from GitHub by address).
     """
     try:
-        from replearn.release import course_identity
+        from instructor.release import course_identity
     except ImportError:  # a course package without a configured identity
         return None
     identity = course_identity(repo)
@@ -172,7 +171,7 @@ def find_pages(demo: Path, only: list[str] | None = None) -> list[Page]:
         raise BookError(
             f"no executed copy of {', '.join(missing)} under {where}: the book is built from the "
             "notebooks `make demo` executed; run `make demo` first (or, for a quick look, "
-            f"`python -m replearn.demo --preset smoke --no-grade --out {demo}`)"
+            f"`python -m instructor.demo --preset smoke --no-grade --out {demo}`)"
         )
     pages = []
     for name in wanted:

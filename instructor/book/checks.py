@@ -13,7 +13,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from replearn.release import SOLUTION_BEGIN, SOLUTION_END, find_regions
+from instructor.release import find_regions
+from replearn.contract.markers import SOLUTION_BEGIN, SOLUTION_END
 
 # (tag, attribute) pairs that load something into the page, and those that only navigate
 _RESOURCE_ATTRS = {("img", "src"), ("script", "src"), ("link", "href"), ("source", "src"),
@@ -113,7 +114,7 @@ def solution_lines(repo: Path, min_length: int = 30) -> dict[str, str]:
     long without its indentation, and appears in no module's starter code (a line that students
     receive anyway, in this module or another, gives nothing away).
     """
-    from replearn.release import make_starter
+    from instructor.release import make_starter
 
     sources = {}
     for path in sorted((Path(repo) / "solutions").glob("*.py")):

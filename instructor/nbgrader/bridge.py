@@ -29,7 +29,7 @@ Grades: :func:`export_grades` writes one CSV row per student and assignment with
 of the trusted grader beside nbgrader's notebook score, split into autograded and manually
 graded cells::
 
-    python -m autograder.nbgrader.bridge export --gradebook COURSE/gradebook.db \\
+    python -m instructor.nbgrader.bridge export --gradebook COURSE/gradebook.db \\
         --grades grades.csv --out combined.csv [--assignment NAME]
 
 ``--grades`` is the sheet of ``python -m autograder batch`` (its ``student`` column is the
@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from autograder.nbgrader.nbgrader_config import COURSE_ID
+from instructor.nbgrader.nbgrader_config import COURSE_ID
 
 __all__ = [
     "NbgraderError",
@@ -83,9 +83,12 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KERNEL_DIR = ".jupyter"  # inside the course folder; holds kernels/python3/kernel.json
 COURSE_CONFIG = """\
-# Written by autograder.nbgrader.bridge.setup_course: the replearn course configuration, with this
-# folder as the course root. Edit autograder/nbgrader/nbgrader_config.py, not this file.
-from autograder.nbgrader.nbgrader_config import configure_course
+# Written by instructor.nbgrader.bridge.setup_course: the replearn course configuration, with this
+# folder as the course root. Edit instructor/nbgrader/nbgrader_config.py, not this file.
+import sys
+
+sys.path.insert(0, {repo!r})  # the instructors' repository: instructor/ is not installed
+from instructor.nbgrader.nbgrader_config import configure_course
 
 configure_course(get_config(), root={root!r})
 """
@@ -130,11 +133,11 @@ def check_notebook_markers(notebook: str | os.PathLike) -> None:
     nbgrader finds a delimiter anywhere in a line (``delimiter in line``), so prose that
     mentions a marker opens a region that never ends ("no end solution statement found", with
     no cell named). Here every marker must stand alone on its line and regions must balance
-    within their cell, the rules of ``replearn.release`` for ``.py`` files.
+    within their cell, the rules of ``instructor.release`` for ``.py`` files.
     """
     import nbformat
 
-    from replearn.release import ReleaseError, scan_markers
+    from instructor.release import ReleaseError, scan_markers
 
     nb = nbformat.read(os.fspath(notebook), as_version=4)
     for index, cell in enumerate(nb.cells):
@@ -164,7 +167,7 @@ def setup_course(
     course = Path(course).resolve()
     course.mkdir(parents=True, exist_ok=True)
     (course / "nbgrader_config.py").write_text(
-        COURSE_CONFIG.format(root=str(course)), encoding="utf-8"
+        COURSE_CONFIG.format(root=str(course), repo=str(REPO_ROOT)), encoding="utf-8"
     )
     _write_kernelspec(course)
     ids: list[str] = []
@@ -634,7 +637,7 @@ def export_grades(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m autograder.nbgrader.bridge",
+        prog="python -m instructor.nbgrader.bridge",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -2,18 +2,20 @@
 
 Use it from a course folder (the folder that holds ``source/<assignment>/``) in either way:
 
-* ``python -m autograder.nbgrader.bridge setup --course DIR`` writes ``DIR/nbgrader_config.py``,
+* ``python -m instructor.nbgrader.bridge setup --course DIR`` writes ``DIR/nbgrader_config.py``,
   which applies this configuration with ``CourseDirectory.root = DIR``; or
 * write that file yourself::
 
-      from autograder.nbgrader.nbgrader_config import configure_course
+      import sys
+      sys.path.insert(0, "/path/to/the/repository")  # instructor/ is not installed
+      from instructor.nbgrader.nbgrader_config import configure_course
       configure_course(get_config(), root="/path/to/course")
 
 nbgrader can also load this file directly (``nbgrader ... --config=<this file>``); it then takes
 the course folder from ``$REPLEARN_NBGRADER_ROOT``, else nbgrader's default (the working
 directory).
 
-Notebook conventions (the same markers as ``solutions/*.py``, see ``replearn.release``):
+Notebook conventions (the same markers as ``solutions/*.py``, ``replearn.contract.markers``):
 
 * code the student writes sits between the BEGIN SOLUTION and END SOLUTION marker lines in a
   cell marked "Autograded answer" (``nbgrader: {solution: true, grade: false}``); the region
@@ -28,8 +30,12 @@ Notebook conventions (the same markers as ``solutions/*.py``, see ``replearn.rel
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
-from replearn.release import HIDDEN_BEGIN, HIDDEN_END, SOLUTION_BEGIN, SOLUTION_END
+from replearn.contract.markers import HIDDEN_BEGIN, HIDDEN_END, SOLUTION_BEGIN, SOLUTION_END
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the instructors' repository (not installed)
 
 COURSE_ID = "replearn"
 ROOT_ENV = "REPLEARN_NBGRADER_ROOT"
@@ -59,7 +65,9 @@ def configure_course(c, root: str | os.PathLike | None = None) -> None:
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import GetGrades
 
-    from autograder.nbgrader.preprocessors import ClearHiddenTestsFromFeedback
+    if str(REPO_ROOT) not in sys.path:  # nbgrader may load this file by path (--config)
+        sys.path.insert(0, str(REPO_ROOT))
+    from instructor.nbgrader.preprocessors import ClearHiddenTestsFromFeedback
 
     c.CourseDirectory.course_id = COURSE_ID
     if root is not None:

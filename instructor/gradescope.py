@@ -1,5 +1,11 @@
 """Build a Gradescope autograder zip: ``setup.sh``, ``run_autograder``, grader, tests, reference.
 
+    python -m instructor.gradescope --assignment 04 --out a4-autograder.zip   # from the repository
+
+This is the *packaging*, instructor tooling like the rest of ``instructor/``; what runs inside
+the image (``run_autograder`` calls ``python -m autograder grade``, which writes
+``results.json``) is the grader's.
+
 Layout inside the zip (unpacked by Gradescope into ``/autograder/source``)::
 
     setup.sh  run_autograder  requirements.txt  constraints.txt
@@ -22,15 +28,17 @@ leaves out the account that runs student code (for such a trial on a shared mach
 
 from __future__ import annotations
 
-import io
+import argparse
+import os
 import re
-import zipfile
-from collections.abc import Mapping
+import sys
 from pathlib import Path
 
-from autograder import assignments
-from autograder.assignments import Assignment
+from autograder import GRADER_DIR, REPO_ROOT
 from autograder.environment import GRADER_DISTRIBUTIONS
+from replearn.contract import assignments
+from replearn.contract.assignments import Assignment
+from replearn.contract.files import write_deterministic_zip
 
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 CPU_BUILDS = ("torch", "torchvision")  # installed from CPU_INDEX: no CUDA in a grading image
@@ -82,8 +90,7 @@ exit 0
 """
 
 SKIP = {"__pycache__", ".pytest_cache"}
-_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date the zip format can store
-_FILE, _EXECUTABLE = 0o100644, 0o100755
+SCRIPTS = ("setup.sh", "run_autograder")  # executable in the zip
 
 
 def pins(constraints: Path) -> dict[str, str]:
@@ -140,7 +147,7 @@ def _tree(src: Path, arc: str, *, skip_dirs: set[str] = SKIP) -> dict[str, bytes
 
 def contents(targets: list[Assignment], repo: Path | None = None) -> dict[str, bytes]:
     """``{path in the zip: bytes}`` of the autograder for ``targets``."""
-    repo = Path(repo or assignments.REPO_ROOT)
+    repo = Path(repo or REPO_ROOT)
     constraints = repo / "constraints.txt"
     versions = pins(constraints)
     setup = SETUP_SH.replace("@CPU_INDEX@", CPU_INDEX)
@@ -152,8 +159,7 @@ def contents(targets: list[Assignment], repo: Path | None = None) -> dict[str, b
         "requirements.txt": requirements(constraints).encode(),
         "constraints.txt": image_constraints(constraints).encode(),
     }
-    grader = assignments.GRADER_DIR
-    files.update(_tree(grader, "autograder", skip_dirs=SKIP | {"tests", "nbgrader"}))
+    files.update(_tree(GRADER_DIR, "autograder", skip_dirs=SKIP | {"tests"}))
     for a in targets:
         if not a.tests_dir.is_dir() or not a.reference_path.exists():
             raise FileNotFoundError(f"{a.name}: tests or reference missing ({a.tests_dir})")
@@ -163,22 +169,33 @@ def contents(targets: list[Assignment], repo: Path | None = None) -> dict[str, b
     return files
 
 
-def write_zip(files: Mapping[str, bytes], out: Path) -> Path:
-    """Sorted entries, fixed dates, 0644 files and 0755 scripts: the same bytes every time."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name in sorted(files):
-            info = zipfile.ZipInfo(name, date_time=_DATE)
-            info.create_system = 3  # unix, so that the mode below is read back
-            info.external_attr = (_EXECUTABLE if name in ("setup.sh", "run_autograder") else _FILE) << 16  # fmt: skip
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, files[name], compresslevel=9)
-    out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(buffer.getvalue())
-    return out
-
-
 def build_zip(out: Path, targets: list[Assignment]) -> Path:
-    """Write the autograder zip for ``targets`` to ``out``."""
-    return write_zip(contents(targets), out)
+    """Write the autograder zip for ``targets`` to ``out``: the same bytes every time."""
+    return write_deterministic_zip(contents(targets), Path(out).resolve(), executables=SCRIPTS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m instructor.gradescope",
+        description="Write the Gradescope autograder zip of one assignment (or all of them).",
+    )
+    parser.add_argument("--out", type=Path, default=Path("autograder.zip"))
+    parser.add_argument("--assignment", default="all", help="a name or alias, or 'all'")
+    parser.add_argument("--tests-root", help="folder holding <module>/test_*.py")
+    parser.add_argument("--solutions-root", help="folder holding the reference <module>.py")
+    args = parser.parse_args(argv)
+    if args.tests_root:
+        os.environ["AUTOGRADER_TESTS_ROOT"] = str(Path(args.tests_root).resolve())
+    if args.solutions_root:
+        os.environ["AUTOGRADER_SOLUTIONS_ROOT"] = str(Path(args.solutions_root).resolve())
+    try:
+        path = build_zip(args.out, assignments.resolve(args.assignment))
+    except KeyError as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """`make demo`: run every assignment notebook against the reference, grade, and write a report.
 
-    python -m replearn.demo [--preset cpu-quick] [--only 01] [--out build/demo]
+    python -m instructor.demo [--preset cpu-quick] [--only 01] [--out build/demo]
 
 1. executes each ``assignments/*.ipynb`` for real (nbclient) with the reference solutions;
 2. grades the reference solutions and the generated starter code with the autograder;

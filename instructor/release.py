@@ -5,19 +5,23 @@ writes sits between a BEGIN SOLUTION and an END SOLUTION marker line (three hash
 nbgrader), indented like the code around it. Three commands turn the repository into what
 students get:
 
-* ``python -m replearn.release starter [--check]`` writes ``starter_code/<module>.py``: each
+* ``python -m instructor.release starter [--check]`` writes ``starter_code/<module>.py``: each
   solution region becomes ``raise NotImplementedError("<message>")`` at the marker's indentation,
   everything outside the markers is kept byte for byte, and hidden-test regions are dropped.
   ``--check`` writes nothing, prints a unified diff and exits 1 when ``starter_code/`` drifted.
-* ``python -m replearn.release notebooks [--out DIR]`` writes the student version of each
+* ``python -m instructor.release notebooks [--out DIR]`` writes the student version of each
   ``assignments/*.ipynb``, made by nbgrader's own ``generate_assignment`` with the course
-  configuration in ``autograder/nbgrader/`` (the same markers, so one syntax everywhere).
-* ``python -m replearn.release zip [--out FILE|DIR]`` writes the student hand-out
+  configuration in ``instructor/nbgrader/`` (the same markers, so one syntax everywhere).
+* ``python -m instructor.release zip [--out FILE|DIR]`` writes the student hand-out
   ``build/release/<course>-student-<version>-<date>.zip`` (deterministic content, with a
   ``MANIFEST.txt`` of sha256 sums): the student README and installer of ``handout/``, the course
   package as a wheel, starter code, released notebooks stamped with the course's identity
   (``[tool.replearn]`` of pyproject.toml), public tests inside the wheel. It refuses to write it
-  if any file, or any file inside the wheel, would leak a solution or a hidden test.
+  if any file, or any file inside the wheel, would leak a solution, a hidden test or instructor
+  tooling.
+
+Run it from the repository's root folder: like all of ``instructor/``, it is not installed and
+never ships (the hand-out's wheel holds ``replearn`` and the grader only).
 
 The stub message is "Implement <function>: see its docstring", or carries a hint written on the
 BEGIN line after the marker: a region opened by the marker followed by
@@ -44,11 +48,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from replearn.contract.files import write_deterministic_zip
+from replearn.contract.markers import HIDDEN_BEGIN, HIDDEN_END, SOLUTION_BEGIN, SOLUTION_END
+
 __all__ = [
-    "SOLUTION_BEGIN",
-    "SOLUTION_END",
-    "HIDDEN_BEGIN",
-    "HIDDEN_END",
     "HELPER_MODULES",
     "ReleaseError",
     "Region",
@@ -68,14 +71,6 @@ __all__ = [
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# The markers are assembled from two halves so that this file, which ships to students inside
-# replearn/, never spells one out (the hand-out is checked for marker text).
-_HASHES = "###"
-SOLUTION_BEGIN = f"{_HASHES} BEGIN SOLUTION"
-SOLUTION_END = f"{_HASHES} END SOLUTION"
-HIDDEN_BEGIN = f"{_HASHES} BEGIN HIDDEN TESTS"
-HIDDEN_END = f"{_HASHES} END HIDDEN TESTS"
-
 # Any spelling of a marker (one to many hashes, any spacing): used to reject near-misses such
 # as a two-hash marker, which would otherwise pass through and leak the solution.
 _LOOSE_MARKER = re.compile(r"#+\s*(BEGIN|END)\s+(SOLUTION|HIDDEN\s+TESTS)\b")
@@ -85,7 +80,7 @@ _LOOSE_MARKER = re.compile(r"#+\s*(BEGIN|END)\s+(SOLUTION|HIDDEN\s+TESTS)\b")
 HELPER_MODULES: frozenset[str] = frozenset({"__init__"})
 
 HEADER = (
-    "# Generated from solutions/{module}.py by `python -m replearn.release starter`.\n"
+    "# Generated from solutions/{module}.py by `python -m instructor.release starter`.\n"
     "# Course authors: edit solutions/{module}.py, never this file. Students: keep the names\n"
     "# and signatures as they are, and replace each `raise NotImplementedError(...)` with your code.\n"
 )
@@ -103,12 +98,7 @@ REQUIRED_FILES = (
 SHIPPED_TREES: tuple[str, ...] = ()
 _SKIPPED_PARTS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".ruff_cache"}
 _SKIPPED_SUFFIXES = {".pyc", ".pyo", ".zip", ".db"}
-# Instructor-only parts of the grader: the nbgrader course loop and anything named solution(s).
-_GRADER_EXCLUDED_PREFIXES = ("autograder/nbgrader/",)
-
-# Fixed metadata that makes two builds of the same tree byte-identical.
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date the zip format can store
-_ZIP_FILE_MODE = 0o100644  # regular file, rw-r--r--
+INSTRUCTOR_TREE = "instructor"  # this package: never in a hand-out or a wheel
 
 
 class ReleaseError(ValueError):
@@ -151,7 +141,7 @@ def _marker(line: str, where: str) -> tuple[str, str, str] | None:
             return kind, "end", ""
     loose = _LOOSE_MARKER.search(line)
     if loose:
-        exact = f"{_HASHES} {loose.group(1)} {' '.join(loose.group(2).split())}"
+        exact = f"### {loose.group(1)} {' '.join(loose.group(2).split())}"
         raise ReleaseError(
             f"{where}: {loose.group(0)!r} is not a marker line; write {exact!r} alone on its own "
             "line (indented like the code it encloses)"
@@ -284,7 +274,7 @@ def make_starter(source: str, module: str, filename: str | None = None) -> str:
     if not any(region.kind == "solution" for region in regions):
         raise ReleaseError(
             f"{filename}: no solution region, so the starter would give the student nothing to "
-            "do; mark the parts to write, or list the module in replearn.release.HELPER_MODULES"
+            "do; mark the parts to write, or list the module in instructor.release.HELPER_MODULES"
         )
     lines = source.splitlines(keepends=True)
     newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
@@ -407,7 +397,7 @@ def release_notebooks(repo: Path = REPO_ROOT, work_dir: Path | None = None) -> d
     notebooks = assignment_notebooks(repo)
     if not notebooks:
         return {}
-    from autograder.nbgrader import bridge  # instructor tooling; needs nbgrader installed
+    from instructor.nbgrader import bridge  # needs nbgrader installed
 
     with tempfile.TemporaryDirectory(prefix="replearn-nbgrader-") as scratch:
         course = Path(work_dir) if work_dir is not None else Path(scratch)
@@ -452,7 +442,7 @@ def _shipped(relative: str) -> bool:
     parts = relative.split("/")
     if any(part in _SKIPPED_PARTS for part in parts) or Path(relative).suffix in _SKIPPED_SUFFIXES:
         return False
-    if relative.startswith(_GRADER_EXCLUDED_PREFIXES):
+    if parts[0] == INSTRUCTOR_TREE:
         return False
     return not (_is_hidden_test(relative) or _is_solution_path(relative))
 
@@ -468,11 +458,14 @@ def _tree_files(repo: Path, folder: str) -> dict[str, bytes]:
 
 
 def leaks(files: Mapping[str, bytes]) -> list[str]:
-    """Reasons why a set of hand-out files would give away a solution or a hidden test."""
+    """Reasons why a set of hand-out files would give away a solution or a hidden test, or
+    carry instructor tooling."""
     problems: list[str] = []
     for name, data in sorted(files.items()):
         if _is_solution_path(name):
             problems.append(f"{name}: a solution file")
+        if name.split("/")[0] == INSTRUCTOR_TREE:
+            problems.append(f"{name}: instructor tooling")
         if _is_hidden_test(name):
             problems.append(f"{name}: a hidden grader test")
         text = data.decode("utf-8", errors="replace")
@@ -499,7 +492,7 @@ def student_files(repo: Path = REPO_ROOT, *, notebooks: bool = True) -> dict[str
     if drift:
         raise ReleaseError(
             "starter_code/ differs from what solutions/ generates; run "
-            "`python -m replearn.release starter` and commit:\n" + drift[:4000]
+            "`python -m instructor.release starter` and commit:\n" + drift[:4000]
         )
     starters = generate_starters(repo)
     if not any(name != "starter_code/__init__.py" for name in starters):
@@ -525,22 +518,6 @@ def manifest(files: Mapping[str, bytes]) -> bytes:
     """``sha256sum``-format lines, sorted by path: check with ``sha256sum -c MANIFEST.txt``."""
     lines = [f"{hashlib.sha256(files[name]).hexdigest()}  {name}\n" for name in sorted(files)]
     return "".join(lines).encode("utf-8")
-
-
-def write_deterministic_zip(files: Mapping[str, bytes], out: Path, prefix: str = "") -> Path:
-    """Write ``files`` to ``out`` with sorted entries and fixed dates and modes."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name in sorted(files):
-            info = zipfile.ZipInfo(prefix + name, date_time=_ZIP_DATE)
-            info.create_system = 3  # unix, so that the mode below is read back
-            info.external_attr = _ZIP_FILE_MODE << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, files[name], compresslevel=9)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(buffer.getvalue())
-    return out
 
 
 def build_zip(out: Path | None = None, repo: Path = REPO_ROOT, *, notebooks: bool = True) -> Path:
@@ -757,7 +734,7 @@ def handout_files(repo: Path = REPO_ROOT, *, notebooks: bool = True) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m replearn.release", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m instructor.release", description=__doc__)
     parser.add_argument("--repo", type=Path, default=REPO_ROOT, help="repository root")
     commands = parser.add_subparsers(dest="command", required=True)
     starter = commands.add_parser("starter", help="write starter_code/ from solutions/")
@@ -781,7 +758,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.write(drift)
                 print(
                     "\nstarter_code/ differs from solutions/: run "
-                    "`python -m replearn.release starter`",
+                    "`python -m instructor.release starter`",
                     file=sys.stderr,
                 )
                 return 1

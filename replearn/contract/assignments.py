@@ -1,10 +1,13 @@
 """Registry of gradable assignments: names, aliases, the module under test, time limits.
 
 The tests of assignment ``x`` live in ``<tests root>/<module>/`` (``test_public_*.py`` ship to
-students, ``test_hidden_*.py`` and anything under ``hidden/`` stay in the grader); its reference
-is ``<solutions root>/<module>.py``. Both roots can be moved with ``AUTOGRADER_TESTS_ROOT`` and
-``AUTOGRADER_SOLUTIONS_ROOT`` (the grader's own tests point them at a fixture assignment so
-that it never appears in the real course).
+students, ``test_hidden_*.py`` and anything under ``hidden/`` stay in the grader), beside an
+optional ``submission.json`` (:mod:`replearn.contract.artefacts`); its reference is
+``<solutions root>/<module>.py``. The tests root is the grader's ``autograder/tests`` beside this
+package (in the repository, the installed wheel and the Gradescope image alike); both roots can
+be moved with ``AUTOGRADER_TESTS_ROOT`` and ``AUTOGRADER_SOLUTIONS_ROOT`` (the grader's own
+tests point them at a fixture assignment so that it never appears in the real course). Only
+paths are named here: the course package never imports the grader.
 """
 
 from __future__ import annotations
@@ -13,8 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-GRADER_DIR = Path(__file__).resolve().parent
-REPO_ROOT = GRADER_DIR.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # holds replearn/, autograder/, solutions/
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,9 @@ COURSE = (
 
 
 def tests_root() -> Path:
-    return Path(os.environ.get("AUTOGRADER_TESTS_ROOT") or GRADER_DIR / "tests").resolve()
+    return Path(
+        os.environ.get("AUTOGRADER_TESTS_ROOT") or REPO_ROOT / "autograder" / "tests"
+    ).resolve()
 
 
 def solutions_root() -> Path:

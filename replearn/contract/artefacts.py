@@ -1,4 +1,16 @@
-"""Tier 3: read a submitted safetensors file in the parent, after size and header checks."""
+"""Artefacts: the trained weights an assignment asks for besides code, in safetensors only.
+
+An assignment that asks for artefacts declares them in ``submission.json`` beside its tests
+(``autograder/tests/<module>/submission.json``, which ships with the public tests)::
+
+    {"artefacts": {"encoder.safetensors": {"max_bytes": 50000000, "what": "the encoder"}}}
+
+:func:`declared` reads that file for both sides: ``replearn.submit`` packs and checks the files it
+names, the grader's ``student.artefact(name)`` takes its size limit from it. :func:`load_safetensors`
+is the one reader of a submitted artefact: size, header, dtypes and byte ranges are checked
+before ``safetensors`` parses anything (tier 3 of the grader re-evaluates submitted weights; a
+pickle file is never loaded, as it can run code).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +18,14 @@ import json
 import math
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from replearn.contract import assignments
 
+if TYPE_CHECKING:
+    import torch
+
+SPEC_FILE = "submission.json"
 ALLOWED = {"F16", "BF16", "F32", "F64", "I64", "I32", "I16", "I8", "U8", "BOOL"}
 ITEMSIZE = {
     "F16": 2,
@@ -71,3 +88,28 @@ def load_safetensors(path: Path, *, max_bytes: int) -> dict[str, torch.Tensor]:
         return load(data)
     except Exception as exc:  # safetensors raises its own error types
         raise ValueError(f"{path.name} could not be read: {type(exc).__name__}") from None
+
+
+def declared(module: str) -> dict[str, dict]:
+    """``{file name: {"max_bytes": int, "what": str}}``: the artefacts a submission of ``module``
+    must hold, from ``submission.json`` beside its tests; empty when the file is absent.
+
+    Raises ``ValueError`` naming the file when it is malformed: every artefact a bare
+    ``*.safetensors`` name with an integer ``max_bytes``.
+    """
+    path = assignments.tests_root() / module / SPEC_FILE
+    if not path.is_file():
+        return {}
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise ValueError(f"{path} is not valid JSON") from None
+    artefacts = spec.get("artefacts", {}) if type(spec) is dict else None
+    if type(artefacts) is not dict or any(
+        type(v) is not dict or type(v.get("max_bytes")) is not int for v in artefacts.values()
+    ):
+        raise ValueError(f"{path}: 'artefacts' must map file names to {{'max_bytes': int}}")
+    for name in artefacts:
+        if Path(name).suffix != ".safetensors" or Path(name).name != name:
+            raise ValueError(f"{path}: artefact {name!r} must be a bare *.safetensors name")
+    return artefacts

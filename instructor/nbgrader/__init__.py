@@ -5,5 +5,5 @@
 * ``preprocessors.py``: the feedback preprocessor that drops hidden tests and their tracebacks;
 * ``bridge.py``: set up a course folder, run ``generate_assignment`` / ``autograde`` /
   ``generate_feedback``, and export nbgrader's gradebook beside the trusted grader's module scores
-  (``python -m autograder.nbgrader.bridge --help``).
+  (``python -m instructor.nbgrader.bridge --help``, from the repository's root folder).
 """
