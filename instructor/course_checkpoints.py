@@ -79,6 +79,7 @@ class CourseMethod:
 COURSE_METHODS: dict[str, CourseMethod] = {
     m.name: m
     for m in (
+        CourseMethod("rotation", "rotation", 100, notebooks="03, 07"),
         CourseMethod("simclr", "simclr", 200, notebooks="04, 07"),
         CourseMethod(
             "simclr-crop", "simclr", 200, {"augmentation": "crop"}, "04 (augmentation ablation)"

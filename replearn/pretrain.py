@@ -33,7 +33,7 @@ What happens under torchrun (``W`` processes, ranks ``0 .. W-1``):
   clock, broadcast every step, so that every rank takes the same number of steps at the same
   rates; ``check_replicas`` proves at the end that every rank holds bit-identical weights.
 
-Each method is a ``PretrainMethod`` in ``METHODS``: SimCLR, MoCo, BYOL, SimSiam (with and
+Each method is a ``PretrainMethod`` in ``METHODS``: RotNet (Assignment 3), SimCLR, MoCo, BYOL, SimSiam (with and
 without the stop-gradient) and the supervised baseline (Assignment 4), MAE (Assignment 5) and the
 CLIP-style model (Assignment 6: a CIFAR image tower aligned to frozen sentence embeddings of
 captions; the captions are made from the class labels, so ``clip``, like ``supervised``, uses
@@ -62,7 +62,7 @@ from torch import nn
 
 from replearn import captions, distributed
 from replearn.backbones import SmallCNN, cifar_resnet18
-from replearn.data import ImageData, load_dataset
+from replearn.data import ImageData, load_dataset, to_float
 from replearn.distributed import World
 from replearn.presets import Preset, get_preset
 from replearn.train import (
@@ -337,6 +337,41 @@ def _register_contrastive() -> None:
 
 
 _register_contrastive()
+
+
+# ---- Assignment 3: pretext_tasks -------------------------------------------------------------
+
+
+def _rotation_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``pretext_tasks.pretrain("rotation")``'s step: RotNet's four quarter turns of every image
+    after the light crop-and-flip (``light_augment``), cross-entropy over the rotations."""
+    x = ctx.module.light_augment(to_float(images), ctx.generator)  # [n, C, H, W]
+    return dict(ctx.module.rotation_loss(ctx.trained, x))  # over [4n, C, H, W]
+
+
+def _pretext_evaluate(m: types.ModuleType, encoder: nn.Module, data: ImageData, cfg: Any) -> dict:
+    """The notebook's protocol: kNN and linear probe of each probed block's pooled features."""
+    scores = m.evaluate_encoder(encoder, data.x_train, data.y_train, data.x_test, data.y_test,
+                                cfg.probe_blocks, cfg)  # fmt: skip
+    return {f"block{b}_{k}": v for b, s in scores.items() for k, v in s.items()}
+
+
+register_method(
+    PretrainMethod(
+        name="rotation",
+        module="pretext_tasks",
+        config=lambda module, preset: module.PretextConfig.from_preset(preset),
+        budget=lambda cfg: cfg.rotation_s,
+        build=lambda m, cfg, encoder, data: m.PretextClassifier(encoder, 4),
+        step=_rotation_step,
+        optimizer=lambda cfg, params: torch.optim.SGD(
+            params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+        ),  # fmt: skip
+        evaluate=_pretext_evaluate,
+        augment=lambda module, cfg, images: lambda x, generator=None: x,  # the step augments
+        description="RotNet: predict which of four quarter turns an image was given",
+    )
+)
 
 
 # ---- Assignment 5: masked_autoencoders -------------------------------------------------------
