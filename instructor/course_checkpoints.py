@@ -11,6 +11,11 @@ notebooks load (``replearn.checkpoints.load_course_encoder``), atomically::
     python -m instructor.course_checkpoints --methods simclr mae --epochs simclr=300 --device cuda
     python -m instructor.course_checkpoints --epochs 1 --out /tmp/cc                 # a smoke run
     python -m instructor.course_checkpoints ... --install   # into the package, pinned
+    python -m instructor.course_checkpoints --merge build/cc-a build/cc-b --out build/cc --install
+
+``--merge`` joins bundles trained apart (two processes on two cores, or two machines) into one,
+without training or evaluating again: each method keeps its weights, its evaluation and the
+command that trains it alone; the bundle records every part's command.
 
 Training goes through ``replearn.pretrain`` (one loop for every method, resumable: an
 interrupted run continues from ``--work``), with the preset's recipe (``--preset``, default
@@ -88,8 +93,10 @@ COURSE_METHODS: dict[str, CourseMethod] = {
             "simclr-color", "simclr", 200, {"augmentation": "color"}, "04 (augmentation ablation)"
         ),  # fmt: skip
         CourseMethod("moco", "moco", 200, notebooks="04, 07"),
-        CourseMethod("byol", "byol", 200, notebooks="04, 07"),
-        CourseMethod("simsiam", "simsiam", 200, notebooks="04, 07"),
+        # BYOL and SimSiam at batch 64, as notebook 04 trains SimSiam: four times the momentum
+        # updates and steps per epoch, which short budgets need before these two leave random
+        CourseMethod("byol", "byol", 200, {"batch_size": "64"}, "04, 07"),
+        CourseMethod("simsiam", "simsiam", 200, {"batch_size": "64"}, "04, 07"),
         CourseMethod("supervised", "supervised", 50, notebooks="03, 04, 07"),
         CourseMethod("mae", "mae", 200, notebooks="05, 07"),
         CourseMethod("clip", "clip", 100, notebooks="06 (zero-shot on held-out classes)"),
@@ -273,6 +280,29 @@ def install(folder: Path, zip_path: Path | None, *, copy: bool, url: str | None 
     return pin
 
 
+def merge_bundles(parts: Sequence[str | os.PathLike]) -> tuple[dict, dict]:
+    """The methods of several bundles, verified, as ``write_bundle``'s input, and what the merged
+    bundle records about its parts (``about``: the parts' commands, machines and seconds).
+    A method in two parts is an error: which one to keep is the instructor's choice."""
+    results: dict[str, tuple[dict, dict]] = {}
+    about: dict[str, Any] = {"parts": []}
+    for part in parts:
+        bundle = checkpoints.open_bundle(part)
+        for name in bundle.methods:
+            if name in results:
+                raise SystemExit(f"--merge: {name!r} is in two of the bundles ({part} and an earlier one); keep one")  # fmt: skip
+            entry = {k: v for k, v in bundle.entry(name).items() if k not in ("file", "sha256", "bytes", "dtype", "parameters")}  # fmt: skip
+            results[name] = (bundle.weights(name), entry)  # verified: size, then sha256
+        record = bundle.record
+        about["parts"].append({key: record.get(key) for key in ("bundle_version", "created", "command", "machine", "seconds", "reference")} | {"methods": bundle.methods})  # fmt: skip
+        for key in ("reference", "protocol"):
+            about.setdefault(key, record.get(key))
+    about["command"] = " && ".join(str(p["command"]) for p in about["parts"])
+    about["seconds"] = round(sum(float(p.get("seconds") or 0) for p in about["parts"]), 1)
+    about["machine"] = about["parts"][0].get("machine")
+    return results, about
+
+
 def _parser() -> argparse.ArgumentParser:
     table = "\n".join(f"  {m.name:<14} {m.pretrain:<11} {m.epochs:>6}  {', '.join(f'{k}={v}' for k, v in m.overrides.items()) or '-':<20} {m.notebooks}" for m in COURSE_METHODS.values())  # fmt: skip
     parser = argparse.ArgumentParser(
@@ -301,6 +331,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--no-zip", action="store_true", help="write the folder only, not OUT's zip beside it")
     add("--pin", action="store_true", help="pin the bundle in replearn/checkpoint_manifest.json")
     add("--install", action="store_true", help="--pin, and copy it into replearn/embedded/course_checkpoints/")  # fmt: skip
+    add("--merge", nargs="+", metavar="BUNDLE", help="join these bundles into OUT instead of training")  # fmt: skip
     add("--log-every", type=int, default=50)
     add("--quiet", action="store_true")
     return parser
@@ -327,12 +358,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                              test_per_class=per(args.eval_test_per_class), seed=0)  # fmt: skip
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))  # fmt: skip
     started = time.perf_counter()
-    results = {}
-    for name in methods:
-        results[name] = train_one(COURSE_METHODS[name], epochs[name], args, eval_data, say)
     version = args.bundle_version or (
         f"{datetime.date.today():%Y.%m.%d}-{reference['git_commit'][:8]}"
     )
+    if args.merge:
+        results, about = merge_bundles(args.merge)
+        return _finish(args, out, results, about, version, keep_work=True, say=say)
+    results = {}
+    for name in methods:
+        results[name] = train_one(COURSE_METHODS[name], epochs[name], args, eval_data, say)
     about = {
         "reference": reference,
         "machine": machine_info(device),
@@ -345,9 +379,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         },  # fmt: skip
         "seconds": round(time.perf_counter() - started, 1),
     }
+    return _finish(args, out, results, about, version, keep_work=keep_work, say=say)
+
+
+def _finish(args, out: Path, results: dict, about: dict, version: str, *, keep_work: bool, say) -> int:  # fmt: skip
+    """Write the bundle, check that it loads back as written, zip, pin or install it."""
     folder = checkpoints.write_bundle(out, results, bundle_version=version, about=about)
     bundle = checkpoints.open_bundle(folder)
-    for name in methods:  # the round trip: what a notebook will load is what was evaluated
+    for name in results:  # the round trip: what a notebook will load is what was evaluated
         loaded = bundle.encoder(name)
         tensors = results[name][0]
         if any(not torch.equal(loaded.state_dict()[k].to(t.dtype), t) for k, t in tensors.items()):

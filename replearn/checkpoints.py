@@ -348,10 +348,14 @@ def encoder_tensors(encoder: nn.Module, dtype: torch.dtype = torch.float32) -> d
 
 
 def weights_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:  # fmt: skip
-    """The safetensors file of ``tensors``: the same tensors give the same bytes."""
+    """The safetensors file of ``tensors``: the same tensors give the same bytes.
+
+    safetensors keeps the metadata in a hash map whose order changes from call to call, so the
+    metadata goes in as ONE entry, ``{"replearn": <its JSON, keys sorted>}``."""
     from safetensors.torch import save
 
-    return save(dict(tensors), metadata=dict(metadata) if metadata else None)
+    packed = {"replearn": json.dumps(dict(metadata), sort_keys=True)} if metadata else None
+    return save(dict(tensors), metadata=packed)
 
 
 # --------------------------------------------------------------------------------------------

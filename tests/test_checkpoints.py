@@ -328,7 +328,9 @@ def test_the_command_trains_evaluates_and_writes_a_bundle_reproducibly(tmp_path)
         encoder, info = C.load_course_encoder(name, bundle=out)
         assert info.label == "course checkpoint (reference, 1 epoch)"
     assert bundle.entry("mae")["config"]["dim"] == 32 and bundle.entry("mae")["architecture"]["kind"] == "mae-vit"  # fmt: skip
-    assert C.load_course_encoder("simclr", bundle=out.parent / f"{C.FORMAT}-t.zip")[1].pinned is False
+    assert (
+        C.load_course_encoder("simclr", bundle=out.parent / f"{C.FORMAT}-t.zip")[1].pinned is False
+    )
 
     again = tmp_path / "again"
     assert cc.main(["--methods", "simclr", "--out", str(again), "--no-zip", *SMOKE]) == 0
@@ -349,3 +351,23 @@ def test_install_pins_the_bundle_and_copies_it_into_the_package(tmp_path, monkey
     assert manifest["current"] == "v9" and manifest["bundles"]["v9"]["zip"]["bytes"] == zipped.stat().st_size  # fmt: skip
     found = C.find_bundle()
     assert found.origin == "the course package's copy" and found.pinned
+
+
+def test_merge_joins_bundles_trained_apart_and_refuses_a_method_twice(tmp_path):
+    from instructor import course_checkpoints as cc
+
+    a, originals = make_bundle(tmp_path / "a", version="a")
+    C.write_bundle(tmp_path / "b", {"rotation": (C.encoder_tensors(originals["simclr"], torch.float16), _entry(4, originals["simclr"]))},
+                   bundle_version="b", about={"command": "train b", "seconds": 2.0})  # fmt: skip
+    out = tmp_path / "merged"
+    assert cc.main(["--merge", str(a), str(tmp_path / "b"), "--out", str(out), "--no-zip", "--quiet"]) == 0  # fmt: skip
+    merged = C.open_bundle(out)
+    assert sorted(merged.methods) == ["mae", "rotation", "simclr"]
+    for name, bundle in (("simclr", C.open_bundle(a)), ("rotation", C.open_bundle(tmp_path / "b"))):
+        assert merged.entry(name)["sha256"] == bundle.entry(name)["sha256"]
+        assert merged.entry(name)["evaluation"] == bundle.entry(name)["evaluation"]
+    assert [p["methods"] for p in merged.record["parts"]] == [["mae", "simclr"], ["rotation"]]
+    with pytest.raises(SystemExit, match="two of the bundles"):
+        cc.main(
+            ["--merge", str(a), str(a), "--out", str(tmp_path / "twice"), "--no-zip", "--quiet"]
+        )
