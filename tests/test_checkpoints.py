@@ -254,6 +254,42 @@ def test_session_loads_a_course_encoder_and_notes_its_source(tmp_path, monkeypat
     assert session.data_notes[-1].startswith("course checkpoint: simclr: course checkpoint (reference, 3 epochs)")  # fmt: skip
 
 
+def test_comparison_rows_name_their_source(tmp_path, monkeypatch):
+    """A notebook's table: every course row carries the checkpoint's label, the student's row
+    its own source, and the scores are those of the loaded weights."""
+    folder, originals = make_bundle(tmp_path / "bundle")
+    monkeypatch.setenv(C.CHECKPOINTS_ENV, str(folder))
+    session = notebook.Session("contrastive_learning", get_preset("smoke"), torch.device("cpu"), 0,
+                               None, "", torch.Generator())  # fmt: skip
+    probe = lambda encoder: {"mean": float(encoder(torch.zeros(2, 3, 32, 32)).detach().mean())}  # noqa: E731
+    rows = session.course_rows(["simclr"], probe)
+    assert rows["simclr"]["source"] == "course checkpoint (reference, 3 epochs)"
+    expected = C.build_encoder(C.describe_encoder(originals["simclr"]))
+    expected.load_state_dict(C.encoder_tensors(originals["simclr"], torch.float16))
+    assert rows["simclr"]["scores"] == pytest.approx(probe(expected.eval()))
+    table = notebook.comparison_table(
+        {"yours": {"source": "your run: 5 steps", "scores": {"knn": 0.25}}, **rows}, ["knn", "mean"]
+    )
+    lines = table.splitlines()
+    assert "your run: 5 steps" in lines[1] and "25.0%" in lines[1] and lines[1].endswith("-")
+    assert "course checkpoint (reference, 3 epochs)" in lines[2]
+
+
+@pytest.mark.slow
+def test_notebook_07_probes_the_checkpoints_under_the_comparisons_protocol(tmp_path, monkeypatch):
+    from replearn import compare
+
+    make_bundle(tmp_path / "bundle")
+    monkeypatch.setenv(C.CHECKPOINTS_ENV, str(tmp_path / "bundle"))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=g)  # [N, C, H, W]
+    y = torch.arange(40) % 2
+    result = compare.course_checkpoint_rows(x, y, x[:10], y[:10], methods=["simclr", "mae"], probe_iters=2)  # fmt: skip
+    assert [r["source"] for r in result.values()] == ["untrained (seed 0)", *["course checkpoint (reference, 3 epochs)", "course checkpoint (reference, 2 epochs)"]]  # fmt: skip
+    assert "block3_linear" in result["simclr"]["scores"] and "block3_linear" not in result["mae"]["scores"]  # fmt: skip
+    assert {"knn", "linear", "few_1", "few_10"} <= result["mae"]["scores"].keys()
+
+
 def test_the_command_line_verifies_and_lists(tmp_path, capsys):
     folder, _ = make_bundle(tmp_path / "bundle")
     assert C.main(["verify", "--bundle", str(folder)]) == 0
