@@ -9,20 +9,17 @@ machines) every process runs the same script on its own GPU (or CPU), PyTorch's
   without torchrun it returns a one-process ``World`` and starts nothing;
 * ``gather_with_grad``: every process's rows, concatenated in rank order, with the gradient
   flowing back to the process that owns each row (``torch.distributed.nn.functional``);
-* ``nt_xent_loss`` and ``clip_loss``: SimCLR's and CLIP's losses whose negatives are the
-  **global** batch: each process scores its own rows against every process's rows, with the
-  targets offset by ``rank * n``;
+* ``on_global_batch(loss, rows, *args)``: an assignment's own loss (SimCLR's NT-Xent, CLIP's
+  symmetric InfoNCE) on the **global** batch, its rows gathered from every process;
 * ``sync_batchnorm_stats``, ``state_digest`` / ``check_replicas``: keep (and prove) every
   replica's BatchNorm statistics, momentum networks and queues identical;
 * what ``replearn.train.train`` needs to run as one of the processes: ``wrap_ddp`` (the part
   that gets gradients, in DistributedDataParallel), ``SharedClock`` (rank 0's seconds on every
   rank), ``replicas(world, clock)`` (``train``'s view of the others) and ``batchnorm_hook``.
 
-The losses are written so that, under DDP (which averages gradients over the ``W`` processes),
-training on ``W`` shards of ``n`` images gives the loss and the gradients of one process on the
-global batch of ``N = W n`` images (up to float rounding and BatchNorm, which normalises per
-process unless SyncBatchNorm is on): the mean over ranks of the local losses is the global loss,
-and the gather's backward sums the gradient that every process sends to each row.
+Under DDP (which averages gradients over the ``W`` processes), training on ``W`` shards of ``n``
+images gives the loss and the gradients of one process on the global batch of ``N = W n`` images
+(up to float rounding and BatchNorm, which normalises per process unless SyncBatchNorm is on).
 
 Shapes: ``n`` rows on this process, ``N = W n`` over all ``W`` processes (every process must hold
 the same ``n``: ``all_gather`` needs equal shapes), ``D`` the embedding width.
@@ -41,26 +38,23 @@ import datetime
 import gc
 import hashlib
 import inspect
-import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from replearn.train import Hook, Replicas, pick_device
 
 __all__ = [
-    "LogitScale",
     "SharedClock",
     "World",
     "all_reduce_mean",
     "broadcast_object",
     "check_replicas",
-    "clip_loss",
     "gather_no_grad",
     "gather_with_grad",
     "get_rank",
@@ -69,7 +63,7 @@ __all__ = [
     "batchnorm_hook",
     "is_main_process",
     "launched_by_torchrun",
-    "nt_xent_loss",
+    "on_global_batch",
     "replicas",
     "shutdown_distributed",
     "state_digest",
@@ -430,112 +424,37 @@ def batchnorm_hook() -> Hook:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_pair(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
-    if a.ndim != 2 or a.shape != b.shape or a.shape[0] < 1:
-        raise ValueError(
-            f"{names} must both be [n, D] with the same shape, got {tuple(a.shape)} and "
-            f"{tuple(b.shape)}"
-        )
-
-
-def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """SimCLR's NT-Xent with the negatives of every process: this process's share of the loss.
-
-    Chen et al. (2020, arXiv:2002.05709), Eq. 1: ``l(i, j) = -log exp(sim(z_i, z_j)/tau) /
-    sum_{k != i} exp(sim(z_i, z_k)/tau)`` over the ``2N`` views of the batch; Sec. 2.2 trains
-    with batches up to 8192 split over many devices, so the ``2N - 1`` candidates of a view must
-    come from every device. Here each process scores its own ``2n`` views (rows) against all
-    ``2N`` gathered views (columns, ordered ``[z1 of rank 0..W-1; z2 of rank 0..W-1]``, as one
-    process would stack ``[z1; z2]``). Local row ``i`` is global column ``rank * n + i``, so the
-    self-similarity mask and the targets are offset by ``rank * n``; row ``i``'s target is its
-    partner view, column ``N + rank * n + i`` (and vice versa).
-
-    Returns the mean over this process's ``2n`` rows. The mean of that over the processes is
-    the one-process loss on the global batch, and under DDP (gradients averaged over ranks)
-    the parameter gradients are the one-process ones too. With one process it is exactly
-    ``contrastive_learning.nt_xent_loss``.
-
-    Args:
-        z1, z2: ``[n, D]`` this process's embeddings of the two views (same ``n`` everywhere).
-        temperature: ``tau > 0``.
-
-    Returns:
-        A scalar tensor (differentiable through the gather).
-    """
-    _check_pair(z1, z2, "z1, z2")
-    if not temperature > 0:
-        raise ValueError(f"the temperature must be positive (e.g. 0.2), got {temperature!r}")
-    n, rank = z1.shape[0], get_rank()
-    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)  # [n, D] each
-    all1, all2 = gather_with_grad(z1), gather_with_grad(z2)  # [N, D] each
-    total = all1.shape[0]  # N
-    rows = torch.cat([z1, z2])  # [2n, D] this process's views
-    columns = torch.cat([all1, all2])  # [2N, D] every process's views
-    logits = rows @ columns.T / temperature  # [2n, 2N]
-    local = torch.arange(n, device=z1.device) + rank * n  # [n] global index of local row i
-    self_columns = torch.cat([local, local + total])  # [2n] where each row meets itself
-    partner_columns = torch.cat([local + total, local])  # [2n] the other view of the image
-    is_self = torch.zeros_like(logits, dtype=torch.bool)  # [2n, 2N]
-    is_self[torch.arange(2 * n, device=z1.device), self_columns] = True
-    logits = logits.masked_fill(is_self, float("-inf"))  # [2n, 2N] k != i
-    return F.cross_entropy(logits, partner_columns)
-
-
-class LogitScale(nn.Module):
-    """CLIP's learnable inverse temperature, stored as a log and clipped at 100.
-
-    Radford et al. (2021, arXiv:2103.00020), Sec. 2.5: "The learnable temperature parameter tau
-    was initialized to the equivalent of 0.07 from (Wu et al., 2018) and clipped to prevent
-    scaling the logits by more than 100 which we found necessary to prevent training
-    instability." ``forward()`` returns ``exp(log_scale)`` clamped to ``max_scale`` (the
-    ``logit_scale`` that ``clip_loss`` and open_clip's ``ClipLoss`` take).
-    """
-
-    def __init__(self, temperature: float = 0.07, max_scale: float = 100.0):
-        super().__init__()
-        if not 0 < temperature or not max_scale > 0:
-            raise ValueError(
-                f"temperature and max_scale must be positive, got {temperature} and {max_scale}"
-            )
-        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
-        self.max_log_scale = math.log(max_scale)
-
-    def forward(self) -> torch.Tensor:
-        return self.log_scale.clamp(max=self.max_log_scale).exp()  # scalar
-
-
-def clip_loss(
-    image_features: torch.Tensor,
-    text_features: torch.Tensor,
-    logit_scale: torch.Tensor | float,
+def on_global_batch(
+    loss: Callable[..., torch.Tensor], rows: Sequence[torch.Tensor], *args: Any
 ) -> torch.Tensor:
-    """CLIP's symmetric InfoNCE over image/text pairs, against the global batch.
+    """``loss`` of the global batch: each of ``rows`` gathered from every process, with gradients.
 
-    Radford et al. (2021), Fig. 3: ``logits = np.dot(I_e, T_e.T) * np.exp(t)``, ``labels =
-    np.arange(n)``, ``loss = (cross_entropy(logits, labels, axis=0) + cross_entropy(logits,
-    labels, axis=1)) / 2``, where ``I_e``, ``T_e`` are the L2-normalised embeddings (normalised
-    here too, which changes nothing for unit vectors) and the matching text of image ``i`` is
-    text ``i``. Each process scores its ``n`` images against all ``N`` gathered texts and its
-    ``n`` texts against all ``N`` images; the target of local row ``i`` is ``rank * n + i``.
-    This is open_clip's ``ClipLoss(local_loss=True, gather_with_grad=True)``; with one process
-    it equals ``open_clip.loss.ClipLoss()`` (the tests check both).
+    A contrastive loss needs the negatives of every process: SimCLR trains with batches up to
+    8192 split over many devices (Chen et al. 2020, arXiv:2002.05709, Sec. 2.2) and CLIP with
+    32,768 (Radford et al. 2021, arXiv:2103.00020, Sec. 2.5). Here every process gathers the
+    ``[n, ...]`` tensors of ``rows`` into ``[N, ...]`` (rank order, so row ``i`` of one tensor
+    still pairs with row ``i`` of the other) and calls the assignment's own loss on them:
+    ``loss(*gathered, *args)``, for example the student's ``nt_xent_loss(z1, z2, temperature)``
+    or ``clip_loss(image_features, text_features, logit_scale)``. The course library thus holds
+    no second implementation of a graded loss.
+
+    Every process computes the same global loss. In backward, ``gather_with_grad`` sums each
+    block's gradient over the processes, so a process's rows get ``W`` times the one-process
+    gradient, and DDP's average over the ``W`` processes makes the parameter gradients exactly
+    the one-process ones on the global batch (parameters outside the gather, such as CLIP's
+    temperature, get the one-process gradient on every rank, averaged unchanged). The price is
+    that each process scores all ``2N`` rows rather than its own ``2n``: a ``[2N, 2N]`` logit
+    matrix, small next to an encoder's activations at the course's batch sizes.
 
     Args:
-        image_features, text_features: ``[n, D]``, row ``i`` of each a matching pair.
-        logit_scale: ``exp(t)``, the inverse temperature (a tensor to learn it, e.g.
-            ``LogitScale()()``; its gradient is averaged over ranks by DDP like any parameter).
+        loss: the loss of one process's batch, taking the gathered tensors first.
+        rows: ``[n, ...]`` tensors, the same ``n`` on every process.
+        *args: passed on unchanged (a temperature, a logit scale).
 
     Returns:
-        A scalar tensor: this process's share; its mean over processes is the global loss.
+        The scalar loss of the global batch (the same value on every process).
     """
-    _check_pair(image_features, text_features, "image_features, text_features")
-    n, rank = image_features.shape[0], get_rank()
-    images = F.normalize(image_features, dim=1)  # [n, D]
-    texts = F.normalize(text_features, dim=1)  # [n, D]
-    all_images, all_texts = gather_with_grad(images), gather_with_grad(texts)  # [N, D] each
-    logits_per_image = logit_scale * images @ all_texts.T  # [n, N]
-    logits_per_text = logit_scale * texts @ all_images.T  # [n, N]
-    targets = torch.arange(n, device=images.device) + rank * n  # [n] offset by rank
-    return (
-        F.cross_entropy(logits_per_image, targets) + F.cross_entropy(logits_per_text, targets)
-    ) / 2
+    if not rows or any(r.ndim < 1 or r.shape[0] != rows[0].shape[0] for r in rows):
+        shapes = [tuple(r.shape) for r in rows]
+        raise ValueError(f"rows must be tensors with the same number of rows, got shapes {shapes}")
+    return loss(*(gather_with_grad(r) for r in rows), *args)

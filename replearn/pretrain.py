@@ -222,7 +222,8 @@ def _simclr_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tens
     view1, view2 = _two_views(ctx, images)
     z = ctx.trained(torch.cat([view1, view2]))  # [2n, D] one forward, BN over both views
     z1, z2 = z.chunk(2)  # [n, D] each
-    return {"loss": distributed.nt_xent_loss(z1, z2, ctx.cfg.temperature)}
+    loss = distributed.on_global_batch(ctx.module.nt_xent_loss, (z1, z2), ctx.cfg.temperature)
+    return {"loss": loss}
 
 
 def _moco_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -423,7 +424,7 @@ class CaptionAlignedTower(nn.Module):
     ``LogitScale``), the part that learns; ``caption_table`` holds the frozen sentence embeddings
     of every prompt template filled with every class name, ``[K, M, D]`` (``K`` classes, ``M``
     templates), computed once. ``FrozenTextCLIP.forward`` computes the one-process loss itself;
-    here ``forward`` stops before the loss and returns what ``distributed.clip_loss`` needs, so
+    here ``forward`` stops before the loss and returns what the module's ``clip_loss`` needs, so
     that the negatives can come from every rank while DDP still sees the forward pass.
     """
 
@@ -491,7 +492,7 @@ def _clip_step(ctx: StepContext, batch: tuple[torch.Tensor, torch.Tensor]) -> di
 
     Each image gets the caption "a template drawn at random, filled with its class name", whose
     frozen embedding is the positive; the other captions of the GLOBAL batch are the negatives
-    (``distributed.clip_loss`` gathers both sides from every rank, with gradients). The template
+    (``distributed.on_global_batch`` gathers both sides from every rank, with gradients). The template
     is drawn before the augmentation, as the module's step does, from this step's generator.
     """
     images, labels = batch  # [n, C, H, W] uint8, [n]
@@ -500,7 +501,7 @@ def _clip_step(ctx: StepContext, batch: tuple[torch.Tensor, torch.Tensor]) -> di
     texts = table[labels, which]  # [n, D] one caption per image
     views = ctx.augment(ctx.module.as_float_images(images), ctx.generator)  # [n, C, H, W]
     image_features, logit_scale = ctx.trained(views)  # [n, D], [] through DDP
-    loss = distributed.clip_loss(image_features, texts, logit_scale)
+    loss = distributed.on_global_batch(ctx.module.clip_loss, (image_features, texts), logit_scale)
     return {"loss": loss, "logit_scale": logit_scale.detach()}
 
 

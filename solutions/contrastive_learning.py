@@ -52,8 +52,7 @@ from replearn.train import BudgetCosine, History, Hook, TensorLoader, TrainConfi
 # these inside the function named on the left scores 0 for that function's tests.
 # `cosine_similarity_matrix` bans torch's own cosine similarity AND `F.normalize`: the point of
 # that part is to write the normalisation z / ||z|| yourself once; every later part may use
-# `F.normalize` freely. lightly (installed for the parity tests) implements several losses here,
-# and the course library's multi-process NT-Xent (`replearn.distributed`) is one too.
+# `F.normalize` freely. lightly (installed for the parity tests) implements several losses here.
 BANNED_APIS = {
     "cosine_similarity_matrix": [
         "torch.nn.functional.cosine_similarity",
@@ -67,14 +66,11 @@ BANNED_APIS = {
         "torch.nn.CrossEntropyLoss",
         "lightly.loss.NTXentLoss",
         "lightly.loss.ntx_ent_loss.NTXentLoss",
-        "replearn.distributed.nt_xent_loss",
     ],
     "nt_xent_loss": [
         "lightly.loss.NTXentLoss",
         "lightly.loss.ntx_ent_loss.NTXentLoss",
-        "replearn.distributed.nt_xent_loss",
     ],
-    "simclr_step": ["replearn.distributed.nt_xent_loss"],
     "moco_loss": ["lightly.loss.NTXentLoss", "lightly.loss.ntx_ent_loss.NTXentLoss"],
     "momentum_update": ["lightly.models.utils.update_momentum"],
     "KeyQueue.enqueue": ["lightly.models.modules.memory_bank.MemoryBankModule"],

@@ -32,6 +32,7 @@ from replearn.train import ShardedLoader
 
 REPO = Path(__file__).resolve().parent.parent
 cl = impl.load("contrastive_learning", "solution")
+clip = impl.load("clip_zero_shot", "solution")
 
 # A run small enough for seconds on a busy CPU: 200 MNIST digits (shipped with replearn), a
 # two-block SmallCNN, global batch 16 (2 x 8), a 96-key queue.
@@ -105,14 +106,14 @@ class ClipTowers(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.image, self.text = nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.logit_scale = distributed.LogitScale()
+        self.logit_scale = clip.LogitScale()
 
     def forward(self, x_img, x_txt):
         return self.image(x_img), self.text(x_txt), self.logit_scale()
 
 
 def _losses_worker(world: World, n: int, dim: int) -> dict:
-    """This rank's share of the losses, their gradients, and DDP's averaged parameter grads."""
+    """The global-batch losses seen from this rank, their gradients, and DDP's averaged grads."""
     from torch.nn.parallel import DistributedDataParallel
 
     data = global_batch(n * world.world_size, dim, seed=0)
@@ -120,12 +121,12 @@ def _losses_worker(world: World, n: int, dim: int) -> dict:
     local = {k: v[rows].clone().requires_grad_(True) for k, v in data.items()}  # [n, D] each
     out = {}
 
-    loss = distributed.nt_xent_loss(local["z1"], local["z2"], 0.2)
+    loss = distributed.on_global_batch(cl.nt_xent_loss, (local["z1"], local["z2"]), 0.2)
     loss.backward()
     out.update(nt_xent=loss.detach(), grad_z1=local["z1"].grad, grad_z2=local["z2"].grad)
 
-    scale = distributed.LogitScale()
-    loss = distributed.clip_loss(local["images"], local["texts"], scale())
+    scale = clip.LogitScale()
+    loss = distributed.on_global_batch(clip.clip_loss, (local["images"], local["texts"]), scale())
     loss.backward()
     out.update(clip=loss.detach(), grad_images=local["images"].grad,
                grad_texts=local["texts"].grad, grad_log_scale=scale.log_scale.grad)  # fmt: skip
@@ -133,12 +134,15 @@ def _losses_worker(world: World, n: int, dim: int) -> dict:
     torch.manual_seed(1)  # the same initial weights on both ranks
     encoder = DistributedDataParallel(nn.Linear(dim, dim))
     z = encoder(torch.cat([data["x1"][rows], data["x2"][rows]]))  # [2n, D]
-    distributed.nt_xent_loss(*z.chunk(2), 0.2).backward()
+    distributed.on_global_batch(cl.nt_xent_loss, z.chunk(2), 0.2).backward()
     out["ddp_nt_xent"] = {k: p.grad.clone() for k, p in encoder.module.named_parameters()}
 
     torch.manual_seed(1)
     towers = DistributedDataParallel(ClipTowers(dim))
-    distributed.clip_loss(*towers(data["x_img"][rows], data["x_txt"][rows])).backward()
+    image_features, text_features, logit_scale = towers(data["x_img"][rows], data["x_txt"][rows])
+    distributed.on_global_batch(
+        clip.clip_loss, (image_features, text_features), logit_scale
+    ).backward()
     out["ddp_clip"] = {k: p.grad.clone() for k, p in towers.module.named_parameters()}
     return out
 
@@ -154,17 +158,18 @@ def test_two_process_losses_and_gradients_equal_one_process_on_the_global_batch(
     # one process on the global batch: the course's NT-Xent and open_clip's ClipLoss
     nt_xent = cl.nt_xent_loss(full["z1"], full["z2"], 0.2)
     nt_xent.backward()
-    scale = distributed.LogitScale()
-    clip = ClipLoss()(nn.functional.normalize(full["images"], dim=1),
-                      nn.functional.normalize(full["texts"], dim=1), scale())  # fmt: skip
-    clip.backward()
+    scale = clip.LogitScale()
+    clip_value = ClipLoss()(nn.functional.normalize(full["images"], dim=1),
+                            nn.functional.normalize(full["texts"], dim=1), scale())  # fmt: skip
+    clip_value.backward()
 
-    # the mean of the ranks' losses is the global loss
-    assert torch.stack([r["nt_xent"] for r in ranks]).mean().item() == pytest.approx(nt_xent.item(), rel=1e-5)  # fmt: skip
-    assert torch.stack([r["clip"] for r in ranks]).mean().item() == pytest.approx(clip.item(), rel=1e-5)  # fmt: skip
+    # every rank computes the global loss
+    for r in ranks:
+        assert r["nt_xent"].item() == pytest.approx(nt_xent.item(), rel=1e-5)
+        assert r["clip"].item() == pytest.approx(clip_value.item(), rel=1e-5)
     for rank, result in enumerate(ranks):
         rows = slice(rank * n, (rank + 1) * n)
-        # d(global loss)/d(rows of rank r) = (sum over ranks of their local losses' grads) / W
+        # the gather's backward sums each block's gradient over the W ranks: W times the global one
         for name, key in (("z1", "grad_z1"), ("z2", "grad_z2"), ("images", "grad_images"),
                           ("texts", "grad_texts")):  # fmt: skip
             torch.testing.assert_close(result[key] / world_size, full[name].grad[rows], rtol=1e-4, atol=1e-6)  # fmt: skip
@@ -177,7 +182,7 @@ def test_two_process_losses_and_gradients_equal_one_process_on_the_global_batch(
     cl.nt_xent_loss(*encoder(torch.cat([data["x1"], data["x2"]])).chunk(2), 0.2).backward()
     torch.manual_seed(1)
     towers = ClipTowers(dim)
-    distributed.clip_loss(*towers(data["x_img"], data["x_txt"])).backward()
+    clip.clip_loss(*towers(data["x_img"], data["x_txt"])).backward()
     for key, module in (("ddp_nt_xent", encoder), ("ddp_clip", towers)):
         for name, parameter in module.named_parameters():
             for result in ranks:
@@ -257,43 +262,23 @@ def test_failed_two_process_run_resumes_exactly_from_its_last_checkpoint(tmp_pat
 # --------------------------------------------------------------------------------------------
 
 
-def test_single_process_nt_xent_matches_the_course_loss_values_and_gradients():
+def test_on_global_batch_with_one_process_is_the_module_loss_itself():
     g = torch.Generator().manual_seed(3)
     z1, z2 = torch.randn(7, 9, generator=g), torch.randn(7, 9, generator=g)
     a = [z1.clone().requires_grad_(True), z2.clone().requires_grad_(True)]
     b = [z1.clone().requires_grad_(True), z2.clone().requires_grad_(True)]
-    ours, reference = distributed.nt_xent_loss(*a, 0.5), cl.nt_xent_loss(*b, 0.5)
+    ours = distributed.on_global_batch(cl.nt_xent_loss, a, 0.5)
+    reference = cl.nt_xent_loss(*b, 0.5)
     ours.backward(), reference.backward()
-    torch.testing.assert_close(ours, reference)
+    assert torch.equal(ours, reference)
     for x, y in zip(a, b):
-        torch.testing.assert_close(x.grad, y.grad)
-    # identical views, orthogonal images: each row's positive has cosine 1, the 2N-2 others 0
-    same = torch.eye(4)  # [N, D]
-    expected = -torch.log(torch.exp(torch.tensor(2.0)) / (torch.exp(torch.tensor(2.0)) + 6))
-    torch.testing.assert_close(distributed.nt_xent_loss(same, same, 0.5), expected)
-
-
-def test_single_process_clip_loss_matches_open_clip_and_the_learnable_temperature():
-    from open_clip.loss import ClipLoss
-
-    g = torch.Generator().manual_seed(4)
-    images = nn.functional.normalize(torch.randn(6, 8, generator=g), dim=1)  # [N, D]
-    texts = nn.functional.normalize(torch.randn(6, 8, generator=g), dim=1)  # [N, D]
-    ours_scale, their_scale = distributed.LogitScale(), distributed.LogitScale()
-    inputs = [images.clone().requires_grad_(True), texts.clone().requires_grad_(True)]
-    theirs_inputs = [images.clone().requires_grad_(True), texts.clone().requires_grad_(True)]
-    ours = distributed.clip_loss(*inputs, ours_scale())
-    # open_clip expects unit embeddings (the model normalises); ours normalises them itself
-    theirs = ClipLoss()(*(nn.functional.normalize(x, dim=1) for x in theirs_inputs), their_scale())
-    ours.backward(), theirs.backward()
-    torch.testing.assert_close(ours, theirs)
-    torch.testing.assert_close(ours_scale.log_scale.grad, their_scale.log_scale.grad)
-    for x, y in zip(inputs, theirs_inputs):
-        torch.testing.assert_close(x.grad, y.grad)
-    assert ours_scale().item() == pytest.approx(1 / 0.07)  # CLIP's initial temperature
-    with torch.no_grad():
-        ours_scale.log_scale.fill_(10.0)
-    assert ours_scale().item() == pytest.approx(100.0)  # clipped at 100
+        assert torch.equal(x.grad, y.grad)
+    # the arguments after the rows reach the loss unchanged (CLIP's learnable scale)
+    scale = clip.LogitScale()
+    loss = distributed.on_global_batch(clip.clip_loss, (z1, z2), scale())
+    loss.backward()
+    assert torch.equal(loss.detach(), clip.clip_loss(z1, z2, scale()).detach())
+    assert scale.log_scale.grad is not None
 
 
 @pytest.mark.parametrize("method", ["simclr", "moco", "byol"])
@@ -468,10 +453,10 @@ def test_distributed_helpers_without_a_process_group():
     assert distributed.broadcast_object({"a": 1}) == {"a": 1}
     model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
     assert distributed.check_replicas(model) == distributed.state_digest(model)
-    with pytest.raises(ValueError, match="same shape"):
-        distributed.nt_xent_loss(torch.randn(3, 2), torch.randn(4, 2), 0.2)
-    with pytest.raises(ValueError, match="temperature must be positive"):
-        distributed.nt_xent_loss(x, x, 0.0)
+    with pytest.raises(ValueError, match="same number of rows"):
+        distributed.on_global_batch(cl.nt_xent_loss, (torch.randn(3, 2), torch.randn(4, 2)), 0.2)
+    with pytest.raises(ValueError, match="same number of rows"):
+        distributed.on_global_batch(cl.nt_xent_loss, (), 0.2)
 
 
 # --------------------------------------------------------------------------------------------
