@@ -146,13 +146,21 @@ def main(argv=None) -> dict:
             runs.append(run)
             kept = sum(v > 0 for v in run["promises"].values())
             print(f"seed {seed}, {subset}: {kept}/{len(run['promises'])} promises kept ({run['seconds']:.0f} s)", flush=True)  # fmt: skip
+            result = _write(
+                args, bundles, runs, started
+            )  # after every run: a stopped check keeps what it measured
+    print(markdown(result))
+    return result
+
+
+def _write(args, bundles, runs: list, started: float) -> dict:
     result = {"machine": machine_info(torch.device(args.device)), "seconds": round(time.perf_counter() - started, 1),
-              "bundles": [b.version for b in bundles], "protocol": checkpoints.COURSE_PROTOCOL, "runs": runs}  # fmt: skip
+              "bundles": [b.version for b in bundles], "protocol": checkpoints.COURSE_PROTOCOL,
+              "planned": {"seeds": args.seeds, "subsets": args.subsets}, "runs": runs}  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "promises.json").write_text(json.dumps(result, indent=1))
     (out / "promises.md").write_text(markdown(result))
-    print(markdown(result))
     return result
 
 
