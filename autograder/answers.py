@@ -132,7 +132,9 @@ def _figure_links(sub: Submitted, notebook: str, grade_id: str, out: Path) -> li
         name = f"{_UNSAFE.sub('_', Path(notebook).stem)}-{_UNSAFE.sub('_', grade_id)}-{k}.png"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(png)
-        links.append(f"![figure {k} before this answer]({folder.relative_to(out.parent).as_posix()}/{name})")  # fmt: skip
+        links.append(
+            f"![figure {k} before this answer]({folder.relative_to(out.parent).as_posix()}/{name})"
+        )
     return links
 
 
@@ -171,17 +173,21 @@ def write_answers(source: Path, out: Path) -> str:
                 "; " + "; ".join(p for s in subs for p in s.problems[:3])
                 if any(s.problems for s in subs)
                 else ""
-            )  # fmt: skip
+            )
         )
     if len(subs) == 1:
         text = _one(subs[0], out)
         found = subs[0].answers
-        summary = f"wrote {out}: {sum(bool(a.text) for a in found)} of {len(found)} answer cells answered"  # fmt: skip
+        summary = (
+            f"wrote {out}: {sum(bool(a.text) for a in found)} of {len(found)} answer cells answered"
+        )
     else:
         text = _class(subs, source, out)
         answered = sum(bool(a.text) for s in subs for a in s.answers)
-        summary = (f"wrote {out}: {len(subs)} submissions, {answered} answers to "
-                   f"{len({(a.notebook, a.grade_id) for s in subs for a in s.answers})} questions")  # fmt: skip
+        summary = (
+            f"wrote {out}: {len(subs)} submissions, {answered} answers to "
+            f"{len({(a.notebook, a.grade_id) for s in subs for a in s.answers})} questions"
+        )
     out.write_text(sanitize(text, 10**8), encoding="utf-8")
     return summary
 

@@ -7,6 +7,7 @@ shapes and at which tolerance. In hidden tests the messages leave out values and
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import os
@@ -19,7 +20,15 @@ import torch
 from autograder.banned import read_banned
 from replearn.contract import assignments
 
-_state = {"hidden": False}
+_state: dict[str, Any] = {
+    "hidden": False,
+    "tests_dir": None,  # the folder of the running test (public tests: its recorded mistakes)
+    "test": None,  # the running test's name, as pytest names it
+    "checks": 0,  # checks made so far in the running test
+    "variant": False,  # the running test grades a catalogued mistake (autograder.mistakes)
+    "capture": None,  # a dict while a catalogued variant is graded: its first failed check
+    "found": [],  # the known mistakes the last failed check matched
+}
 
 
 class StudentCodeError(AssertionError):
@@ -37,6 +46,57 @@ class GraderEnvironmentError(RuntimeError):
 
 def set_hidden(hidden: bool) -> None:
     _state["hidden"] = bool(hidden)
+
+
+def begin_test(
+    tests_dir: Path | None, test: str | None, *, variant: bool = False, capture: bool = False
+) -> None:
+    """A test starts: number its checks from 1. ``variant``: the test runs again on a catalogued
+    mistake (``expected()`` gives the values it gave the submission's run); ``capture`` keeps
+    its first failed check."""
+    _state.update(
+        tests_dir=None if tests_dir is None else Path(tests_dir),
+        test=test,
+        checks=0,
+        variant=variant,
+        capture={} if capture else None,
+        found=[],
+    )
+
+
+def captured() -> dict | None:
+    """The first check the running test failed, while capturing (None otherwise)."""
+    capture = _state["capture"]
+    return None if capture is None else capture.get("point")
+
+
+def found_mistakes() -> list[str]:
+    """Ids of the known mistakes the running test's failed check matched."""
+    return [m["id"] for m in _state["found"]]
+
+
+@contextlib.contextmanager
+def _check(kind: str, name: str, got: Any, rtol: float = 0.0, atol: float = 0.0):
+    """Number a check; when it fails in a public test, name the known mistake it matches
+    (``autograder.mistakes``), or keep it while a catalogued variant is graded."""
+    _state["checks"] += 1
+    index = _state["checks"]
+    try:
+        yield
+    except AssertionError as exc:
+        if _state["hidden"] or _state["test"] is None:
+            raise
+        from autograder import mistakes
+
+        failed = mistakes.point(index, kind, name, got, rtol, atol)
+        if _state["capture"] is not None:
+            _state["capture"].setdefault("point", failed)
+            raise
+        found = mistakes.explain(_state["tests_dir"], _state["test"], failed)
+        if not found:
+            raise
+        _state["found"] = found
+        raise AssertionError(f"{exc}\n{mistakes.wording(found)}") from None
 
 
 def _fmt_shape(shape) -> str:
@@ -73,6 +133,23 @@ def expect_tensor(
     ``want`` is the parent's reference value; ``dtype`` overrides its dtype as the expected one.
     No broadcasting, no dtype promotion, NaN/Inf only where ``equal_nan`` allows them.
     """
+    with _check("tensor", name, got, rtol, atol):
+        _expect_tensor(
+            got,
+            want,
+            rtol=rtol,
+            atol=atol,
+            name=name,
+            dtype=dtype,
+            allow_requires_grad=allow_requires_grad,
+            equal_nan=equal_nan,
+            contiguous=contiguous,
+        )
+
+
+def _expect_tensor(
+    got, want, *, rtol, atol, name, dtype, allow_requires_grad, equal_nan, contiguous
+) -> None:
     want = want.detach()
     want_dtype = dtype or want.dtype
     spec = f"{_fmt_shape(want.shape)} {str(want_dtype).replace('torch.', '')}"
@@ -126,6 +203,11 @@ def expect_tensor(
 
 def expect_close(got: Any, want: float, *, rtol: float, atol: float, name: str) -> None:
     """A Python number (not bool, finite) within tolerance of ``want``."""
+    with _check("close", name, got, rtol, atol):
+        _expect_close(got, want, rtol=rtol, atol=atol, name=name)
+
+
+def _expect_close(got: Any, want: float, *, rtol: float, atol: float, name: str) -> None:
     if isinstance(got, torch.Tensor) and got.numel() == 1 and got.dim() == 0:
         got = got.item()
     if type(got) not in (int, float):
@@ -142,10 +224,16 @@ def expect_close(got: Any, want: float, *, rtol: float, atol: float, name: str) 
         )
 
 
-def expect_true(cond: bool, message: str) -> None:
-    """Fail with ``message`` unless ``cond`` is exactly ``True``."""
-    if cond is not True:
-        raise AssertionError(message)
+def expect_true(cond: bool, message: str, *, observed: Any = None) -> None:
+    """Fail with ``message`` unless ``cond`` is exactly ``True``.
+
+    ``observed``: what the student's code gave that the condition is about (a list, a tensor,
+    a number), so that a known mistake can be recognised by it; without it, a known mistake
+    that fails the same condition is named.
+    """
+    with _check("true", "", observed, 1e-5, 1e-6):
+        if cond is not True:
+            raise AssertionError(message)
 
 
 def load_weights(model: torch.nn.Module, state: Any, *, name: str = "weights") -> torch.nn.Module:
@@ -194,6 +282,7 @@ def banned_apis(module_name: str) -> dict[str, list[str]]:
 EXPECTED_FILE = "expected_public.agv"  # one codec frame (never pickle) beside the public tests
 EXPECTED_MODE_ENV = "AUTOGRADER_EXPECTED"  # "auto" (default), "recorded" or "record"
 _recorded: dict[Path, dict[str, Any]] = {}
+_computed: dict[tuple[Path, str], Any] = {}  # this session's reference values, for variant runs
 
 
 def expected(key: str, compute):
@@ -214,7 +303,10 @@ def expected(key: str, compute):
         raise ValueError(f"{EXPECTED_MODE_ENV} must be auto, recorded or record, not {mode!r}")
     have_reference = (assignments.solutions_root() / f"{module}.py").exists()
     if mode == "record" or (mode == "auto" and have_reference):
+        if _state["variant"] and (path, key) in _computed:
+            return _computed[(path, key)]  # the reference's value, as the submission got it
         value = compute()
+        _computed[(path, key)] = value
         if mode == "record":
             _record(path, key, value)
         return value
@@ -237,6 +329,7 @@ def with_reference(compute):
     caller = Path(sys._getframe(1).f_code.co_filename).resolve()
     module = caller.parent.name
     as_handout = os.environ.get(EXPECTED_MODE_ENV, "auto") == "recorded"
+    as_handout |= _state["variant"]  # a catalogued mistake is recorded as the hand-out sees it
     if not as_handout and (assignments.solutions_root() / f"{module}.py").exists():
         return compute()
     return None

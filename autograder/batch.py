@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import REPO_ROOT
+from autograder import REPO_ROOT, lifeline
 from replearn.contract import assignments
 from replearn.contract.markers import SOLUTION_BEGIN
 
@@ -229,8 +229,14 @@ def run_batch(
         start = time.monotonic()
         try:
             with open(log, "w", encoding="utf-8") as fh:
-                proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=limit,
-                                      env=dict(os.environ), cwd=REPO_ROOT)  # fmt: skip
+                proc = subprocess.run(
+                    cmd,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    timeout=limit,
+                    env={**os.environ, lifeline.PARENT_ENV: str(os.getpid())},  # dies with us
+                    cwd=REPO_ROOT,
+                )
             if proc.returncode != 0:
                 row["status"] = f"grader exited {proc.returncode} (see {log})"
         except subprocess.TimeoutExpired:

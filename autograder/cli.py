@@ -7,6 +7,7 @@
     python -m autograder batch SUBMISSIONS_DIR --out grades.csv [--assignment auto|NAME]
                                [--jobs N] [--results-dir DIR] [--seed S]
     python -m autograder record NAME [NAME ...] [--no-verify]
+    python -m autograder mistakes [NAME ...] [--markdown]
 
 ``grade`` checks the submission's ``MANIFEST.json`` (written by ``python -m replearn.submit``)
 against the files themselves and reports a mismatch in ``results.json`` (see
@@ -16,7 +17,8 @@ the grader's own messages; ``answers`` writes the free-response answers of a sub
 notebooks, or of a folder of submissions question by question across the students, with the
 figures the questions ask about, to one Markdown file for the people who grade them;
 ``batch`` grades a folder of submissions (``autograder.batch``); ``record`` stores the
-reference's values that the public tests compare with. The Gradescope autograder zip is
+reference's values that the public tests compare with, and what each known mistake gives on
+them; ``mistakes`` lists the recorded known mistakes (function, id, message; never code). The Gradescope autograder zip is
 instructor tooling: ``python -m instructor.gradescope`` (its ``run_autograder`` calls ``grade``).
 
 ``--tests-root`` / ``--solutions-root`` (or ``AUTOGRADER_TESTS_ROOT`` /
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import re
 import sys
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("grade", "check", "answers", "batch", "record"):
+    for name in ("grade", "check", "answers", "batch", "record", "mistakes"):
         p = sub.add_parser(name)
         p.add_argument("--tests-root", help="folder holding <module>/test_*.py")
         p.add_argument("--solutions-root", help="folder holding the reference <module>.py")
@@ -92,8 +95,19 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(
                 "--no-verify",
                 action="store_true",
-                help="skip replaying the tests from the recording (they must give full marks)",
+                help="skip replaying the tests from the recording (they must give full marks, "
+                "and name every known mistake); the mistakes' names are then worked out from the "
+                "recording alone",
             )
+            p.add_argument(
+                "--verdicts",
+                type=Path,
+                help="write what each known mistake's public tests gave here (JSON)",
+            )
+        elif name == "mistakes":
+            p.add_argument("names", nargs="*", metavar="name",
+                           help="assignment names or aliases (default: all)")  # fmt: skip
+            p.add_argument("--markdown", action="store_true", help="one Markdown table")
         elif name == "batch":
             p.add_argument("submissions", type=Path, help="folder of submission folders/zips")
             p.add_argument("--out", type=Path, default=Path("grades.csv"))
@@ -118,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--seed", type=int, help="one hidden-test seed for every submission")
     args = parser.parse_args(argv)
     _roots(args)
-    from autograder import results
+    from autograder import lifeline, results
     from replearn.contract import assignments
+
+    lifeline.from_environment()  # a `grade` started by `batch` dies with it
 
     try:
         if args.command == "grade":
@@ -168,7 +184,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "record":
             targets = {a.name: a for name in args.names for a in assignments.resolve(name)}
-            return _record(list(targets.values()), verify=not args.no_verify)
+            return _record(
+                list(targets.values()), verify=not args.no_verify, verdicts_out=args.verdicts
+            )
+        if args.command == "mistakes":
+            targets = {
+                a.name: a for name in args.names or ["all"] for a in assignments.resolve(name)
+            }
+            print(list_mistakes(list(targets.values()), markdown=args.markdown))
+            return 0
         if args.command == "batch":
             from autograder.batch import run_batch
 
@@ -314,24 +338,37 @@ def check(source: Path, targets, *, part: str | None = None) -> dict:
     }
 
 
-def _record(targets, verify: bool = True) -> int:
-    """Record the reference values of the public tests for the student hand-out.
+def _record(targets, verify: bool = True, verdicts_out: Path | None = None) -> int:
+    """Record the reference values of the public tests, and what the catalogued mistakes give
+    on them, for the student hand-out.
 
-    Grades the reference solutions with ``expected()`` in record mode, then checks that the
-    recorded values alone give the reference full public marks. Every assignment asked for is
-    graded in one session (one grader start-up, not one per assignment).
+    Grades the reference solutions with ``expected()`` in record mode, every catalogued mistake
+    (``autograder.mistakes``) beside it, then checks from the recordings alone, as the hand-out
+    would, that the reference gets full public marks and that every mistake fails a public test
+    that names it. Every assignment asked for is graded in one session.
     """
-    from autograder import api, runner
+    from autograder import api, codec, mistakes, runner
+    from autograder.results import write_bytes_atomic
     from replearn.contract import assignments
 
     targets = list(targets)
+    catalogues = {t.module: mistakes.load_catalogue(t.tests_dir) for t in targets}
+    catalogues = {module: c for module, c in catalogues.items() if c}
     for target in targets:
         (target.tests_dir / api.EXPECTED_FILE).unlink(missing_ok=True)
+        (target.tests_dir / mistakes.RECORD_FILE).unlink(missing_ok=True)
     scores: list[dict[str, tuple[float, float]]] = []  # per mode: assignment -> (got, out of)
+    verdicts: dict = {}
     for mode in ("record", "recorded") if verify else ("record",):
         os.environ[api.EXPECTED_MODE_ENV] = mode
         try:
             with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "variants.agv"
+                variants = {
+                    "mistakes": catalogues,
+                    "mode": "record" if mode == "record" else "replay",
+                    "out": out,
+                }
                 data = runner.grade(
                     assignments.solutions_root(),
                     targets,
@@ -339,28 +376,98 @@ def _record(targets, verify: bool = True) -> int:
                     public_only=True,
                     seed=0,
                     quiet=True,
+                    variants=variants if catalogues else None,
                 )
+                verdicts = codec.decode(out.read_bytes())[1] if out.exists() else {}
         finally:
             os.environ.pop(api.EXPECTED_MODE_ENV, None)
+        if mode == "record":
+            for module, catalogue in catalogues.items():
+                captured = {
+                    m.key: {
+                        test: outcome["point"]
+                        for test, outcome in verdicts.get(f"{module}:{m.key}", {}).items()
+                        if outcome.get("point") is not None
+                    }
+                    for m in catalogue
+                }
+                table = mistakes.build_table(catalogue, captured)
+                path = assignments.tests_root() / module / mistakes.RECORD_FILE
+                write_bytes_atomic(path, codec.encode(table), mode=0o644)
         per_target: dict[str, tuple[float, float]] = {}
         for test in data["tests"]:
             for name in test.get("tags", []):
                 got, out_of = per_target.get(name, (0.0, 0.0))
                 per_target[name] = (got + test["score"], out_of + test["max_score"])
         scores.append(per_target)
+    if not verify:  # what the hand-out would name, worked out from the recording alone
+        mistakes.forget_tables()
+        for module in catalogues:
+            table = mistakes.table(assignments.tests_root() / module)
+            mistakes.name_from_table(table, verdicts, module)
+    if verdicts_out is not None:
+        plain = {
+            key: {
+                test: {k: v for k, v in outcome.items() if k != "point"}
+                for test, outcome in outcomes.items()
+            }
+            for key, outcomes in verdicts.items()
+        }
+        Path(verdicts_out).write_text(json.dumps(plain, indent=1, sort_keys=True))
     failed = 0
     for target in targets:
         path = target.tests_dir / api.EXPECTED_FILE
         got, out_of = scores[0].get(target.name, (0.0, 0.0))
         replayed, _ = scores[-1].get(target.name, (0.0, 0.0))
-        ok = got == out_of == replayed and out_of > 0 and path.exists()
+        uses_expected = any(
+            "expected(" in f.read_text() for f in target.tests_dir.glob("test_public_*.py")
+        )
+        ok = got == out_of == replayed and out_of > 0 and (path.exists() or not uses_expected)
         failed += not ok
         print(
             f"{target.name}: reference {got:g}/{out_of:g} while recording, {replayed:g}/{out_of:g}"
             f" from the recording -> {path if path.exists() else 'nothing recorded'}"
             + ("" if ok else "  PROBLEM: the reference must score full marks both ways")
         )
+        catalogue = catalogues.get(target.module, [])
+        if catalogue:
+            problems = mistakes.variant_problems(catalogue, verdicts, target.module, hidden=False)
+            bad = {k: v for k, v in problems.items() if v}
+            failed += bool(bad)
+            print(
+                f"{target.name}: {len(catalogue) - len(bad)} of {len(catalogue)} known mistakes "
+                "named by the public checks from the recording"
+                + ("" if verify else " (worked out from the recording, not replayed)")
+            )
+            for mistake in catalogue:
+                for problem in bad.get(mistake.key, []):
+                    print(f"  PROBLEM {mistake.key}: {problem}")
     return 1 if failed else 0
+
+
+def list_mistakes(targets, *, markdown: bool = False) -> str:
+    """The recorded known mistakes of ``targets``, counted per assignment: function, id, the
+    message a student gets, and the public tests that name it (from the recordings: words only).
+    """
+    from autograder import mistakes
+
+    lines, total = [], 0
+    if markdown:
+        lines += ["| assignment | function | mistake | message |", "|---|---|---|---|"]
+    for target in targets:
+        entries = mistakes.listing(target.tests_dir)
+        total += len(entries)
+        if not markdown:
+            lines.append(f"{target.name}: {len(entries)} known mistakes")
+        for e in entries:
+            if markdown:
+                message = e["message"].replace("|", "\\|")
+                lines.append(f"| {target.name} | `{e['function']}` | {e['id']} | {message} |")
+            else:
+                tests = ", ".join(e["tests"]) or "no public test names it"
+                lines.append(f"  {e['function']} / {e['id']}: {e['message']}  [{tests}]")
+    lines.append(f"{total} known mistakes in {len(targets)} assignment(s)")
+    return "\n".join(lines)
 
 
 def resolve_many(names: str) -> list:

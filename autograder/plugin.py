@@ -26,6 +26,7 @@ from autograder.results import sanitize, write_atomic
 GRADER_FILES = {"api.py", "sandbox.py", "plugin.py", "codec.py"}
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 TEST_OUTPUT_CAP = 4000
+IMPORT_LIMIT_S = 20.0  # the one import check per module: the module imports torch from the zygote
 
 
 def pytest_addoption(parser):
@@ -59,6 +60,12 @@ class GradingSession:
         self.banned: dict[str, dict[str, list[str]]] = {}
         self.findings: dict[str, list[banned.Finding]] = {}
         self.missing = environment.missing()  # the grader's own packages this image lacks
+        # catalogued mistakes graded beside the submission (``autograder.mistakes``): the
+        # instructor's ``record`` and the catalogue's own tests; never a student's grading
+        self.imports: dict[str, sandbox.CallOutcome] = {}  # module -> its one import check
+        self.variants: list[dict] = list(cfg.get("variants", []))
+        self.variant_capture = cfg.get("variant_mode") == "record"
+        self.variant_results: dict[str, dict[str, dict]] = {}
         self.grader_errors: list[str] = []
         for module, a in self.assignments.items():
             listed_in = Path(a["reference"])
@@ -95,6 +102,19 @@ class GradingSession:
                 preimport=sandbox.PREIMPORT + extra + probes,
             )
         return self.sandbox
+
+    def import_check(self, module: str, timeout: float) -> sandbox.CallOutcome:
+        """Import ``module`` once, alone, in a worker; every later call reuses the verdict.
+
+        A module that hangs or crashes at import would otherwise cost every call of every
+        test its own timeout, and ``--assignment all`` many minutes: it costs one import limit
+        per assignment, and every test of it fails saying why.
+        """
+        if module not in self.imports:
+            self.imports[module] = self.get_sandbox().call(
+                module, "", kind="import", timeout=timeout, seed=0
+            )
+        return self.imports[module]
 
     # -------------------------------------------------------------------------- records
     def assignment_of(self, item: pytest.Item) -> dict:
@@ -228,6 +248,9 @@ class GradingSession:
                 self.grader_errors.append(record["name"])
             else:
                 lines.append(_message(excinfo, hidden, when))
+                found = item.stash.get(_FOUND, []) if not hidden else []
+                if found:
+                    record["extra_data"]["known_mistakes"] = found
             record.update(status="failed", score=0.0)
         elif state["skipped"] is not None:
             lines.append("not run: skipped by the grader")
@@ -248,7 +271,68 @@ class GradingSession:
     def pytest_sessionfinish(self, session, exitstatus):
         if self.sandbox is not None:
             self.sandbox.close()
+        if self.cfg.get("variant_out"):
+            from autograder import codec
+
+            Path(self.cfg["variant_out"]).write_bytes(codec.encode(self.variant_results))
         self.write(final=True)
+
+    # -------------------------------------------------------------------------- variants
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item):
+        try:
+            return (yield)
+        finally:
+            item.stash[_FOUND] = api.found_mistakes()
+            if self.variants:
+                self.run_variants(item)
+
+    def run_variants(self, item: pytest.Item) -> None:
+        """Run ``item`` once more for every catalogued variant of a function it grades, each
+        variant's calls in workers of their own; keep how it ended (and, while recording, the
+        first check it failed)."""
+        a = self.assignment_of(item)
+        hidden = self.is_hidden_file(item)
+        main: Student | None = item.stash.get(_STUDENT, None)
+        if main is None:
+            return
+        declared = set(main.declared) | _called_functions(item.obj)
+        for variant in self.variants:
+            function = variant["function"]  # a class named in the marker covers its methods
+            if variant["module"] != a["module"] or not any(
+                function == d or function.startswith(d + ".") for d in declared
+            ):
+                continue
+            student = Student(
+                self,
+                a,
+                main.seed,
+                hidden,
+                main.default_timeout,
+                main.declared,
+                variant=variant["folder"],
+            )
+            api.set_hidden(hidden)
+            api.begin_test(
+                Path(item.path).parent,
+                item.name,
+                variant=True,
+                capture=self.variant_capture and not hidden,
+            )
+            funcargs = {**item.funcargs, "student": student}
+            args = {k: funcargs[k] for k in item._fixtureinfo.argnames if k in funcargs}
+            outcome: dict[str, Any] = {"hidden": hidden}
+            try:
+                item.obj(**args)
+                outcome.update(passed=True, message="passed")
+            except Exception as exc:  # noqa: BLE001  (the variant fails as a student would)
+                outcome.update(passed=False, message=_variant_message(exc, hidden))
+                outcome["known_mistakes"] = api.found_mistakes()
+                outcome["point"] = api.captured()
+            finally:
+                api.set_hidden(hidden)
+                api.begin_test(Path(item.path).parent, item.name)
+            self.variant_results.setdefault(variant["id"], {})[item.name] = outcome
 
     # --------------------------------------------------------------------------- fixture
     @pytest.fixture
@@ -264,6 +348,7 @@ class GradingSession:
         handle = Student(self, a, seed, hidden, timeout, declared.args if declared else ())
         item.stash[_STUDENT] = handle
         api.set_hidden(hidden)
+        api.begin_test(Path(item.path).parent, item.name)
         for finding in self.findings.get(a["module"], []):
             if finding.function in handle.declared:
                 raise api.StudentCodeError(finding.message())
@@ -271,10 +356,12 @@ class GradingSession:
             yield handle
         finally:
             api.set_hidden(False)
+            api.begin_test(None, None)
 
 
 _STATE = pytest.StashKey[dict]()
 _STUDENT = pytest.StashKey[Any]()
+_FOUND = pytest.StashKey[list]()
 
 
 def _importable(name: str) -> bool:
@@ -323,10 +410,42 @@ def _message(excinfo, hidden: bool, when: str) -> str:
     )
 
 
-class Student:
-    """The ``student`` fixture: calls into the submission, each in a fresh worker."""
+def _called_functions(fn) -> set[str]:
+    """The first argument of every ``student.call("name", ...)`` in a test function's source."""
+    import ast
+    import inspect
+    import textwrap
 
-    def __init__(self, session, assignment, seed, hidden, timeout, declared):
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return set()
+    return {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "call"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    }
+
+
+def _variant_message(exc: BaseException, hidden: bool) -> str:
+    if isinstance(exc, AssertionError):
+        return str(exc).strip() or "failed"
+    return f"{type(exc).__name__}: {str(exc)[:500]}"
+
+
+class Student:
+    """The ``student`` fixture: calls into the submission, each in a fresh worker.
+
+    ``variant`` (the grader's own runs of catalogued mistakes only): the folder of the
+    submission that holds the variant's module instead of the submitted one.
+    """
+
+    def __init__(self, session, assignment, seed, hidden, timeout, declared, variant=None):
         self._session = session
         self.assignment = assignment
         self.module = assignment["module"]
@@ -338,6 +457,7 @@ class Student:
         self.output = ""
         self.checked: list[str] = []
         self.extra: dict = {}
+        self.variant = variant
         self._calls = 0
 
     def _banned_for(self, names) -> None:
@@ -391,6 +511,14 @@ class Student:
         limit = float(timeout if timeout is not None else self.default_timeout)
         remaining = self._session.deadline - time.monotonic()
         limit = max(1.0, min(limit, remaining))
+        if self.variant is None:
+            import_limit = max(1.0, min(IMPORT_LIMIT_S, self.default_timeout, remaining))
+            imported = self._session.import_check(self.module, import_limit)
+            if imported.status != "ok":
+                what = f"{label}({_describe_args(args, kwargs, self.hidden)})"
+                raise api.StudentCodeError(
+                    _import_failure_text(self.module, what, imported, self.hidden)
+                )
         call_seed = _seed_for(self.seed, self._calls)
         banned_map = self._session.banned.get(self.module, {})
         outcome = self._session.get_sandbox().call(
@@ -403,6 +531,7 @@ class Student:
             seed=call_seed,
             banned=banned_map,
             return_args=check_inputs,
+            variant=self.variant,
         )
         if outcome.output_bytes:
             self.output += outcome.output
@@ -455,6 +584,26 @@ def _check_unchanged(label, sent, returned) -> None:
                     f"{label} modified its input argument {i} (shape {api._fmt_shape(a.shape)}) "
                     "in place; it must leave its inputs unchanged (work on a copy)"
                 )
+
+
+def _import_failure_text(module, what, outcome: sandbox.CallOutcome, hidden) -> str:
+    """Why ``what`` did not run: the module's one import check failed."""
+    if outcome.status == "timeout":
+        reason = (
+            f"importing {module}.py did not finish within {outcome.seconds:.0f} s (code that "
+            "runs at import time, outside any function, must end quickly)"
+        )
+    elif outcome.status == "exception" and outcome.phase == "import":
+        reason = _failure_text(module, what, outcome, 0.0, hidden)
+    elif outcome.status == "crashed":
+        crash = _failure_text(module, "", outcome, 0.0, hidden).lstrip(": ")
+        reason = f"importing {module}.py: {crash}"
+    else:
+        reason = _failure_text(module, f"importing {module}.py", outcome, 0.0, hidden)
+    return (
+        f"{what} was not run: {reason}. The grader imports {module}.py once per grading; "
+        "every test of it needs the import, so every test of it fails the same way."
+    )
 
 
 def _failure_text(module, what, outcome: sandbox.CallOutcome, limit, hidden) -> str:

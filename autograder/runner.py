@@ -46,13 +46,22 @@ def grade(
     seed: int | None = None,
     budget_s: float | None = None,
     quiet: bool = False,
+    variants: dict | None = None,
 ) -> dict:
-    """Grade ``source`` (folder or zip) on ``targets``; returns the results dict (also written)."""
+    """Grade ``source`` (folder or zip) on ``targets``; returns the results dict (also written).
+
+    ``variants`` (the instructor's ``record`` and the catalogue's tests, never a student's
+    grading): ``{"mistakes": {module: [Mistake]}, "mode": "record" | "replay", "out": path}``
+    grades every catalogued mistake, made in the reference, beside the submission in the same
+    session (``autograder.mistakes``); what each variant's tests gave is written to ``out``.
+    """
     results_path = Path(results_path).resolve()
     results.write_atomic(
         results_path, results.provisional("Grading did not finish; no test has run yet.")
     )
     budget = float(budget_s or sum(a.budget_s for a in targets))
+    if variants:  # each variant runs the tests of its function once more
+        budget *= 1 + sum(len(c) for c in variants["mistakes"].values())
     stage_root = Path(tempfile.mkdtemp(prefix="autograder-stage-"))
     os.chmod(stage_root, 0o700)
     start = time.monotonic()
@@ -62,6 +71,7 @@ def grade(
         tests_root = assignments.tests_root()
         sol_root = assignments.solutions_root()
         missing = [a.module for a in targets if not (staged.root / f"{a.module}.py").exists()]
+        variant_cfg = _stage_variants(staged, variants) if variants else []
         notes = list(staged.notes)
         if missing:
             notes.append("missing from the submission: " + ", ".join(f"{m}.py" for m in missing))
@@ -81,12 +91,18 @@ def grade(
                     "module": a.module,
                     "number": a.number,
                     "call_timeout_s": a.call_timeout_s,
-                    "budget_s": a.budget_s,
+                    "budget_s": a.budget_s if not variants else budget,
                     "reference": str(a.reference_path),
                 }
                 for a in targets
             ],
         }
+        if variants:
+            cfg.update(
+                variants=variant_cfg,
+                variant_mode=variants["mode"],
+                variant_out=str(Path(variants["out"]).resolve()),
+            )
         cfg_path = stage_root / "session.json"
         cfg_path.write_text(json.dumps(cfg))
         os.chmod(cfg_path, 0o600)
@@ -102,6 +118,32 @@ def grade(
         data["execution_time"] = round(time.monotonic() - start, 2)
         results.write_atomic(results_path, data)
     return data
+
+
+def _stage_variants(staged, variants: dict) -> list[dict]:
+    """Write each catalogued mistake, made in the reference, as ``variants/<folder>/<module>.py``
+    of the staged submission; the session's list of them."""
+    from autograder.sandbox import VARIANTS_DIR
+
+    listed = []
+    for module, catalogue in variants["mistakes"].items():
+        source = (assignments.solutions_root() / f"{module}.py").read_text(encoding="utf-8")
+        for index, mistake in enumerate(catalogue):
+            folder = f"{module}__{index}"
+            relative = f"{VARIANTS_DIR}/{folder}/{module}.py"
+            path = Path(staged.root) / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(mistake.apply(source), encoding="utf-8")
+            staged.worker_files.append(relative)
+            listed.append(
+                {
+                    "id": f"{module}:{mistake.key}",
+                    "module": module,
+                    "function": mistake.function,
+                    "folder": folder,
+                }
+            )
+    return listed
 
 
 # Folders of the repository a worker never needs (the course library beside them stays visible).
@@ -156,8 +198,9 @@ def _run_pytest(
     cfg_path: Path, tests_root: Path, test_dirs: list[Path], budget: float, quiet: bool
 ) -> int:
     boot = (
-        "import sys; sys.path.insert(0, sys.argv.pop(1)); import pytest; "
-        "sys.exit(pytest.main(sys.argv[1:]))"
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+        "from autograder.lifeline import die_with_parent; die_with_parent(int(sys.argv.pop(1))); "
+        "import pytest; sys.exit(pytest.main(sys.argv[1:]))"
     )
     cmd = [
         sys.executable,
@@ -166,6 +209,7 @@ def _run_pytest(
         "-c",
         boot,
         str(REPO_ROOT),
+        str(os.getpid()),  # the pytest child dies with this process (autograder.lifeline)
         "-c",
         str(GRADER_DIR / "pytest.ini"),
         "--rootdir",

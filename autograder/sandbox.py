@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import selectors
 import signal
@@ -28,6 +29,8 @@ from autograder import codec
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOBODY = 65534
 _LEN = struct.Struct("<Q")
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9_]{1,80}$")
+VARIANTS_DIR = "variants"  # submission folder of the catalogued mistakes' modules
 
 # What a worker may use; the test's timeout bounds wall-clock time on top of these.
 DEFAULT_LIMITS = {
@@ -208,8 +211,15 @@ class Sandbox:
         seed: int = 0,
         banned: dict | None = None,
         return_args: bool = False,
+        variant: str | None = None,
     ) -> CallOutcome:
-        """Run ``module.target(*args, **kwargs)`` (or a probe) in a fresh worker."""
+        """Run ``module.target(*args, **kwargs)`` (or a probe) in a fresh worker.
+
+        ``variant``: import ``module`` from ``variants/<variant>/`` of the submission instead
+        (the grader's runs of catalogued mistakes, ``autograder.mistakes``).
+        """
+        if variant is not None and not VARIANT_NAME.match(variant):
+            raise ValueError(f"grader bug: variant folder {variant!r}")
         if self._proc is None or self._proc.poll() is not None:
             self._start()
         nonce = secrets.token_hex(16)
@@ -226,6 +236,7 @@ class Sandbox:
                     "banned": banned or {},
                     "limits": limits,
                     "return_args": return_args,
+                    "variant": variant,
                 },
             )
         except codec.CodecError as exc:

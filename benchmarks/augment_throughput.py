@@ -133,8 +133,8 @@ def time_batched(images_hwc: np.ndarray, device: torch.device, batch: int, secon
     n = len(images)
 
     def one_batch(indices: torch.Tensor) -> None:
-        x = images[indices].float().div_(255.0)  # [B, 3, 32, 32] float32 in [0, 1]
-        two_views(x, aug, generator)  # two [B, 3, 32, 32] views
+        x = images[indices].float().div_(255.0)  # [N, 3, 32, 32] float32 in [0, 1]
+        two_views(x, aug, generator)  # two [N, 3, 32, 32] views
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
@@ -167,7 +167,7 @@ def time_loader(dataset: Dataset, workers: int, batch: int, seconds: float) -> d
     )
     batches, tic = 0, None
     while tic is None or time.perf_counter() - tic < seconds or batches < 2:
-        for _views in loader:  # (view_1, view_2), each [B, 3, 32, 32]
+        for _views in loader:  # (view_1, view_2), each [N, 3, 32, 32]
             if tic is None:  # first batch: start-up, not counted
                 tic = time.perf_counter()
                 continue

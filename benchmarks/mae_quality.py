@@ -36,6 +36,7 @@ import torch
 from benchmarks.common import load_average, machine_info
 from replearn import data, impl
 from replearn.presets import get_preset
+from replearn.recipes import masked_autoencoders as recipe
 
 OUT_DIR = Path("build/bench")
 ABLATION_PROBE = (2000, 500)  # train / test images probed per ablation run (the notebook's subset)
@@ -59,16 +60,21 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu-quick")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip", nargs="*", default=[],
-                        help="parts to leave out: ablation scratch pixels")  # fmt: skip
+    parser.add_argument(
+        "--skip", nargs="*", default=[], help="parts to leave out: ablation scratch pixels"
+    )
     parser.add_argument("--out", default=str(OUT_DIR / "mae_quality.json"))
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     mae = impl.load("masked_autoencoders", "solution")
-    cfg = mae.MAEConfig.from_preset(preset)
+    cfg = recipe.MAEConfig.from_preset(preset)
     machine = machine_info()  # the load average before anything runs
-    cifar = data.load_dataset(preset.dataset, train_per_class=preset.train_per_class,
-                              test_per_class=preset.test_per_class, seed=args.seed)  # fmt: skip
+    cifar = data.load_dataset(
+        preset.dataset,
+        train_per_class=preset.train_per_class,
+        test_per_class=preset.test_per_class,
+        seed=args.seed,
+    )
     print(cifar.summary(), flush=True)
     x_train, y_train, x_test, y_test = cifar.x_train, cifar.y_train, cifar.x_test, cifar.y_test
     started = time.perf_counter()
@@ -76,48 +82,74 @@ def main(argv=None) -> dict:
 
     def probe(name: str, encoder, info: dict) -> dict:
         t0 = time.perf_counter()
-        scores = mae.evaluate_encoder(encoder, x_train, y_train, x_test, y_test, cfg)
-        rows[name] = {**{k: float(v) for k, v in scores.items()}, **info,
-                      "eval_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
+        scores = recipe.evaluate_encoder(mae, encoder, x_train, y_train, x_test, y_test, cfg)
+        rows[name] = {
+            **{k: float(v) for k, v in scores.items()},
+            **info,
+            "eval_s": round(time.perf_counter() - t0, 1),
+        }
         print(f"{name}: kNN {scores['knn']:.3f}, linear {scores['linear']:.3f} {info}", flush=True)
         return rows[name]
 
     def run_pretraining(budget: float, mask_ratio: float) -> tuple:
         load_before, t0 = load_average(), time.perf_counter()
-        result = mae.pretrain(x_train, cfg, budget_s=budget, mask_ratio=mask_ratio, seed=args.seed)
+        result = recipe.pretrain(
+            mae, x_train, cfg, budget_s=budget, mask_ratio=mask_ratio, seed=args.seed
+        )
         h = result.history
-        info = {"budget_s": budget, "train_s": round(time.perf_counter() - t0, 1),
-                "steps": h.steps_done, "epochs": round(h.epochs_done, 2),
-                "images_per_s": round(h.images_per_s, 1), "final_loss": round(h.metric("loss")[-1], 4),
-                "mask_ratio": mask_ratio, "load_before": load_before}  # fmt: skip
+        info = {
+            "budget_s": budget,
+            "train_s": round(time.perf_counter() - t0, 1),
+            "steps": h.steps_done,
+            "epochs": round(h.epochs_done, 2),
+            "images_per_s": round(h.images_per_s, 1),
+            "final_loss": round(h.metric("loss")[-1], 4),
+            "mask_ratio": mask_ratio,
+            "load_before": load_before,
+        }
         return result, info
 
     def supervised(name: str, fn, budget: float) -> dict:
         load_before, t0 = load_average(), time.perf_counter()
         accuracy = float(fn(budget))
-        rows[name] = {"accuracy": accuracy, "budget_s": budget, "load_before": load_before,
-                      "train_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
+        rows[name] = {
+            "accuracy": accuracy,
+            "budget_s": budget,
+            "load_before": load_before,
+            "train_s": round(time.perf_counter() - t0, 1),
+        }
         print(f"{name}: test accuracy {accuracy:.3f} ({rows[name]['train_s']:.0f} s)", flush=True)
         return rows[name]
 
     torch.manual_seed(args.seed)
-    random_vit = mae.build_encoder(cfg)
+    random_vit = recipe.build_encoder(mae, cfg)
     probe("random ViT", random_vit, {"train_s": 0.0})
     main_run, info = run_pretraining(cfg.pretrain_s, 0.75)
     probe("MAE (mask 0.75)", main_run.encoder, info)
-    supervised(f"MAE + fine-tuning ({cfg.finetune_s:.0f} s)",
-               lambda b: mae.finetune(main_run.encoder, x_train, y_train, x_test, y_test, cfg,
-                                      budget_s=b, seed=args.seed), cfg.finetune_s)  # fmt: skip
+    supervised(
+        f"MAE + fine-tuning ({cfg.finetune_s:.0f} s)",
+        lambda b: recipe.finetune(
+            mae, main_run.encoder, x_train, y_train, x_test, y_test, cfg, budget_s=b, seed=args.seed
+        ),
+        cfg.finetune_s,
+    )
     if "scratch" not in args.skip:
 
         def scratch(b: float) -> float:
-            return mae.from_scratch(x_train, y_train, x_test, y_test, cfg, budget_s=b,
-                                    seed=args.seed)  # fmt: skip
+            return recipe.from_scratch(
+                mae, x_train, y_train, x_test, y_test, cfg, budget_s=b, seed=args.seed
+            )
 
-        supervised(f"ViT from scratch ({cfg.finetune_s:.0f} s, same labelled training)", scratch,
-                   cfg.finetune_s)  # fmt: skip
-        supervised(f"ViT from scratch ({cfg.scratch_s:.0f} s = pretraining + fine-tuning)",
-                   scratch, cfg.scratch_s)  # fmt: skip
+        supervised(
+            f"ViT from scratch ({cfg.finetune_s:.0f} s, same labelled training)",
+            scratch,
+            cfg.finetune_s,
+        )
+        supervised(
+            f"ViT from scratch ({cfg.scratch_s:.0f} s = pretraining + fine-tuning)",
+            scratch,
+            cfg.scratch_s,
+        )
 
     ablation: dict[str, dict] = {}
     if "ablation" not in args.skip:
@@ -125,10 +157,20 @@ def main(argv=None) -> dict:
             result, info = run_pretraining(cfg.ablation_s, ratio)
             t0 = time.perf_counter()
             n_train, n_test = ABLATION_PROBE
-            scores = mae.evaluate_encoder(result.encoder, x_train[:n_train], y_train[:n_train],
-                                          x_test[:n_test], y_test[:n_test], cfg)  # fmt: skip
-            ablation[f"{ratio:.2f}"] = {**{k: float(v) for k, v in scores.items()}, **info,
-                                        "eval_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
+            scores = recipe.evaluate_encoder(
+                mae,
+                result.encoder,
+                x_train[:n_train],
+                y_train[:n_train],
+                x_test[:n_test],
+                y_test[:n_test],
+                cfg,
+            )
+            ablation[f"{ratio:.2f}"] = {
+                **{k: float(v) for k, v in scores.items()},
+                **info,
+                "eval_s": round(time.perf_counter() - t0, 1),
+            }
             print(f"ablation mask {ratio:.2f}: {ablation[f'{ratio:.2f}']}", flush=True)
 
     if "pixels" not in args.skip:
@@ -151,13 +193,22 @@ def main(argv=None) -> dict:
             finetuned["accuracy"] - same_total["accuracy"]
         )
     result = {
-        "preset": preset.name, "dataset": cifar.name, "source": cifar.source,
-        "train_images": len(y_train), "test_images": len(y_test),
-        "machine": {**machine, "load_average_1min_end": load_average(),
-                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
-        "config": asdict(cfg), "rows": rows, "ablation": ablation, "checks": checks,
+        "preset": preset.name,
+        "dataset": cifar.name,
+        "source": cifar.source,
+        "train_images": len(y_train),
+        "test_images": len(y_test),
+        "machine": {
+            **machine,
+            "load_average_1min_end": load_average(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        },
+        "config": asdict(cfg),
+        "rows": rows,
+        "ablation": ablation,
+        "checks": checks,
         "seconds": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
@@ -192,12 +243,18 @@ def markdown(result: dict) -> str:
             f"{pct(row.get('linear'))} | {pct(row.get('accuracy'))} |"
         )
     if result["ablation"]:
-        lines += ["", "| mask ratio (ablation) | budget s | steps | epochs | load | final loss | "
-                  "kNN | linear |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "| mask ratio (ablation) | budget s | steps | epochs | load | final loss | "
+            "kNN | linear |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for ratio, row in result["ablation"].items():
-            lines.append(f"| {ratio} | {row['budget_s']:g} | {row['steps']} | {row['epochs']} | "
-                         f"{num(row['load_before'], '{:.1f}')} | {row['final_loss']:.3f} | "
-                         f"{pct(row['knn'])} | {pct(row['linear'])} |")  # fmt: skip
+            lines.append(
+                f"| {ratio} | {row['budget_s']:g} | {row['steps']} | {row['epochs']} | "
+                f"{num(row['load_before'], '{:.1f}')} | {row['final_loss']:.3f} | "
+                f"{pct(row['knn'])} | {pct(row['linear'])} |"
+            )
     lines += ["", *(f"- {k}: {100 * v:+.1f} points" for k, v in result["checks"].items())]
     return "\n".join(lines) + "\n"
 

@@ -50,13 +50,14 @@ import torch.nn as nn
 
 from benchmarks.augment_throughput import default_data_dir, load_cifar_train
 from benchmarks.common import load_average, machine_info
-from replearn import impl
+from replearn import impl, recipes
 from replearn.augment import SimCLRAugment
 from replearn.backbones import SmallCNN
+from replearn.data import as_float_images
 from replearn.presets import get_preset
 from replearn.train import TensorLoader
 
-METHODS = ("simclr", "moco", "byol", "simsiam", "mae")
+TIMED_METHODS = ("simclr", "moco", "byol", "simsiam", "mae")
 CONTENDERS = ("ours", "lightly")
 # A diagnostic, not a contender: our module's model and loss with the two views in two forward
 # passes of N, as lightly's examples do, instead of the one pass of 2N our steps make (SimCLR's
@@ -73,14 +74,14 @@ class Contender:
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         if method == "mae":
-            self.cfg = impl.load("masked_autoencoders", "solution").MAEConfig.from_preset(
-                get_preset("cpu-quick")
-            )
+            self.cfg = recipes.masked_autoencoders.MAEConfig.from_preset(get_preset("cpu-quick"))
             self.batch = self.cfg.batch_size
             self.model, self.loss = self._ours_mae() if who == "ours" else self._lightly_mae()
         else:
             cl = impl.load("contrastive_learning", "solution")
-            self.cfg = cl.ContrastiveConfig.from_preset(get_preset("cpu-quick"))
+            self.cfg = recipes.contrastive_learning.ContrastiveConfig.from_preset(
+                get_preset("cpu-quick")
+            )
             self.batch = self.cfg.batch_size
             self.augment = SimCLRAugment(size=32)
             build = {"ours": self._ours, "lightly": self._lightly, SPLIT: self._ours_split}[who]
@@ -102,10 +103,19 @@ class Contender:
         aug = lambda x, g: self.augment(x, g)  # noqa: E731
         if method == "simclr":
             model = cl.SimCLR(encoder, dim, cfg.projection_dim, cfg.hidden_dim)
-            return model, lambda x: cl.simclr_step(model, x, aug, cfg.temperature, self.generator)["loss"]  # fmt: skip
+            return model, lambda x: cl.simclr_step(model, x, aug, cfg.temperature, self.generator)[
+                "loss"
+            ]
         if method == "moco":
-            model = cl.MoCo(encoder, dim, cfg.projection_dim, cfg.queue_size, cfg.moco_momentum,
-                            cfg.temperature, cfg.hidden_dim)  # fmt: skip
+            model = cl.MoCo(
+                encoder,
+                dim,
+                cfg.projection_dim,
+                cfg.queue_size,
+                cfg.moco_momentum,
+                cfg.temperature,
+                cfg.hidden_dim,
+            )
             return model, lambda x: model.step(x, aug, self.generator)["loss"]
         if method == "byol":
             model = cl.BYOL(encoder, dim, cfg.projection_dim, cfg.hidden_dim, cfg.byol_momentum)
@@ -113,7 +123,9 @@ class Contender:
         model = cl.SimSiam(encoder, dim, cfg.projection_dim, cfg.simsiam_hidden_dim)
         return model, lambda x: cl.simsiam_step(model, x, aug, self.generator)["loss"]
 
-    def _ours_split(self, cl, method: str) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:  # fmt: skip
+    def _ours_split(
+        self, cl, method: str
+    ) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
         """``_ours`` with each view through the network on its own (the diagnostic row)."""
         cfg, encoder = self.cfg, SmallCNN()
         dim = encoder.feature_dim
@@ -153,8 +165,10 @@ class Contender:
 
     def _ours_mae(self):
         mae = impl.load("masked_autoencoders", "solution")
-        model = mae.build_mae(self.cfg)
-        return model, lambda x: model(x.float() / 255, self.cfg.mask_ratio, self.generator)["loss"]
+        model = recipes.masked_autoencoders.build_mae(mae, self.cfg)
+        return model, lambda x: model(as_float_images(x), self.cfg.mask_ratio, self.generator)[
+            "loss"
+        ]
 
     # ---- lightly --------------------------------------------------------------------------
     def _lightly(self, cl, method: str):
@@ -166,7 +180,7 @@ class Contender:
         dim, proj, hidden = encoder.feature_dim, cfg.projection_dim, cfg.hidden_dim
         model = nn.Module()
         model.backbone = encoder
-        floats = lambda x: x.float() / 255  # noqa: E731
+        floats = as_float_images
         if method == "simclr":
             model.head = heads.SimCLRProjectionHead(dim, hidden, proj)
             ntxent = NTXentLoss(temperature=cfg.temperature)
@@ -195,8 +209,9 @@ class Contender:
                     return model.head_momentum(model.backbone_momentum(x)).detach()
 
             if method == "moco":
-                ntxent = NTXentLoss(temperature=cfg.temperature,
-                                    memory_bank_size=(cfg.queue_size, proj))  # fmt: skip
+                ntxent = NTXentLoss(
+                    temperature=cfg.temperature, memory_bank_size=(cfg.queue_size, proj)
+                )
 
                 def loss(x):
                     update_momentum(model.backbone, model.backbone_momentum, m=m)
@@ -240,26 +255,38 @@ class Contender:
         from timm.models.vision_transformer import VisionTransformer
 
         cfg = self.cfg
-        vit = VisionTransformer(img_size=32, patch_size=cfg.patch_size, embed_dim=cfg.dim,
-                                depth=cfg.depth, num_heads=cfg.heads, mlp_ratio=4.0,
-                                num_classes=0)  # fmt: skip
+        vit = VisionTransformer(
+            img_size=32,
+            patch_size=cfg.patch_size,
+            embed_dim=cfg.dim,
+            depth=cfg.depth,
+            num_heads=cfg.heads,
+            mlp_ratio=4.0,
+            num_classes=0,
+        )
         model = nn.Module()
         model.backbone = MaskedVisionTransformerTIMM(vit=vit)
         with warnings.catch_warnings():  # deprecated in lightly 1.6, still its MAE example's
             warnings.simplefilter("ignore", FutureWarning)
-            model.decoder = MAEDecoderTIMM(num_patches=vit.patch_embed.num_patches,
-                                           patch_size=cfg.patch_size, embed_dim=cfg.dim,
-                                           decoder_embed_dim=cfg.decoder_dim,
-                                           decoder_depth=cfg.decoder_depth,
-                                           decoder_num_heads=cfg.decoder_heads, mlp_ratio=4.0,
-                                           proj_drop_rate=0.0, attn_drop_rate=0.0)  # fmt: skip
+            model.decoder = MAEDecoderTIMM(
+                num_patches=vit.patch_embed.num_patches,
+                patch_size=cfg.patch_size,
+                embed_dim=cfg.dim,
+                decoder_embed_dim=cfg.decoder_dim,
+                decoder_depth=cfg.decoder_depth,
+                decoder_num_heads=cfg.decoder_heads,
+                mlp_ratio=4.0,
+                proj_drop_rate=0.0,
+                attn_drop_rate=0.0,
+            )
         length = model.backbone.sequence_length
         mse = nn.MSELoss()
 
         def loss(x):  # lightly's examples/pytorch/mae.py, step by step
-            images = x.float() / 255  # [N, 3, 32, 32]
-            idx_keep, idx_mask = utils.random_token_mask(size=(len(images), length),
-                                                         mask_ratio=cfg.mask_ratio)  # fmt: skip
+            images = as_float_images(x)  # [N, 3, 32, 32]
+            idx_keep, idx_mask = utils.random_token_mask(
+                size=(len(images), length), mask_ratio=cfg.mask_ratio
+            )
             encoded = model.backbone.encode(images=images, idx_keep=idx_keep)  # [N, 1+L_keep, D]
             decode = model.decoder.embed(encoded)
             tokens = utils.repeat_token(model.decoder.mask_token, (len(images), length))
@@ -315,7 +342,7 @@ def loss_parity(n: int, dim: int, repeats: int, seed: int) -> dict:
         "NT-Xent (A4 nt_xent_loss) vs lightly NTXentLoss": (
             lambda a, b: cl.nt_xent_loss(a, b, 0.2),
             lambda a, b: NTXentLoss(temperature=0.2)(a, b),
-        ),  # fmt: skip
+        ),
         "CLIP loss (A6 clip_loss) vs open_clip ClipLoss": (
             lambda a, b: clip.clip_loss(a, b, torch.tensor(1 / 0.07)),
             lambda a, b: ClipLoss()(
@@ -323,7 +350,7 @@ def loss_parity(n: int, dim: int, repeats: int, seed: int) -> dict:
                 torch.nn.functional.normalize(b, dim=-1),
                 torch.tensor(1 / 0.07),
             ),
-        ),  # fmt: skip
+        ),
     }
     for name, (ours, peer) in pairs.items():
         a0, b0 = torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
@@ -339,11 +366,17 @@ def loss_parity(n: int, dim: int, repeats: int, seed: int) -> dict:
             return fn(a0.clone().requires_grad_(), b0.clone().requires_grad_())
 
         t_ours, t_peer = _timed(fresh, repeats), _timed(functools.partial(fresh, peer), repeats)
-        out[name] = {"n": n, "dim": dim, "loss_ours": float(v0), "loss_peer": float(v1),
-                     "max_abs_loss_diff": float((v0 - v1).abs()),
-                     "max_abs_grad_diff": float(max((ga0 - ga1).abs().max(), (gb0 - gb1).abs().max())),
-                     "ms_ours": 1000 * t_ours, "ms_peer": 1000 * t_peer,
-                     "ratio": t_peer / t_ours}  # fmt: skip
+        out[name] = {
+            "n": n,
+            "dim": dim,
+            "loss_ours": float(v0),
+            "loss_peer": float(v1),
+            "max_abs_loss_diff": float((v0 - v1).abs()),
+            "max_abs_grad_diff": float(max((ga0 - ga1).abs().max(), (gb0 - gb1).abs().max())),
+            "ms_ours": 1000 * t_ours,
+            "ms_peer": 1000 * t_peer,
+            "ratio": t_peer / t_ours,
+        }
         print(f"{name}: {out[name]}", flush=True)
     return out
 
@@ -363,35 +396,47 @@ def to_markdown(report: dict) -> str:
     ]
     for method, row in report["methods"].items():
         ratio, split = row.get("ratio"), row.get("split_ratio")
-        lines.append(f"| {method} | {row['batch']} | {row.get('ours', float('nan')):,.0f} | "
-                     f"{row.get('lightly', float('nan')):,.0f} | "
-                     f"{'-' if ratio is None else f'{ratio:.2f}x'} | "
-                     f"{'-' if split is None else f'{split:.2f}x'} |")  # fmt: skip
+        lines.append(
+            f"| {method} | {row['batch']} | {row.get('ours', float('nan')):,.0f} | "
+            f"{row.get('lightly', float('nan')):,.0f} | "
+            f"{'-' if ratio is None else f'{ratio:.2f}x'} | "
+            f"{'-' if split is None else f'{split:.2f}x'} |"
+        )
     if any("split_ratio" in row for row in report["methods"].values()):
-        lines += ["", f"The diagnostic row ({SPLIT}) runs our model and loss with each view in its "
-                  "own forward pass of N images, as lightly's examples do; our steps make one pass "
-                  "of 2N so that BatchNorm normalises over both views (SimCLR's global BN, and "
-                  "the assignment's specification). Its ratio prices that one difference."]  # fmt: skip
+        lines += [
+            "",
+            f"The diagnostic row ({SPLIT}) runs our model and loss with each view in its "
+            "own forward pass of N images, as lightly's examples do; our steps make one pass "
+            "of 2N so that BatchNorm normalises over both views (SimCLR's global BN, and "
+            "the assignment's specification). Its ratio prices that one difference.",
+        ]
     if report["losses"]:
-        lines += ["", "| loss | N x D | max loss diff | max grad diff | ours ms | peer ms | "
-                  "peer / ours time |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "| loss | N x D | max loss diff | max grad diff | ours ms | peer ms | "
+            "peer / ours time |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, row in report["losses"].items():
-            lines.append(f"| {name} | {row['n']} x {row['dim']} | {row['max_abs_loss_diff']:.1e} | "
-                         f"{row['max_abs_grad_diff']:.1e} | {row['ms_ours']:.2f} | "
-                         f"{row['ms_peer']:.2f} | {row['ratio']:.2f}x |")  # fmt: skip
+            lines.append(
+                f"| {name} | {row['n']} x {row['dim']} | {row['max_abs_loss_diff']:.1e} | "
+                f"{row['max_abs_grad_diff']:.1e} | {row['ms_ours']:.2f} | "
+                f"{row['ms_peer']:.2f} | {row['ratio']:.2f}x |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(TIMED_METHODS), choices=TIMED_METHODS)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds")
     parser.add_argument("--steps", type=int, default=8, help="steps per contender per round")
     parser.add_argument("--loss-n", type=int, default=512, help="embeddings per loss call")
     parser.add_argument("--loss-repeats", type=int, default=20)
     parser.add_argument("--no-losses", action="store_true")
-    parser.add_argument("--no-split", action="store_true",
-                        help=f"leave out the diagnostic row ({SPLIT!r})")  # fmt: skip
+    parser.add_argument(
+        "--no-split", action="store_true", help=f"leave out the diagnostic row ({SPLIT!r})"
+    )
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -414,19 +459,32 @@ def main(argv: list[str] | None = None) -> dict:
             for c in contenders:
                 row = c.round(args.steps)
                 rounds[c.who].append(row["images_per_s"])
-                print(f"  {method:8s} round {index + 1} {c.who:8s} {row['images_per_s']:7,.0f} "
-                      f"images/s (load {load_average()})", flush=True)  # fmt: skip
+                print(
+                    f"  {method:8s} round {index + 1} {c.who:8s} {row['images_per_s']:7,.0f} "
+                    f"images/s (load {load_average()})",
+                    flush=True,
+                )
         speed = {who: statistics.median(v) for who, v in rounds.items()}
-        methods[method] = {"batch": contenders[0].batch, **speed, "rounds": rounds,
-                           "ratio": speed["ours"] / speed["lightly"]}  # fmt: skip
+        methods[method] = {
+            "batch": contenders[0].batch,
+            **speed,
+            "rounds": rounds,
+            "ratio": speed["ours"] / speed["lightly"],
+        }
         if SPLIT in speed:
             methods[method]["split_ratio"] = speed[SPLIT] / speed["lightly"]
     info["load_average_1min_after"] = load_average()
     losses = {} if args.no_losses else loss_parity(args.loss_n, 128, args.loss_repeats, args.seed)
-    report = {"benchmark": "method_speed", "rounds": args.rounds, "steps": args.steps,
-              "data": {"images": int(len(images)), "source": source}, "machine": info,
-              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "methods": methods,
-              "losses": losses}  # fmt: skip
+    report = {
+        "benchmark": "method_speed",
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "data": {"images": int(len(images)), "source": source},
+        "machine": info,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "methods": methods,
+        "losses": losses,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     markdown = to_markdown(report)

@@ -33,20 +33,26 @@ import torch.nn.functional as F
 from replearn import data, impl
 from replearn.backbones import load_pretrained, prepare
 from replearn.presets import get_preset
+from replearn.recipes import transfer_learning as recipe
 
 OUT_DIR = Path("build/bench")
 
 
 def _features(tl, model, images, size, net, stages=None, keep_spatial=()):
     extractor = tl.make_feature_extractor(model, "fc")
-    return tl.extract_features(extractor, images, transform=lambda x: prepare(x, net, size=size),
-                               stages=stages, keep_spatial=keep_spatial)  # fmt: skip
+    return tl.extract_features(
+        extractor,
+        images,
+        transform=lambda x: prepare(x, net, size=size),
+        stages=stages,
+        keep_spatial=keep_spatial,
+    )
 
 
 def _from_scratch(tl, net, cifar, size, budget_s, batch_size, seed) -> tuple[float, dict]:
     """Lite0 with random weights, every layer trained with SGD on the images for ``budget_s``."""
     torch.manual_seed(seed)
-    model = tl.as_stages(net)
+    model = recipe.as_stages(net)
     for module in model.modules():  # back to a random initialisation
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
@@ -78,7 +84,7 @@ def _from_scratch(tl, net, cifar, size, budget_s, batch_size, seed) -> tuple[flo
             if time.perf_counter() - start > budget_s:
                 break
         epochs += 1
-    preds = tl.predict_model(nn.Sequential(_Prepare(net, size), model), cifar.x_test)
+    preds = recipe.predict_model(nn.Sequential(_Prepare(net, size), model), cifar.x_test)
     return tl.accuracy(preds, cifar.y_test), {"steps": steps, "epochs_started": epochs}
 
 
@@ -94,17 +100,22 @@ class _Prepare(nn.Module):
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu-quick")
-    parser.add_argument("--skip", nargs="*", default=[],
-                        help="methods to leave out: scratch untrained lite1 lite2 finetune")  # fmt: skip
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        help="methods to leave out: scratch untrained lite1 lite2 finetune",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     tl = impl.load("transfer_learning", "solution")
-    cfg = tl.TransferConfig.from_preset(preset)
+    cfg = recipe.TransferConfig.from_preset(preset)
     size = cfg.size
     torch.manual_seed(args.seed)
-    cifar = data.load_dataset(preset.dataset, train_per_class=preset.train_per_class,
-                              test_per_class=preset.test_per_class)  # fmt: skip
+    cifar = data.load_dataset(
+        preset.dataset, train_per_class=preset.train_per_class, test_per_class=preset.test_per_class
+    )
     print(cifar.summary() if hasattr(cifar, "summary") else cifar.name, flush=True)
     results, seconds = {}, {}
 
@@ -113,13 +124,16 @@ def main(argv=None) -> dict:
         value = fn()
         seconds[name] = round(time.perf_counter() - t0, 1)
         results[name] = value
-        print(f"{name}: {value if not isinstance(value, float) else f'{value:.4f}'} "
-              f"({seconds[name]:.0f} s)", flush=True)  # fmt: skip
+        print(
+            f"{name}: {value if not isinstance(value, float) else f'{value:.4f}'} "
+            f"({seconds[name]:.0f} s)",
+            flush=True,
+        )
         return value
 
     net = load_pretrained("efficientnet_lite0")
-    model = tl.as_stages(net)
-    stages = tl.finetune_stages(cfg)
+    model = recipe.as_stages(net)
+    stages = recipe.finetune_stages(cfg)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     t0 = time.perf_counter()
     train = _features(tl, model, cifar.x_train, size, net, stages, stages)
@@ -129,15 +143,29 @@ def main(argv=None) -> dict:
     flipped = None
     if "finetune" not in args.skip:  # the trunk once more, on mirrored images: flip augmentation
         t0 = time.perf_counter()
-        flipped = tl.extract_features(tl.make_feature_extractor(model, "fc"), cifar.x_train,
-                                      transform=lambda x: prepare(x.flip(3), net, size=size),
-                                      stages=stages, keep_spatial=stages)  # fmt: skip
+        flipped = tl.extract_features(
+            tl.make_feature_extractor(model, "fc"),
+            cifar.x_train,
+            transform=lambda x: prepare(x.flip(3), net, size=size),
+            stages=stages,
+            keep_spatial=stages,
+        )
         seconds["lite0 flipped trunk (fine-tuning)"] = round(time.perf_counter() - t0, 1)
-    timed("linear probe, lite0 (ImageNet)", lambda: tl.linear_probe_accuracy(
-        train["output"], cifar.y_train, test["output"], cifar.y_test))  # fmt: skip
-    timed("linear probe, raw pixels", lambda: tl.linear_probe_accuracy(
-        data.to_float(cifar.x_train).flatten(1), cifar.y_train,
-        data.to_float(cifar.x_test).flatten(1), cifar.y_test))  # fmt: skip
+    timed(
+        "linear probe, lite0 (ImageNet)",
+        lambda: tl.linear_probe_accuracy(
+            train["output"], cifar.y_train, test["output"], cifar.y_test
+        ),
+    )
+    timed(
+        "linear probe, raw pixels",
+        lambda: tl.linear_probe_accuracy(
+            data.to_float(cifar.x_train).flatten(1),
+            cifar.y_train,
+            data.to_float(cifar.x_test).flatten(1),
+            cifar.y_test,
+        ),
+    )
     ft_seconds = 0.0
     if "finetune" not in args.skip:
         runs = [("few", cfg.few_stage, True), ("few", cfg.few_stage, False)]  # + without flips
@@ -145,19 +173,39 @@ def main(argv=None) -> dict:
             runs.insert(1, ("many", cfg.many_stage, True))
         for label, stage, flip in runs:
             name = f"fine-tune {label} (after {stage}), lite0" + ("" if flip else ", no flips")
-            timed(name, lambda stage=stage, flip=flip: tl.finetune_from_cache(
-                model, stage, train[stage], cifar.y_train, test[stage], cifar.y_test,
-                num_classes=10, epochs=cfg.epochs[1], lr=cfg.lr, batch_size=cfg.batch_size,
-                seed=args.seed, flipped_inputs=flipped[stage] if flip else None))  # fmt: skip
+            timed(
+                name,
+                lambda stage=stage, flip=flip: recipe.finetune_from_cache(
+                    tl,
+                    model,
+                    stage,
+                    train[stage],
+                    cifar.y_train,
+                    test[stage],
+                    cifar.y_test,
+                    num_classes=10,
+                    epochs=cfg.epochs[1],
+                    lr=cfg.lr,
+                    batch_size=cfg.batch_size,
+                    seed=args.seed,
+                    flipped_inputs=flipped[stage] if flip else None,
+                ),
+            )
             ft_seconds = max(ft_seconds, seconds[name])
     if "untrained" not in args.skip:
         untrained = copy.deepcopy(model)
         for module in untrained.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
-        timed("linear probe, lite0 random weights", lambda: tl.linear_probe_accuracy(
-            _features(tl, untrained, cifar.x_train, size, net), cifar.y_train,
-            _features(tl, untrained, cifar.x_test, size, net), cifar.y_test))  # fmt: skip
+        timed(
+            "linear probe, lite0 random weights",
+            lambda: tl.linear_probe_accuracy(
+                _features(tl, untrained, cifar.x_train, size, net),
+                cifar.y_train,
+                _features(tl, untrained, cifar.x_test, size, net),
+                cifar.y_test,
+            ),
+        )
     if "scratch" not in args.skip:
         # same images, every layer trained, for the fine-tuning's time plus the feature extraction
         budget = ft_seconds + seconds["lite0 feature extraction"]
@@ -171,11 +219,16 @@ def main(argv=None) -> dict:
         if name.split("_")[1] in args.skip:
             continue
         other = load_pretrained(name)
-        m = tl.as_stages(other)
-        timed(f"linear probe, {name.split('_')[1]} (ImageNet top-1 {other.imagenet_top1})",
-              lambda m=m, other=other: tl.linear_probe_accuracy(
-                  _features(tl, m, cifar.x_train, size, other), cifar.y_train,
-                  _features(tl, m, cifar.x_test, size, other), cifar.y_test))  # fmt: skip
+        m = recipe.as_stages(other)
+        timed(
+            f"linear probe, {name.split('_')[1]} (ImageNet top-1 {other.imagenet_top1})",
+            lambda m=m, other=other: tl.linear_probe_accuracy(
+                _features(tl, m, cifar.x_train, size, other),
+                cifar.y_train,
+                _features(tl, m, cifar.x_test, size, other),
+                cifar.y_test,
+            ),
+        )
 
     report = {
         "benchmark": "transfer_quality",
@@ -191,13 +244,20 @@ def main(argv=None) -> dict:
     }
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "transfer_quality.json").write_text(json.dumps(report, indent=2))
-    lines = [f"# Transfer quality ({preset.name}, {report['data']}, {size} px)", "",
-             "| method | test accuracy | seconds |", "|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# Transfer quality ({preset.name}, {report['data']}, {size} px)",
+        "",
+        "| method | test accuracy | seconds |",
+        "|---|---|---|",
+    ]
     for name, value in results.items():
         if isinstance(value, float):
             lines.append(f"| {name} | {value:.1%} | {seconds.get(name, '')} |")
-    lines += ["", f"machine: {report['machine']}; total {report['wall_seconds_total']:.0f} s "
-              f"wall, {report['cpu_seconds_total']:.0f} s CPU (all threads)"]  # fmt: skip
+    lines += [
+        "",
+        f"machine: {report['machine']}; total {report['wall_seconds_total']:.0f} s "
+        f"wall, {report['cpu_seconds_total']:.0f} s CPU (all threads)",
+    ]
     (OUT_DIR / "transfer_quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return report

@@ -39,9 +39,21 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # PyTorch's CPU-only builds
 # runs (the kernel, plots, tables), which would need a restart if they changed.
 KEEP = ("torch", "torchvision", "torchaudio", "numpy")
 KEEP_IF_POSSIBLE = (
-    "ipykernel", "ipython", "jupyter-client", "jupyter-core", "tornado", "traitlets", "pyzmq",
-    "matplotlib", "pandas", "scipy", "pillow", "requests", "urllib3", "packaging",
-)  # fmt: skip
+    "ipykernel",
+    "ipython",
+    "jupyter-client",
+    "jupyter-core",
+    "tornado",
+    "traitlets",
+    "pyzmq",
+    "matplotlib",
+    "pandas",
+    "scipy",
+    "pillow",
+    "requests",
+    "urllib3",
+    "packaging",
+)
 _VERSION = re.compile(r"^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[A-Za-z0-9.]+)?$")
 
 
@@ -151,8 +163,10 @@ def install_here(dry_run: bool) -> None:
     changed = sorted(n for n in before if n != PACKAGE and after.get(n) != before[n])
     added = sorted(set(after) - set(before))
     kept = ", ".join(f"{n} {before[n]}" for n in ("torch", "torchvision", "numpy") if n in before)
-    print(f"{PACKAGE} {after.get(PACKAGE, '?')} installed; kept {kept or 'nothing (none installed)'}"
-          + (f"; added {len(added)} packages" if added else ""))  # fmt: skip
+    print(
+        f"{PACKAGE} {after.get(PACKAGE, '?')} installed; kept {kept or 'nothing (none installed)'}"
+        + (f"; added {len(added)} packages" if added else "")
+    )
     if changed:
         print(
             "changed: " + ", ".join(f"{n} {before[n]} -> {after.get(n)}" for n in changed) + ". "
@@ -162,8 +176,9 @@ def install_here(dry_run: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="install.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="install.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--cpu", action="store_true", help="PyTorch's CPU-only build (local)")
     where.add_argument("--colab", action="store_true", help="into the running Python (Colab)")

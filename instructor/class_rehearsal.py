@@ -44,9 +44,10 @@ def _unmarked(source: str) -> str:
     """The reference without its solution-marker lines, as a student's file would be."""
     marker = "#" * 3 + " "
     return "".join(
-        line for line in source.splitlines(keepends=True)
+        line
+        for line in source.splitlines(keepends=True)
         if not line.strip().startswith((marker + "BEGIN SOLUTION", marker + "END SOLUTION"))
-    )  # fmt: skip
+    )
 
 
 def _zip(path: Path, source: str) -> None:
@@ -78,8 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     submissions = make_class(args.out / "submissions")
     sheet = args.out / "grades.csv"
-    done = subprocess.run([sys.executable, "-m", "autograder", "batch", str(submissions),
-                           "--out", str(sheet), "--jobs", str(args.jobs)], cwd=REPO)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "batch",
+            str(submissions),
+            "--out",
+            str(sheet),
+            "--jobs",
+            str(args.jobs),
+        ],
+        cwd=REPO,
+    )
     if done.returncode != 0 or not sheet.is_file():
         return done.returncode or 1
     columns = ("submission", "student", "score", "max_score", "integrity", "flags", "status")

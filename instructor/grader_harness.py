@@ -225,9 +225,13 @@ class InProcessStudent:
             except CallTimeout as exc:
                 raise api.StudentCodeError(f"{label} timed out: {exc}") from None
             except codec.CodecError as exc:
-                raise api.StudentCodeError(f"{label} returned a value the grader cannot read: {exc}") from None  # fmt: skip
+                raise api.StudentCodeError(
+                    f"{label} returned a value the grader cannot read: {exc}"
+                ) from None
             except Exception as exc:  # noqa: BLE001  (whatever the student module raises)
-                raise api.StudentCodeError(f"{label} raised {type(exc).__name__}: {str(exc)[:300]}") from None  # fmt: skip
+                raise api.StudentCodeError(
+                    f"{label} raised {type(exc).__name__}: {str(exc)[:300]}"
+                ) from None
         if check_inputs:
             for i, (before, after) in enumerate(zip(kept, sent_args)):
                 if isinstance(before, torch.Tensor) and not torch.equal(before, after.detach()):

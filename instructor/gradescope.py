@@ -119,7 +119,11 @@ def requirements(constraints: Path) -> str:
     if unpinned:
         raise ValueError(f"{constraints} pins no version of {', '.join(unpinned)}; run `make lock`")
     lines = [f"{dist}=={pinned[_normalise(dist)]}" for dist in sorted(GRADER_DISTRIBUTIONS)]
-    return "# What the autograder imports, pinned as constraints.txt pins it.\n" + "\n".join(lines) + "\n"  # fmt: skip
+    return (
+        "# What the autograder imports, pinned as constraints.txt pins it.\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 def image_constraints(constraints: Path) -> str:

@@ -66,11 +66,20 @@ PACKAGES = ("replearn", "autograder")  # what the hand-out and the wheel ship be
 # arguments (small integers among them) they could close a descriptor or signal a process of
 # the machine running this check. They hold no tensor code; the names scan still covers them.
 NOT_RUN = (
-    "autograder.worker", "autograder.sandbox", "autograder.runner", "autograder.batch",
-    "autograder.cli", "autograder.submission", "autograder.results", "autograder.manifest",
-    "replearn.submit", "replearn.notebook", "replearn.contract.files",
-    "replearn.contract.manifest", "replearn.contract.notebooks",
-)  # fmt: skip
+    "autograder.worker",
+    "autograder.sandbox",
+    "autograder.runner",
+    "autograder.batch",
+    "autograder.cli",
+    "autograder.submission",
+    "autograder.results",
+    "autograder.manifest",
+    "replearn.submit",
+    "replearn.notebook",
+    "replearn.contract.files",
+    "replearn.contract.manifest",
+    "replearn.contract.notebooks",
+)
 CHECKED_CALLS = 3  # a candidate is replayed on at most this many calls of its part
 CANDIDATE_LIMIT_S = 0.5  # wall-clock limit of one replayed candidate call
 TEST_LIMIT_S = 60.0  # per call into the student module while a suspect is graded
@@ -134,8 +143,11 @@ def _code_sources(root: Path, student_dir: str) -> Iterable[tuple[str, str]]:
             notebook = json.loads(path.read_text(encoding="utf-8"))
             for i, cell in enumerate(notebook.get("cells", [])):
                 if cell.get("cell_type") == "code":
-                    lines = [ln for ln in "".join(cell.get("source", [])).splitlines()
-                             if not ln.lstrip().startswith(("%", "!"))]  # fmt: skip
+                    lines = [
+                        ln
+                        for ln in "".join(cell.get("source", [])).splitlines()
+                        if not ln.lstrip().startswith(("%", "!"))
+                    ]
                     yield f"{rel}[cell {i}]", "\n".join(lines)
 
 
@@ -154,8 +166,12 @@ def _defined_names(tree: ast.AST) -> Iterable[tuple[str, int, ast.AST]]:
                     yield alias.asname, node.lineno, node
 
 
-def scan_names(root: Path, parts: dict[str, list[str]], banned: dict[str, dict[str, list[str]]],
-               student_dir: str = "starter_code") -> list[NameHit]:  # fmt: skip
+def scan_names(
+    root: Path,
+    parts: dict[str, list[str]],
+    banned: dict[str, dict[str, list[str]]],
+    student_dir: str = "starter_code",
+) -> list[NameHit]:
     """Definitions outside ``student_dir`` named like a graded part (see the module doc).
 
     A top-level part ``f`` is hit by any function, class, assignment or import alias named
@@ -218,8 +234,13 @@ def _global_names(code) -> set[str]:
 
 def rehome(function, module):
     """``function``'s code with ``module``'s globals (its source pasted into ``module``)."""
-    copied = types.FunctionType(function.__code__, vars(module), function.__name__,
-                                function.__defaults__, function.__closure__)  # fmt: skip
+    copied = types.FunctionType(
+        function.__code__,
+        vars(module),
+        function.__name__,
+        function.__defaults__,
+        function.__closure__,
+    )
     copied.__kwdefaults__ = function.__kwdefaults__
     copied.__qualname__ = function.__qualname__
     return copied
@@ -279,7 +300,11 @@ def candidates(modules: list) -> list[Candidate]:
                 seen.add(id(obj))
                 found.append(Candidate(f"{label}.{name}", obj, True))
                 for attr, member in vars(obj).items():
-                    function = member.__func__ if isinstance(member, staticmethod | classmethod) else member  # fmt: skip
+                    function = (
+                        member.__func__
+                        if isinstance(member, staticmethod | classmethod)
+                        else member
+                    )
                     if inspect.isfunction(function) and id(function) not in seen:
                         seen.add(id(function))
                         found.append(Candidate(f"{label}.{name}.{attr}", function, False))
@@ -315,8 +340,15 @@ def pool_for(part: str, reference_obj, pool: list[Candidate], banned: list[str])
                 chosen.append(cand)
         elif _accepts(cand.obj, needed):
             chosen.append(cand)
-            chosen.append(Candidate(f"{cand.name} (its code in the student module)", cand.obj,
-                                    False, True, cand.banned))  # fmt: skip
+            chosen.append(
+                Candidate(
+                    f"{cand.name} (its code in the student module)",
+                    cand.obj,
+                    False,
+                    True,
+                    cand.banned,
+                )
+            )
     return chosen
 
 
@@ -433,9 +465,15 @@ def _guarded_state():
     import numpy as np
     import torch
 
-    saved = (torch.get_rng_state(), np.random.get_state(), random.getstate(),
-             torch.get_default_dtype(), torch.is_grad_enabled(), torch.get_num_threads(),
-             os.getcwd())  # fmt: skip
+    saved = (
+        torch.get_rng_state(),
+        np.random.get_state(),
+        random.getstate(),
+        torch.get_default_dtype(),
+        torch.is_grad_enabled(),
+        torch.get_num_threads(),
+        os.getcwd(),
+    )
     standard = {fd: os.dup(fd) for fd in (0, 1, 2)}
     try:
         yield saved
@@ -476,8 +514,11 @@ def _tap(part: str, original, screen: Screen, module, bound_class=None):
 
     def tapped(*args, **kwargs):
         screen.calls += 1
-        live = [c for c in screen.pool if c.name not in screen.rejected
-                and screen.agreed.get(c.name, 0) < CHECKED_CALLS]  # fmt: skip
+        live = [
+            c
+            for c in screen.pool
+            if c.name not in screen.rejected and screen.agreed.get(c.name, 0) < CHECKED_CALLS
+        ]
         before = None
         if live:
             try:
@@ -552,8 +593,10 @@ class Finding:
         if not self.candidate:
             return f"{self.part}: {self.test} passes with every graded part deleted"
         if not self.test:
-            return (f"{self.part}: {self.candidate} gives the reference's results on all "
-                    f"{self.calls} replayed calls (no whole test passes with it alone)")  # fmt: skip
+            return (
+                f"{self.part}: {self.candidate} gives the reference's results on all "
+                f"{self.calls} replayed calls (no whole test passes with it alone)"
+            )
         return f"{self.part}: {self.candidate} passes {self.test}"
 
 
@@ -603,8 +646,14 @@ def _stripped(parts: list[str], part: str | None = None, cand: Candidate | None 
     return prepare
 
 
-def find_fill_ins(module_name: str, parts: list[str], pool: list[Candidate], banned: dict,
-                  student_path: Path, log=print) -> dict:  # fmt: skip
+def find_fill_ins(
+    module_name: str,
+    parts: list[str],
+    pool: list[Candidate],
+    banned: dict,
+    student_path: Path,
+    log=print,
+) -> dict:
     """Screen every candidate on the reference's calls, then grade the survivors for real."""
     from instructor import grader_harness
     from replearn.contract import assignments
@@ -620,7 +669,11 @@ def find_fill_ins(module_name: str, parts: list[str], pool: list[Candidate], ban
     def tapped_reference(module) -> None:
         for part, screen in screens.items():
             owner, attr, obj = _resolve(module, part)
-            setattr(owner, attr, _tap(part, obj, screen, module, owner if isinstance(owner, type) else None))  # fmt: skip
+            setattr(
+                owner,
+                attr,
+                _tap(part, obj, screen, module, owner if isinstance(owner, type) else None),
+            )
 
     start = time.monotonic()
     # once untapped: the reference passes every test, and every lazy import is done before a
@@ -639,14 +692,18 @@ def find_fill_ins(module_name: str, parts: list[str], pool: list[Candidate], ban
                 f"{name} (while its calls were replayed): {run.message[:200]}"
             )
     screened = sum(len(s.pool) for s in screens.values())
-    log(f"{module_name}: {len(tests)} tests, {len(parts)} graded parts, {screened} candidate "
-        f"pairs screened in {time.monotonic() - start:.0f} s")  # fmt: skip
+    log(
+        f"{module_name}: {len(tests)} tests, {len(parts)} graded parts, {screened} candidate "
+        f"pairs screened in {time.monotonic() - start:.0f} s"
+    )
 
     findings: list[Finding] = []
     unexercised = [p for p, s in screens.items() if s.calls == 0]
     baseline = grader_harness.module_copies(student_path, module_name, _stripped(parts))
     for name, fn, hidden, _declared in tests:
-        run = grader_harness.run_test(fn, module_name, baseline, hidden=hidden, call_limit_s=TEST_LIMIT_S)  # fmt: skip
+        run = grader_harness.run_test(
+            fn, module_name, baseline, hidden=hidden, call_limit_s=TEST_LIMIT_S
+        )
         if run.passed:
             findings.append(Finding(f"{module_name}:-", "", name))
     suspects, excused = [], []
@@ -660,19 +717,27 @@ def find_fill_ins(module_name: str, parts: list[str], pool: list[Candidate], ban
                 excused.append(f"{part} <- {cand.name} (banned in {part} by BANNED_APIS)")
                 continue
             suspects.append(f"{part} <- {cand.name}")
-            factory = grader_harness.module_copies(student_path, module_name, _stripped(parts, part, cand))  # fmt: skip
+            factory = grader_harness.module_copies(
+                student_path, module_name, _stripped(parts, part, cand)
+            )
             passed = []
             for name, fn, hidden, declared in tests:
                 if part not in declared:
                     continue
-                run = grader_harness.run_test(fn, module_name, factory, hidden=hidden, call_limit_s=TEST_LIMIT_S)  # fmt: skip
+                run = grader_harness.run_test(
+                    fn, module_name, factory, hidden=hidden, call_limit_s=TEST_LIMIT_S
+                )
                 if run.passed:
                     passed.append(name)
                     findings.append(Finding(f"{module_name}:{part}", cand.name, name))
             if not passed:  # it agrees with the reference wherever the tests call the part
-                findings.append(Finding(f"{module_name}:{part}", cand.name, "", screen.agreed[cand.name]))  # fmt: skip
-    log(f"{module_name}: {len(suspects)} suspect(s) graded, {len(findings)} fill-in(s); "
-        f"{time.monotonic() - start:.0f} s")  # fmt: skip
+                findings.append(
+                    Finding(f"{module_name}:{part}", cand.name, "", screen.agreed[cand.name])
+                )
+    log(
+        f"{module_name}: {len(suspects)} suspect(s) graded, {len(findings)} fill-in(s); "
+        f"{time.monotonic() - start:.0f} s"
+    )
     return {
         "assignment": module_name,
         "parts": len(parts),
@@ -688,8 +753,12 @@ def find_fill_ins(module_name: str, parts: list[str], pool: list[Candidate], ban
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="what ships, unpacked (hand-out or wheel)")
-    parser.add_argument("--student-dir", type=Path, default=None,
-                        help="the folder of the student modules (default ROOT/starter_code)")  # fmt: skip
+    parser.add_argument(
+        "--student-dir",
+        type=Path,
+        default=None,
+        help="the folder of the student modules (default ROOT/starter_code)",
+    )
     parser.add_argument("--assignment", default="all")
     parser.add_argument("--names-only", action="store_true", help="only the names scan")
     parser.add_argument("--out", type=Path, help="write the report here (JSON)")
@@ -723,7 +792,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for package in (replearn, autograder):
         if roots[0] not in Path(package.__file__).resolve().parents:
-            parser.error(f"{package.__name__} was imported from {package.__file__}, not from {roots[0]}")  # fmt: skip
+            parser.error(
+                f"{package.__name__} was imported from {package.__file__}, not from {roots[0]}"
+            )
 
     solutions = Path(os.environ["AUTOGRADER_SOLUTIONS_ROOT"])
     parts = graded_parts(solutions)
@@ -731,7 +802,9 @@ def main(argv: list[str] | None = None) -> int:
 
     chosen = [a.module for a in assignments.resolve(args.assignment) if a.module in parts]
     banned = {m: banned_apis(solutions, m) for m in parts}
-    student_rel = os.path.relpath(student_dir, root) if root in student_dir.parents else "starter_code"  # fmt: skip
+    student_rel = (
+        os.path.relpath(student_dir, root) if root in student_dir.parents else "starter_code"
+    )
     hits = [h for r in roots for h in scan_names(r, parts, banned, student_rel)]
     report: dict[str, Any] = {"root": str(root), "names": [str(h) for h in hits]}
     status = 1 if report["names"] else 0
@@ -744,16 +817,28 @@ def main(argv: list[str] | None = None) -> int:
             modules += found
             errors += failed
         pool = candidates(modules)
-        report.update(modules=len(modules), candidates=len(pool), import_errors=errors, assignments=[])  # fmt: skip
-        print(f"{len(modules)} shipped modules, {len(pool)} candidates; {len(errors)} not importable")  # fmt: skip
+        report.update(
+            modules=len(modules), candidates=len(pool), import_errors=errors, assignments=[]
+        )
+        print(
+            f"{len(modules)} shipped modules, {len(pool)} candidates; {len(errors)} not importable"
+        )
         for module_name in chosen:
-            result = find_fill_ins(module_name, parts[module_name], pool, banned[module_name],
-                                   student_dir / f"{module_name}.py")  # fmt: skip
+            result = find_fill_ins(
+                module_name,
+                parts[module_name],
+                pool,
+                banned[module_name],
+                student_dir / f"{module_name}.py",
+            )
             report["assignments"].append(result)
             for finding in result["findings"]:
                 print("fill-in:", finding)
-            status |= bool(result["findings"] or result["reference_failures"]
-                           or result["parts_not_called_by_any_test"])  # fmt: skip
+            status |= bool(
+                result["findings"]
+                or result["reference_failures"]
+                or result["parts_not_called_by_any_test"]
+            )
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return status

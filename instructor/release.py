@@ -647,10 +647,23 @@ def build_wheel(repo: Path = REPO_ROOT) -> tuple[str, bytes]:
             shutil.copyfile(student_readme, source / "README.md")
         env = {**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "315532800")}
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-             "-w", str(out), str(source)],
-            capture_output=True, text=True, env=env, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "-q",
+                "-w",
+                str(out),
+                str(source),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
         wheels = sorted(out.glob("*.whl"))
         if done.returncode != 0 or len(wheels) != 1:
             raise ReleaseError(

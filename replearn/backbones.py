@@ -51,6 +51,7 @@ __all__ = [
     "ConvBackbone",
     "EfficientNetLite",
     "PatchEmbed",
+    "PixelPredictor",
     "PretrainedDownloadError",
     "PretrainedNet",
     "SmallCNN",
@@ -141,9 +142,8 @@ class SmallCNN(ConvBackbone):
 
     At 32x32 the four blocks output ``[N, 32, 16, 16]``, ``[N, 64, 8, 8]``, ``[N, 128, 4, 4]``
     and ``[N, 256, 4, 4]``; ``forward`` gives ``[N, 256]``.
-    The encoder of the ``cpu-quick`` preset: forward + backward ran at about 1,700 images/s on
-    2 uncontended CPU cores at batch 256 in the course team's CPU feasibility study; measure
-    your machine with ``python -m benchmarks.backbone_speed``.
+    The encoder of the ``cpu-quick`` preset: small enough to train at CPU speed (measure your
+    machine with ``python -m benchmarks.backbone_speed``).
 
     Args:
         in_channels: 3 for RGB, 1 for MNIST.
@@ -168,6 +168,40 @@ class SmallCNN(ConvBackbone):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+
+class PixelPredictor(nn.Module):
+    """An encoder (a ``SmallCNN``) and a decoder that maps its last feature map back to pixels:
+    the encoder-decoder of inpainting and colorization (Assignment 3, part II).
+
+    The encoder's last block gives ``[N, D, H/8, W/8]``; ``upsamplings`` transposed convolutions
+    (kernel 4, stride 2, each halving the width, with BatchNorm and ReLU between) bring it to
+    ``[N, out_channels, H/8 * 2^u, ...]``. ``u = 3`` predicts full-resolution pixels
+    (inpainting); ``u = 1`` predicts at 1/4 of the resolution, as Zhang et al.'s colorization
+    network does (their 224 px input gives a 56 x 56 output). ``stride`` is the ratio of input to
+    output size. The output is raw (no sigmoid / softmax): the loss decides.
+    """
+
+    def __init__(self, encoder: ConvBackbone, out_channels: int, upsamplings: int = 3):
+        super().__init__()
+        self.encoder = encoder
+        layers: list[nn.Module] = []
+        width = encoder.feature_dim
+        for index in range(upsamplings):
+            last = index == upsamplings - 1
+            out = out_channels if last else max(width // 2, 16)
+            layers.append(nn.ConvTranspose2d(width, out, kernel_size=4, stride=2, padding=1))
+            if not last:
+                layers += [nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            width = out
+        if upsamplings == 0:
+            layers.append(nn.Conv2d(width, out_channels, kernel_size=1))
+        self.decoder = nn.Sequential(*layers)
+        self.stride = 2 ** (len(encoder.blocks) - 1 - upsamplings)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self.encoder.forward_features(x, pool=False)  # [N, D, H/8, W/8]
+        return self.decoder(maps)  # [N, out, H/stride, W/stride]
 
 
 class _CifarResNet(ConvBackbone):
@@ -719,10 +753,17 @@ def _load_torchvision_resnet(name: str, download: bool, timeout_s: float) -> Pre
         ) from error
     model.eval()
     features = nn.Sequential(
-        model.conv1, model.bn1, model.relu, model.maxpool,
-        model.layer1, model.layer2, model.layer3, model.layer4,
-        model.avgpool, nn.Flatten(),
-    )  # fmt: skip
+        model.conv1,
+        model.bn1,
+        model.relu,
+        model.maxpool,
+        model.layer1,
+        model.layer2,
+        model.layer3,
+        model.layer4,
+        model.avgpool,
+        nn.Flatten(),
+    )
     top1 = weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
     return PretrainedNet(
         name=name,

@@ -41,7 +41,9 @@ ATTRIBUTES = {"colour": COLOURS, "shape": SHAPES, "size": SIZES, "position": POS
 NUM_COMBINATIONS = len(COLOURS) * len(SHAPES) * len(SIZES) * len(POSITIONS)  # 96
 
 # RGB of each colour in 0..255; every image jitters it by up to COLOUR_JITTER per channel
-_RGB = torch.tensor([[220.0, 40.0, 40.0], [40.0, 180.0, 60.0], [50.0, 80.0, 230.0], [230.0, 210.0, 40.0]])  # fmt: skip
+_RGB = torch.tensor(
+    [[220.0, 40.0, 40.0], [40.0, 180.0, 60.0], [50.0, 80.0, 230.0], [230.0, 210.0, 40.0]]
+)
 COLOUR_JITTER = 25.0
 _RADIUS = (3.5, 6.5)  # half-extent in pixels of a small and a large shape
 RADIUS_JITTER = 0.75
@@ -141,7 +143,9 @@ def render_shapes(attributes: torch.Tensor, generator: torch.Generator) -> torch
     """
     attributes = torch.as_tensor(attributes, dtype=torch.int64)
     if attributes.ndim != 2 or attributes.shape[1] != 4:
-        raise ValueError(f"attributes must be [N, 4] (colour, shape, size, position), got {tuple(attributes.shape)}")  # fmt: skip
+        raise ValueError(
+            f"attributes must be [N, 4] (colour, shape, size, position), got {tuple(attributes.shape)}"
+        )
     n, side = len(attributes), IMAGE_SIZE
     colour, shape, size, position = attributes.unbind(1)  # 4 x [N]
     half = side / 4
@@ -149,7 +153,9 @@ def render_shapes(attributes: torch.Tensor, generator: torch.Generator) -> torch
     col = torch.where(position % 2 == 1, 3 * half, half)  # [N] right quadrants: 1 and 3
     cy = row - 0.5 + (torch.rand(n, generator=generator) * 2 - 1) * CENTRE_JITTER  # [N]
     cx = col - 0.5 + (torch.rand(n, generator=generator) * 2 - 1) * CENTRE_JITTER  # [N]
-    radius = torch.tensor(_RADIUS)[size] + (torch.rand(n, generator=generator) * 2 - 1) * RADIUS_JITTER  # fmt: skip
+    radius = (
+        torch.tensor(_RADIUS)[size] + (torch.rand(n, generator=generator) * 2 - 1) * RADIUS_JITTER
+    )
     rgb = _RGB[colour] + (torch.rand(n, 3, generator=generator) * 2 - 1) * COLOUR_JITTER  # [N, 3]
     ys = torch.arange(side, dtype=torch.float32).view(1, side, 1)  # [1, H, 1]
     xs = torch.arange(side, dtype=torch.float32).view(1, 1, side)  # [1, 1, W]
@@ -180,7 +186,9 @@ def make_shapes(
         templates: one is drawn per image for its caption; ``None``: ``"a {c}"`` only.
     """
     if n < 1 or not combinations:
-        raise ValueError(f"need n >= 1 and at least one combination, got n={n}, {len(combinations)} combinations")  # fmt: skip
+        raise ValueError(
+            f"need n >= 1 and at least one combination, got n={n}, {len(combinations)} combinations"
+        )
     combos = [tuple(int(v) for v in c) for c in combinations]
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(len(combos), (n,), generator=generator)  # [N]
@@ -203,9 +211,11 @@ class ShapesSplit:
     unseen: list[Combination]
 
     def __repr__(self) -> str:
-        return (f"ShapesSplit(train {len(self.train)}, test seen {len(self.test_seen)}, test "
-                f"unseen {len(self.test_unseen)}; {len(self.seen)} seen / {len(self.unseen)} "
-                "held-out combinations)")  # fmt: skip
+        return (
+            f"ShapesSplit(train {len(self.train)}, test seen {len(self.test_seen)}, test "
+            f"unseen {len(self.test_unseen)}; {len(self.seen)} seen / {len(self.unseen)} "
+            "held-out combinations)"
+        )
 
 
 def shapes_dataset(
@@ -231,7 +241,18 @@ def shapes_dataset(
 
 # ---- CIFAR prompts ----------------------------------------------------------------------------
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")  # fmt: skip
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 # OpenAI CLIP's 18 prompt templates for CIFAR-10 and CIFAR-100 (github.com/openai/CLIP,
 # data/prompts.md; the same list is clip-benchmark's en_zeroshot_classification_templates.json,
@@ -296,7 +317,9 @@ class Vocab:
         self.words: list[str] = list(self.SPECIALS)
         for word in words:
             if not isinstance(word, str) or not word or word != word.lower():
-                raise ValueError(f"vocabulary words must be non-empty lower-case strings, got {word!r}")  # fmt: skip
+                raise ValueError(
+                    f"vocabulary words must be non-empty lower-case strings, got {word!r}"
+                )
             if word not in self.words:
                 self.words.append(word)
         self.index: dict[str, int] = {w: i for i, w in enumerate(self.words)}
@@ -311,7 +334,9 @@ class Vocab:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Ids back to words, special tokens skipped except ``<unk>``."""
-        out = [self.words[int(i)] for i in ids if int(i) not in (self.pad_id, self.sot_id, self.eot_id)]  # fmt: skip
+        out = [
+            self.words[int(i)] for i in ids if int(i) not in (self.pad_id, self.sot_id, self.eot_id)
+        ]
         return " ".join(out)
 
     def __len__(self) -> int:
@@ -371,9 +396,12 @@ def sentence_embeddings(texts: Sequence[str], batch_size: int = 64) -> torch.Ten
     missing = [t for t in dict.fromkeys(texts) if t not in _EMBEDDING_CACHE]
     if missing:
         encoded = sentence_encoder().encode(
-            missing, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True,
+            missing,
+            batch_size=batch_size,
+            convert_to_tensor=True,
+            normalize_embeddings=True,
             show_progress_bar=False,
-        )  # fmt: skip
+        )
         for text, row in zip(missing, encoded.float().cpu()):
             _EMBEDDING_CACHE[text] = row  # [384]
     if not texts:

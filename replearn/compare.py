@@ -59,16 +59,21 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from replearn import data, impl
+from replearn import data, impl, recipes
 from replearn.backbones import ConvBackbone, SmallCNN
-from replearn.evaluate import extract_features, few_label_curve, knn_accuracy, linear_probe
+from replearn.evaluate import (
+    PROBE_WEIGHT_DECAY,
+    extract_features,
+    few_label_curve,
+    knn_accuracy,
+    linear_probe,
+)
 from replearn.presets import Preset, get_preset
 from replearn.train import pick_device, step_budget
 
 OUT_DIR = Path("build/bench/quality")
 RESULTS = OUT_DIR / "quality.json"
 WIDTHS = (32, 64, 128, 256)  # the SmallCNN every conv method starts from
-PROBE_WEIGHT_DECAY = 2e-4  # the linear probe's L2 strength in Assignments 3-6 (sklearn's C = 1)
 KNN_K, KNN_TEMPERATURE = 20, 0.1
 FEW_LABELS = (1, 10, 100)  # labelled images per class of the few-label curve
 PROBE_BLOCK = 3  # the inner block probed besides the last one
@@ -118,8 +123,8 @@ class Method:
 
 def method_module(name: str):
     """The assignment module whose methods are compared: the reference where the course folder
-    has it (the course team's runs); in a student's hand-out, which has no reference, the
-    student's own module, found as the notebooks' set-up cell finds it."""
+    has it; in a student's hand-out, which has no reference, the student's own module, found as
+    the notebooks' set-up cell finds it."""
     try:
         return impl.load(name, "solution")
     except impl.ImplError:
@@ -150,8 +155,9 @@ class Context:
             self.modules[name] = method_module(name)
         return self.modules[name]
 
-    def config(self, module: str, cls: str, **changes):
-        cfg = getattr(self.module(module), cls).from_preset(self.preset)
+    def config(self, cls: type, **changes):
+        """``cls.from_preset`` of this run's preset, with the comparison's SmallCNN widths."""
+        cfg = cls.from_preset(self.preset)
         fields = {f.name for f in dataclasses.fields(cfg)}
         if "widths" in fields and self.preset.name != "smoke":
             changes.setdefault("widths", WIDTHS)
@@ -171,13 +177,21 @@ def _random_init(ctx: Context, seed: int) -> Trained:
 def _autoencoder(kind: str) -> Callable[[Context, int], Trained]:
     def run(ctx: Context, seed: int) -> Trained:
         aec = ctx.module("autoencoders")
-        cfg = aec.AutoencoderConfig.from_preset(ctx.preset)
+        cfg = recipes.autoencoders.AutoencoderConfig.from_preset(ctx.preset)
         torch.manual_seed(seed)
         model = aec.ConvAutoencoder(3, 32, cfg.cifar_widths, cfg.cifar_code)
-        history = aec.train_autoencoder(model, ctx.x_train, kind=kind, budget_s=ctx.budget_s,
-                                        batch_size=cfg.batch_size, lr=cfg.lr,
-                                        mask_fraction=cfg.mask_fraction, seed=seed,
-                                        device=ctx.device)  # fmt: skip
+        history = recipes.autoencoders.train_autoencoder(
+            aec,
+            model,
+            ctx.x_train,
+            kind=kind,
+            budget_s=ctx.budget_s,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            mask_fraction=cfg.mask_fraction,
+            seed=seed,
+            device=ctx.device,
+        )
         model.eval()
         return Trained(MethodFeatures(model, lambda m, x: m.encode(x)), None, history.steps_done)
 
@@ -186,10 +200,16 @@ def _autoencoder(kind: str) -> Callable[[Context, int], Trained]:
 
 def _pretext(task: str) -> Callable[[Context, int], Trained]:
     def run(ctx: Context, seed: int) -> Trained:
-        cfg = ctx.config("pretext_tasks", "PretextConfig")
-        result = ctx.module("pretext_tasks").pretrain(task, ctx.x_train, cfg,
-                                                      budget_s=ctx.budget_s, seed=seed,
-                                                      device=ctx.device)  # fmt: skip
+        cfg = ctx.config(recipes.pretext_tasks.PretextConfig)
+        result = recipes.pretext_tasks.pretrain(
+            ctx.module("pretext_tasks"),
+            task,
+            ctx.x_train,
+            cfg,
+            budget_s=ctx.budget_s,
+            seed=seed,
+            device=ctx.device,
+        )
         return _conv(result.encoder, result.history.steps_done)
 
     return run
@@ -198,15 +218,25 @@ def _pretext(task: str) -> Callable[[Context, int], Trained]:
 def _generative(method: str) -> Callable[[Context, int], Trained]:
     def run(ctx: Context, seed: int) -> Trained:
         gen = ctx.module("generative_pretext")
-        cfg = ctx.config("generative_pretext", "GenerativeConfig")
+        cfg = ctx.config(recipes.generative_pretext.GenerativeConfig)
         if method == "deep-cluster":
-            result, _ = gen.deep_cluster(ctx.x_train, ctx.y_train, cfg, budget_s=ctx.budget_s,
-                                         seed=seed, device=ctx.device)  # fmt: skip
+            result, _ = recipes.generative_pretext.deep_cluster(
+                gen,
+                ctx.x_train,
+                ctx.y_train,
+                cfg,
+                budget_s=ctx.budget_s,
+                seed=seed,
+                device=ctx.device,
+            )
         else:
-            result = gen.pretrain(method, ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed,
-                                  device=ctx.device)  # fmt: skip
-        features = result.features.eval()
-        block = gen.LabFeatures(list(zip(features.encoders, features.channels)), upto=PROBE_BLOCK)
+            result = recipes.generative_pretext.pretrain(
+                gen, method, ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed, device=ctx.device
+            )
+        features = result.encoder.eval()
+        block = recipes.generative_pretext.LabFeatures(
+            gen, list(zip(features.encoders, features.channels)), upto=PROBE_BLOCK
+        )
         return Trained(features, block, result.history.steps_done)
 
     return run
@@ -214,10 +244,19 @@ def _generative(method: str) -> Callable[[Context, int], Trained]:
 
 def _contrastive(method: str) -> Callable[[Context, int], Trained]:
     def run(ctx: Context, seed: int) -> Trained:
-        cfg = ctx.config("contrastive_learning", "ContrastiveConfig", knn_every=0)
+        recipe = recipes.contrastive_learning
+        cfg = ctx.config(recipe.ContrastiveConfig, knn_every=0)
         labels = ctx.y_train if method == "supervised" else None
-        result = ctx.module("contrastive_learning").pretrain(
-            method, ctx.x_train, labels, cfg, budget_s=ctx.budget_s, seed=seed, device=ctx.device
+        cl = ctx.module("contrastive_learning")
+        result = recipe.pretrain(
+            cl,
+            method,
+            ctx.x_train,
+            labels,
+            cfg,
+            budget_s=ctx.budget_s,
+            seed=seed,
+            device=ctx.device,
         )
         return _conv(result.encoder, result.history.steps_done)
 
@@ -226,31 +265,39 @@ def _contrastive(method: str) -> Callable[[Context, int], Trained]:
 
 def _mae(ctx: Context, seed: int) -> Trained:
     mae = ctx.module("masked_autoencoders")
-    cfg = mae.MAEConfig.from_preset(ctx.preset)
-    result = mae.pretrain(ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed, device=ctx.device)
+    recipe = recipes.masked_autoencoders
+    cfg = recipe.MAEConfig.from_preset(ctx.preset)
+    result = recipe.pretrain(
+        mae, ctx.x_train, cfg, budget_s=ctx.budget_s, seed=seed, device=ctx.device
+    )
     encoder = result.encoder.eval()
-    return Trained(MethodFeatures(encoder, lambda m, x: m.forward_features(x)), None,
-                   result.history.steps_done)  # fmt: skip
+    return Trained(
+        MethodFeatures(encoder, lambda m, x: m.forward_features(x)), None, result.history.steps_done
+    )
 
 
 def _clip(ctx: Context, seed: int) -> Trained:
     clip = ctx.module("clip_zero_shot")
-    cfg = clip.CLIPConfig.from_preset(ctx.preset)
-    cfg = dataclasses.replace(cfg, cifar_heldout=(),
-                              cifar_widths=cfg.cifar_widths if ctx.preset.name == "smoke" else WIDTHS)  # fmt: skip
-    result = clip.train_cifar_aligned(ctx.x_train, ctx.y_train, cfg, budget_s=ctx.budget_s,
-                                      seed=seed, device=ctx.device)  # fmt: skip
+    cfg = recipes.clip_zero_shot.CLIPConfig.from_preset(ctx.preset)
+    cfg = dataclasses.replace(
+        cfg,
+        cifar_heldout=(),
+        cifar_widths=cfg.cifar_widths if ctx.preset.name == "smoke" else WIDTHS,
+    )
+    result = recipes.clip_zero_shot.train_cifar_aligned(
+        clip, ctx.x_train, ctx.y_train, cfg, budget_s=ctx.budget_s, seed=seed, device=ctx.device
+    )
     return _conv(result.model.image_encoder.backbone, result.history.steps_done)
 
 
 SMALLCNN = "SmallCNN"
-METHODS: tuple[Method, ...] = (
+COMPARED: tuple[Method, ...] = (
     Method("random init", "-", SMALLCNN, False, _random_init),
     Method("supervised", "A4 (baseline)", SMALLCNN, True, _contrastive("supervised")),
     Method("autoencoder", "A2", "conv autoencoder, 256-d code", False, _autoencoder("ae")),
     Method(
         "denoising autoencoder", "A2", "conv autoencoder, 256-d code", False, _autoencoder("dae")
-    ),  # fmt: skip
+    ),
     Method("rotation", "A3", SMALLCNN, False, _pretext("rotation")),
     Method("context (relative patch)", "A3", SMALLCNN, False, _pretext("context")),
     Method("jigsaw", "A3", SMALLCNN, False, _pretext("jigsaw")),
@@ -269,7 +316,7 @@ METHODS: tuple[Method, ...] = (
 
 
 def method_names() -> list[str]:
-    return [m.name for m in METHODS]
+    return [m.name for m in COMPARED]
 
 
 def machine_info(
@@ -279,10 +326,15 @@ def machine_info(
     version and threads, the 1-minute load average (read before timing starts: on a shared
     machine it says how much of the CPU the measurement had), package versions, GPU. The
     comparison and every benchmark under ``benchmarks/`` report it."""
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "load_average_1min": load_average()}  # fmt: skip
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1min": load_average(),
+    }
     for package in packages:
         try:
             info[package] = importlib.metadata.version(package)
@@ -318,17 +370,24 @@ def evaluate(
             continue
         f_train = extract_features(module, x_train, batch_size=500).to(device)  # [N, D]
         f_test = extract_features(module, x_test, batch_size=500).to(device)  # [M, D]
-        scores[prefix + "knn"] = knn_accuracy(f_train, y_train, f_test, y_test, k=KNN_K,
-                                              temperature=KNN_TEMPERATURE)  # fmt: skip
-        scores[prefix + "linear"] = linear_probe(f_train, y_train, f_test, y_test,
-                                                 weight_decay=PROBE_WEIGHT_DECAY,
-                                                 max_iter=probe_iters).test_accuracy  # fmt: skip
+        scores[prefix + "knn"] = knn_accuracy(
+            f_train, y_train, f_test, y_test, k=KNN_K, temperature=KNN_TEMPERATURE
+        )
+        scores[prefix + "linear"] = linear_probe(
+            f_train, y_train, f_test, y_test, weight_decay=PROBE_WEIGHT_DECAY, max_iter=probe_iters
+        ).test_accuracy
         if not prefix:
             smallest = int(torch.bincount(y_train).min())
             per_class = [n for n in FEW_LABELS if n <= smallest]
-            curve = few_label_curve(f_train, y_train, f_test, y_test, per_class=per_class,
-                                    seeds=(seed,), probe_kwargs={"weight_decay": PROBE_WEIGHT_DECAY,
-                                                                 "max_iter": probe_iters})  # fmt: skip
+            curve = few_label_curve(
+                f_train,
+                y_train,
+                f_test,
+                y_test,
+                per_class=per_class,
+                seeds=(seed,),
+                probe_kwargs={"weight_decay": PROBE_WEIGHT_DECAY, "max_iter": probe_iters},
+            )
             for n, acc in zip(curve["per_class"], curve["mean"]):
                 scores[f"few_{n}"] = float(acc)
     return {k: float(v) for k, v in scores.items()}
@@ -390,15 +449,19 @@ def summarise(runs: Sequence[dict]) -> dict:
     for key in keys:
         values = [float(r[key]) for r in runs if r.get(key) is not None]
         if values:
-            out[key] = {"mean": statistics.fmean(values),
-                        "std": statistics.stdev(values) if len(values) > 1 else 0.0}  # fmt: skip
+            out[key] = {
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            }
     return out
 
 
 CLOCKS = ("steps", "wall")
 
 
-def calibrate(ctx: Context, methods: Sequence[Method], seed: int, say: Callable = print) -> dict[str, int]:  # fmt: skip
+def calibrate(
+    ctx: Context, methods: Sequence[Method], seed: int, say: Callable = print
+) -> dict[str, int]:
     """The optimizer steps each method takes in ``ctx.budget_s`` seconds on this machine now:
     one run per method on the wall clock (the models are thrown away)."""
     steps = {}
@@ -407,8 +470,11 @@ def calibrate(ctx: Context, methods: Sequence[Method], seed: int, say: Callable 
             continue
         t0 = time.perf_counter()
         steps[method.name] = max(int(method.run(ctx, seed).steps or 0), 1)
-        say(f"calibration: {method.name} takes {steps[method.name]} steps in {ctx.budget_s:g} s "
-            f"(ran {time.perf_counter() - t0:.0f} s, load {load_average()})", flush=True)  # fmt: skip
+        say(
+            f"calibration: {method.name} takes {steps[method.name]} steps in {ctx.budget_s:g} s "
+            f"(ran {time.perf_counter() - t0:.0f} s, load {load_average()})",
+            flush=True,
+        )
     return steps
 
 
@@ -454,19 +520,25 @@ def run(
     if steps is not None and clock != "steps":
         raise ValueError("steps are given for clock='steps'; drop them or the wall clock")
     preset = get_preset(preset)
-    budget = float(budget_s) if budget_s is not None else BUDGET_S.get(preset.name, preset.scaled(30))  # fmt: skip
-    chosen = METHODS
+    budget = (
+        float(budget_s) if budget_s is not None else BUDGET_S.get(preset.name, preset.scaled(30))
+    )
+    chosen = COMPARED
     if methods is not None:
         unknown = sorted(set(methods) - set(method_names()))
         if unknown:
             raise ValueError(f"unknown methods {unknown}; choose from {method_names()}")
-        chosen = tuple(m for m in METHODS if m.name in methods)
+        chosen = tuple(m for m in COMPARED if m.name in methods)
     if not seeds:
         raise ValueError("give at least one seed")
     device = pick_device(device if device is not None else preset.device)
     machine = machine_info(device)
-    cifar = data.load_dataset(preset.dataset, train_per_class=preset.train_per_class,
-                              test_per_class=preset.test_per_class, seed=0)  # fmt: skip
+    cifar = data.load_dataset(
+        preset.dataset,
+        train_per_class=preset.train_per_class,
+        test_per_class=preset.test_per_class,
+        seed=0,
+    )
     say = print if verbose else (lambda *a, **k: None)
     say(cifar.summary(), flush=True)
     ctx = Context(preset, budget, cifar.x_train, cifar.y_train, {}, device)
@@ -480,43 +552,87 @@ def run(
         missing = [m for m in trained_methods if m.name not in given]
         budget_steps = {**given, **calibrate(ctx, missing, seeds[0], say)}
         budget_steps = {m.name: budget_steps[m.name] for m in trained_methods}  # method order
-        calibration = {"given": sorted(given), "calibrated": [m.name for m in missing],
-                       "seed": seeds[0], "machine": machine_info(device) if missing else None,
-                       "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+        calibration = {
+            "given": sorted(given),
+            "calibrated": [m.name for m in missing],
+            "seed": seeds[0],
+            "machine": machine_info(device) if missing else None,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
     rows: dict[str, dict] = {}
     for method in chosen:
         runs = []
         for seed in seeds:
             load_before, t0 = load_average(), time.perf_counter()
             torch.manual_seed(seed)
-            with step_budget(budget_steps[method.name]) if method.name in budget_steps \
-                    else contextlib.nullcontext():  # fmt: skip
+            with (
+                step_budget(budget_steps[method.name])
+                if method.name in budget_steps
+                else contextlib.nullcontext()
+            ):
                 trained = method.run(ctx, seed)
             train_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            scores = evaluate(trained, cifar.x_train, cifar.y_train, cifar.x_test, cifar.y_test,
-                              seed, probe_iters, device)  # fmt: skip
-            record = {"seed": seed, **scores, "steps": trained.steps, "train_s": round(train_s, 1),
-                      "eval_s": round(time.perf_counter() - t1, 1), "load_before": load_before}  # fmt: skip
+            scores = evaluate(
+                trained,
+                cifar.x_train,
+                cifar.y_train,
+                cifar.x_test,
+                cifar.y_test,
+                seed,
+                probe_iters,
+                device,
+            )
+            record = {
+                "seed": seed,
+                **scores,
+                "steps": trained.steps,
+                "train_s": round(train_s, 1),
+                "eval_s": round(time.perf_counter() - t1, 1),
+                "load_before": load_before,
+            }
             runs.append(record)
-            say(f"{method.name} (seed {seed}): kNN {scores['knn']:.3f}, linear "
-                f"{scores['linear']:.3f}, {trained.steps} steps in {train_s:.0f} s", flush=True)  # fmt: skip
-        rows[method.name] = {"assignment": method.assignment, "backbone": method.backbone,
-                             "uses_labels": method.uses_labels,
-                             "budget_s": 0.0 if method.name == "random init" else budget,
-                             "runs": runs, "summary": summarise(runs)}  # fmt: skip
+            say(
+                f"{method.name} (seed {seed}): kNN {scores['knn']:.3f}, linear "
+                f"{scores['linear']:.3f}, {trained.steps} steps in {train_s:.0f} s",
+                flush=True,
+            )
+        rows[method.name] = {
+            "assignment": method.assignment,
+            "backbone": method.backbone,
+            "uses_labels": method.uses_labels,
+            "budget_s": 0.0 if method.name == "random init" else budget,
+            "runs": runs,
+            "summary": summarise(runs),
+        }
     result = {
-        "preset": preset.name, "dataset": cifar.name, "source": cifar.source,
-        "train_images": len(cifar.y_train), "test_images": len(cifar.y_test),
-        "budget_s": budget, "clock": clock, "device": str(device), "budget_steps": budget_steps or None,
-        "calibration": calibration or None, "seeds": list(seeds), "few_labels": list(FEW_LABELS),
+        "preset": preset.name,
+        "dataset": cifar.name,
+        "source": cifar.source,
+        "train_images": len(cifar.y_train),
+        "test_images": len(cifar.y_test),
+        "budget_s": budget,
+        "clock": clock,
+        "device": str(device),
+        "budget_steps": budget_steps or None,
+        "calibration": calibration or None,
+        "seeds": list(seeds),
+        "few_labels": list(FEW_LABELS),
         "probe_block": PROBE_BLOCK,
-        "protocol": {"knn_k": KNN_K, "knn_temperature": KNN_TEMPERATURE,
-                     "linear_weight_decay": PROBE_WEIGHT_DECAY, "probe_iters": probe_iters},
-        "machine": {**machine, "load_average_1min_end": load_average(),
-                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
-        "rows": rows, "seconds": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
+        "protocol": {
+            "knn_k": KNN_K,
+            "knn_temperature": KNN_TEMPERATURE,
+            "linear_weight_decay": PROBE_WEIGHT_DECAY,
+            "probe_iters": probe_iters,
+        },
+        "machine": {
+            **machine,
+            "load_average_1min_end": load_average(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        },
+        "rows": rows,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     if out is not None:
         _write(result, out, plots)
     return result
@@ -536,8 +652,18 @@ def _write(result: dict, out: str | Path, plots: bool) -> None:
 
 
 # What must be equal for two comparisons to be one experiment with more seeds.
-SAME_PROTOCOL = ("preset", "dataset", "train_images", "test_images", "budget_s", "clock",
-                 "budget_steps", "few_labels", "probe_block", "protocol")  # fmt: skip
+SAME_PROTOCOL = (
+    "preset",
+    "dataset",
+    "train_images",
+    "test_images",
+    "budget_s",
+    "clock",
+    "budget_steps",
+    "few_labels",
+    "probe_block",
+    "protocol",
+)
 
 
 def merge(results: Sequence[dict]) -> dict:
@@ -550,28 +676,42 @@ def merge(results: Sequence[dict]) -> dict:
     for other in results[1:]:
         for key in SAME_PROTOCOL:
             if other.get(key) != first.get(key):
-                hint = " (run the later seeds with --steps-from the first report)" \
-                    if key == "budget_steps" else ""  # fmt: skip
-                raise ValueError(f"cannot merge: {key} differs ({first.get(key)!r} vs "
-                                 f"{other.get(key)!r}); only runs of one protocol merge{hint}")  # fmt: skip
+                hint = (
+                    " (run the later seeds with --steps-from the first report)"
+                    if key == "budget_steps"
+                    else ""
+                )
+                raise ValueError(
+                    f"cannot merge: {key} differs ({first.get(key)!r} vs "
+                    f"{other.get(key)!r}); only runs of one protocol merge{hint}"
+                )
         if other["rows"].keys() != first["rows"].keys():
             missing = sorted(set(first["rows"]) ^ set(other["rows"]))
-            raise ValueError(f"cannot merge: the methods differ ({missing}); run the same "
-                             "--methods with every seed")  # fmt: skip
+            raise ValueError(
+                f"cannot merge: the methods differ ({missing}); run the same "
+                "--methods with every seed"
+            )
     seeds = [s for r in results for s in r["seeds"]]
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"cannot merge: a seed appears twice ({seeds}); a rerun of a seed is "
-                         "compared with `--agreement`, not merged")  # fmt: skip
+        raise ValueError(
+            f"cannot merge: a seed appears twice ({seeds}); a rerun of a seed is "
+            "compared with `--agreement`, not merged"
+        )
     parts = [p for r in results for p in r.get("parts", [_part(r)])]
     rows = {}
     for name, row in first["rows"].items():
-        runs = sorted((run for r in results for run in r["rows"][name]["runs"]),
-                      key=lambda run: run["seed"])  # fmt: skip
+        runs = sorted(
+            (run for r in results for run in r["rows"][name]["runs"]), key=lambda run: run["seed"]
+        )
         rows[name] = {**row, "runs": runs, "summary": summarise(runs)}
-    return {**{k: first[k] for k in first if k not in ("rows", "seeds", "parts")},
-            "seeds": sorted(seeds), "rows": rows, "parts": parts,
-            "machine": first["machine"],
-            "seconds": round(sum(p["seconds"] for p in parts), 1)}  # fmt: skip
+    return {
+        **{k: first[k] for k in first if k not in ("rows", "seeds", "parts")},
+        "seeds": sorted(seeds),
+        "rows": rows,
+        "parts": parts,
+        "machine": first["machine"],
+        "seconds": round(sum(p["seconds"] for p in parts), 1),
+    }
 
 
 def _part(result: dict) -> dict:
@@ -596,25 +736,39 @@ def rerun_agreement(result: dict, rerun: dict, keys: Sequence[str] = ("knn", "li
         second = {r["seed"]: r for r in rerun["rows"][name]["runs"]}
         out[name] = {}
         for key in keys:
-            diffs = [abs(first[s][key] - second[s][key]) for s in shared
-                     if key in first[s] and key in second[s]]  # fmt: skip
+            diffs = [
+                abs(first[s][key] - second[s][key])
+                for s in shared
+                if key in first[s] and key in second[s]
+            ]
             if diffs:
                 std = result["rows"][name]["summary"].get(key, {}).get("std", float("nan"))
-                out[name][key] = {"rerun": max(diffs), "seed_std": std,
-                                  "steps": (first[shared[0]]["steps"], second[shared[0]]["steps"])}  # fmt: skip
+                out[name][key] = {
+                    "rerun": max(diffs),
+                    "seed_std": std,
+                    "steps": (first[shared[0]]["steps"], second[shared[0]]["steps"]),
+                }
     return {"seeds": shared, "methods": out}
 
 
 def agreement_markdown(agreement: dict) -> str:
-    lines = [f"Rerun of seeds {agreement['seeds']}: largest |first - rerun| beside the sample std "
-             "over seeds of the first comparison, in points.", "",
-             "| method | steps (first, rerun) | kNN rerun | kNN seed std | linear rerun | "
-             "linear seed std |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"Rerun of seeds {agreement['seeds']}: largest |first - rerun| beside the sample std "
+        "over seeds of the first comparison, in points.",
+        "",
+        "| method | steps (first, rerun) | kNN rerun | kNN seed std | linear rerun | "
+        "linear seed std |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, keys in agreement["methods"].items():
         cells = []
         for key in ("knn", "linear"):
             k = keys.get(key)
-            cells += ["-", "-"] if k is None else [f"{100 * k['rerun']:.1f}", f"{100 * k['seed_std']:.1f}"]  # fmt: skip
+            cells += (
+                ["-", "-"]
+                if k is None
+                else [f"{100 * k['rerun']:.1f}", f"{100 * k['seed_std']:.1f}"]
+            )
         steps = next(iter(keys.values()))["steps"] if keys else ("-", "-")
         lines.append(f"| {name} | {steps[0]}, {steps[1]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -624,14 +778,18 @@ def load_results(path: str | Path = RESULTS) -> dict:
     """A saved comparison (``run``'s JSON), with a clear error when it is missing or broken."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run `python -m benchmarks.quality "
-                                "--preset cpu-quick` (about 14 minutes per seed) or `make bench`")  # fmt: skip
+        raise FileNotFoundError(
+            f"{path} does not exist: run `python -m benchmarks.quality "
+            "--preset cpu-quick` (about 14 minutes per seed) or `make bench`"
+        )
     try:
         result = json.loads(path.read_text())
         result["rows"], result["preset"]  # noqa: B018
     except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path} is not a comparison written by replearn.compare ({err}); "
-                         "delete it and run the benchmark again") from err  # fmt: skip
+        raise ValueError(
+            f"{path} is not a comparison written by replearn.compare ({err}); "
+            "delete it and run the benchmark again"
+        ) from err
     return result
 
 
@@ -664,14 +822,25 @@ def load_or_run(
     if path.is_file():
         result = load_results(path)
         if result["preset"] == preset.name:
-            print(f"read {path}: {len(result['rows'])} methods, seeds {result['seeds']}, "
-                  f"{result['budget_s']:g} s each, measured in {result['seconds']:.0f} s")  # fmt: skip
+            print(
+                f"read {path}: {len(result['rows'])} methods, seeds {result['seeds']}, "
+                f"{result['budget_s']:g} s each, measured in {result['seconds']:.0f} s"
+            )
             return result
-        print(f"{path} was measured with preset {result['preset']}, not {preset.name}: running "
-              "a smaller comparison now")  # fmt: skip
+        print(
+            f"{path} was measured with preset {result['preset']}, not {preset.name}: running "
+            "a smaller comparison now"
+        )
     budget = NOTEBOOK_BUDGET_S.get(preset.name, preset.scaled(60))
-    return run(preset, (seed,), budget_s=budget, methods=NOTEBOOK_METHODS, out=None, clock="wall",
-               device=device)  # fmt: skip
+    return run(
+        preset,
+        (seed,),
+        budget_s=budget,
+        methods=NOTEBOOK_METHODS,
+        out=None,
+        clock="wall",
+        device=device,
+    )
 
 
 def mean(result: dict, method: str, key: str) -> float:
@@ -704,27 +873,54 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu-quick")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--budget-s", type=float, default=None,
-                        help="seconds of pretraining per method and seed (default: 30 in "
-                             "cpu-quick, 1 in smoke, preset.scaled(30) otherwise)")  # fmt: skip
-    parser.add_argument("--methods", nargs="*", default=None, metavar="NAME",
-                        help=f"a subset, by name: {method_names()}")  # fmt: skip
-    parser.add_argument("--clock", choices=CLOCKS, default="steps",
-                        help="steps (default): every seed trains the steps a calibration run "
-                             "takes in the budget; wall: every run stops on the wall clock")  # fmt: skip
-    parser.add_argument("--steps-from", metavar="JSON", default=None,
-                        help="train each method for the steps of this earlier report instead of "
-                             "calibrating (a rerun that repeats its numbers)")  # fmt: skip
-    parser.add_argument("--device", default=None,
-                        help="auto, cpu, cuda (default: the preset's, or $REPLEARN_DEVICE)")  # fmt: skip
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="seconds of pretraining per method and seed (default: 30 in "
+        "cpu-quick, 1 in smoke, preset.scaled(30) otherwise)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help=f"a subset, by name: {method_names()}",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=CLOCKS,
+        default="steps",
+        help="steps (default): every seed trains the steps a calibration run "
+        "takes in the budget; wall: every run stops on the wall clock",
+    )
+    parser.add_argument(
+        "--steps-from",
+        metavar="JSON",
+        default=None,
+        help="train each method for the steps of this earlier report instead of "
+        "calibrating (a rerun that repeats its numbers)",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="auto, cpu, cuda (default: the preset's, or $REPLEARN_DEVICE)",
+    )
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--merge", nargs="+", metavar="JSON",
-                        help="train nothing: merge comparisons run with different seeds into "
-                             "--out")  # fmt: skip
-    parser.add_argument("--agreement", nargs=2, metavar=("FIRST", "RERUN"),
-                        help="train nothing: compare a rerun of the same seeds with the first "
-                             "run, beside the spread over seeds")  # fmt: skip
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="train nothing: merge comparisons run with different seeds into --out",
+    )
+    parser.add_argument(
+        "--agreement",
+        nargs=2,
+        metavar=("FIRST", "RERUN"),
+        help="train nothing: compare a rerun of the same seeds with the first "
+        "run, beside the spread over seeds",
+    )
     args = parser.parse_args(argv)
     if args.merge:
         try:
@@ -755,12 +951,22 @@ def main(argv=None) -> dict:
             parser.error(str(err))
         earlier_budget = args.budget_s if args.budget_s is not None else earlier["budget_s"]
         if earlier["budget_s"] != earlier_budget or earlier["preset"] != args.preset:
-            parser.error(f"{args.steps_from} was measured with preset {earlier['preset']} and "
-                         f"{earlier['budget_s']:g} s per run; use the same --preset and --budget-s")  # fmt: skip
+            parser.error(
+                f"{args.steps_from} was measured with preset {earlier['preset']} and "
+                f"{earlier['budget_s']:g} s per run; use the same --preset and --budget-s"
+            )
         steps, args.budget_s = steps_from(earlier), earlier["budget_s"]
-    result = run(args.preset, args.seeds, budget_s=args.budget_s, methods=args.methods or None,
-                 out=args.out, plots=not args.no_plots, clock=args.clock, steps=steps,
-                 device=args.device)  # fmt: skip
+    result = run(
+        args.preset,
+        args.seeds,
+        budget_s=args.budget_s,
+        methods=args.methods or None,
+        out=args.out,
+        plots=not args.no_plots,
+        clock=args.clock,
+        steps=steps,
+        device=args.device,
+    )
     print(markdown(result))
     return result
 
@@ -781,21 +987,27 @@ def _machine_text(m: dict, seconds: float, seeds: list[int] | None) -> str:
         value = m.get(key)
         return "?" if value is None else f"{value:.1f}"
 
-    text = (f"{m['cpu_count']} CPUs, torch {m['torch']} with {m['torch_threads']} threads, load "
-            f"average {load('load_average_1min')} at the start and "
-            f"{load('load_average_1min_end')} at the end, {seconds:.0f} s")  # fmt: skip
+    text = (
+        f"{m['cpu_count']} CPUs, torch {m['torch']} with {m['torch_threads']} threads, load "
+        f"average {load('load_average_1min')} at the start and "
+        f"{load('load_average_1min_end')} at the end, {seconds:.0f} s"
+    )
     return f"seeds {seeds} on {text}" if seeds is not None else f"{text} in all"
 
 
 def markdown(result: dict) -> str:
     seeds = result["seeds"]
     parts = result.get("parts", [_part(result)])
-    where = "; ".join(_machine_text(p["machine"], p["seconds"], p["seeds"] if len(parts) > 1 else None)
-                      for p in parts)  # fmt: skip
+    where = "; ".join(
+        _machine_text(p["machine"], p["seconds"], p["seeds"] if len(parts) > 1 else None)
+        for p in parts
+    )
     budget = f"{result['budget_s']:g} s per run"
     if result.get("clock") == "steps":
-        budget = (f"the optimizer steps it takes in {result['budget_s']:g} s on this machine "
-                  "(calibrated once, the same for every seed)")  # fmt: skip
+        budget = (
+            f"the optimizer steps it takes in {result['budget_s']:g} s on this machine "
+            "(calibrated once, the same for every seed)"
+        )
     lines = [
         f"Every method for {budget} on {result['dataset']} "
         f"({result['train_images']} train / {result['test_images']} test), preset "
@@ -836,9 +1048,13 @@ def figure_scores(result: dict):
         means = [100 * r["summary"][key]["mean"] for _, r in rows]
         stds = [100 * r["summary"][key]["std"] for _, r in rows]
         ax.barh(y + offset, means, height=0.4, xerr=stds, color=colour, label=key)
-    ax.set(yticks=y.tolist(), yticklabels=[name for name, _ in rows], xlabel="test accuracy (%)",
-           title=f"{result['dataset']}, {result['budget_s']:g} s per method, "
-                 f"{len(result['seeds'])} seed(s)")  # fmt: skip
+    ax.set(
+        yticks=y.tolist(),
+        yticklabels=[name for name, _ in rows],
+        xlabel="test accuracy (%)",
+        title=f"{result['dataset']}, {result['budget_s']:g} s per method, "
+        f"{len(result['seeds'])} seed(s)",
+    )
     ax.legend(loc="lower right")
     return fig
 
@@ -850,12 +1066,19 @@ def figure_few_label(result: dict):
     fig = _new_figure(6.5, 4.2)
     ax = fig.add_subplot()
     for name, row in _sorted_rows(result)[::-1]:
-        points = [(n, row["summary"][f"few_{n}"]["mean"]) for n in result["few_labels"]
-                  if f"few_{n}" in row["summary"]]  # fmt: skip
+        points = [
+            (n, row["summary"][f"few_{n}"]["mean"])
+            for n in result["few_labels"]
+            if f"few_{n}" in row["summary"]
+        ]
         if points:
             ax.plot([n for n, _ in points], [100 * a for _, a in points], marker="o", label=name)
-    ax.set(xscale="log", xlabel="labelled images per class", ylabel="linear probe accuracy (%)",
-           title="few-label curve (same frozen features)")  # fmt: skip
+    ax.set(
+        xscale="log",
+        xlabel="labelled images per class",
+        ylabel="linear probe accuracy (%)",
+        title="few-label curve (same frozen features)",
+    )
     ax.legend(fontsize=7, ncol=2)
     return fig
 
@@ -875,8 +1098,11 @@ def figure_blocks(result: dict):
         ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     low, high = min(last + inner) - 2, max(last + inner) + 2
     ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
-    ax.set(xlabel="linear probe, last block (%)", ylabel=f"linear probe, block {result['probe_block']} (%)",
-           title="which layer is probed (above the line: the inner block is better)")  # fmt: skip
+    ax.set(
+        xlabel="linear probe, last block (%)",
+        ylabel=f"linear probe, block {result['probe_block']} (%)",
+        title="which layer is probed (above the line: the inner block is better)",
+    )
     return fig
 
 
@@ -884,8 +1110,11 @@ def plot(result: dict, folder: Path) -> list[Path]:
     """``quality.png``, ``few_label.png`` and ``blocks.png`` in ``folder``."""
     from replearn.viz import save_figure
 
-    figures = {"quality.png": figure_scores, "few_label.png": figure_few_label,
-               "blocks.png": figure_blocks}  # fmt: skip
+    figures = {
+        "quality.png": figure_scores,
+        "few_label.png": figure_few_label,
+        "blocks.png": figure_blocks,
+    }
     return [
         save_figure(make(result), Path(folder) / name, dpi=120) for name, make in figures.items()
     ]

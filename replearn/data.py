@@ -71,6 +71,7 @@ __all__ = [
     "ImageData",
     "MNIST_MEAN",
     "MNIST_STD",
+    "as_float_images",
     "cache_dir",
     "course_order",
     "default_dataset",
@@ -229,6 +230,25 @@ def to_float(x: torch.Tensor | np.ndarray) -> torch.Tensor:
             "images that are already float need no conversion"
         )
     return x.to(torch.float32).div_(255.0)  # [N, C, H, W] in [0, 1]
+
+
+def as_float_images(images: torch.Tensor) -> torch.Tensor:
+    """Images ``[N, C, H, W]`` as float32 in [0, 1]: uint8 goes through :func:`to_float`,
+    floating images (already in [0, 1]) become float32, anything else is an error.
+
+    >>> as_float_images(torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)).flatten().tolist()
+    [1.0, 1.0, 1.0, 1.0]
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"expected images [N, C, H, W], got {shape}")
+    if images.dtype == torch.uint8:
+        return to_float(images)  # [N, C, H, W]
+    if images.is_floating_point():
+        return images.float()  # [N, C, H, W]
+    raise TypeError(
+        f"images must be uint8 in [0, 255] or float in [0, 1], got dtype {images.dtype}"
+    )
 
 
 def _splitmix64(seed: int, n: int) -> np.ndarray:

@@ -243,11 +243,18 @@ class Session:
         """The entry point's run of ``method`` with this notebook's preset, seed, device and module:
         loaded when it finished (for example after ``torchrun --nproc_per_node 4 -m
         replearn.pretrain --method simclr --preset full`` in the course folder), else trained here
-        in one process, resumable. See ``replearn.pretrain.train_or_load``."""
-        from replearn.pretrain import train_or_load
+        in one process, resumable. See ``replearn.pretrain.load_or_pretrain``."""
+        from replearn.pretrain import load_or_pretrain
 
-        return train_or_load(method, self.preset, module=self.impl, seed=self.seed,
-                             device=str(self.device), root=self.course_root or None, **changes)  # fmt: skip
+        return load_or_pretrain(
+            method,
+            self.preset,
+            module=self.impl,
+            seed=self.seed,
+            device=str(self.device),
+            root=self.course_root or None,
+            **changes,
+        )
 
     def checkpoint(self, name: str, *, enabled: bool = True) -> str | None:
         """The checkpoint file of this notebook's run ``name``, for its ``checkpoint_path=``.

@@ -33,13 +33,13 @@ What happens under torchrun (``W`` processes, ranks ``0 .. W-1``):
   clock, broadcast every step, so that every rank takes the same number of steps at the same
   rates; ``check_replicas`` proves at the end that every rank holds bit-identical weights.
 
-Each method is a ``PretrainMethod`` in ``METHODS``: RotNet (Assignment 3), SimCLR, MoCo, BYOL, SimSiam (with and
-without the stop-gradient) and the supervised baseline (Assignment 4), MAE (Assignment 5) and the
-CLIP-style model (Assignment 6: a CIFAR image tower aligned to frozen sentence embeddings of
-captions; the captions are made from the class labels, so ``clip``, like ``supervised``, uses
-labels). Another module adds its own with ``register_method``. Shapes: ``n`` images on this
-rank, ``N = W n`` in the global batch, ``D`` embedding width, ``K`` queue length (MoCo) or
-classes (CLIP's caption table).
+Each method is a ``PretrainMethod`` in ``METHODS``: RotNet (Assignment 3), SimCLR, MoCo, BYOL,
+SimSiam (with and without the stop-gradient) and the supervised baseline (Assignment 4), MAE
+(Assignment 5) and the CLIP-style model (Assignment 6: a CIFAR image tower aligned to frozen
+sentence embeddings of captions; the captions are made from the class labels, so ``clip``, like
+``supervised``, uses labels). Another module adds its own with ``register_method``. Shapes:
+``n`` images on this rank, ``N = W n`` in the global batch, ``D`` embedding width, ``K`` queue
+length (MoCo) or classes (CLIP's caption table).
 """
 
 from __future__ import annotations
@@ -57,14 +57,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from replearn import captions, distributed
+from replearn import distributed
 from replearn.backbones import SmallCNN, cifar_resnet18
-from replearn.data import ImageData, load_dataset, to_float
+from replearn.data import load_dataset
 from replearn.distributed import World
 from replearn.presets import Preset, get_preset
+from replearn.recipes import clip_zero_shot as _clip
+from replearn.recipes import contrastive_learning as _contrastive
+from replearn.recipes import masked_autoencoders as _mae
+from replearn.recipes import pretext_tasks as _pretext
+from replearn.recipes.clip_zero_shot import CaptionAlignedTower, caption_table
+from replearn.recipes.common import PretrainMethod, Run, StepContext
 from replearn.train import (
     BudgetCosine,
     History,
@@ -73,7 +78,6 @@ from replearn.train import (
     TrainConfig,
     autocast_dtype,
     checkpoint_dir,
-    draw,
     step_budget,
     train,
 )
@@ -92,83 +96,12 @@ __all__ = [
     "main",
     "register_method",
     "run_pretraining",
-    "train_or_load",
+    "load_or_pretrain",
 ]
 
 # --------------------------------------------------------------------------------------------
 # The method table
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class StepContext:
-    """What a method's step function gets, besides the batch.
-
-    ``trained`` is what the forward pass must go through: the DDP-wrapped online network under
-    torchrun (so that DDP sees the forward and averages the gradients), the plain one otherwise.
-    ``model`` is the whole unwrapped model (momentum networks, queue), ``module`` the assignment
-    module the method's parts come from, ``generator`` this rank's generator for this step,
-    ``step`` the 0-based index of the optimizer step being computed (for schedules).
-    """
-
-    module: types.ModuleType
-    model: nn.Module
-    trained: nn.Module
-    cfg: Any
-    augment: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
-    generator: torch.Generator
-    world: World
-    step: int = 0
-
-
-@dataclass(frozen=True)
-class PretrainMethod:
-    """One pretraining method: where its parts live and how the engine drives them.
-
-    Attributes:
-        name: the ``--method`` name.
-        module: the assignment module with its parts, loaded with ``replearn.impl.load``.
-        config: ``(module, preset) -> cfg``, the method's settings for a preset (a dataclass,
-            so that ``--set key=value`` can change a field).
-        budget: ``cfg -> seconds``, the wall-clock budget of one run.
-        build: ``(module, cfg, encoder, data) -> model``, the whole model (``model.encoder``
-            is what transfers).
-        trained: ``model -> nn.Module``, the part that gets gradients and that DDP wraps; its
-            forward is the online forward pass. Default: the whole model.
-        step: ``(StepContext, batch) -> {"loss": tensor, ...}``, one step's loss on this rank's
-            share (scalars besides the loss are logged, averaged over ranks).
-        optimizer: ``(cfg, parameters) -> torch.optim.Optimizer``.
-        tensors: ``(data, cfg) -> tensors`` the loader iterates (a batch is their rows).
-        evaluate: ``(module, encoder, data, cfg) -> {name: float}``, run by rank 0 at the end;
-            None: no evaluation.
-        grad_clip: the global gradient-norm clip, or None.
-        augment: ``(module, cfg, sample_images) -> (images, generator) -> images``, the batched
-            augmentation the step receives as ``ctx.augment``. Default: the module's
-            ``default_augment``.
-        backbone: whether ``build`` takes an encoder from ``--backbone``; False for methods
-            that build their own (MAE's ViT, CLIP's image tower), which then get ``None``.
-        batch_size: ``cfg -> int``, the default global batch (``--batch-size`` overrides it).
-    """
-
-    name: str
-    module: str
-    config: Callable[[types.ModuleType, Preset], Any]
-    budget: Callable[[Any], float]
-    build: Callable[[types.ModuleType, Any, nn.Module, ImageData], nn.Module]
-    step: Callable[[StepContext, Any], Mapping[str, Any]]
-    optimizer: Callable[[Any, list[nn.Parameter]], torch.optim.Optimizer]
-    trained: Callable[[nn.Module], nn.Module] = lambda model: model
-    tensors: Callable[[ImageData, Any], tuple[torch.Tensor, ...]] = lambda data, cfg: (
-        data.x_train,
-    )
-    evaluate: Callable[[types.ModuleType, nn.Module, ImageData, Any], dict] | None = None
-    grad_clip: float | None = 5.0
-    description: str = ""
-    augment: Callable[[types.ModuleType, Any, torch.Tensor], Callable] = (
-        lambda module, cfg, images: module.default_augment(cfg, images)
-    )
-    backbone: bool = True
-    batch_size: Callable[[Any], int] = lambda cfg: cfg.batch_size
 
 
 METHODS: dict[str, PretrainMethod] = {}
@@ -195,365 +128,19 @@ def get_method(name: str) -> PretrainMethod:
 BACKBONES: dict[str, Callable[[Any, int], nn.Module]] = {
     "smallcnn": lambda cfg, channels: SmallCNN(
         channels, widths=getattr(cfg, "widths", None) or (32, 64, 128, 256)
-    ),  # fmt: skip
+    ),
     "resnet18": lambda cfg, channels: cifar_resnet18(channels),
 }
 
 
-# ---- Assignment 4: contrastive_learning ------------------------------------------------------
-
-
-def _contrastive_config(module: types.ModuleType, preset: Preset) -> Any:
-    return module.ContrastiveConfig.from_preset(preset)
-
-
-def _adamw(cfg: Any, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def _two_views(ctx: StepContext, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two augmented views, in the reference's order (view 1, then view 2, same generator)."""
-    x = ctx.module.as_float_images(images)  # [n, C, H, W]
-    return ctx.augment(x, ctx.generator), ctx.augment(x, ctx.generator)  # [n, C, H, W] each
-
-
-def _simclr_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``contrastive_learning.simclr_step`` with the global batch's negatives."""
-    view1, view2 = _two_views(ctx, images)
-    z = ctx.trained(torch.cat([view1, view2]))  # [2n, D] one forward, BN over both views
-    z1, z2 = z.chunk(2)  # [n, D] each
-    loss = distributed.on_global_batch(ctx.module.nt_xent_loss, (z1, z2), ctx.cfg.temperature)
-    return {"loss": loss}
-
-
-def _moco_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``MoCo.step`` with the queue fed by every rank's keys (MoCo's ``concat_all_gather``)."""
-    m, model = ctx.module, ctx.model
-    m.momentum_update(model.encoder, model.key_encoder, model.momentum)
-    m.momentum_update(model.projector, model.key_projector, model.momentum)
-    view_q, view_k = _two_views(ctx, images)
-    q = ctx.trained(view_q)  # [n, D] queries, through DDP
-    k = model.keys(view_k)  # [n, D] unit keys, no gradient
-    loss = m.moco_loss(q, k, model.queue.keys.clone(), model.temperature)
-    model.queue.enqueue(distributed.gather_no_grad(k))  # [N, D] the same keys on every rank
-    return {"loss": loss}
-
-
-def _byol_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``BYOL.step`` with the online network's forward through DDP; no gather is needed."""
-    m, model = ctx.module, ctx.model
-    m.momentum_update(model.encoder, model.target_encoder, model.momentum)
-    m.momentum_update(model.projector, model.target_projector, model.momentum)
-    views = torch.cat(_two_views(ctx, images))  # [2n, C, H, W]
-    p1, p2 = ctx.trained(views).chunk(2)  # [n, D] each, online predictions
-    z1, z2 = model.targets(views).chunk(2)  # [n, D] each, no gradient
-    return {"loss": (m.byol_loss(p1, z2) + m.byol_loss(p2, z1)) / 2}
-
-
-def _simsiam_step(stop_gradient: bool) -> Callable[[StepContext, torch.Tensor], Mapping]:
-    def step(ctx: StepContext, images: torch.Tensor) -> Mapping[str, Any]:
-        # simsiam_step calls model(views) -> (p, z): passing the DDP wrapper keeps DDP in the loop
-        return ctx.module.simsiam_step(ctx.trained, images, ctx.augment, ctx.generator, stop_gradient)  # fmt: skip
-
-    return step
-
-
-def _supervised_step(ctx: StepContext, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-    images, labels = batch  # [n, C, H, W], [n]
-    x = ctx.module.supervised_augment(ctx.module.as_float_images(images), ctx.generator)
-    logits = ctx.trained(x)  # [n, K classes]
-    accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
-    return {"loss": F.cross_entropy(logits, labels), "acc": accuracy}
-
-
-def _contrastive_evaluate(module, encoder: nn.Module, data: ImageData, cfg: Any) -> dict:
-    return module.evaluate_encoder(encoder, data.x_train, data.y_train, data.x_test, data.y_test, cfg)  # fmt: skip
-
-
-def _register_contrastive() -> None:
-    def method(name: str, **fields: Any) -> None:
-        fields.setdefault("optimizer", _adamw)
-        register_method(
-            PretrainMethod(
-                name=name,
-                module="contrastive_learning",
-                config=_contrastive_config,
-                budget=lambda cfg: cfg.budget(name),
-                evaluate=_contrastive_evaluate,
-                **fields,
-            )
-        )
-
-    method(
-        "simclr",
-        build=lambda m, cfg, enc, data: m.SimCLR(
-            enc, enc.feature_dim, cfg.projection_dim, cfg.hidden_dim
-        ),  # fmt: skip
-        step=_simclr_step,
-        description="SimCLR, NT-Xent over the global batch",
-    )
-    method(
-        "moco",
-        build=lambda m, cfg, enc, data: m.MoCo(
-            enc,
-            enc.feature_dim,
-            cfg.projection_dim,
-            cfg.queue_size,
-            cfg.moco_momentum,
-            cfg.temperature,
-            cfg.hidden_dim,
-        ),  # fmt: skip
-        trained=lambda model: nn.Sequential(model.encoder, model.projector),
-        step=_moco_step,
-        description="MoCo v2, the queue fed by every rank's keys",
-    )
-    method(
-        "byol",
-        build=lambda m, cfg, enc, data: m.BYOL(
-            enc, enc.feature_dim, cfg.projection_dim, cfg.hidden_dim, cfg.byol_momentum
-        ),  # fmt: skip
-        trained=lambda model: nn.Sequential(model.encoder, model.projector, model.predictor),
-        step=_byol_step,
-        description="BYOL, a momentum target network outside DDP",
-    )
-    for name, stop in (("simsiam", True), ("simsiam-no-stopgrad", False)):
-        method(
-            name,
-            build=lambda m, cfg, enc, data: m.SimSiam(
-                enc, enc.feature_dim, cfg.projection_dim, cfg.simsiam_hidden_dim
-            ),  # fmt: skip
-            step=_simsiam_step(stop),
-            description="SimSiam" + ("" if stop else " without the stop-gradient (collapses)"),
-        )
-    method(
-        "supervised",
-        build=lambda m, cfg, enc, data: m.Classifier(enc, data.num_classes),
-        step=_supervised_step,
-        optimizer=lambda cfg, params: torch.optim.SGD(
-            params, lr=cfg.supervised_lr, momentum=0.9, nesterov=True, weight_decay=5e-4
-        ),  # fmt: skip
-        tensors=lambda data, cfg: (data.x_train, data.y_train),
-        description="the supervised baseline (labels, cross-entropy)",
-    )
-
-
-_register_contrastive()
-
-
-# ---- Assignment 3: pretext_tasks -------------------------------------------------------------
-
-
-def _rotation_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``pretext_tasks.pretrain("rotation")``'s step: RotNet's four quarter turns of every image
-    after the light crop-and-flip (``light_augment``), cross-entropy over the rotations."""
-    x = ctx.module.light_augment(to_float(images), ctx.generator)  # [n, C, H, W]
-    return dict(ctx.module.rotation_loss(ctx.trained, x))  # over [4n, C, H, W]
-
-
-def _pretext_evaluate(m: types.ModuleType, encoder: nn.Module, data: ImageData, cfg: Any) -> dict:
-    """The notebook's protocol: kNN and linear probe of each probed block's pooled features."""
-    scores = m.evaluate_encoder(encoder, data.x_train, data.y_train, data.x_test, data.y_test,
-                                cfg.probe_blocks, cfg)  # fmt: skip
-    return {f"block{b}_{k}": v for b, s in scores.items() for k, v in s.items()}
-
-
-register_method(
-    PretrainMethod(
-        name="rotation",
-        module="pretext_tasks",
-        config=lambda module, preset: module.PretextConfig.from_preset(preset),
-        budget=lambda cfg: cfg.rotation_s,
-        build=lambda m, cfg, encoder, data: m.PretextClassifier(encoder, 4),
-        step=_rotation_step,
-        optimizer=lambda cfg, params: torch.optim.SGD(
-            params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
-        ),  # fmt: skip
-        evaluate=_pretext_evaluate,
-        augment=lambda module, cfg, images: lambda x, generator=None: x,  # the step augments
-        description="RotNet: predict which of four quarter turns an image was given",
-    )
-)
-
-
-# ---- Assignment 5: masked_autoencoders -------------------------------------------------------
-
-
-def _mae_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``masked_autoencoders.pretrain``'s step: each rank masks its share with its generator."""
-    x = ctx.module.as_float_images(images)  # [n, C, H, W]
-    return {"loss": ctx.trained(x, ctx.cfg.mask_ratio, ctx.generator)["loss"]}
-
-
-def _mae_optimizer(cfg: Any, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """MAE's AdamW: betas (0.9, 0.95), no weight decay on biases and norms (1-D tensors)."""
-    groups = [
-        {"params": [p for p in parameters if p.ndim > 1], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
-
-
-register_method(
-    PretrainMethod(
-        name="mae",
-        module="masked_autoencoders",
-        config=lambda module, preset: module.MAEConfig.from_preset(preset),
-        budget=lambda cfg: cfg.pretrain_s,
-        build=lambda m, cfg, encoder, data: m.build_mae(
-            cfg, data.image_shape[-1], data.image_shape[0]
-        ),  # fmt: skip
-        step=_mae_step,
-        optimizer=_mae_optimizer,
-        evaluate=lambda m, encoder, data, cfg: m.evaluate_encoder(
-            encoder, data.x_train, data.y_train, data.x_test, data.y_test, cfg
-        ),  # fmt: skip
-        augment=lambda module, cfg, images: lambda x, generator=None: x,  # MAE: none
-        backbone=False,
-        description="masked autoencoder, a ViT on the visible patches (--backbone does not apply)",
-    )
-)
-
-
-# ---- Assignment 6: clip_zero_shot ------------------------------------------------------------
-
-
-class CaptionAlignedTower(nn.Module):
-    """``clip_zero_shot.train_cifar_aligned``'s model, shaped for DDP and a global-batch loss.
-
-    ``clip`` is the module's ``FrozenTextCLIP`` (its ``ImageEncoder`` and learnable
-    ``LogitScale``), the part that learns; ``caption_table`` holds the frozen sentence embeddings
-    of every prompt template filled with every class name, ``[K, M, D]`` (``K`` classes, ``M``
-    templates), computed once. ``FrozenTextCLIP.forward`` computes the one-process loss itself;
-    here ``forward`` stops before the loss and returns what the module's ``clip_loss`` needs, so
-    that the negatives can come from every rank while DDP still sees the forward pass.
-    """
-
-    def __init__(self, clip: nn.Module, caption_table: torch.Tensor):
-        super().__init__()
-        if caption_table.ndim != 3:
-            raise ValueError(f"caption_table must be [K, M, D], got {tuple(caption_table.shape)}")
-        self.clip = clip
-        # recomputed from the frozen sentence encoder, so not saved in checkpoints
-        self.register_buffer("caption_table", caption_table, persistent=False)  # [K, M, D]
-
-    @property
-    def encoder(self) -> nn.Module:
-        """The image tower: what transfers (its ``features`` are what a linear probe reads)."""
-        return self.clip.image_encoder
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images ``[n, C, H, W]`` in [0, 1] -> (image embeddings ``[n, D]``, logit scale ``[]``)."""
-        return self.clip.image_encoder(images), self.clip.logit_scale()  # [n, D], []
-
-
-def _heldout_ids(data: ImageData, cfg: Any) -> list[int]:
-    """Label ids of ``cfg.cifar_heldout``, the classes CLIP never sees a caption of."""
-    names = list(data.class_names)
-    unknown = [name for name in cfg.cifar_heldout if name not in names]
-    if unknown:
-        raise ValueError(
-            f"held-out classes {unknown} are not classes of {data.name} ({names}); choose some "
-            f"with --set cifar_heldout=NAME,NAME or hold none out with --set cifar_heldout="
-        )
-    return [names.index(name) for name in cfg.cifar_heldout]
-
-
-def _clip_tensors(data: ImageData, cfg: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training images and labels of every class but the held-out ones."""
-    keep = ~torch.isin(data.y_train, torch.tensor(_heldout_ids(data, cfg), dtype=torch.int64))
-    return data.x_train[keep], data.y_train[keep]  # [N', C, H, W], [N']
-
-
-def caption_table(classnames: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:  # fmt: skip
-    """Frozen all-MiniLM-L6-v2 embeddings of every template x class name: ``[K, M, 384]``.
-
-    The table of ``clip_zero_shot.train_cifar_aligned`` (``replearn.captions.prompts``, class
-    by class, then ``sentence_embeddings``). Rank 0 embeds and broadcasts, so every rank trains
-    against the same numbers even where thread counts make float sums differ.
-    """
-    templates = list(captions.CIFAR_TEMPLATES if templates is None else templates)
-    table = None
-    if distributed.get_rank() == 0:
-        texts = captions.prompts(classnames, templates)  # [K * M] class by class
-        table = captions.sentence_embeddings(texts).view(len(classnames), len(templates), -1)
-    return distributed.broadcast_object(table)  # [K, M, 384]
-
-
-def _clip_build(m: types.ModuleType, cfg: Any, encoder: None, data: ImageData) -> CaptionAlignedTower:  # fmt: skip
-    _heldout_ids(data, cfg)  # a wrong class name fails before the sentence encoder loads
-    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed alone,
-        table = caption_table(data.class_names)  # [K, M, D] not on what loading the encoder draws
-    image_encoder = m.ImageEncoder(table.shape[-1], cfg.cifar_widths, data.image_shape[0])
-    return CaptionAlignedTower(m.FrozenTextCLIP(image_encoder), table)
-
-
-def _clip_step(ctx: StepContext, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:  # fmt: skip
-    """``train_cifar_aligned``'s step with the global batch's negatives.
-
-    Each image gets the caption "a template drawn at random, filled with its class name", whose
-    frozen embedding is the positive; the other captions of the GLOBAL batch are the negatives
-    (``distributed.on_global_batch`` gathers both sides from every rank, with gradients). The template
-    is drawn before the augmentation, as the module's step does, from this step's generator.
-    """
-    images, labels = batch  # [n, C, H, W] uint8, [n]
-    table = ctx.model.caption_table  # [K, M, D]
-    which = draw(torch.randint, table.shape[1], (len(labels),), generator=ctx.generator, device=labels.device)  # [n]  # fmt: skip
-    texts = table[labels, which]  # [n, D] one caption per image
-    views = ctx.augment(ctx.module.as_float_images(images), ctx.generator)  # [n, C, H, W]
-    image_features, logit_scale = ctx.trained(views)  # [n, D], [] through DDP
-    loss = distributed.on_global_batch(ctx.module.clip_loss, (image_features, texts), logit_scale)
-    return {"loss": loss, "logit_scale": logit_scale.detach()}
-
-
-def _clip_optimizer(cfg: Any, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """``clip_zero_shot._adamw``: CLIP's betas (0.9, 0.98) and eps 1e-6 (Radford et al. 2021,
-    Table 19), no weight decay on biases, norms and the temperature (tensors < 2-D)."""
-    groups = [
-        {"params": [p for p in parameters if p.ndim > 1], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.cifar_lr, betas=(0.9, 0.98), eps=1e-6)
-
-
-def _clip_evaluate(m: types.ModuleType, encoder: nn.Module, data: ImageData, cfg: Any) -> dict:
-    """The notebook's protocol: a linear probe on the pooled features (every class labelled), and
-    zero-shot accuracies with the 18-template ensemble (``cifar_zero_shot``: the held-out classes
-    among their names and among all, the seen classes, all; chance is 1 / candidates)."""
-    metrics = {"linear": m.linear_probe_accuracy(encoder, data.x_train, data.y_train,
-                                                 data.x_test, data.y_test, cfg)}  # fmt: skip
-    if cfg.cifar_heldout:
-        scores = m.cifar_zero_shot(encoder, data.x_test, data.y_test, cfg.cifar_heldout,
-                                   classnames=data.class_names)  # fmt: skip
-        metrics.update({f"zero_shot_{k}": v for k, v in scores.items() if not k.startswith("chance")})  # fmt: skip
-    else:  # nothing held out: zero-shot over every class
-        from replearn.evaluate import extract_features
-
-        weights = m.zero_shot_classifier(m.sentence_encoder_fn, list(data.class_names), captions.CIFAR_TEMPLATES)  # fmt: skip
-        predicted = m.zero_shot_predict(extract_features(encoder, data.x_test), weights)  # [M]
-        metrics["zero_shot_all"] = float((predicted == data.y_test).float().mean())
-    return metrics
-
-
-register_method(
-    PretrainMethod(
-        name="clip",
-        module="clip_zero_shot",
-        config=lambda module, preset: module.CLIPConfig.from_preset(preset),
-        budget=lambda cfg: cfg.cifar_s,
-        build=_clip_build,
-        step=_clip_step,
-        optimizer=_clip_optimizer,
-        tensors=_clip_tensors,
-        evaluate=_clip_evaluate,
-        augment=lambda module, cfg, images: (
-            lambda x, generator=None: module.cifar_augment(generator)(x)
-        ),  # fmt: skip
-        backbone=False,
-        batch_size=lambda cfg: cfg.cifar_batch_size,
-        description="CLIP-style: image tower vs frozen sentence embeddings of captions made "
-        "from the labels, CLIP loss over the global batch (--backbone does not apply)",
-    )
-)
+# Every assignment's methods live in its recipe (replearn/recipes/<assignment>.py).
+for _method in (
+    *_pretext.PRETRAIN_METHODS,
+    *_contrastive.PRETRAIN_METHODS,
+    *_mae.PRETRAIN_METHODS,
+    *_clip.PRETRAIN_METHODS,
+):
+    register_method(_method)
 
 
 # --------------------------------------------------------------------------------------------
@@ -631,7 +218,16 @@ def _parse_value(text: str, current: Any, name: str) -> Any:
 
 
 def apply_overrides(cfg: Any, overrides: Mapping[str, str]) -> Any:
-    """``cfg`` with fields changed from strings (``{"queue_size": "1024"}``), typed as they are."""
+    """``cfg`` with fields changed from strings (``{"queue_size": "1024"}``), typed as they are:
+    what ``--set key=value`` does to a method's settings.
+
+    >>> from replearn.recipes.contrastive_learning import ContrastiveConfig
+    >>> from replearn.presets import get_preset
+    >>> cfg = ContrastiveConfig.from_preset(get_preset("smoke"))
+    >>> changed = apply_overrides(cfg, {"queue_size": "1024", "widths": "8,16", "knn_every": "0"})
+    >>> changed.queue_size, changed.widths, changed.knn_every
+    (1024, (8, 16), 0)
+    """
     if not overrides:
         return cfg
     if not dataclasses.is_dataclass(cfg):
@@ -648,25 +244,18 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, str]) -> Any:
     return dataclasses.replace(cfg, **changes)
 
 
-@dataclass
-class PretrainOutcome:
-    """What a run left behind (on every rank; ``metrics`` and files only from rank 0)."""
+@dataclass(kw_only=True)
+class PretrainOutcome(Run):
+    """A finished entry-point run: a :class:`~replearn.recipes.Run` (``method``, ``model``,
+    ``encoder``, ``history``) and what the engine adds. On every rank; ``metrics`` and
+    ``files`` only from rank 0."""
 
-    method: str
-    model: nn.Module
-    encoder: nn.Module
-    history: History
     world: World
     cfg: Any
     checkpoint_path: Path | None
     digest: str  # sha256 of the whole model's state, equal on every rank
     metrics: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def final_loss(self) -> float:
-        """Mean training loss over the last 20 steps (as the assignment modules' results)."""
-        return self.history.recent_mean("loss")
 
 
 # --------------------------------------------------------------------------------------------
@@ -722,7 +311,7 @@ def run_pretraining(
 
     Call it in every process (torchrun starts them; ``init_distributed`` is called here when
     ``world`` is None). One process: the same code without DDP, gathers or broadcasts, so a
-    notebook can call it too (:func:`train_or_load` is that call with a notebook's settings)::
+    notebook can call it too (:func:`load_or_pretrain` is that call with a notebook's settings)::
 
         outcome = run_pretraining(PretrainSettings("simclr", data="cifar10", preset="full"))
         outcome.encoder  # the pretrained encoder, eval mode
@@ -753,8 +342,11 @@ def run_pretraining(
     per_class = settings.train_per_class
     per_class = preset.train_per_class if per_class is None else (per_class or None)
     data = load_dataset(
-        data_name, train_per_class=per_class, test_per_class=preset.test_per_class, seed=settings.seed
-    )  # fmt: skip
+        data_name,
+        train_per_class=per_class,
+        test_per_class=preset.test_per_class,
+        seed=settings.seed,
+    )
     tensors = method.tensors(data, cfg)
     global_batch = settings.batch_size or method.batch_size(cfg)
     global_batch = min(global_batch, len(tensors[0]) - len(tensors[0]) % world.world_size)
@@ -769,7 +361,9 @@ def run_pretraining(
 
     # ---- model, DDP, optimizer ---------------------------------------------------------------
     if settings.backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {settings.backbone!r}; choose one of {sorted(BACKBONES)}")  # fmt: skip
+        raise ValueError(
+            f"unknown backbone {settings.backbone!r}; choose one of {sorted(BACKBONES)}"
+        )
     torch.manual_seed(settings.seed)  # the same initial weights, queue and targets on every rank
     encoder = BACKBONES[settings.backbone](cfg, data.image_shape[0]) if method.backbone else None
     model = method.build(module, cfg, encoder, data).to(world.device)
@@ -881,19 +475,32 @@ def run_pretraining(
     model.eval()
     checkpoint_path = Path(checkpoint) if checkpoint else None
     outcome = PretrainOutcome(
-        method.name, model, model.encoder, history, world, cfg, checkpoint_path, digest
+        method=method.name,
+        model=model,
+        encoder=model.encoder,
+        history=history,
+        world=world,
+        cfg=cfg,
+        checkpoint_path=checkpoint_path,
+        digest=digest,
     )
     if world.is_main:
         if settings.evaluate and method.evaluate is not None:
-            outcome.metrics = {k: float(v) for k, v in method.evaluate(module, model.encoder, data, cfg).items()}  # fmt: skip
-            _say(world, settings, "evaluation: " + ", ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items()))  # fmt: skip
+            outcome.metrics = {
+                k: float(v) for k, v in method.evaluate(module, model.encoder, data, cfg).items()
+            }
+            _say(
+                world,
+                settings,
+                "evaluation: " + ", ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items()),
+            )
         if settings.out_dir:
             outcome.files = _write_outputs(Path(settings.out_dir), run_name, outcome, settings)
             _say(world, settings, "wrote " + ", ".join(outcome.files.values()))
     return outcome
 
 
-def train_or_load(
+def load_or_pretrain(
     method: str,
     preset: Preset | str | None = None,
     *,
@@ -937,20 +544,33 @@ def train_or_load(
             root = Path.cwd()
     root = Path(root)
     get_method(method)  # an unknown name fails here, with the choices
-    settings = PretrainSettings(method, preset=preset.name, seed=seed, device=str(device),
-                                out_dir=str(root / "runs" / "pretrain"), evaluate=False,
-                                verbose=verbose, **changes)  # fmt: skip
+    settings = PretrainSettings(
+        method,
+        preset=preset.name,
+        seed=seed,
+        device=str(device),
+        out_dir=str(root / "runs" / "pretrain"),
+        evaluate=False,
+        verbose=verbose,
+        **changes,
+    )
     run_name = settings.run_name(preset, settings.data or preset.dataset)
     settings.checkpoint = str(checkpoint_dir(root) / "pretrain" / f"{run_name}.pt")
     if verbose:
         finished = Path(settings.checkpoint).exists()
-        print(f"[train_or_load] {run_name}: {'loading or resuming' if finished else 'training'} "
-              f"{settings.checkpoint}. On several GPUs, run it first from {root}:\n"
-              f"  torchrun --nproc_per_node N -m replearn.pretrain --method {method} --preset "
-              f"{preset.name} --seed {seed}" + (f" --data {settings.data}" if settings.data else "")
-              + ("" if checkpoint_dir(root) == root / "checkpoints"
-                 else f" --checkpoint {settings.checkpoint}"),
-              flush=True)  # fmt: skip
+        print(
+            f"[load_or_pretrain] {run_name}: {'loading or resuming' if finished else 'training'} "
+            f"{settings.checkpoint}. On several GPUs, run it first from {root}:\n"
+            f"  torchrun --nproc_per_node N -m replearn.pretrain --method {method} --preset "
+            f"{preset.name} --seed {seed}"
+            + (f" --data {settings.data}" if settings.data else "")
+            + (
+                ""
+                if checkpoint_dir(root) == root / "checkpoints"
+                else f" --checkpoint {settings.checkpoint}"
+            ),
+            flush=True,
+        )
     return run_pretraining(settings, module=module)
 
 
@@ -1001,23 +621,43 @@ def _parser() -> argparse.ArgumentParser:
     add("--method", required=True, choices=sorted(METHODS), help="see 'methods' below")
     add("--data", help="dataset name (cifar10, cifar10-5k, mnist, ...); default: the preset's")
     add("--preset", help="smoke, cpu-quick, colab, full; default $REPLEARN_PRESET or cpu-quick")
-    add("--impl", choices=("solution", "starter"), help="whose module; default $REPLEARN_IMPL or solution")  # fmt: skip
+    add(
+        "--impl",
+        choices=("solution", "starter"),
+        help="whose module; default $REPLEARN_IMPL or solution",
+    )
     add("--seed", type=int, default=0)
     add("--device", default="auto", help="auto, cpu or cuda (each process takes GPU LOCAL_RANK)")
     add("--backbone", default="smallcnn", choices=sorted(BACKBONES))
     add("--batch-size", type=int, help="the GLOBAL batch, split over the processes")
-    add("--budget-s", type=float, help="wall-clock seconds (0: no time limit); default the config's")  # fmt: skip
+    add(
+        "--budget-s", type=float, help="wall-clock seconds (0: no time limit); default the config's"
+    )
     add("--epochs", type=int, help="default: the config's max_epochs")
     add("--max-steps", type=int)
-    add("--train-per-class", type=int, help="training images per class (0: all); default the preset's")  # fmt: skip
+    add(
+        "--train-per-class",
+        type=int,
+        help="training images per class (0: all); default the preset's",
+    )
     add("--sync-bn", action="store_true", help="SyncBatchNorm across processes (GPUs only)")
     add("--amp", action=argparse.BooleanOptionalAction, default=None, help="autocast on CUDA")
-    add("--checkpoint", default="auto", help="path, 'auto' (checkpoints/pretrain/<run>.pt) or 'none'")  # fmt: skip
+    add(
+        "--checkpoint",
+        default="auto",
+        help="path, 'auto' (checkpoints/pretrain/<run>.pt) or 'none'",
+    )
     add("--restart", action="store_true", help="ignore an existing checkpoint and start over")
     add("--checkpoint-every-s", type=float, default=300.0)
     add("--checkpoint-every-steps", type=int)
     add("--out-dir", default="runs/pretrain", help="encoder weights and summary; 'none': off")
-    add("--set", action="append", default=[], metavar="FIELD=VALUE", help="change a config field, e.g. --set queue_size=8192 (repeatable)")  # fmt: skip
+    add(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a config field, e.g. --set queue_size=8192 (repeatable)",
+    )
     add("--log-every", type=int, default=20)
     add(
         "--no-eval",

@@ -660,8 +660,7 @@ def embedding_map(
             random_state=seed,
         )
         # One OpenMP thread: t-SNE runs 1000 tiny parallel gradient steps, and threads that
-        # spin-wait for a busy core made it 13x slower on a shared 2-core machine (500 points:
-        # 81.6 s with 2 threads, 6.2 s with 1, load average ~9).
+        # spin-wait for a busy core make it many times slower on a shared machine.
         with threadpool_limits(limits=1, user_api="openmp"):
             coords = reducer.fit_transform(points)  # [n, 2]
         heading = f"t-SNE of {count} embeddings (D = {points.shape[1]})"

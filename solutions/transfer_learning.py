@@ -16,17 +16,15 @@ Recognition", ICML 2014: "features extracted from the activation of a deep convo
 trained in a fully supervised fashion on a large, fixed set of object recognition tasks can be
 re-purposed to novel generic tasks."
 
-Shapes follow the package legend: ``N`` images, ``C, H, W`` channels and size, ``D`` feature
-width, ``K`` number of classes. The parts you write sit between ``BEGIN SOLUTION`` and
-``END SOLUTION``; everything else is given.
+Shapes use the package legend (``docs/internals.md``). Your parts: replace every
+``raise NotImplementedError``; everything else is given. The experiments around them (settings
+per preset, the decision table) are ``replearn.recipes.transfer_learning``.
 """
 
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -72,6 +70,25 @@ BANNED_APIS = {
 def hello() -> str:
     """Import check: the notebook calls this first to show which file it loaded."""
     return "transfer_learning: ready"
+
+
+def _check_submodule(model: nn.Module, name: str) -> nn.Module:
+    """``model.get_submodule(name)`` with an error that lists the names that do exist."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        children = [child for child, _ in model.named_children()]
+        raise ValueError(
+            f"{type(model).__name__} has no submodule {name!r}; its top-level children are "
+            f"{children} (use a dotted path such as 'layer4.1' for nested ones)"
+        ) from None
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Replace the submodule at dotted path ``name`` by ``module``."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
 
 
 # ==============================================================================================
@@ -378,28 +395,29 @@ def param_groups(
 def freeze_up_to(model: nn.Module, stage_name: str) -> list[str]:
     """Freeze every parameter from the input up to and including the stage ``stage_name``.
 
-    "Sometimes freeze lower layers to save computation." Parameters are visited in
-    ``model.named_parameters()`` order (the order the layers were registered, which is the order
-    data flows through for sequential networks such as ResNets and EfficientNets); those before
-    the stage and inside it get ``requires_grad = False``, the rest are left as they are.
+    "Sometimes freeze lower layers to save computation." Layers are taken in
+    ``model.named_modules()`` order (the order they were registered, which is the order data
+    flows through for sequential networks such as ResNets and EfficientNets): the parameters of
+    the modules before the stage and inside it get ``requires_grad = False``, the rest are left
+    as they are. A stage without parameters (a pooling layer, a ReLU) freezes what comes before
+    it, and nothing after it.
 
     Returns:
-        the names of the parameters frozen, in order.
+        the names of the parameters frozen, in ``model.named_parameters()`` order.
 
     Raises:
         ValueError: no submodule called ``stage_name``.
     """
     ### BEGIN SOLUTION
     _check_submodule(model, stage_name)
-    prefix = stage_name + "."
-    frozen, inside = [], False
+    names = [name for name, _ in model.named_modules()]  # pre-order: registration order
+    inside = [i for i, n in enumerate(names) if n == stage_name or n.startswith(stage_name + ".")]
+    upstream = set(names[: inside[-1] + 1])  # the stage, its children and every module before
+    frozen = []
     for name, param in model.named_parameters():
-        if name.startswith(prefix):
-            inside = True
-        elif inside:  # first parameter after the stage: everything from here on trains
-            break
-        param.requires_grad_(False)
-        frozen.append(name)
+        if name.rpartition(".")[0] in upstream:  # the module that owns the parameter
+            param.requires_grad_(False)
+            frozen.append(name)
     return frozen
     ### END SOLUTION
 
@@ -469,8 +487,7 @@ def two_stage_finetune(
     without restarts). Parameters already frozen (e.g. by :func:`freeze_up_to`) stay frozen.
 
     Why the cosine: a short run that ends at its full rate stops wherever its last noisy step
-    left it. On the benchmark's CIFAR-10 subset (Lite0, fine-tuning after ``blocks_15``, 3
-    seeds) the constant rate gave 75.8% and the cosine 76.5%, with less spread between seeds.
+    left it; decaying to 0 lets the last steps settle.
 
     Args:
         model: a classifier whose head ``head_name`` is an ``nn.Linear`` with the new number of
@@ -526,278 +543,3 @@ def two_stage_finetune(
     model.eval()
     return losses
     ### END SOLUTION
-
-
-# ==============================================================================================
-# Given: pretrained networks as named stages, the frozen trunk cached, experiment settings
-# ==============================================================================================
-
-
-def as_stages(net) -> nn.Sequential:
-    """A :class:`replearn.backbones.PretrainedNet` as ``nn.Sequential`` of named stages + ``fc``.
-
-    The children keep the network's own names with dots as underscores (EfficientNet-Lite:
-    ``stem, blocks_0 .. blocks_15, head, pool, flatten, fc``; ResNet: ``conv1, bn1, relu,
-    maxpool, layer1 .. layer4, avgpool, flatten, fc``), so ``freeze_up_to(m, "blocks_10")``
-    and ``extract_features(..., stages=["layer3"])`` read like the architecture. ``fc`` is the
-    ImageNet classifier; it shares its parameters with ``net``.
-    """
-    names = {id(module): name for name, module in net.model.named_modules()}
-    children = OrderedDict()
-    for index, module in enumerate(net.features.children()):
-        name = names.get(id(module)) or {nn.Flatten: "flatten"}.get(type(module), "pool")
-        name = name.replace(".", "_") or f"stage{index}"
-        children[name] = module
-    children["fc"] = net.classifier
-    return nn.Sequential(children)
-
-
-def split_at(model: nn.Sequential, stage_name: str) -> tuple[nn.Sequential, nn.Sequential]:
-    """``(trunk, top)``: the stages up to and including ``stage_name``, and the rest.
-
-    When the trunk is frozen and in eval mode its output is a fixed function of the image, so it
-    can be computed once (:func:`extract_features` with ``keep_spatial``) and only the top
-    trained on it: the lecture's "freeze lower layers to save computation", taken literally.
-    """
-    names = list(model._modules)
-    if stage_name not in names:
-        raise ValueError(f"no stage {stage_name!r}; stages are {names}")
-    cut = names.index(stage_name) + 1
-    return model[:cut], model[cut:]
-
-
-@dataclass(frozen=True)
-class TransferConfig:
-    """The experiment settings of the notebook and the benchmark, per preset."""
-
-    size: int  # input resolution fed to the pretrained network
-    budgets: tuple[int, int]  # labelled images per class: "very little" and "quite a lot"
-    test_per_class: int  # test images per class
-    few_stage: str  # fine-tune "a few layers": everything after this stage
-    many_stage: str | None  # fine-tune "a larger number of layers" after it; None: skip
-    probe_stages: tuple[str, ...]  # earlier stages for the stage-wise linear probe
-    epochs: tuple[int, int]  # fine-tuning epochs at the two budgets
-    finetune_all: bool  # also fine-tune every layer from the images (needs a GPU)
-    lr: float = 0.01
-    batch_size: int = 64
-    probe_steps: int = 300  # gradient steps of every hand-written linear probe
-    compare: tuple[str, ...] = ("efficientnet_lite0", "efficientnet_lite2")
-
-    @staticmethod
-    def from_preset(preset) -> TransferConfig:
-        # EfficientNet-Lite stage names (see as_stages). "A few layers": the 1x1 head convolution
-        # and the classifier; "many": also the last two inverted-residual blocks. Deeper
-        # fine-tuning on a CPU is slow (depthwise convolutions backpropagate slowly there).
-        stages = dict(few_stage="blocks_15", many_stage="blocks_13")
-        probes = ("blocks_2", "blocks_4", "blocks_7", "blocks_10")
-        if preset.name == "smoke":
-            return TransferConfig(32, (2, 5), 5, **stages, probe_stages=probes, epochs=(1, 1),
-                                  finetune_all=False, probe_steps=40,
-                                  compare=("efficientnet_lite0",))  # fmt: skip
-        if preset.name == "cpu-quick":
-            # The preset's 128 px: on the benchmark's 5,000 / 1,000 images the probe reached
-            # 77.7% at 128 px and 74.2% at 112 px (an idle machine ran this notebook in about
-            # 2.5 minutes at 128 px, and in 210 s once "fine-tune many" joined the table). lr 0.03
-            # for 6 epochs with flips beat lr 0.01 for 3 epochs (72.8% vs 72.0%, 112 px, 100
-            # labels/class).
-            # "Fine-tune many" (after blocks_13) with the cosine rate of two_stage_finetune was the
-            # only fine-tuning above the probe on the benchmark's 5,000 / 1,000 images: 77.4% in
-            # its seed-0 run (77.9, 76.9, 77.3 over seeds 0-2 in a separate run) against the
-            # probe's 76.8% and "few"'s 76.2-76.6%. It costs about 95 s there, and about a fifth
-            # of that on the notebook's 1,000 images.
-            # 100 probe steps gave the same accuracy as 300 (72.0%, 100 labels/class).
-            return TransferConfig(preset.pretrained_size, (10, 100), 50, **stages,
-                                  probe_stages=probes, epochs=(10, 6), finetune_all=False,
-                                  lr=0.03, probe_steps=100)  # fmt: skip
-        return TransferConfig(preset.pretrained_size, (10, 500), 100, **stages,
-                              probe_stages=probes, epochs=(15, 5), finetune_all=True,
-                              compare=("efficientnet_lite0", "efficientnet_lite2", "resnet18",
-                                       "resnet50"))  # fmt: skip
-
-
-# ---- the experiments of the notebook and the benchmark (given) -----------------------------------
-
-
-def class_budget_indices(labels: torch.Tensor, per_class: int) -> torch.Tensor:
-    """Indices ``[K * per_class]`` of the first ``per_class`` images of every class.
-
-    Budgets are nested (the 10 images per class are among the 100), so one feature extraction
-    serves every budget.
-    """
-    chosen = []
-    for cls in labels.unique().tolist():
-        where = (labels == cls).nonzero().flatten()  # [n_c]
-        if len(where) < per_class:
-            raise ValueError(f"class {cls} has {len(where)} images, fewer than {per_class}")
-        chosen.append(where[:per_class])
-    return torch.cat(chosen).sort().values  # [K * per_class]
-
-
-@torch.no_grad()
-def predict_model(model: nn.Module, inputs: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """``model(inputs).argmax(1)`` in eval mode, in batches (inputs float or uint8 images)."""
-    model.eval()
-    device = next(model.parameters()).device
-    preds = []
-    for start in range(0, inputs.shape[0], batch_size):
-        batch = inputs[start : start + batch_size].to(device)  # [n, ...]
-        if not batch.is_floating_point():
-            batch = batch.float() / 255.0
-        preds.append(model(batch).argmax(dim=1).cpu())  # [n]
-    return torch.cat(preds)  # [N]
-
-
-class RandomView:
-    """Cached augmentation: the inputs hold ``views`` versions of each sample side by side.
-
-    A frozen trunk cannot augment its cached output: a feature map of an image is not the
-    mirror image of the feature map of its mirror image. So the trunk runs once per view (for
-    example the image and its horizontal flip) and the views are concatenated along channels,
-    ``[N, views * C, H, W]``; on every call this transform keeps one view per sample, drawn from
-    ``generator``, ``[n, C, H, W]``. Passed as ``transform`` to :func:`two_stage_finetune`, every
-    epoch sees a different mix: flip augmentation at the cost of one more pass of the trunk.
-    """
-
-    def __init__(self, views: int, generator: torch.Generator | None = None):
-        if views < 1:
-            raise ValueError(f"views must be at least 1, got {views}")
-        self.views, self.generator = views, generator
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        num, stacked = batch.shape[:2]
-        if stacked % self.views:
-            raise ValueError(f"{stacked} channels do not split into {self.views} equal views")
-        grouped = batch.reshape(num, self.views, -1, *batch.shape[2:])  # [n, V, C, ...]
-        pick = torch.randint(0, self.views, (num,), generator=self.generator)  # [n]
-        return grouped[torch.arange(num), pick.to(batch.device)]  # [n, C, ...]
-
-
-def finetune_from_cache(
-    model: nn.Sequential,
-    stage: str,
-    train_inputs: torch.Tensor,
-    train_labels: torch.Tensor,
-    test_inputs: torch.Tensor,
-    test_labels: torch.Tensor,
-    *,
-    num_classes: int,
-    epochs: int,
-    lr: float = 0.01,
-    batch_size: int = 64,
-    seed: int = 0,
-    probe_steps: int = 300,
-    flipped_inputs: torch.Tensor | None = None,
-) -> float:
-    """Fine-tune the layers after ``stage`` on cached ``stage`` outputs; return test accuracy.
-
-    The layers up to ``stage`` stay frozen with BatchNorm in "test" mode, so their output is a
-    fixed function of the image and ``extract_features(..., keep_spatial=[stage])`` computed it
-    once. Two-stage recipe: probe head first, then everything above ``stage`` at the lower rate.
-    ``flipped_inputs``: the same cache for the horizontally flipped images; when given, each
-    step trains on the image or its flip, at random (:class:`RandomView`).
-    """
-    _, top = split_at(copy.deepcopy(model), stage)
-    generator = torch.Generator().manual_seed(seed)
-    replace_head(top, num_classes, "fc", generator=generator)
-    for param in top.parameters():
-        param.requires_grad_(True)
-    transform = None
-    if flipped_inputs is not None:
-        if flipped_inputs.shape != train_inputs.shape:
-            raise ValueError(
-                f"flipped_inputs {tuple(flipped_inputs.shape)} must match train_inputs "
-                f"{tuple(train_inputs.shape)}: the same images, flipped, through the same layers"
-            )
-        train_inputs = torch.cat([train_inputs, flipped_inputs], dim=1)  # [N, 2C, H, W]
-        transform = RandomView(2, generator)
-    two_stage_finetune(top, train_inputs, train_labels, lr=lr, epochs=epochs,
-                       batch_size=batch_size, probe_steps=probe_steps, transform=transform,
-                       generator=generator)  # fmt: skip
-    return accuracy(predict_model(top, test_inputs), test_labels)
-
-
-def decision_table(
-    model: nn.Sequential,
-    train: dict[str, torch.Tensor],
-    y_train: torch.Tensor,
-    test: dict[str, torch.Tensor],
-    y_test: torch.Tensor,
-    cfg: TransferConfig,
-    *,
-    seed: int = 0,
-    flipped: dict[str, torch.Tensor] | None = None,
-) -> dict[int, dict[str, float]]:
-    """Linear probe, fine-tune a few layers, fine-tune many layers, at both label budgets.
-
-    ``train``/``test`` come from one :func:`extract_features` pass with ``stages`` including
-    ``cfg.few_stage`` and ``cfg.many_stage`` (kept spatial). Returns
-    ``{budget: {"linear probe": acc, "fine-tune few": acc, "fine-tune many": acc}}``, without
-    "fine-tune many" where ``cfg.many_stage`` is None.
-    ``flipped``: the same stages for the horizontally flipped training images, for flip
-    augmentation during fine-tuning (leave it out where a flip changes the class, e.g. digits).
-    """
-    num_classes = int(y_train.max()) + 1
-    table = {}
-    for budget, epochs in zip(cfg.budgets, cfg.epochs):
-        idx = class_budget_indices(y_train, budget)  # [K * budget]
-        row = {"linear probe": linear_probe_accuracy(train["output"][idx], y_train[idx],
-                                                     test["output"], y_test,
-                                                     steps=cfg.probe_steps)}  # fmt: skip
-        for label, stage in (("fine-tune few", cfg.few_stage), ("fine-tune many", cfg.many_stage)):
-            if stage is None:
-                continue
-            row[label] = finetune_from_cache(
-                model, stage, train[stage][idx], y_train[idx], test[stage], y_test,
-                num_classes=num_classes, epochs=epochs, lr=cfg.lr,
-                batch_size=cfg.batch_size, seed=seed, probe_steps=cfg.probe_steps,
-                flipped_inputs=None if flipped is None else flipped[stage][idx],
-            )  # fmt: skip
-        table[budget] = row
-    return table
-
-
-def finetune_stages(cfg: TransferConfig) -> list[str]:
-    """The stages whose (spatial) outputs fine-tuning starts from: few, and many if run."""
-    return [stage for stage in (cfg.few_stage, cfg.many_stage) if stage is not None]
-
-
-def stage_probe(
-    train: dict[str, torch.Tensor],
-    y_train: torch.Tensor,
-    test: dict[str, torch.Tensor],
-    y_test: torch.Tensor,
-    stages: Sequence[str],
-    per_class: int,
-    steps: int = 300,
-) -> dict[str, float]:
-    """Linear-probe accuracy of the pooled features of every stage (and ``"output"``)."""
-    idx = class_budget_indices(y_train, per_class)
-    result = {}
-    for stage in [*stages, "output"]:
-        a, b = train[stage], test[stage]
-        if a.ndim > 2:  # a stage kept spatial for fine-tuning: pool it here
-            a, b = a.mean(dim=(2, 3)), b.mean(dim=(2, 3))
-        result[stage] = linear_probe_accuracy(a[idx], y_train[idx], b, y_test, steps=steps)
-    return result
-
-
-# ---- small helpers (given) --------------------------------------------------------------------
-
-
-def _check_submodule(model: nn.Module, name: str) -> nn.Module:
-    """``model.get_submodule(name)`` with an error that lists the names that do exist."""
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        children = [child for child, _ in model.named_children()]
-        raise ValueError(
-            f"{type(model).__name__} has no submodule {name!r}; its top-level children are "
-            f"{children} (use a dotted path such as 'layer4.1' for nested ones)"
-        ) from None
-
-
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    """Replace the submodule at dotted path ``name`` by ``module``."""
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)

@@ -23,33 +23,24 @@ steps that turn that idea into representations, all on one shared encoder
    stop-gradient is what keeps the outputs from collapsing to a constant
    (:func:`simsiam_loss`, :class:`SimSiam`, :func:`output_std`).
 
-Below the student parts (marked "Given") are the experiment settings per preset
-(:class:`ContrastiveConfig`), the training driver that runs every method through
-``replearn.train.train`` (:func:`pretrain`) and the evaluation protocol (:func:`evaluate_encoder`).
+The experiments around the parts (settings per preset, the training driver, the evaluation
+protocol, the multi-process entry point) are ``replearn.recipes.contrastive_learning``.
 
-Shapes follow the package legend: ``N`` images in a batch, ``C, H, W`` channels and size, ``D``
-feature or embedding width, ``K`` entries of the MoCo queue. Images are float32 in [0, 1]
-(uint8 batches are converted). The parts you write sit between ``BEGIN SOLUTION`` and
-``END SOLUTION``; everything else is given.
+Shapes use the package legend (``docs/internals.md``; ``K`` is the MoCo queue's length).
+Images are float32 in [0, 1] (``as_float_images`` converts uint8 batches). Your parts: replace
+every ``raise NotImplementedError``; everything else is given.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from replearn import augment
-from replearn.backbones import ConvBackbone, SmallCNN
-from replearn.data import to_float
-from replearn.evaluate import KNNMonitor, extract_features, knn_accuracy, linear_probe
-from replearn.train import BudgetCosine, History, Hook, TensorLoader, TrainConfig, train
+from replearn.data import as_float_images
 
 # Library shortcuts that would do a part for you. The grader reads this literal: using one of
 # these inside the function named on the left scores 0 for that function's tests.
@@ -93,13 +84,6 @@ def hello() -> str:
     return "contrastive_learning: ready"
 
 
-def as_float_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[N, C, H, W]`` -> float32 in [0, 1]; float batches pass through unchanged."""
-    if images.ndim != 4:
-        raise ValueError(f"expected images [N, C, H, W], got shape {tuple(images.shape)}")
-    return to_float(images) if images.dtype == torch.uint8 else images.float()  # [N, C, H, W]
-
-
 def _check_pairs(a: torch.Tensor, b: torch.Tensor, names: str = "z1, z2") -> None:
     """Two embedding batches must both be ``[N, D]`` with the same shape and ``N >= 1``."""
     if a.ndim != 2 or a.shape != b.shape or a.shape[0] < 1:
@@ -135,7 +119,9 @@ def margin_contrastive_loss(
         L_S = d^2                      (similar pair)
         L_D = max(0, m - d)^2          (dissimilar pair)
 
-    and the loss is the mean over the ``N`` pairs.
+    and the loss is the mean over the ``N`` pairs. Identical embeddings (``d = 0``) must give a
+    finite gradient: the derivative of ``sqrt`` is infinite at 0, so use ``d^2`` itself for
+    similar pairs, and clamp ``d^2`` below (by ``1e-12``) before the root of the hinge.
 
     Args:
         z1, z2: ``[N, D]`` the features of the two images of each pair.
@@ -196,7 +182,10 @@ def nt_xent_loss_loop(z1: torch.Tensor, z2: torch.Tensor, temperature: float) ->
     and the loss is the mean of ``L_i`` over all ``2N`` rows. SimCLR, Algorithm 1:
     ``L = 1/(2N) sum_k [l(2k-1, 2k) + l(2k, 2k-1)]``. Use :func:`cosine_similarity_matrix` for
     ``s``, then loop over ``i`` (and over ``k`` for the denominator). Slow, but the reference
-    against which :func:`nt_xent_loss` is checked. No library cross-entropy here.
+    against which :func:`nt_xent_loss` is checked. No library cross-entropy here. Subtracting
+    the row's largest ``s_ik / tau`` from every exponent first (the max-shift of a stable
+    softmax) is allowed: it cancels in the ratio. It is not needed either: cosines are at most
+    1, so no exponent exceeds ``1 / tau``.
 
     Args:
         z1, z2: ``[N, D]`` the embeddings of the two views (``N >= 1``).
@@ -225,8 +214,8 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torc
 
     Args:
         z1, z2: ``[N, D]`` the embeddings of the two views.
-        temperature: ``tau > 0`` (the authors' CIFAR-10 command uses 0.5; the course's CPU
-            recipe, from its feasibility study, uses 0.2).
+        temperature: ``tau > 0`` (the authors' CIFAR-10 command uses 0.5; the course's short
+            CPU runs use 0.2).
 
     Returns:
         A scalar tensor (differentiable).
@@ -386,8 +375,10 @@ class KeyQueue(nn.Module):
         """Write ``keys`` ``[N, D]`` over the ``N`` oldest entries and advance the pointer.
 
         Row ``(ptr + i) mod K`` gets ``keys[i]`` (so a batch that runs past the end wraps around
-        to the start), then ``ptr <- (ptr + N) mod K``. The keys are stored detached (no
-        gradient flows into the queue; only the query encoder is trained by back-propagation).
+        to the start), then ``ptr <- (ptr + N) mod K``. The keys arrive L2-normalised (the MoCo
+        step enqueues :meth:`MoCo.keys`, unit vectors like the queue's first entries): store
+        them as they are. They are stored detached (no gradient flows into the queue; only the
+        query encoder is trained by back-propagation).
         MoCo's code asks for ``K`` to be a multiple of ``N``; wrapping around makes any
         ``N <= K`` work.
 
@@ -451,9 +442,8 @@ class MoCo(nn.Module):
     One process, one device: MoCo's "shuffling BN" (BatchNorm per GPU, keys computed on a
     shuffled batch, so that batch statistics cannot tell the current keys from the queue's) is
     left out, as in lightly's examples. The MoCo authors' CIFAR-10 demo emulates it on one GPU
-    with BatchNorm over 8 sub-batches and reports that leaving it out "loses 4% at 800 epochs".
-    At ``cpu-quick``'s budget the emulation did not help here: kNN 46.7 (4 sub-batches) and 47.2
-    (8) against 47.2 without it, after 550 steps (seed 0, ``cifar10-5k``).
+    and reports that leaving it out "loses 4% at 800 epochs"; at this course's budgets it makes
+    no measurable difference (``benchmarks/README.md``).
 
     Args:
         encoder: ``[N, C, H, W] -> [N, feature_dim]``.
@@ -744,278 +734,3 @@ def simsiam_step(
         ``{"loss": loss, "std": output_std(z1)}`` (the history records the std per step).
     """
     raise NotImplementedError("Implement simsiam_step: see its docstring")
-
-
-# ==============================================================================================
-# Given: experiment settings, the training driver, the evaluation protocol
-# ==============================================================================================
-
-METHODS = ("simclr", "moco", "byol", "simsiam", "simsiam-no-stopgrad", "supervised")
-
-
-@dataclass(frozen=True)
-class ContrastiveConfig:
-    """The experiment settings of the notebook and the benchmark, per preset.
-
-    Budgets are wall-clock seconds per pretraining run (a run also stops at ``max_epochs``); on
-    a busy machine a run does fewer steps in the same time, so its numbers drop but the
-    notebook still ends on time. The starting recipe is the course's CPU feasibility study
-    (SmallCNN, batch 256, AdamW lr 2e-3, warm-up + cosine, tau 0.2, batched SimCLR
-    augmentation; MoCo v2 with a 4,096-key queue and m = 0.99).
-    """
-
-    simclr_s: float
-    moco_s: float
-    byol_s: float
-    simsiam_s: float  # each of the two SimSiam runs (with and without stop-gradient)
-    supervised_s: float  # the supervised baseline: the same SmallCNN trained with labels
-    max_epochs: int
-    batch_size: int = 256  # images per step (the contrastive methods see 2 views of each)
-    lr: float = 2e-3  # AdamW, linear warm-up + cosine decay over the budget
-    weight_decay: float = 1e-2  # torch's AdamW default
-    supervised_lr: float = 0.1  # SGD, momentum 0.9, Nesterov, as in the feasibility study
-    temperature: float = 0.2  # NT-Xent and MoCo
-    augmentation: str = "crop+color"  # a replearn.augment pipeline (SimCLR's CIFAR-10 recipe)
-    widths: tuple[int, ...] = (32, 64, 128, 256)  # SmallCNN block widths; D = widths[-1]
-    projection_dim: int = 128
-    hidden_dim: int = 512  # projection / prediction MLP hidden width
-    simsiam_hidden_dim: int = 128  # SimSiam's predictor bottleneck
-    queue_size: int = 4096  # MoCo's K
-    moco_momentum: float = 0.99
-    byol_momentum: float = 0.99
-    knn_k: int = 20
-    knn_every: int = 5  # epochs between kNN monitor evaluations (0: no monitor)
-    probe_iters: int = 100  # L-BFGS iterations of the linear probe
-    checkpoints: bool = False  # train-or-load the runs under checkpoints/
-    amp: bool | str = "auto"  # replearn.train.TrainConfig.amp: True also autocasts a bf16 CPU
-    channels_last: bool = False  # NHWC training (TrainConfig.channels_last): faster on CPU
-
-    @staticmethod
-    def from_preset(preset) -> ContrastiveConfig:
-        if preset.name == "smoke":
-            return ContrastiveConfig(simclr_s=2, moco_s=2, byol_s=1, simsiam_s=1, supervised_s=1,
-                                     max_epochs=1, batch_size=32, queue_size=256, knn_every=1,
-                                     probe_iters=10)  # fmt: skip
-        if preset.name == "cpu-quick":
-            return ContrastiveConfig(simclr_s=80, moco_s=45, byol_s=10, simsiam_s=15,
-                                     supervised_s=15, max_epochs=preset.max_epochs)  # fmt: skip
-        scale = preset.time_scale
-        # colab: sized to the notebook header's time on a T4 (benchmarks/README.md, "Colab budgets")
-        if preset.name == "colab":
-            return ContrastiveConfig(simclr_s=150 * scale, moco_s=75 * scale, byol_s=50 * scale,
-                                     simsiam_s=40 * scale, supervised_s=25 * scale,
-                                     max_epochs=preset.max_epochs, batch_size=512,
-                                     checkpoints=True)  # fmt: skip
-        return ContrastiveConfig(simclr_s=300 * scale, moco_s=300 * scale, byol_s=300 * scale,
-                                 simsiam_s=300 * scale, supervised_s=100 * scale,
-                                 max_epochs=preset.max_epochs, batch_size=512,
-                                 checkpoints=True)  # fmt: skip
-
-    def budget(self, method: str) -> float:
-        """The wall-clock budget of ``method`` (one of ``METHODS``)."""
-        _check_method(method)
-        return float(getattr(self, method.removesuffix("-no-stopgrad") + "_s"))
-
-
-def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-
-
-@dataclass
-class PretrainResult:
-    """A finished pretraining run: the encoder to transfer, the whole model, what happened."""
-
-    method: str
-    encoder: ConvBackbone
-    model: nn.Module
-    history: History
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def final_loss(self) -> float:
-        """Mean training loss over the last 20 steps."""
-        return self.history.recent_mean("loss")
-
-
-class Classifier(nn.Module):
-    """The supervised baseline: the encoder and one linear layer."""
-
-    def __init__(self, encoder: ConvBackbone, num_classes: int):
-        super().__init__()
-        self.encoder = encoder
-        self.head = nn.Linear(encoder.feature_dim, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))  # [N, D] -> [N, K classes]
-
-
-def supervised_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The supervised baseline's mild augmentation: crop (70-100% of the area) and flip."""
-    size = (x.shape[2], x.shape[3])
-    x = augment.random_resized_crop(x, size, scale=(0.7, 1.0), generator=generator)
-    return augment.random_horizontal_flip(x, generator=generator)  # [N, C, H, W]
-
-
-def default_augment(cfg: ContrastiveConfig, images: torch.Tensor) -> augment.SimCLRAugment:
-    """``cfg.augmentation`` at the images' size; colour ops are dropped for grey images."""
-    pipeline = augment.get_pipeline(cfg.augmentation, size=images.shape[-1])
-    if images.shape[1] != 3 and pipeline.color:
-        pipeline = augment.get_pipeline(cfg.augmentation, size=images.shape[-1], color=False)
-    return pipeline
-
-
-def pretrain(
-    method: str,
-    images: torch.Tensor,
-    labels: torch.Tensor | None,
-    cfg: ContrastiveConfig,
-    *,
-    budget_s: float | None = None,
-    augment: Augment | None = None,
-    seed: int = 0,
-    monitor: Hook | tuple[torch.Tensor, ...] | None = None,
-    progress: bool = False,
-    device: str | torch.device = "cpu",
-    checkpoint_path: str | Path | None = None,
-) -> PretrainResult:
-    """Train a fresh ``SmallCNN`` with one method for ``budget_s`` seconds of wall clock.
-
-    Every self-supervised method uses the same encoder, AdamW (``cfg.lr``,
-    ``cfg.weight_decay``), batch size, warm-up + cosine schedule over the budget
-    (``replearn.train.BudgetCosine``) and ``replearn.train.train`` loop, so that the encoders
-    differ only in the objective. The supervised baseline uses SGD with ``cfg.supervised_lr``.
-
-    Args:
-        method: one of ``METHODS``.
-        images: uint8 ``[N, C, H, W]`` (the unlabelled training images).
-        labels: int64 ``[N]``; used only by ``"supervised"`` (may be None otherwise).
-        budget_s: seconds (default: ``cfg.budget(method)``).
-        augment: ``(x, generator) -> view``; default ``cfg.augmentation``'s pipeline.
-        monitor: a ``replearn.train.Hook`` (e.g. a ``KNNMonitor``), or a tuple
-            ``(train_x, train_y, test_x, test_y)`` from which a ``KNNMonitor`` on the encoder
-            is built (every ``cfg.knn_every`` epochs; its accuracy joins the epoch records
-            as ``"knn"``).
-        checkpoint_path: train-or-load file (``None``: no checkpoint).
-
-    Returns:
-        A ``PretrainResult``; ``result.encoder`` is in eval mode.
-    """
-    _check_method(method)
-    if images.ndim != 4 or images.dtype != torch.uint8:
-        raise ValueError(
-            f"images must be uint8 [N, C, H, W] as stored by replearn.data, got {images.dtype} "
-            f"{tuple(images.shape)}"
-        )
-    budget_s = float(cfg.budget(method) if budget_s is None else budget_s)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    device = torch.device(device)
-    encoder = SmallCNN(in_channels=images.shape[1], widths=cfg.widths)
-    dim = encoder.feature_dim
-    view = augment if augment is not None else default_augment(cfg, images)
-    tensors: tuple[torch.Tensor, ...] = (images,)
-
-    if method == "simclr":
-        model: nn.Module = SimCLR(encoder, dim, cfg.projection_dim, cfg.hidden_dim)
-        step = lambda m, x: simclr_step(m, x, view, cfg.temperature, generator)
-    elif method == "moco":
-        model = MoCo(encoder, dim, cfg.projection_dim, cfg.queue_size, cfg.moco_momentum,
-                     cfg.temperature, cfg.hidden_dim)  # fmt: skip
-        step = lambda m, x: m.step(x, view, generator)
-    elif method == "byol":
-        model = BYOL(encoder, dim, cfg.projection_dim, cfg.hidden_dim, cfg.byol_momentum)
-        step = lambda m, x: m.step(x, view, generator)
-    elif method.startswith("simsiam"):
-        model = SimSiam(encoder, dim, cfg.projection_dim, cfg.simsiam_hidden_dim)
-        stop = method == "simsiam"
-        step = lambda m, x: simsiam_step(m, x, view, generator, stop_gradient=stop)
-    else:
-        if labels is None:
-            raise ValueError("the supervised baseline needs labels (int64 [N])")
-        tensors = (images, labels)
-        model = Classifier(encoder, int(labels.max()) + 1)
-        step = lambda m, batch: _classification_step(m, supervised_augment(as_float_images(batch[0]), generator), batch[1])  # fmt: skip
-
-    model.to(device)
-    trained = [p for p in model.parameters() if p.requires_grad]
-    if method == "supervised":
-        optimizer = torch.optim.SGD(trained, lr=cfg.supervised_lr, momentum=0.9, nesterov=True,
-                                    weight_decay=5e-4)  # fmt: skip
-    else:
-        optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loader = TensorLoader(*tensors, batch_size=min(cfg.batch_size, len(images)), seed=seed, device=device)  # fmt: skip
-    hooks: list[Hook] = []
-    if isinstance(monitor, Hook):
-        hooks.append(monitor)
-    elif monitor is not None and cfg.knn_every > 0:
-        train_x, train_y, test_x, test_y = monitor
-        hooks.append(KNNMonitor(train_x, train_y, test_x, test_y, encoder_of=lambda m: m.encoder,
-                                every=cfg.knn_every, k=cfg.knn_k))  # fmt: skip
-    config = TrainConfig(epochs=cfg.max_epochs, budget_s=budget_s, progress=progress, desc=method,
-                         checkpoint_path=str(checkpoint_path) if checkpoint_path else None,
-                         grad_clip=5.0, amp=cfg.amp, channels_last=cfg.channels_last)  # fmt: skip
-    history = train(step, model, optimizer, loader, config,
-                    scheduler=BudgetCosine(optimizer, budget_s), hooks=hooks)  # fmt: skip
-    model.eval()
-    return PretrainResult(method, encoder, model, history)
-
-
-def _classification_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
-    logits = model(x)  # [N, K classes]
-    acc = (logits.detach().argmax(dim=1) == y).float().mean()
-    return {"loss": F.cross_entropy(logits, y), "acc": acc}
-
-
-# The linear probe's L2 strength, fixed rather than searched (as in Assignment 3): 2e-4 is
-# scikit-learn's C = 1 on 4,500 samples, the probe of the course's CPU feasibility study.
-PROBE_WEIGHT_DECAY = 2e-4
-
-
-def evaluate_encoder(
-    encoder: nn.Module,
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    test_x: torch.Tensor,
-    test_y: torch.Tensor,
-    cfg: ContrastiveConfig | None = None,
-) -> dict[str, float]:
-    """``{"knn": acc, "linear": acc}`` of the frozen encoder's pooled features, in [0, 1].
-
-    kNN: cosine similarity, ``cfg.knn_k`` neighbours, temperature-weighted votes (t = 0.1);
-    linear: ``replearn.evaluate.linear_probe`` on standardised features. Images are uint8 or
-    float ``[N, C, H, W]``; the encoder runs in eval mode.
-    """
-    k, iters = (cfg.knn_k, cfg.probe_iters) if cfg is not None else (20, 100)
-    train_feats = extract_features(encoder, train_x)  # [N, D]
-    test_feats = extract_features(encoder, test_x)  # [M, D]
-    knn = knn_accuracy(train_feats, train_y, test_feats, test_y, k=k)
-    linear = linear_probe(train_feats, train_y, test_feats, test_y,
-                          weight_decay=PROBE_WEIGHT_DECAY, max_iter=iters).test_accuracy  # fmt: skip
-    return {"knn": knn, "linear": linear}
-
-
-@torch.no_grad()
-def positive_negative_similarity(
-    model: nn.Module,
-    images: torch.Tensor,
-    augment: Augment,
-    generator: torch.Generator | None = None,
-) -> dict[str, float]:
-    """Mean cosine similarity of the encoder's features for positive pairs and for negatives.
-
-    Two views of each image through ``model.encoder`` (eval mode): the diagonal of the
-    ``[N, N]`` cross-view similarity is the positives, the rest the negatives. A good
-    contrastive encoder makes the first high and the second near 0; a collapsed one makes
-    both 1.
-    """
-    encoder = model.encoder if hasattr(model, "encoder") else model
-    was_training = encoder.training
-    encoder.eval()
-    x = as_float_images(images.to(next(encoder.parameters()).device))  # [N, C, H, W]
-    h1 = F.normalize(encoder(augment(x, generator)), dim=1)  # [N, D]
-    h2 = F.normalize(encoder(augment(x, generator)), dim=1)  # [N, D]
-    sims = h1 @ h2.T  # [N, N]
-    off_diagonal = ~torch.eye(len(x), dtype=torch.bool, device=sims.device)  # [N, N]
-    encoder.train(was_training)
-    return {"positive": float(sims.diagonal().mean()), "negative": float(sims[off_diagonal].mean())}

@@ -23,34 +23,26 @@ that their features can be compared under one protocol:
    network must recognise it under heavy augmentation (:func:`exemplar_dataset`,
    :func:`exemplar_classifier`); the final layer grows with the number of seeds.
 
-Below the student parts (marked "Given") are the experiment settings per preset, the training
-driver that runs every task through ``replearn.train.train``, and the evaluation helpers (block-
-wise kNN and linear probes on whole images, patch-grid features, the pretext confusion matrix, a
-non-linear probe for the GPU presets).
+Each part ends with the given glue its task needs (the batch loss of context prediction and
+of the jigsaw, the Exemplar CNN's augmentation). The experiments around them (settings per
+preset, the training driver, the block-wise probes) are ``replearn.recipes.pretext_tasks``.
 
-Shapes follow the package legend: ``N`` images, ``C, H, W`` channels and size, ``D`` feature
-width, ``K`` number of classes (rotations, positions, permutations or seeds: said where),
-``T`` tiles per puzzle, ``p`` patch side. The parts you write sit between ``BEGIN SOLUTION`` and
-``END SOLUTION``; everything else is given.
+Shapes use the package legend (``docs/internals.md``; ``K`` classes are rotations, positions,
+permutations or seeds, said where); local letters: ``T`` tiles per puzzle, ``P`` permutations in
+the set. Your parts: replace every ``raise NotImplementedError``; everything else is given.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from replearn import augment
-from replearn.backbones import ConvBackbone, SmallCNN
-from replearn.data import to_float
-from replearn.evaluate import knn_accuracy, linear_probe
-from replearn.train import BudgetCosine, History, TensorLoader, TrainConfig, draw, train
+from replearn.backbones import ConvBackbone
+from replearn.train import draw
 
 
 def hello() -> str:
@@ -250,6 +242,28 @@ class SiameseContextNet(nn.Module):
         raise NotImplementedError("Implement SiameseContextNet.forward: see its docstring")
 
 
+def context_loss(
+    model: SiameseContextNet,
+    images: torch.Tensor,
+    *,
+    patch: int = 8,
+    gap: int = 3,
+    jitter: int = 1,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Context prediction on one batch (given): sample pairs, classify the position (8-way).
+
+    The loss is the cross-entropy over the eight positions; ``"acc"`` is how often the network
+    names the right one. ``patch``, ``gap``, ``jitter``: as in :func:`sample_context_pairs`.
+    """
+    centre, neighbour, labels, _ = sample_context_pairs(
+        images, patch, gap, jitter, generator
+    )  # [N, C, p, p] x2, [N]
+    logits = model(centre, neighbour)  # [N, 8]
+    acc = (logits.detach().argmax(dim=1) == labels).float().mean()
+    return {"loss": F.cross_entropy(logits, labels), "acc": acc}
+
+
 # ==============================================================================================
 # Part 3. Jigsaw puzzles
 # ==============================================================================================
@@ -410,9 +424,45 @@ class JigsawNet(nn.Module):
         raise NotImplementedError("Implement JigsawNet.forward: see its docstring")
 
 
+def jigsaw_loss(
+    model: JigsawNet,
+    images: torch.Tensor,
+    permutations: torch.Tensor,
+    *,
+    cell: int = 10,
+    tile: int = 8,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Jigsaw on one batch (given): cut tiles, shuffle them by a random permutation of the set
+    ``[P, 9]``, and classify which (P-way). ``cell``, ``tile``: as in :func:`jigsaw_tiles`."""
+    tiles = jigsaw_tiles(images, 3, cell, tile, generator)  # [N, 9, C, p, p]
+    index = draw(torch.randint, len(permutations), (len(images),), generator=generator)  # [N]
+    shuffled = shuffle_tiles(tiles, permutations[index])  # [N, 9, C, p, p]
+    index = index.to(images.device)
+    logits = model(shuffled)  # [N, P]
+    acc = (logits.detach().argmax(dim=1) == index).float().mean()
+    return {"loss": F.cross_entropy(logits, index), "acc": acc}
+
+
 # ==============================================================================================
 # Part 4. Exemplar CNN: every seed image is a class
 # ==============================================================================================
+
+
+def exemplar_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Exemplar-CNN's transformations, batched (given): scale and translation, flip, colour.
+
+    Dosovitskiy et al. (2014) composed translation, scaling, rotation and contrast and colour
+    changes; here a random resized crop (25-100% of the area), a flip, colour jitter (p = 0.8)
+    and grayscale (p = 0.2) on RGB images. ``[N, C, H, W] -> [N, C, H, W]``.
+    """
+    size = (x.shape[2], x.shape[3])
+    x = augment.random_resized_crop(x, size, scale=(0.25, 1.0), generator=generator)
+    x = augment.random_horizontal_flip(x, generator=generator)
+    if x.shape[1] == 3:
+        x = augment.color_jitter(x, 0.4, 0.4, 0.4, 0.1, p=0.8, generator=generator)
+        x = augment.random_grayscale(x, p=0.2, generator=generator)
+    return x  # [N, C, H, W]
 
 
 def exemplar_dataset(
@@ -439,7 +489,7 @@ def exemplar_dataset(
 
     Args:
         images: ``[M, C, H, W]`` float in [0, 1], the unlabelled pool.
-        transform: batched augmentation ``(x [B, C, H, W], generator) -> [B, C, H, W]``, e.g.
+        transform: batched augmentation ``(x [N, C, H, W], generator) -> [N, C, H, W]``, e.g.
             :func:`exemplar_augment`.
 
     Returns:
@@ -457,440 +507,3 @@ def exemplar_classifier(encoder: ConvBackbone, num_seeds: int) -> PretextClassif
     Contrastive learning (Assignment 4) removes that layer.
     """
     raise NotImplementedError("Implement exemplar_classifier: see its docstring")
-
-
-# ==============================================================================================
-# Given: augmentations, the pretext losses of Parts 2-4, experiment settings, the training driver
-# ==============================================================================================
-
-
-def light_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random crop (70-100% of the area) resized back, and a horizontal flip: ``[N, C, H, W]``.
-
-    The mild augmentation of the rotation, context, jigsaw and supervised runs (RotNet's CIFAR
-    code uses crops and flips too); it must not rotate, or it would blur the rotation labels.
-    """
-    size = (x.shape[2], x.shape[3])
-    x = augment.random_resized_crop(x, size, scale=(0.7, 1.0), generator=generator)
-    return augment.random_horizontal_flip(x, generator=generator)  # [N, C, H, W]
-
-
-def exemplar_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Exemplar-CNN's transformations, batched: scale and translation, flip, colour.
-
-    Dosovitskiy et al. (2014) composed translation, scaling, rotation and contrast and colour
-    changes; here a random resized crop (25-100% of the area), a flip, colour jitter (p = 0.8)
-    and grayscale (p = 0.2) on RGB images. ``[N, C, H, W] -> [N, C, H, W]``.
-    """
-    size = (x.shape[2], x.shape[3])
-    x = augment.random_resized_crop(x, size, scale=(0.25, 1.0), generator=generator)
-    x = augment.random_horizontal_flip(x, generator=generator)
-    if x.shape[1] == 3:
-        x = augment.color_jitter(x, 0.4, 0.4, 0.4, 0.1, p=0.8, generator=generator)
-        x = augment.random_grayscale(x, p=0.2, generator=generator)
-    return x  # [N, C, H, W]
-
-
-def context_loss(
-    model: SiameseContextNet,
-    images: torch.Tensor,
-    cfg: PretextConfig,
-    generator: torch.Generator | None = None,
-) -> dict[str, torch.Tensor]:
-    """Context prediction on one batch: sample pairs, classify the position (8-way)."""
-    centre, neighbour, labels, _ = sample_context_pairs(
-        images, cfg.context_patch, cfg.context_gap, cfg.context_jitter, generator
-    )  # [N, C, p, p] x2, [N]
-    logits = model(centre, neighbour)  # [N, 8]
-    acc = (logits.detach().argmax(dim=1) == labels).float().mean()
-    return {"loss": F.cross_entropy(logits, labels), "acc": acc}
-
-
-def jigsaw_loss(
-    model: JigsawNet,
-    images: torch.Tensor,
-    permutations: torch.Tensor,
-    cfg: PretextConfig,
-    generator: torch.Generator | None = None,
-) -> dict[str, torch.Tensor]:
-    """Jigsaw on one batch: cut tiles, shuffle by a random permutation of the set, name it."""
-    tiles = jigsaw_tiles(images, 3, cfg.jigsaw_cell, cfg.jigsaw_tile, generator)  # [N, 9, C, p, p]
-    index = draw(torch.randint, len(permutations), (len(images),), generator=generator)  # [N]
-    shuffled = shuffle_tiles(tiles, permutations[index])  # [N, 9, C, p, p]
-    index = index.to(images.device)
-    logits = model(shuffled)  # [N, P]
-    acc = (logits.detach().argmax(dim=1) == index).float().mean()
-    return {"loss": F.cross_entropy(logits, index), "acc": acc}
-
-
-@dataclass(frozen=True)
-class PretextConfig:
-    """The experiment settings of the notebook and the benchmark, per preset.
-
-    Training budgets are wall-clock seconds (a run also stops at ``max_epochs``); on a busy
-    machine a run does fewer steps in the same time, so its numbers drop but the notebook still
-    ends on time.
-    """
-
-    rotation_s: float  # the main RotNet run
-    ablation_s: float  # each run of the number-of-rotations ablation (2 runs)
-    context_s: float
-    jigsaw_s: float
-    exemplar_s: float
-    supervised_s: float  # the supervised baseline: the same SmallCNN trained with labels
-    max_epochs: int
-    batch_size: int  # source images per step (RotNet sees 4x as many rotated copies)
-    lr: float = 0.1  # SGD, momentum 0.9, Nesterov, cosine decay over the budget
-    weight_decay: float = 5e-4
-    widths: tuple[int, ...] = (32, 64, 128, 256)  # SmallCNN block widths
-    context_patch: int = 8
-    context_gap: int = 3
-    context_jitter: int = 1
-    jigsaw_cell: int = 10
-    jigsaw_tile: int = 8
-    num_permutations: int = 100
-    exemplar_seeds: int = 1000
-    exemplar_copies: int = 8
-    probe_blocks: tuple[int, ...] = (2, 3, 4)  # SmallCNN blocks probed (1-based)
-    knn_k: int = 20
-    probe_iters: int = 100  # L-BFGS iterations of each linear probe
-    nonlinear_probe: bool = False  # the MLP probe on block maps (GPU presets)
-    checkpoints: bool = False  # train-or-load the runs under checkpoints/
-    amp: bool | str = "auto"  # replearn.train.TrainConfig.amp: True also autocasts a bf16 CPU
-    channels_last: bool = False  # NHWC training (TrainConfig.channels_last): faster on CPU
-
-    @staticmethod
-    def from_preset(preset) -> PretextConfig:
-        if preset.name == "smoke":
-            return PretextConfig(rotation_s=2, ablation_s=1, context_s=1, jigsaw_s=1, exemplar_s=1,
-                                 supervised_s=1, max_epochs=1, batch_size=32, num_permutations=10,
-                                 exemplar_seeds=50, exemplar_copies=2, probe_iters=10)  # fmt: skip
-        if preset.name == "cpu-quick":
-            return PretextConfig(rotation_s=100, ablation_s=10, context_s=15, jigsaw_s=15,
-                                 exemplar_s=15, supervised_s=15, max_epochs=preset.max_epochs,
-                                 batch_size=64)  # fmt: skip
-        # colab: sized to the notebook header's time on a T4 (benchmarks/README.md, "Colab budgets")
-        scale = preset.time_scale
-        rotation, ablation, short = (150, 20, 40) if preset.name == "colab" else (300, 60, 60)
-        return PretextConfig(rotation_s=rotation * scale, ablation_s=ablation * scale,
-                             context_s=short * scale, jigsaw_s=short * scale,
-                             exemplar_s=short * scale, supervised_s=short * scale,
-                             max_epochs=preset.max_epochs, batch_size=128,
-                             exemplar_seeds=4000, exemplar_copies=16, nonlinear_probe=True,
-                             checkpoints=True)  # fmt: skip
-
-
-def fit_geometry(cfg: PretextConfig, image_size: int) -> PretextConfig:
-    """``cfg`` with the context and jigsaw geometry shrunk, if needed, to fit ``image_size``.
-
-    The defaults need 32 px (CIFAR-10); the offline fallback dataset (MNIST) has 28 px. Patches
-    stay at least 8 px, the smallest input the SmallCNN's three poolings accept.
-    """
-    context, jigsaw = cfg, cfg
-    if 3 * cfg.context_patch + 2 * cfg.context_gap + 2 * cfg.context_jitter > image_size:
-        gap = max(1, (image_size - 3 * cfg.context_patch - 2 * cfg.context_jitter) // 2)
-        context = replace(cfg, context_gap=gap)
-    if 3 * cfg.jigsaw_cell > image_size:
-        jigsaw = replace(cfg, jigsaw_cell=image_size // 3)
-    fitted = replace(cfg, context_gap=context.context_gap, jigsaw_cell=jigsaw.jigsaw_cell)
-    fitted_jigsaw_tile = min(fitted.jigsaw_tile, fitted.jigsaw_cell)
-    return replace(fitted, jigsaw_tile=fitted_jigsaw_tile)
-
-
-@dataclass
-class PretrainResult:
-    """A finished pretraining run: the encoder to transfer, the whole model, what happened."""
-
-    task: str
-    encoder: ConvBackbone
-    model: nn.Module
-    history: History
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the permutation set, the seeds
-
-    @property
-    def pretext_accuracy(self) -> float:
-        """Mean training accuracy of the pretext task over the last 20 steps."""
-        return self.history.recent_mean("acc")
-
-
-TASKS = ("rotation", "context", "jigsaw", "exemplar", "supervised")
-
-
-def pretrain(
-    task: str,
-    images: torch.Tensor,
-    cfg: PretextConfig,
-    *,
-    budget_s: float,
-    labels: torch.Tensor | None = None,
-    rotations: Sequence[int] = (0, 1, 2, 3),
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    checkpoint_path: str | Path | None = None,
-    progress: bool = False,
-) -> PretrainResult:
-    """Train a fresh ``SmallCNN`` on one pretext task (or with labels) for ``budget_s`` seconds.
-
-    Every task uses the same encoder, optimiser (SGD, momentum 0.9, Nesterov, ``cfg.lr``,
-    ``cfg.weight_decay``), batch size, cosine schedule over the budget and ``replearn.train``
-    loop, so that the encoders differ only in what they were asked to predict.
-
-    Args:
-        task: ``"rotation"``, ``"context"``, ``"jigsaw"``, ``"exemplar"`` or ``"supervised"``.
-        images: uint8 ``[N, C, H, W]`` (the unlabelled training images).
-        labels: int64 ``[N]``, only for ``"supervised"``.
-        rotations: the rotation set of ``"rotation"`` (the ablation passes ``(0, 2)``).
-        checkpoint_path: train-or-load file (``None``: no checkpoint).
-    """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    device = torch.device(device)
-    encoder = SmallCNN(in_channels=images.shape[1], widths=cfg.widths)
-    extra: dict[str, Any] = {}
-    tensors: tuple[torch.Tensor, ...] = (images,)
-
-    def floats(batch: torch.Tensor) -> torch.Tensor:
-        return to_float(batch) if batch.dtype == torch.uint8 else batch  # [B, C, H, W]
-
-    if task == "rotation":
-        model: nn.Module = PretextClassifier(encoder, len(rotations))
-        step = lambda m, x: rotation_loss(m, light_augment(floats(x), generator), rotations)
-    elif task == "context":
-        model = SiameseContextNet(encoder)
-        step = lambda m, x: context_loss(m, light_augment(floats(x), generator), cfg, generator)
-    elif task == "jigsaw":
-        perms = hamming_permutation_set(cfg.num_permutations, 9, generator).to(device)  # [P, 9]
-        extra["permutations"] = perms.cpu()
-        model = JigsawNet(encoder, len(perms))
-        step = lambda m, x: jigsaw_loss(m, light_augment(floats(x), generator), perms, cfg, generator)  # fmt: skip
-    elif task == "exemplar":
-        num_seeds = min(cfg.exemplar_seeds, len(images))
-        views, view_labels, seed_index = exemplar_dataset(
-            to_float(images), num_seeds, cfg.exemplar_copies, exemplar_augment, generator
-        )  # [K*N, C, H, W], [K*N], [N]
-        extra.update(seed_index=seed_index, num_seeds=num_seeds)
-        tensors = ((views * 255).round().to(torch.uint8), view_labels)  # stored as uint8
-        model = exemplar_classifier(encoder, num_seeds)
-        step = lambda m, batch: _classification_step(m, floats(batch[0]), batch[1])
-    else:
-        if labels is None:
-            raise ValueError("the supervised baseline needs labels")
-        tensors = (images, labels)
-        model = PretextClassifier(encoder, int(labels.max()) + 1)
-        step = lambda m, batch: _classification_step(m, light_augment(floats(batch[0]), generator), batch[1])  # fmt: skip
-
-    model.to(device)
-    loader = TensorLoader(*tensors, batch_size=min(cfg.batch_size, len(tensors[0])), seed=seed, device=device)  # fmt: skip
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
-                                weight_decay=cfg.weight_decay)  # fmt: skip
-    config = TrainConfig(epochs=cfg.max_epochs, budget_s=budget_s, progress=progress, desc=task,
-                         checkpoint_path=str(checkpoint_path) if checkpoint_path else None,
-                         grad_clip=5.0, amp=cfg.amp, channels_last=cfg.channels_last)  # fmt: skip
-    history = train(step, model, optimizer, loader, config, scheduler=BudgetCosine(optimizer, budget_s))  # fmt: skip
-    model.eval()
-    return PretrainResult(task, encoder, model, history, extra)
-
-
-def _classification_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
-    logits = model(x)  # [B, K]
-    acc = (logits.detach().argmax(dim=1) == y).float().mean()
-    return {"loss": F.cross_entropy(logits, y), "acc": acc}
-
-
-# ---- evaluation: the same protocol for every encoder ----------------------------------------
-
-
-@torch.no_grad()
-def block_features(
-    encoder: ConvBackbone,
-    images: torch.Tensor,
-    blocks: Sequence[int] = (2, 3, 4),
-    *,
-    batch_size: int = 500,
-    pool: bool = True,
-    grid: int | None = None,
-) -> dict[int, torch.Tensor]:
-    """The outputs of several blocks of ``encoder`` for whole images, in one pass.
-
-    ``pool=True`` averages each map over space (``[N, D_b]``, what kNN and the linear probe
-    use); ``pool=False`` keeps ``grid x grid`` average-pooled maps, flattened
-    (``[N, D_b * grid * grid]``, what the non-linear probe uses, as RotNet's classifiers read
-    the spatial conv maps). Eval mode (BatchNorm running statistics), float32 on the CPU.
-    """
-    device = next(encoder.parameters()).device
-    was_training = encoder.training
-    encoder.eval()
-    out: dict[int, list[torch.Tensor]] = {b: [] for b in blocks}
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device)
-        x = to_float(x) if x.dtype == torch.uint8 else x.float()  # [B, C, H, W]
-        for index, block in enumerate(encoder.blocks, start=1):
-            x = block(x)  # [B, D_b, H_b, W_b]
-            if index in out:
-                if pool:
-                    out[index].append(x.mean(dim=(2, 3)).float().cpu())  # [B, D_b]
-                else:
-                    kept = F.adaptive_avg_pool2d(x, grid or x.shape[2])  # [B, D_b, g, g]
-                    out[index].append(kept.flatten(1).half().cpu())  # [B, D_b*g*g]
-            if index >= max(blocks):
-                break
-    encoder.train(was_training)
-    return {b: torch.cat(parts) for b, parts in out.items()}
-
-
-@torch.no_grad()
-def patch_grid_features(
-    encoder: ConvBackbone, images: torch.Tensor, patch: int, stride: int, *, batch_size: int = 200
-) -> torch.Tensor:
-    """Mean of the encoder's (pooled, last-block) features over a centred 3x3 grid of patches.
-
-    The inputs a patch-trained encoder saw during pretraining: ``patch`` px patches whose
-    corners are ``stride`` px apart. Comparing probes on these features with probes on
-    whole-image features measures how much of what a context or jigsaw network learnt
-    survives the change from patches to whole images. Returns ``[N, D]``.
-    """
-    device = next(encoder.parameters()).device
-    was_training = encoder.training
-    encoder.eval()
-    n, _, height, width = images.shape
-    extent = 2 * stride + patch
-    grid_top, grid_left = (height - extent) // 2, (width - extent) // 2
-    corners = [(grid_top + r * stride, grid_left + c * stride) for r in range(3) for c in range(3)]
-    chunks = []
-    for start in range(0, n, batch_size):
-        x = images[start : start + batch_size].to(device)
-        x = to_float(x) if x.dtype == torch.uint8 else x.float()  # [B, C, H, W]
-        patches = torch.stack([x[:, :, top : top + patch, left : left + patch] for top, left in corners], 1)  # [B, 9, C, p, p]  # fmt: skip
-        feats = encoder(patches.flatten(0, 1)).view(len(x), 9, -1)  # [B, 9, D]
-        chunks.append(feats.mean(dim=1).cpu())  # [B, D]
-    encoder.train(was_training)
-    return torch.cat(chunks)  # [N, D]
-
-
-# The linear probe's L2 strength, fixed rather than searched so that probing eight encoders fits
-# the cpu-quick budget (a search over 3 values took 4x as long). 2e-4 is scikit-learn's C = 1 on
-# 4,500 samples, the probe of the course's CPU feasibility study whose RotNet numbers the
-# notebook header quotes.
-PROBE_WEIGHT_DECAY = 2e-4
-
-
-def probe_features(
-    train_feats: torch.Tensor,
-    train_labels: torch.Tensor,
-    test_feats: torch.Tensor,
-    test_labels: torch.Tensor,
-    cfg: PretextConfig | None = None,
-) -> dict[str, float]:
-    """kNN (cosine, ``cfg.knn_k`` neighbours, temperature 0.1) and linear-probe test accuracy."""
-    k, iters = (cfg.knn_k, cfg.probe_iters) if cfg is not None else (20, 100)
-    knn = knn_accuracy(train_feats, train_labels, test_feats, test_labels, k=k)
-    linear = linear_probe(train_feats, train_labels, test_feats, test_labels,
-                          weight_decay=PROBE_WEIGHT_DECAY, max_iter=iters).test_accuracy  # fmt: skip
-    return {"knn": knn, "linear": linear}
-
-
-def evaluate_encoder(
-    encoder: ConvBackbone,
-    x_train: torch.Tensor,
-    y_train: torch.Tensor,
-    x_test: torch.Tensor,
-    y_test: torch.Tensor,
-    blocks: Sequence[int] = (2, 3, 4),
-    cfg: PretextConfig | None = None,
-) -> dict[int, dict[str, float]]:
-    """``{block: {"knn": acc, "linear": acc}}`` on whole images, pooled block outputs."""
-    train = block_features(encoder, x_train, blocks)
-    test = block_features(encoder, x_test, blocks)
-    return {b: probe_features(train[b], y_train, test[b], y_test, cfg) for b in blocks}
-
-
-def best_block(scores: dict[int, dict[str, float]], metric: str = "linear") -> int:
-    """The block with the highest ``metric`` (ties: the earlier block)."""
-    return max(sorted(scores), key=lambda b: (scores[b][metric], -b))
-
-
-@torch.no_grad()
-def rotation_confusion(
-    model: nn.Module,
-    images: torch.Tensor,
-    rotations: Sequence[int] = (0, 1, 2, 3),
-    batch_size: int = 256,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """How the rotation classifier errs: confusion matrix and per-image correctness.
-
-    Returns ``(confusion, correct)``: int64 ``[R, R]`` (row: true rotation, column: predicted)
-    and bool ``[R, N]`` (whether rotation ``r`` of image ``n`` was recognised), on held-out
-    images, in eval mode.
-    """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    num = len(rotations)
-    confusion = torch.zeros(num, num, dtype=torch.long)
-    correct = []
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device)
-        x = to_float(x) if x.dtype == torch.uint8 else x.float()  # [B, C, H, W]
-        rotated, labels = rotation_batch(x, rotations)  # [R*B, C, H, W], [R*B]
-        preds = model(rotated).argmax(dim=1).cpu()  # [R*B]
-        labels = labels.cpu()
-        confusion += torch.bincount(labels * num + preds, minlength=num * num).view(num, num)
-        correct.append((preds == labels).view(num, len(x)))  # [R, B]
-    model.train(was_training)
-    return confusion, torch.cat(correct, dim=1)  # [R, R], [R, N]
-
-
-def nonlinear_probe(
-    train_feats: torch.Tensor,
-    train_labels: torch.Tensor,
-    test_feats: torch.Tensor,
-    test_labels: torch.Tensor,
-    *,
-    hidden: int = 512,
-    epochs: int = 30,
-    lr: float = 1e-3,
-    batch_size: int = 256,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-) -> float:
-    """Test accuracy of an MLP trained on frozen (cached) features: RotNet's non-linear probe.
-
-    Gidaris et al. (2018) evaluate CIFAR-10 features with non-linear classifiers on the
-    frozen conv maps: fully connected layers with BatchNorm and ReLU. Here: BatchNorm ->
-    Linear(in, hidden) -> BN -> ReLU -> Dropout(0.3) -> Linear(hidden, hidden) -> BN -> ReLU ->
-    Linear(hidden, K), Adam with cosine decay for ``epochs`` passes. The features are usually
-    ``block_features(..., pool=False, grid=g)`` (flattened spatial maps).
-    """
-    torch.manual_seed(seed)
-    device = torch.device(device)
-    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
-    mlp = nn.Sequential(
-        nn.BatchNorm1d(train_feats.shape[1]),
-        nn.Linear(train_feats.shape[1], hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(0.3),
-        nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-        nn.Linear(hidden, num_classes),
-    ).to(device)  # fmt: skip
-    x_train, y_train = train_feats.to(device), train_labels.to(device)
-    optimizer = torch.optim.AdamW(mlp.parameters(), lr=lr, weight_decay=5e-4)
-    steps = epochs * math.ceil(len(x_train) / batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        mlp.train()
-        order = torch.randperm(len(x_train), generator=generator).to(device)
-        for start in range(0, len(order) - 1, batch_size):
-            rows = order[start : start + batch_size]
-            if len(rows) < 2:
-                continue
-            loss = F.cross_entropy(mlp(x_train[rows].float()), y_train[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    mlp.eval()
-    with torch.no_grad():
-        preds = torch.cat([mlp(test_feats[i : i + 1024].to(device).float()).argmax(1).cpu()
-                           for i in range(0, len(test_feats), 1024)])  # fmt: skip
-    return float((preds == test_labels.cpu()).float().mean())

@@ -118,7 +118,9 @@ class FakeCudaTensor(torch.Tensor):
     @staticmethod
     def __new__(cls, elem: torch.Tensor):
         if isinstance(elem, FakeCudaTensor) or elem.device.type != "cpu":
-            raise TypeError(f"FakeCudaTensor wraps a CPU tensor, got {type(elem).__name__} on {elem.device}")  # fmt: skip
+            raise TypeError(
+                f"FakeCudaTensor wraps a CPU tensor, got {type(elem).__name__} on {elem.device}"
+            )
         out = torch.Tensor._make_wrapper_subclass(
             cls,
             elem.size(),
@@ -222,8 +224,10 @@ def _check_devices(func, args, kwargs) -> None:
         self, indices = args[0], args[1]
         index_tensors = [t for t in tree_flatten(indices)[0] if isinstance(t, torch.Tensor)]
         if not is_fake(self) and self.dim() > 0 and any(is_fake(t) for t in index_tensors):
-            _violation(f"{name}: indices should be either on cpu or on the same device as the "
-                       "indexed tensor (cpu)")  # fmt: skip
+            _violation(
+                f"{name}: indices should be either on cpu or on the same device as the "
+                "indexed tensor (cpu)"
+            )
         if func in _INDEX_WRITE:
             values = args[2] if len(args) > 2 else kwargs.get("values")
             if (
@@ -231,16 +235,20 @@ def _check_devices(func, args, kwargs) -> None:
                 and is_fake(self) != is_fake(values)
                 and values.dim() > 0
             ):
-                _violation(f"{name}: Expected all tensors to be on the same device, but found at "
-                           f"least two devices, cuda:0 and cpu! (values {tuple(values.shape)})")  # fmt: skip
+                _violation(
+                    f"{name}: Expected all tensors to be on the same device, but found at "
+                    f"least two devices, cuda:0 and cpu! (values {tuple(values.shape)})"
+                )
         return
     tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
     if not any(is_fake(t) for t in tensors):
         return
     cpu = [tuple(t.shape) for t in tensors if not is_fake(t) and t.dim() > 0]
     if cpu:
-        _violation(f"{name}: Expected all tensors to be on the same device, but found at least "
-                   f"two devices, cuda:0 and cpu! (CPU operands of shape {cpu})")  # fmt: skip
+        _violation(
+            f"{name}: Expected all tensors to be on the same device, but found at least "
+            f"two devices, cuda:0 and cpu! (CPU operands of shape {cpu})"
+        )
 
 
 def _run(func, args, kwargs):
@@ -352,7 +360,9 @@ class _GeneratorRule(torch.overrides.TorchFunctionMode):
             have = _generator_device(gen).type
             if draw != have:
                 name = getattr(func, "__name__", str(func))
-                _violation(f"{name}: Expected a '{draw}' device type for generator but found '{have}'")  # fmt: skip
+                _violation(
+                    f"{name}: Expected a '{draw}' device type for generator but found '{have}'"
+                )
         device = kwargs.get("device")
         if func in _FROM_DATA and _to_accelerator(device):
             # the binding sets a CUDA device guard: build on the CPU, then move (as CUDA does)
@@ -585,8 +595,15 @@ def kernel_env(folder: str | os.PathLike, *, strict: bool = True) -> dict[str, s
     return {"IPYTHONDIR": str(Path(folder).resolve()), "REPLEARN_DEVICE": "cuda"}
 
 
-def run_notebook(path, output=None, *, preset: str = "smoke", impl: str = "solution",
-                 timeout: int = 900, strict: bool = True):  # fmt: skip
+def run_notebook(
+    path,
+    output=None,
+    *,
+    preset: str = "smoke",
+    impl: str = "solution",
+    timeout: int = 900,
+    strict: bool = True,
+):
     """Execute a notebook on the fake GPU (``replearn.notebook.run_notebook`` with
     :func:`kernel_env`); returns its ``NotebookRun``."""
     from replearn.notebook import run_notebook as run
@@ -599,7 +616,9 @@ def run_notebook(path, output=None, *, preset: str = "smoke", impl: str = "solut
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.fakecuda", description=__doc__.split("\n")[0])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fakecuda", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute notebooks on the fake CUDA device")
     run.add_argument("notebooks", nargs="+", type=Path)
@@ -607,8 +626,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--impl", default="solution", choices=("solution", "starter"))
     run.add_argument("--out", type=Path, default=REPO / "build" / "fakecuda")
     run.add_argument("--timeout", type=int, default=900)
-    run.add_argument("--record", action="store_true",
-                     help="record violations instead of stopping at the first (see the executed copy)")  # fmt: skip
+    run.add_argument(
+        "--record",
+        action="store_true",
+        help="record violations instead of stopping at the first (see the executed copy)",
+    )
     module = sub.add_parser("module", help="run `python -m MODULE ARGS...` on the fake device")
     module.add_argument("module")
     module.add_argument("args", nargs=argparse.REMAINDER)
@@ -622,8 +644,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     failed = 0
     for path in args.notebooks:
-        result = run_notebook(path, args.out / path.name, preset=args.preset, impl=args.impl,
-                              timeout=args.timeout, strict=not args.record)  # fmt: skip
+        result = run_notebook(
+            path,
+            args.out / path.name,
+            preset=args.preset,
+            impl=args.impl,
+            timeout=args.timeout,
+            strict=not args.record,
+        )
         device = result.summary.get("device", "?")
         status = "ok" if result.ok else "FAILED"
         print(

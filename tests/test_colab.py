@@ -18,7 +18,7 @@ import nbformat
 import pytest
 import torch
 
-from replearn import notebook, presets, train
+from replearn import notebook, presets, recipes, train
 from replearn.notebook import StudentModuleError, StudentModuleNotFound
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +31,12 @@ def colab(monkeypatch, tmp_path):
     content = tmp_path / "content"
     content.mkdir()
     monkeypatch.setenv(presets.CONTENT_ENV, str(content))
-    for name in (presets.PRESET_ENV, train.CHECKPOINT_DIR_ENV, "REPLEARN_STUDENT_DIR", "REPLEARN_ROOT"):  # fmt: skip
+    for name in (
+        presets.PRESET_ENV,
+        train.CHECKPOINT_DIR_ENV,
+        "REPLEARN_STUDENT_DIR",
+        "REPLEARN_ROOT",
+    ):
         monkeypatch.delenv(name, raising=False)
     return content
 
@@ -101,7 +106,9 @@ def test_setup_fails_clearly_when_the_module_is_nowhere(colab, tmp_path, monkeyp
 
 def test_setup_fails_clearly_when_the_module_does_not_import(colab, course):
     (course / "starter_code" / "colab_road_mod.py").write_text("def hello(:\n    pass\n")
-    with pytest.raises(StudentModuleError, match=r"colab_road_mod\.py could not be imported: SyntaxError"):  # fmt: skip
+    with pytest.raises(
+        StudentModuleError, match=r"colab_road_mod\.py could not be imported: SyntaxError"
+    ):
         notebook.setup("colab_road_mod", root=course)
 
 
@@ -132,7 +139,9 @@ def test_session_checkpoint_is_named_per_run_preset_and_seed(colab, course, caps
     assert "no checkpoint at" in capsys.readouterr().out
     monkeypatch.setenv(train.CHECKPOINT_DIR_ENV, str(colab / "ckpt"))
     chosen = session.checkpoint("contrastive-simclr", enabled=False)
-    assert chosen == str(colab / "ckpt" / "contrastive-simclr-smoke-seed0.pt"), "a chosen folder turns them on"  # fmt: skip
+    assert chosen == str(colab / "ckpt" / "contrastive-simclr-smoke-seed0.pt"), (
+        "a chosen folder turns them on"
+    )
 
 
 def test_a_notebook_run_again_loads_finished_runs_and_continues_interrupted_ones(
@@ -143,14 +152,16 @@ def test_a_notebook_run_again_loads_finished_runs_and_continues_interrupted_ones
     monkeypatch.setenv("REPLEARN_ROOT", str(REPO))
     session = notebook.setup("contrastive_learning", preset="smoke", impl="solution", root=REPO)
     cl = session.impl
-    cfg = cl.ContrastiveConfig.from_preset(session.preset)
+    cfg = recipes.contrastive_learning.ContrastiveConfig.from_preset(session.preset)
     images = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8)  # [N, C, H, W]: 8 batches
     monkeypatch.setenv(train.CHECKPOINT_DIR_ENV, str(colab / "drive"))
     path = session.checkpoint("contrastive-byol", enabled=cfg.checkpoints)
 
     def run():
         with train.step_budget(5):  # the budget counts steps: the same run on any machine
-            return cl.pretrain("byol", images, None, cfg, seed=0, device="cpu", checkpoint_path=path)  # fmt: skip
+            return recipes.contrastive_learning.pretrain(
+                cl, "byol", images, None, cfg, seed=0, device="cpu", checkpoint_path=path
+            )
 
     post_init, saves = train.TrainConfig.__post_init__, []
 
@@ -211,9 +222,11 @@ def colab_runtime(root: Path) -> tuple[Path, str]:
     purelib = Path(
         subprocess.run(
             [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
-    )  # fmt: skip
+    )
     (purelib / "google" / "colab").mkdir(parents=True)
     (purelib / "google" / "colab" / "__init__.py").write_text(
         '"""A stand-in for Colab\'s google.colab package (the course\'s Colab rehearsal)."""\n'
@@ -223,7 +236,15 @@ def colab_runtime(root: Path) -> tuple[Path, str]:
     spec.mkdir(parents=True)
     # the kernel sees none of the test run's own paths, as on Colab
     strip = [a for var in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONSTARTUP") for a in ("-u", var)]
-    argv = ["/usr/bin/env", *strip, str(python), "-m", "colab_kernel_launcher", "-f", "{connection_file}"]  # fmt: skip
+    argv = [
+        "/usr/bin/env",
+        *strip,
+        str(python),
+        "-m",
+        "colab_kernel_launcher",
+        "-f",
+        "{connection_file}",
+    ]
     (spec / "kernel.json").write_text(
         json.dumps({"argv": argv, "display_name": "Colab rehearsal", "language": "python"})
     )
@@ -261,7 +282,12 @@ def test_colab_rehearsal_installs_from_the_handout_and_runs_every_notebook(
     assert set(before) == {"torch", "torchvision", "numpy"}
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv(presets.CONTENT_ENV, str(content))
-    for name in ("REPLEARN_ROOT", "REPLEARN_STUDENT_DIR", "REPLEARN_DATA_DIR", train.CHECKPOINT_DIR_ENV):  # fmt: skip
+    for name in (
+        "REPLEARN_ROOT",
+        "REPLEARN_STUDENT_DIR",
+        "REPLEARN_DATA_DIR",
+        train.CHECKPOINT_DIR_ENV,
+    ):
         monkeypatch.delenv(
             name, raising=False
         )  # no data folder: the working sets ship in the wheel
@@ -278,8 +304,9 @@ def test_colab_rehearsal_installs_from_the_handout_and_runs_every_notebook(
     order.append(next(n for n in order if n.startswith("04_")))  # run again: loads checkpoints
     for round_, name in enumerate(order):
         out = tmp_path / "executed" / f"{round_:02d}-{name}"
-        run = notebook.run_notebook(content / name, out, preset="smoke", impl="starter",
-                                    timeout=900, kernel=kernel)  # fmt: skip
+        run = notebook.run_notebook(
+            content / name, out, preset="smoke", impl="starter", timeout=900, kernel=kernel
+        )
         assert run.ok, f"{name} failed after {run.seconds:.0f} s:\n{run.error}"
         times[f"{round_:02d}-{name}"] = round(run.seconds)
         executed = nbformat.read(out, as_version=4)
@@ -305,8 +332,13 @@ def test_colab_rehearsal_installs_from_the_handout_and_runs_every_notebook(
     assert list((content / "drive" / "MyDrive" / "replearn-checkpoints").glob("*-smoke-seed0.pt"))
 
     assert frozen(python) == before, "Colab's torch, torchvision or numpy changed"
-    where = subprocess.run([str(python), "-c", "import torch; print(torch.__file__)"],
-                           capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    where = subprocess.run(
+        [str(python), "-c", "import torch; print(torch.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert str(venv / "seeded") in where.stdout, "torch is no longer Colab's own"
     print(f"Colab rehearsal: {time.perf_counter() - started:.0f} s; notebooks (s): {times}")
 
@@ -319,7 +351,9 @@ def test_the_comparison_trains_the_students_modules_in_a_handout(colab, tmp_path
     assert compare.method_module("pretext_tasks").__replearn_impl__["impl"] == "solution"
     handout = tmp_path / "replearn-student-0.1.0"
     (handout / "starter_code").mkdir(parents=True)
-    shutil.copyfile(REPO / "solutions" / "pretext_tasks.py", handout / "starter_code" / "pretext_tasks.py")  # fmt: skip
+    shutil.copyfile(
+        REPO / "solutions" / "pretext_tasks.py", handout / "starter_code" / "pretext_tasks.py"
+    )
     monkeypatch.setenv("REPLEARN_ROOT", str(handout))
     monkeypatch.chdir(colab)  # Colab's working folder: no other copy of the modules around
     module = compare.method_module("pretext_tasks")

@@ -19,18 +19,9 @@ from lightly.models.utils import update_momentum
 from replearn import augment, impl
 from replearn.backbones import SmallCNN
 from replearn.presets import PRESETS, get_preset
+from replearn.recipes import contrastive_learning as recipe
 
 cl = impl.load("contrastive_learning", "solution")
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a loaded machine a thread pool that
-    waits for a descheduled worker makes each small op many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -71,6 +62,18 @@ def test_margin_loss_gradients_pull_similar_and_ignore_far_dissimilar():
     # d/dz1 of d^2/2 (mean over 2 pairs) = (z1 - z2) = [-1, 0]: a step of -grad moves z1 to z2
     assert torch.allclose(z1.grad[0], torch.tensor([-1.0, 0.0]))
     assert torch.equal(z1.grad[1], torch.zeros(2))  # beyond the margin: no push
+
+
+def test_margin_loss_gradient_is_finite_for_identical_embeddings():
+    # sqrt then square: d(sqrt)/dx is infinite at 0, and 0 * inf is NaN even for the pair
+    # that torch.where does not select
+    z1 = torch.randn(4, 3, requires_grad=True)
+    z2 = z1.detach().clone()
+    similar = torch.tensor([True, False, True, False])
+    loss = cl.margin_contrastive_loss(z1, z2, similar, margin=1.0)
+    loss.backward()
+    assert torch.isfinite(z1.grad).all()
+    assert float(loss) == pytest.approx(0.5, abs=1e-5)  # two dissimilar pairs cost m^2 = 1 each
 
 
 def test_margin_loss_rejects_bad_input():
@@ -272,11 +275,20 @@ def test_moco_loss_sends_no_gradient_to_keys_or_queue():
 
 def test_moco_step_updates_key_encoder_and_queue():
     torch.manual_seed(0)
-    model = cl.MoCo(SmallCNN(widths=(4, 8)), 8, projection_dim=6, queue_size=16, momentum=0.5,
-                    temperature=0.2, hidden_dim=12)  # fmt: skip
+    model = cl.MoCo(
+        SmallCNN(widths=(4, 8)),
+        8,
+        projection_dim=6,
+        queue_size=16,
+        momentum=0.5,
+        temperature=0.2,
+        hidden_dim=12,
+    )
     assert not any(p.requires_grad for p in model.key_encoder.parameters())
     trained = [p for p in model.parameters() if p.requires_grad]
-    assert len(trained) == len(list(model.encoder.parameters())) + len(list(model.projector.parameters()))  # fmt: skip
+    assert len(trained) == len(list(model.encoder.parameters())) + len(
+        list(model.projector.parameters())
+    )
     optimizer = torch.optim.SGD(trained, lr=0.5)
     images = torch.rand(4, 3, 8, 8, generator=gen(10))
     out = cl.moco_step(model, images, noisy_flip, gen(11))
@@ -315,7 +327,11 @@ def test_byol_step_trains_online_only_and_moves_the_target():
     torch.manual_seed(0)
     model = cl.BYOL(SmallCNN(widths=(4, 8)), 8, projection_dim=6, hidden_dim=12, momentum=0.9)
     trained = [p for p in model.parameters() if p.requires_grad]
-    online = [*model.encoder.parameters(), *model.projector.parameters(), *model.predictor.parameters()]  # fmt: skip
+    online = [
+        *model.encoder.parameters(),
+        *model.projector.parameters(),
+        *model.predictor.parameters(),
+    ]
     assert {id(p) for p in trained} == {id(p) for p in online}
     optimizer = torch.optim.SGD(trained, lr=0.5)
     images = torch.rand(6, 3, 8, 8, generator=gen(15))
@@ -345,7 +361,9 @@ def test_simsiam_loss_value_and_lightly_parity():
 
 @pytest.mark.parametrize("stop_gradient", [True, False])
 def test_simsiam_stop_gradient_really_stops_gradients(stop_gradient):
-    p1, p2, z1, z2 = (torch.randn(4, 3, generator=gen(30 + i), requires_grad=True) for i in range(4))  # fmt: skip
+    p1, p2, z1, z2 = (
+        torch.randn(4, 3, generator=gen(30 + i), requires_grad=True) for i in range(4)
+    )
     cl.simsiam_loss(p1, p2, z1, z2, stop_gradient=stop_gradient).backward()
     assert p1.grad is not None and p2.grad is not None
     if stop_gradient:
@@ -399,8 +417,8 @@ def test_simsiam_without_stop_gradient_collapses_and_with_it_does_not(one_thread
 
 def test_config_presets_and_budgets():
     for name in PRESETS:
-        cfg = cl.ContrastiveConfig.from_preset(get_preset(name))
-        for method in cl.METHODS:
+        cfg = recipe.ContrastiveConfig.from_preset(get_preset(name))
+        for method in recipe.METHODS:
             assert cfg.budget(method) > 0
         assert cfg.budget("simsiam-no-stopgrad") == cfg.simsiam_s
         assert cfg.augmentation in augment.PIPELINES
@@ -408,35 +426,41 @@ def test_config_presets_and_budgets():
         cfg.budget("swav")
 
 
-@pytest.mark.parametrize("method", cl.METHODS)
+@pytest.mark.parametrize("method", recipe.METHODS)
 def test_pretrain_runs_every_method_briefly(method):
-    cfg = dataclasses.replace(cl.ContrastiveConfig.from_preset(get_preset("smoke")), batch_size=8,
-                              widths=(4, 8), projection_dim=8, hidden_dim=16, queue_size=32)  # fmt: skip
+    cfg = dataclasses.replace(
+        recipe.ContrastiveConfig.from_preset(get_preset("smoke")),
+        batch_size=8,
+        widths=(4, 8),
+        projection_dim=8,
+        hidden_dim=16,
+        queue_size=32,
+    )
     images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8, generator=gen(40))
     labels = torch.arange(16) % 4
     monitor = (images, labels, images[:8], labels[:8])
     # one epoch of two batches (max_epochs=1 ends the run long before the budget)
-    result = cl.pretrain(method, images, labels, cfg, budget_s=60, monitor=monitor)
+    result = recipe.pretrain(cl, method, images, labels, cfg, budget_s=60, monitor=monitor)
     assert result.method == method and result.history.steps_done == 2
     assert math.isfinite(result.final_loss) and not result.encoder.training
     assert "knn" in result.history.epochs[0]
-    scores = cl.evaluate_encoder(result.encoder, images, labels, images[:8], labels[:8], cfg)
+    scores = recipe.evaluate_encoder(result.encoder, images, labels, images[:8], labels[:8], cfg)
     assert set(scores) == {"knn", "linear"} and all(0 <= v <= 1 for v in scores.values())
 
 
 def test_pretrain_rejects_bad_input():
-    cfg = cl.ContrastiveConfig.from_preset(get_preset("smoke"))
+    cfg = recipe.ContrastiveConfig.from_preset(get_preset("smoke"))
     images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
     with pytest.raises(ValueError, match="unknown method"):
-        cl.pretrain("swav", images, None, cfg, budget_s=1)
+        recipe.pretrain(cl, "swav", images, None, cfg, budget_s=1)
     with pytest.raises(ValueError, match="uint8"):
-        cl.pretrain("simclr", images.float(), None, cfg, budget_s=1)
+        recipe.pretrain(cl, "simclr", images.float(), None, cfg, budget_s=1)
     with pytest.raises(ValueError, match="needs labels"):
-        cl.pretrain("supervised", images, None, cfg, budget_s=1)
+        recipe.pretrain(cl, "supervised", images, None, cfg, budget_s=1)
 
 
 def test_positive_pairs_are_more_similar_than_negatives_for_identity_views():
     torch.manual_seed(0)
     model = cl.SimCLR(SmallCNN(widths=(4, 8)), 8)
-    sims = cl.positive_negative_similarity(model, torch.rand(6, 3, 8, 8), identity_augment)
+    sims = recipe.positive_negative_similarity(model, torch.rand(6, 3, 8, 8), identity_augment)
     assert math.isclose(sims["positive"], 1.0, rel_tol=1e-5) and sims["negative"] < 1.0

@@ -18,9 +18,29 @@ def bench(monkeypatch, repo_root):
 def test_simclr_and_moco_at_one_budget_with_a_batch_and_temperature_of_choice(bench, tmp_path):
     """The issue's comparison ("--budget-s 300 --methods simclr moco"), shrunk to smoke size."""
     out = tmp_path / "bench" / "contrastive.json"
-    result = bench.main(["--preset", "smoke", "--methods", "simclr", "moco", "--budget-s", "1",
-                         "--batch-size", "16", "--temperature", "0.1", "--knn-every", "0",
-                         "--skip", "ablation", "pixels", "few-label", "--out", str(out)])  # fmt: skip
+    result = bench.main(
+        [
+            "--preset",
+            "smoke",
+            "--methods",
+            "simclr",
+            "moco",
+            "--budget-s",
+            "1",
+            "--batch-size",
+            "16",
+            "--temperature",
+            "0.1",
+            "--knn-every",
+            "0",
+            "--skip",
+            "ablation",
+            "pixels",
+            "few-label",
+            "--out",
+            str(out),
+        ]
+    )
     saved = json.loads(out.read_text())
     assert saved["config"]["batch_size"] == 16 and saved["config"]["temperature"] == 0.1
     assert saved["config"]["knn_every"] == 0 and saved["budget_s_override"] == 1.0
@@ -29,6 +49,8 @@ def test_simclr_and_moco_at_one_budget_with_a_batch_and_temperature_of_choice(be
         row = saved["rows"][name]
         assert row["budget_s"] == 1.0 and row["steps"] >= 1 and 0.0 <= row["knn"] <= 1.0, name
         assert "knn_monitor" not in row, name  # --knn-every 0: no monitor in the budget
-    assert set(saved["checks"]) == {"simclr kNN - random init kNN",
-                                    "moco kNN - simclr kNN (equal budgets)"}  # fmt: skip
+    assert set(saved["checks"]) == {
+        "simclr kNN - random init kNN",
+        "moco kNN - simclr kNN (equal budgets)",
+    }
     assert out.with_suffix(".md").read_text().count("| moco |") == 1

@@ -25,7 +25,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from replearn import captions, distributed, impl, pretrain
+from replearn import captions, distributed, impl, pretrain, recipes
 from replearn.distributed import World
 from replearn.presets import get_preset
 from replearn.train import ShardedLoader
@@ -36,30 +36,48 @@ clip = impl.load("clip_zero_shot", "solution")
 
 # A run small enough for seconds on a busy CPU: 200 MNIST digits (shipped with replearn), a
 # two-block SmallCNN, global batch 16 (2 x 8), a 96-key queue.
-TINY = {"widths": "8,16", "queue_size": "96", "projection_dim": "16", "hidden_dim": "32",
-        "simsiam_hidden_dim": "8"}  # fmt: skip
+TINY = {
+    "widths": "8,16",
+    "queue_size": "96",
+    "projection_dim": "16",
+    "hidden_dim": "32",
+    "simsiam_hidden_dim": "8",
+}
 # MAE's ViT at the same scale: 28x28 digits in 7x7 patches of 4, width 16, one block each side.
 TINY_MAE = {"dim": "16", "depth": "1", "heads": "2", "decoder_dim": "16", "decoder_heads": "2"}
 # CLIP's image tower at the same scale; digits 7, 8, 9 get no caption in training (zero-shot)
 TINY_CLIP = {"cifar_widths": "8,16", "cifar_heldout": "7,8,9"}
 TINY_ARGS = [
-    "--data", "mnist-embedded", "--preset", "smoke", "--batch-size", "16", "--budget-s", "0",
+    "--data",
+    "mnist-embedded",
+    "--preset",
+    "smoke",
+    "--batch-size",
+    "16",
+    "--budget-s",
+    "0",
     *[arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")],
-]  # fmt: skip
+]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny tensors: every test runs on one torch thread (the conftest's ``one_thread``).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_settings(method: str, tmp: Path, **changes) -> pretrain.PretrainSettings:
-    options = dict(data="mnist-embedded", preset="smoke", batch_size=16, budget_s=0,
-                   overrides=dict(TINY), checkpoint=None, out_dir=None, evaluate=False,
-                   verbose=False, impl="solution", device="cpu")  # fmt: skip
+    options = dict(
+        data="mnist-embedded",
+        preset="smoke",
+        batch_size=16,
+        budget_s=0,
+        overrides=dict(TINY),
+        checkpoint=None,
+        out_dir=None,
+        evaluate=False,
+        verbose=False,
+        impl="solution",
+        device="cpu",
+    )
     options.update(changes)
     return pretrain.PretrainSettings(method, **options)
 
@@ -77,9 +95,15 @@ def free_port() -> int:
 
 def _entry(rank: int, world_size: int, port: int, worker, out: str, args: tuple) -> None:
     """A spawned rank: torchrun's variables, one thread, the process group, ``worker``."""
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")  # fmt: skip
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
     torch.set_num_threads(1)
     world = distributed.init_distributed("cpu", timeout_s=120)
     try:
@@ -128,8 +152,12 @@ def _losses_worker(world: World, n: int, dim: int) -> dict:
     scale = clip.LogitScale()
     loss = distributed.on_global_batch(clip.clip_loss, (local["images"], local["texts"]), scale())
     loss.backward()
-    out.update(clip=loss.detach(), grad_images=local["images"].grad,
-               grad_texts=local["texts"].grad, grad_log_scale=scale.log_scale.grad)  # fmt: skip
+    out.update(
+        clip=loss.detach(),
+        grad_images=local["images"].grad,
+        grad_texts=local["texts"].grad,
+        grad_log_scale=scale.log_scale.grad,
+    )
 
     torch.manual_seed(1)  # the same initial weights on both ranks
     encoder = DistributedDataParallel(nn.Linear(dim, dim))
@@ -159,8 +187,11 @@ def test_two_process_losses_and_gradients_equal_one_process_on_the_global_batch(
     nt_xent = cl.nt_xent_loss(full["z1"], full["z2"], 0.2)
     nt_xent.backward()
     scale = clip.LogitScale()
-    clip_value = ClipLoss()(nn.functional.normalize(full["images"], dim=1),
-                            nn.functional.normalize(full["texts"], dim=1), scale())  # fmt: skip
+    clip_value = ClipLoss()(
+        nn.functional.normalize(full["images"], dim=1),
+        nn.functional.normalize(full["texts"], dim=1),
+        scale(),
+    )
     clip_value.backward()
 
     # every rank computes the global loss
@@ -170,9 +201,15 @@ def test_two_process_losses_and_gradients_equal_one_process_on_the_global_batch(
     for rank, result in enumerate(ranks):
         rows = slice(rank * n, (rank + 1) * n)
         # the gather's backward sums each block's gradient over the W ranks: W times the global one
-        for name, key in (("z1", "grad_z1"), ("z2", "grad_z2"), ("images", "grad_images"),
-                          ("texts", "grad_texts")):  # fmt: skip
-            torch.testing.assert_close(result[key] / world_size, full[name].grad[rows], rtol=1e-4, atol=1e-6)  # fmt: skip
+        for name, key in (
+            ("z1", "grad_z1"),
+            ("z2", "grad_z2"),
+            ("images", "grad_images"),
+            ("texts", "grad_texts"),
+        ):
+            torch.testing.assert_close(
+                result[key] / world_size, full[name].grad[rows], rtol=1e-4, atol=1e-6
+            )
     mean_scale_grad = sum(r["grad_log_scale"] for r in ranks) / world_size  # DDP's average
     torch.testing.assert_close(mean_scale_grad, scale.log_scale.grad, rtol=1e-4, atol=1e-6)
 
@@ -186,7 +223,7 @@ def test_two_process_losses_and_gradients_equal_one_process_on_the_global_batch(
     for key, module in (("ddp_nt_xent", encoder), ("ddp_clip", towers)):
         for name, parameter in module.named_parameters():
             for result in ranks:
-                torch.testing.assert_close(result[key][name], parameter.grad, rtol=1e-4, atol=1e-6)  # fmt: skip
+                torch.testing.assert_close(result[key][name], parameter.grad, rtol=1e-4, atol=1e-6)
 
 
 def _train_worker(world: World, methods: list[str], tmp: str) -> dict:
@@ -210,13 +247,15 @@ def test_two_process_training_ends_with_identical_weights_on_both_ranks(tmp_path
             assert torch.equal(state0[name], state1[name]), f"{method}: {name} differs"
     moco = rank0["moco"][0]
     assert int(moco["queue.ptr"]) == 3 * 16  # each step enqueued the 16 keys of both ranks
-    cfg = pretrain.apply_overrides(cl.ContrastiveConfig.from_preset(get_preset("smoke")), TINY)
+    cfg = pretrain.apply_overrides(
+        recipes.contrastive_learning.ContrastiveConfig.from_preset(get_preset("smoke")), TINY
+    )
     torch.manual_seed(0)  # the run's seed: the initial queue of random unit keys
     initial = pretrain.METHODS["moco"].build(cl, cfg, pretrain.BACKBONES["smallcnn"](cfg, 1), None)
     initial_keys = initial.queue.keys  # [K, D]
     assert torch.equal(moco["queue.keys"][48:], initial_keys[48:])  # not reached yet
     assert not torch.isclose(moco["queue.keys"][:48], initial_keys[:48]).all(dim=1).any()
-    assert not torch.equal(moco["key_encoder.blocks.0.0.weight"], moco["encoder.blocks.0.0.weight"])  # fmt: skip
+    assert not torch.equal(moco["key_encoder.blocks.0.0.weight"], moco["encoder.blocks.0.0.weight"])
     byol = rank0["byol"][0]
     assert "target_encoder.blocks.0.0.weight" in byol
 
@@ -233,8 +272,9 @@ def _crash_worker(world: World, tmp: str, crash_at: int) -> dict:
             raise RuntimeError("injected failure")
         return normal.step(ctx, batch)
 
-    settings = tiny_settings("moco", tmp, max_steps=7, checkpoint=str(tmp / "moco.pt"),
-                             checkpoint_every_steps=2)  # fmt: skip
+    settings = tiny_settings(
+        "moco", tmp, max_steps=7, checkpoint=str(tmp / "moco.pt"), checkpoint_every_steps=2
+    )
     pretrain.register_method(dataclasses.replace(normal, step=failing_step), replace=True)
     try:
         with pytest.raises(RuntimeError, match="injected failure"):
@@ -244,8 +284,12 @@ def _crash_worker(world: World, tmp: str, crash_at: int) -> dict:
     saved = torch.load(tmp / "moco.pt", weights_only=True)["history"]["steps_done"]
     resumed = pretrain.run_pretraining(settings, world)
     fresh = pretrain.run_pretraining(dataclasses.replace(settings, checkpoint=None), world)
-    return {"saved_at": saved, "resumed": resumed.model.state_dict(),
-            "resumed_at": resumed.history.resumed_at_step, "fresh": fresh.model.state_dict()}  # fmt: skip
+    return {
+        "saved_at": saved,
+        "resumed": resumed.model.state_dict(),
+        "resumed_at": resumed.history.resumed_at_step,
+        "fresh": fresh.model.state_dict(),
+    }
 
 
 def test_failed_two_process_run_resumes_exactly_from_its_last_checkpoint(tmp_path):
@@ -283,18 +327,28 @@ def test_on_global_batch_with_one_process_is_the_module_loss_itself():
 
 @pytest.mark.parametrize("method", ["simclr", "moco", "byol"])
 def test_engine_steps_equal_the_module_steps_on_one_process(method):
-    settings_cfg = pretrain.apply_overrides(cl.ContrastiveConfig.from_preset(get_preset("smoke")), TINY)  # fmt: skip
-    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(5))  # fmt: skip
+    settings_cfg = pretrain.apply_overrides(
+        recipes.contrastive_learning.ContrastiveConfig.from_preset(get_preset("smoke")), TINY
+    )
+    images = torch.randint(
+        0, 256, (8, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(5)
+    )
     data = type("Data", (), {"num_classes": 10})()
     entry = pretrain.METHODS[method]
     torch.manual_seed(0)
     encoder = pretrain.BACKBONES["smallcnn"](settings_cfg, 3)
     model = entry.build(cl, settings_cfg, encoder, data)
     twin = copy.deepcopy(model)
-    augment = cl.default_augment(settings_cfg, images)
-    ctx = pretrain.StepContext(cl, model, entry.trained(model), settings_cfg, augment,
-                               torch.Generator().manual_seed(9), World())  # fmt: skip
+    augment = recipes.contrastive_learning.default_augment(settings_cfg, images)
+    ctx = pretrain.StepContext(
+        cl,
+        model,
+        entry.trained(model),
+        settings_cfg,
+        augment,
+        torch.Generator().manual_seed(9),
+        World(),
+    )
     ours = entry.step(ctx, images)["loss"]
     generator = torch.Generator().manual_seed(9)
     if method == "simclr":
@@ -314,8 +368,9 @@ def test_engine_steps_equal_the_module_steps_on_one_process(method):
 def test_sharded_loader_splits_each_global_batch_into_rank_ordered_shares():
     data = torch.arange(40)
     whole = ShardedLoader(data, global_batch_size=8, seed=3)
-    shards = [ShardedLoader(data, global_batch_size=8, rank=r, world_size=4, seed=3)
-              for r in range(4)]  # fmt: skip
+    shards = [
+        ShardedLoader(data, global_batch_size=8, rank=r, world_size=4, seed=3) for r in range(4)
+    ]
     for epoch in (0, 1):
         together = zip(*(s.batches(epoch) for s in shards))
         for full, parts in zip(whole.batches(epoch), together, strict=True):
@@ -329,15 +384,19 @@ def test_sharded_loader_splits_each_global_batch_into_rank_ordered_shares():
 def test_mae_engine_step_is_the_module_forward_and_its_run_evaluates_the_vit(tmp_path):
     mae = impl.load("masked_autoencoders", "solution")
     entry = pretrain.METHODS["mae"]
-    cfg = pretrain.apply_overrides(mae.MAEConfig.from_preset(get_preset("smoke")), TINY_MAE)
-    images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(5))  # fmt: skip
+    cfg = pretrain.apply_overrides(
+        recipes.masked_autoencoders.MAEConfig.from_preset(get_preset("smoke")), TINY_MAE
+    )
+    images = torch.randint(
+        0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(5)
+    )
     data = type("Data", (), {"image_shape": (1, 28, 28)})()
     torch.manual_seed(0)
     model = entry.build(mae, cfg, None, data)
     augment = entry.augment(mae, cfg, images)
-    ctx = pretrain.StepContext(mae, model, entry.trained(model), cfg, augment,
-                               torch.Generator().manual_seed(9), World())  # fmt: skip
+    ctx = pretrain.StepContext(
+        mae, model, entry.trained(model), cfg, augment, torch.Generator().manual_seed(9), World()
+    )
     ours = entry.step(ctx, augment(images, ctx.generator))["loss"]
     theirs = model(mae.as_float_images(images), cfg.mask_ratio, torch.Generator().manual_seed(9))
     torch.testing.assert_close(ours, theirs["loss"])
@@ -350,9 +409,13 @@ def test_mae_engine_step_is_the_module_forward_and_its_run_evaluates_the_vit(tmp
 def _clip_worker(world: World, tmp: str) -> dict:
     settings = tiny_settings("clip", Path(tmp), max_steps=3, overrides=dict(TINY_CLIP))
     outcome = pretrain.run_pretraining(settings, world)
-    return {"state": outcome.model.state_dict(), "steps": outcome.history.steps_done,
-            "digest": outcome.digest, "table": outcome.model.caption_table,
-            "losses": outcome.history.metric("loss")}  # fmt: skip
+    return {
+        "state": outcome.model.state_dict(),
+        "steps": outcome.history.steps_done,
+        "digest": outcome.digest,
+        "table": outcome.model.caption_table,
+        "losses": outcome.history.metric("loss"),
+    }
 
 
 def test_two_process_clip_run_ends_with_identical_replicas(tmp_path):
@@ -370,7 +433,9 @@ def test_two_process_clip_run_ends_with_identical_replicas(tmp_path):
 def test_clip_engine_step_is_the_module_forward_and_its_run_evaluates_zero_shot(tmp_path):
     clip = impl.load("clip_zero_shot", "solution")
     entry = pretrain.METHODS["clip"]
-    cfg = pretrain.apply_overrides(clip.CLIPConfig.from_preset(get_preset("smoke")), TINY_CLIP)
+    cfg = pretrain.apply_overrides(
+        recipes.clip_zero_shot.CLIPConfig.from_preset(get_preset("smoke")), TINY_CLIP
+    )
     g = torch.Generator().manual_seed(5)
     images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=g)  # [n, C, H, W]
     labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 0])  # [n] seen digits only
@@ -379,19 +444,22 @@ def test_clip_engine_step_is_the_module_forward_and_its_run_evaluates_zero_shot(
     torch.manual_seed(0)
     model = entry.build(clip, cfg, None, data)
     assert isinstance(model.encoder, clip.ImageEncoder) and model.encoder.embed_dim == 384
-    texts = clip.sentence_encoder_fn([t.format(c="3") for t in captions.CIFAR_TEMPLATES])
+    texts = recipes.clip_zero_shot.sentence_encoder_fn(
+        [t.format(c="3") for t in captions.CIFAR_TEMPLATES]
+    )
     torch.testing.assert_close(model.caption_table[3], texts)  # [18, 384] the module's text side
     twin = copy.deepcopy(model)
 
     augment = entry.augment(clip, cfg, images)
-    ctx = pretrain.StepContext(clip, model, entry.trained(model), cfg, augment,
-                               torch.Generator().manual_seed(9), World())  # fmt: skip
+    ctx = pretrain.StepContext(
+        clip, model, entry.trained(model), cfg, augment, torch.Generator().manual_seed(9), World()
+    )
     ours = entry.step(ctx, (images, labels))
     ours["loss"].backward()
     # train_cifar_aligned's step: a template per image, then the augmentation, same generator
     generator = torch.Generator().manual_seed(9)
     which = torch.randint(len(captions.CIFAR_TEMPLATES), (8,), generator=generator)  # [n]
-    view = clip.cifar_augment(generator)
+    view = recipes.clip_zero_shot.cifar_augment(generator)
     theirs = twin.clip(view(clip.as_float_images(images)), twin.caption_table[labels, which])
     theirs["loss"].backward()
     torch.testing.assert_close(ours["loss"], theirs["loss"])
@@ -399,27 +467,41 @@ def test_clip_engine_step_is_the_module_forward_and_its_run_evaluates_zero_shot(
     for (name, a), b in zip(model.named_parameters(), twin.parameters()):
         torch.testing.assert_close(a.grad, b.grad, msg=f"clip: gradient of {name}")
 
-    settings = tiny_settings("clip", tmp_path, max_steps=2, overrides=dict(TINY_CLIP),
-                             evaluate=True, checkpoint=str(tmp_path / "clip.pt"))  # fmt: skip
+    settings = tiny_settings(
+        "clip",
+        tmp_path,
+        max_steps=2,
+        overrides=dict(TINY_CLIP),
+        evaluate=True,
+        checkpoint=str(tmp_path / "clip.pt"),
+    )
     outcome = pretrain.run_pretraining(settings)
     assert outcome.history.steps_done == 2 and isinstance(outcome.encoder, clip.ImageEncoder)
-    assert set(outcome.metrics) == {"linear", "zero_shot_heldout", "zero_shot_seen",
-                                    "zero_shot_heldout_among_all", "zero_shot_all"}  # fmt: skip
+    assert set(outcome.metrics) == {
+        "linear",
+        "zero_shot_heldout",
+        "zero_shot_seen",
+        "zero_shot_heldout_among_all",
+        "zero_shot_all",
+    }
     assert all(0 <= value <= 1 for value in outcome.metrics.values())
     run = torch.load(tmp_path / "clip.pt", weights_only=True)["run"]
     assert run["num_samples"] == 140  # 20 digits of each of the 7 seen classes, none of 7, 8, 9
     with pytest.raises(ValueError, match=r"held-out classes \['cat'\] are not classes"):
-        pretrain.run_pretraining(tiny_settings("clip", tmp_path, max_steps=1,
-                                               overrides={"cifar_heldout": "cat"}))  # fmt: skip
+        pretrain.run_pretraining(
+            tiny_settings("clip", tmp_path, max_steps=1, overrides={"cifar_heldout": "cat"})
+        )
 
 
 def test_method_table_and_overrides():
-    assert {"simclr", "moco", "byol", "simsiam", "supervised", "mae", "clip"} <= set(pretrain.METHODS)  # fmt: skip
+    assert {"simclr", "moco", "byol", "simsiam", "supervised", "mae", "clip"} <= set(
+        pretrain.METHODS
+    )
     with pytest.raises(ValueError, match="already registered"):
         pretrain.register_method(pretrain.METHODS["simclr"])
     with pytest.raises(ValueError, match="choose one of"):
         pretrain.get_method("mae-typo")
-    cfg = cl.ContrastiveConfig.from_preset(get_preset("smoke"))
+    cfg = recipes.contrastive_learning.ContrastiveConfig.from_preset(get_preset("smoke"))
     changed = pretrain.apply_overrides(cfg, {"widths": "8,16", "lr": "0.5", "checkpoints": "true"})
     assert changed.widths == (8, 16) and changed.lr == 0.5 and changed.checkpoints is True
     with pytest.raises(ValueError, match="has no field 'lrr'"):
@@ -429,19 +511,29 @@ def test_method_table_and_overrides():
 
 
 def test_single_process_run_checkpoints_and_reuses_a_finished_run(tmp_path):
-    settings = tiny_settings("simsiam", tmp_path, max_steps=2, checkpoint=str(tmp_path / "s.pt"),
-                             out_dir=str(tmp_path / "out"))  # fmt: skip
+    settings = tiny_settings(
+        "simsiam",
+        tmp_path,
+        max_steps=2,
+        checkpoint=str(tmp_path / "s.pt"),
+        out_dir=str(tmp_path / "out"),
+    )
     first = pretrain.run_pretraining(settings)
     assert first.history.steps_done == 2 and first.history.stopped_by == "max_steps"
     assert first.world.world_size == 1 and Path(first.files["encoder"]).is_file()
     again = pretrain.run_pretraining(settings)  # finished: restored, no step taken
     assert again.history.steps_done == 2 and again.digest == first.digest
     with pytest.raises(ValueError, match="global_batch_size=16 but this run has"):
-        pretrain.run_pretraining(tiny_settings("simsiam", tmp_path, batch_size=8, max_steps=3,
-                                               checkpoint=str(tmp_path / "s.pt")))  # fmt: skip
+        pretrain.run_pretraining(
+            tiny_settings(
+                "simsiam", tmp_path, batch_size=8, max_steps=3, checkpoint=str(tmp_path / "s.pt")
+            )
+        )
     with pytest.raises(ValueError, match="needs GPUs"):
         world = World(rank=0, world_size=2, device=torch.device("cpu"), backend="gloo")
-        pretrain.run_pretraining(tiny_settings("simclr", tmp_path, sync_bn=True, max_steps=1), world)  # fmt: skip
+        pretrain.run_pretraining(
+            tiny_settings("simclr", tmp_path, sync_bn=True, max_steps=1), world
+        )
 
 
 def test_distributed_helpers_without_a_process_group():
@@ -466,16 +558,46 @@ def test_distributed_helpers_without_a_process_group():
 
 def torchrun(args: list[str], cwd: Path, **popen) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc-per-node", "2", "-m", "replearn.pretrain", *args]  # fmt: skip
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **popen)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "replearn.pretrain",
+        *args,
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
 
 
 def test_torchrun_two_processes_from_the_command_line(tmp_path):
-    process = torchrun(["--method", "simclr", *TINY_ARGS, "--max-steps", "3", "--no-eval",
-                        "--checkpoint", "run.pt", "--out-dir", "out", "--log-every", "1"],
-                       tmp_path)  # fmt: skip
+    process = torchrun(
+        [
+            "--method",
+            "simclr",
+            *TINY_ARGS,
+            "--max-steps",
+            "3",
+            "--no-eval",
+            "--checkpoint",
+            "run.pt",
+            "--out-dir",
+            "out",
+            "--log-every",
+            "1",
+        ],
+        tmp_path,
+    )
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 0, output
     assert "2 process(es), backend gloo" in output and "global batch 16 = 2 x 8" in output
@@ -487,30 +609,53 @@ def test_torchrun_two_processes_from_the_command_line(tmp_path):
 
 
 def test_a_torchrun_run_is_what_the_notebooks_full_preset_loads(tmp_path, capsys):
-    """The full preset's cells call ``Session.pretrain`` (``train_or_load``): a run launched on 2
+    """The full preset's cells call ``Session.pretrain`` (``load_or_pretrain``): a run launched on 2
     processes from the course folder with the default checkpoint is loaded, not trained again."""
-    process = torchrun(["--method", "byol", *TINY_ARGS, "--max-steps", "3", "--no-eval",
-                        "--log-every", "1"], tmp_path)  # fmt: skip
+    process = torchrun(
+        ["--method", "byol", *TINY_ARGS, "--max-steps", "3", "--no-eval", "--log-every", "1"],
+        tmp_path,
+    )
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 0, output
     run_name = "byol-mnist-embedded-smoke-seed0"
     assert (tmp_path / "checkpoints" / "pretrain" / f"{run_name}.pt").is_file()
     torchrun_digest = output.split("replicas identical (sha256 ")[1][:12]
-    loaded = pretrain.train_or_load("byol", "smoke", module=cl, device="cpu", root=tmp_path,
-                                    data="mnist-embedded", batch_size=16, budget_s=0, max_steps=3,
-                                    overrides=dict(TINY))  # fmt: skip
+    loaded = pretrain.load_or_pretrain(
+        "byol",
+        "smoke",
+        module=cl,
+        device="cpu",
+        root=tmp_path,
+        data="mnist-embedded",
+        batch_size=16,
+        budget_s=0,
+        max_steps=3,
+        overrides=dict(TINY),
+    )
     said = capsys.readouterr().out
     assert "loading or resuming" in said and "torchrun --nproc_per_node N" in said
     assert loaded.history.steps_done == 3 and loaded.digest.startswith(torchrun_digest)
     assert math.isfinite(loaded.final_loss) and not loaded.encoder.training
     # never run: trained here, in one process, under the same checkpoint name
-    fresh = pretrain.train_or_load("simsiam", "smoke", module=cl, device="cpu", root=tmp_path,
-                                   data="mnist-embedded", batch_size=16, budget_s=0, max_steps=2,
-                                   overrides=dict(TINY), verbose=False)  # fmt: skip
+    fresh = pretrain.load_or_pretrain(
+        "simsiam",
+        "smoke",
+        module=cl,
+        device="cpu",
+        root=tmp_path,
+        data="mnist-embedded",
+        batch_size=16,
+        budget_s=0,
+        max_steps=2,
+        overrides=dict(TINY),
+        verbose=False,
+    )
     assert fresh.world.world_size == 1 and fresh.history.steps_done == 2
-    assert (tmp_path / "checkpoints" / "pretrain" / "simsiam-mnist-embedded-smoke-seed0.pt").is_file()  # fmt: skip
+    assert (
+        tmp_path / "checkpoints" / "pretrain" / "simsiam-mnist-embedded-smoke-seed0.pt"
+    ).is_file()
     with pytest.raises(ValueError, match="unknown method"):
-        pretrain.train_or_load("simclr-v2", "smoke", root=tmp_path)
+        pretrain.load_or_pretrain("simclr-v2", "smoke", root=tmp_path)
 
 
 def test_notebook_sessions_use_the_entry_point_in_the_full_preset(tmp_path, monkeypatch):
@@ -519,26 +664,53 @@ def test_notebook_sessions_use_the_entry_point_in_the_full_preset(tmp_path, monk
     monkeypatch.delenv(notebook.ENTRY_POINT_ENV, raising=False)
     session = notebook.setup("contrastive_learning", preset="smoke", impl="solution", device="cpu")
     assert not session.uses_entry_point
-    assert notebook.setup("contrastive_learning", preset="full", impl="solution", device="cpu").uses_entry_point  # fmt: skip
+    assert notebook.setup(
+        "contrastive_learning", preset="full", impl="solution", device="cpu"
+    ).uses_entry_point
     monkeypatch.setenv(notebook.ENTRY_POINT_ENV, "1")
     assert session.uses_entry_point
     session.course_root = str(tmp_path)
-    outcome = session.pretrain("simclr", data="mnist-embedded", batch_size=16, budget_s=0,
-                               max_steps=2, overrides=dict(TINY), verbose=False)  # fmt: skip
+    outcome = session.pretrain(
+        "simclr",
+        data="mnist-embedded",
+        batch_size=16,
+        budget_s=0,
+        max_steps=2,
+        overrides=dict(TINY),
+        verbose=False,
+    )
     assert outcome.history.steps_done == 2 and outcome.model.encoder is outcome.encoder
-    assert (tmp_path / "runs" / "pretrain" / "simclr-mnist-embedded-smoke-seed0-encoder.safetensors").is_file()  # fmt: skip
+    assert (
+        tmp_path / "runs" / "pretrain" / "simclr-mnist-embedded-smoke-seed0-encoder.safetensors"
+    ).is_file()
 
 
 def worker_pids(launcher: int) -> list[int]:
     """The processes torchrun started (each in its own session, so a group kill misses them)."""
-    return [int(pid) for pid in Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()]  # fmt: skip
+    return [
+        int(pid) for pid in Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the ranks through /proc")
 def test_torchrun_run_killed_mid_training_resumes_to_the_uninterrupted_weights(tmp_path):
-    args = ["--method", "moco", *TINY_ARGS, "--max-steps", "150", "--epochs", "20", "--no-eval",
-            "--out-dir", "none", "--checkpoint-every-steps", "5", "--log-every", "50"]  # fmt: skip
+    args = [
+        "--method",
+        "moco",
+        *TINY_ARGS,
+        "--max-steps",
+        "150",
+        "--epochs",
+        "20",
+        "--no-eval",
+        "--out-dir",
+        "none",
+        "--checkpoint-every-steps",
+        "5",
+        "--log-every",
+        "50",
+    ]
     process = torchrun([*args, "--checkpoint", "killed.pt"], tmp_path)
     checkpoint = tmp_path / "killed.pt"
     deadline = time.monotonic() + 120

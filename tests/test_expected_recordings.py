@@ -2,19 +2,16 @@
 
 `python -m autograder check` in the hand-out reads `autograder/tests/<module>/expected_public.agv`
 instead of computing from `solutions/`. A stale recording would give students verdicts that the
-grader does not give, so this test records afresh into a copy and compares with the committed one.
+grader does not give, so this test records afresh into a copy and compares with the committed one;
+the same goes for the recorded outputs of the known mistakes (``mistakes_public.agv``).
 """
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from autograder import api, codec
+from autograder import api, codec, mistakes
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS_ROOT = REPO / "autograder" / "tests"
@@ -27,29 +24,12 @@ MODULES = sorted(
 )
 
 
+CATALOGUED = sorted(m for m in MODULES if mistakes.catalogue_path(TESTS_ROOT / m).is_file())
+
+
 def _table(path: Path) -> dict:
     _header, values = codec.decode(path.read_bytes())
     return values
-
-
-@pytest.fixture(scope="module")
-def fresh_recordings(tmp_path_factory) -> Path:
-    """Every module's public tests copied and recorded afresh, in one grader session."""
-    root = tmp_path_factory.mktemp("recorded")
-    for module in MODULES:
-        shutil.copytree(TESTS_ROOT / module, root / module)
-        (root / module / api.EXPECTED_FILE).unlink(missing_ok=True)
-    env = {**os.environ, "AUTOGRADER_TESTS_ROOT": str(root)}
-    done = subprocess.run(
-        [sys.executable, "-m", "autograder", "record", *MODULES, "--no-verify"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return root
 
 
 @pytest.mark.slow
@@ -65,10 +45,32 @@ def test_recorded_values_match_the_reference(module, fresh_recordings):
         _assert_same(fresh[key], old[key], key)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("module", CATALOGUED)
+def test_recorded_mistakes_match_the_catalogue(module, fresh_recordings):
+    """The known mistakes' outputs on the public tests (``autograder.mistakes``), and their
+    words, as ``python -m autograder record`` gives them today."""
+    committed = TESTS_ROOT / module / mistakes.RECORD_FILE
+    assert committed.exists(), (
+        f"run `python -m autograder record {module}` and commit {committed.name}"
+    )
+    fresh, old = _table(fresh_recordings / module / mistakes.RECORD_FILE), _table(committed)
+    assert fresh["mistakes"] == old["mistakes"], "the catalogue changed: re-record and commit"
+    assert sorted(fresh["failures"]) == sorted(old["failures"]), "re-record and commit"
+    for test in fresh["failures"]:
+        ids = [e["id"] for e in fresh["failures"][test]]
+        assert ids == [e["id"] for e in old["failures"][test]], f"{test}: re-record and commit"
+        for new, was in zip(fresh["failures"][test], old["failures"][test]):
+            _assert_same(new["point"], was["point"], f"{test}: {new['id']}")
+
+
 def _assert_same(fresh, old, where: str) -> None:
-    """Tensors within float tolerance, everything else exactly; recursively."""
+    """Tensors within float tolerance, everything else exactly; recursively. A NaN matches a NaN:
+    several known mistakes (a missing clamp or epsilon) are recorded by the NaN they produce."""
     if isinstance(fresh, torch.Tensor):
-        torch.testing.assert_close(fresh, old, rtol=1e-5, atol=1e-6, msg=lambda m: f"{where}: {m}")
+        torch.testing.assert_close(
+            fresh, old, rtol=1e-5, atol=1e-6, equal_nan=True, msg=lambda m: f"{where}: {m}"
+        )
     elif isinstance(fresh, (list, tuple)):
         assert type(fresh) is type(old) and len(fresh) == len(old), where
         for i, (a, b) in enumerate(zip(fresh, old)):
@@ -78,7 +80,7 @@ def _assert_same(fresh, old, where: str) -> None:
         for k in fresh:
             _assert_same(fresh[k], old[k], f"{where}[{k!r}]")
     elif isinstance(fresh, float):
-        assert fresh == pytest.approx(old, rel=1e-5, abs=1e-6), where
+        assert fresh == pytest.approx(old, rel=1e-5, abs=1e-6, nan_ok=True), where
     else:
         assert fresh == old, where
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from replearn import impl
+from replearn import impl, recipes
 from replearn.train import draw, init_
 
 
@@ -135,7 +135,9 @@ def test_the_course_rule_draws_the_same_numbers_on_every_device(cuda):
     assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), on_cpu)
     w = torch.empty(3, 4, device=cuda)
     init_(nn.init.kaiming_uniform_, w, a=5**0.5, generator=torch.Generator().manual_seed(1))
-    want = nn.init.kaiming_uniform_(torch.empty(3, 4), a=5**0.5, generator=torch.Generator().manual_seed(1))  # fmt: skip
+    want = nn.init.kaiming_uniform_(
+        torch.empty(3, 4), a=5**0.5, generator=torch.Generator().manual_seed(1)
+    )
     assert torch.equal(w.cpu(), want)
 
 
@@ -199,8 +201,17 @@ def test_finding_5_random_masking_with_a_cpu_generator_on_cuda(cuda):
 def test_finding_5_the_entry_points_mae_runs_on_cuda(cuda):
     from replearn.pretrain import PretrainSettings, run_pretraining
 
-    settings = PretrainSettings("mae", preset="smoke", device="cuda", max_steps=2, budget_s=0,
-                                checkpoint=None, out_dir=None, evaluate=False, verbose=False)  # fmt: skip
+    settings = PretrainSettings(
+        "mae",
+        preset="smoke",
+        device="cuda",
+        max_steps=2,
+        budget_s=0,
+        checkpoint=None,
+        out_dir=None,
+        evaluate=False,
+        verbose=False,
+    )
     outcome = run_pretraining(settings)
     assert outcome.history.steps_done == 2
     assert next(outcome.encoder.parameters()).device.type == "cuda"
@@ -215,13 +226,21 @@ def test_finding_8_rbm_noise_drawn_on_the_cpu(cuda):
     with pytest.raises(RuntimeError, match="same device"):  # the old train_rbm's step
         noise_h = torch.rand(10, 5, generator=g)
         aec.sample_hidden(v[:10].to(cuda), rbm.W, rbm.c, noise_h)
-    errors = aec.train_rbm(rbm, v, epochs=2, batch_size=10, generator=torch.Generator().manual_seed(1))  # fmt: skip
-    samples = aec.gibbs_samples(rbm, v[:4], 3, torch.Generator().manual_seed(2))
+    errors = recipes.autoencoders.train_rbm(
+        aec, rbm, v, epochs=2, batch_size=10, generator=torch.Generator().manual_seed(1)
+    )
+    samples = recipes.autoencoders.gibbs_samples(
+        aec, rbm, v[:4], 3, torch.Generator().manual_seed(2)
+    )
     on_cpu = aec.RBM(12, 5, generator=torch.Generator().manual_seed(0))
-    want = aec.train_rbm(on_cpu, v, epochs=2, batch_size=10, generator=torch.Generator().manual_seed(1))  # fmt: skip
+    want = recipes.autoencoders.train_rbm(
+        aec, on_cpu, v, epochs=2, batch_size=10, generator=torch.Generator().manual_seed(1)
+    )
     assert errors == pytest.approx(want, rel=1e-6) and rbm.W.device.type == "cuda"
     assert torch.allclose(rbm.W.cpu(), on_cpu.W, atol=1e-6)
-    want_samples = aec.gibbs_samples(on_cpu, v[:4], 3, torch.Generator().manual_seed(2))
+    want_samples = recipes.autoencoders.gibbs_samples(
+        aec, on_cpu, v[:4], 3, torch.Generator().manual_seed(2)
+    )
     assert torch.allclose(samples.cpu(), want_samples, atol=1e-6)
 
 
@@ -237,8 +256,16 @@ def test_finding_6_the_comparison_trains_on_the_given_device(cuda, monkeypatch):
         return real(trained, *args, **kwargs)
 
     monkeypatch.setattr(compare, "evaluate", spy)
-    result = compare.run("smoke", (0,), budget_s=0.5, methods=["random init", "rotation"],
-                         out=None, clock="wall", verbose=False, device="cuda")  # fmt: skip
+    result = compare.run(
+        "smoke",
+        (0,),
+        budget_s=0.5,
+        methods=["random init", "rotation"],
+        out=None,
+        clock="wall",
+        verbose=False,
+        device="cuda",
+    )
     assert seen == ["cuda", "cuda"] and result["device"] == "cuda"
 
 

@@ -11,6 +11,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
 from replearn import impl
+from replearn.recipes import generative_pretext as recipe
 
 gp = impl.load("generative_pretext", "solution")
 
@@ -27,8 +28,14 @@ def test_rgb_to_lab_matches_scikit_image_to_1e4():
 
 def test_lab_to_rgb_matches_scikit_image_and_inverts():
     g = torch.Generator().manual_seed(1)
-    lab = torch.stack([torch.rand(2, 5, 5, generator=g) * 100, torch.rand(2, 5, 5, generator=g) * 200 - 100,
-                       torch.rand(2, 5, 5, generator=g) * 200 - 100], 1).double()  # fmt: skip
+    lab = torch.stack(
+        [
+            torch.rand(2, 5, 5, generator=g) * 100,
+            torch.rand(2, 5, 5, generator=g) * 200 - 100,
+            torch.rand(2, 5, 5, generator=g) * 200 - 100,
+        ],
+        1,
+    ).double()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         want = torch.from_numpy(lab2rgb(lab.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)
@@ -57,6 +64,10 @@ def test_soft_encoding_of_a_bin_centre_peaks_there_and_rebalancing_closed_forms(
     w = gp.rebalancing_weights(one_hot, 0.5)  # closed form: w_2 = 1, others (1/2 + 1/14)/(1/14) = 8
     assert torch.allclose(w, torch.tensor([8.0, 8, 1, 8, 8, 8, 8]))
     assert torch.allclose(gp.rebalancing_weights(torch.full((q,), 1 / q), 0.0), torch.ones(q))
+    # lam = 0 with an empty bin: 1 / p~ would be 1 / 0 there (and 0 * inf = NaN in E_p[w])
+    w = gp.rebalancing_weights(torch.tensor([0.5, 0.25, 0.25, 0.0]), 0.0)
+    assert torch.isfinite(w).all() and w[3] == 0
+    assert torch.allclose(w[:3], torch.tensor([2.0, 4.0, 4.0]) / 3)  # 1 / p~, E_p[w] = 1
     with pytest.raises(ValueError):
         gp.rebalancing_weights(torch.ones(q), 0.5)
 
@@ -76,7 +87,7 @@ def test_colorization_regression_targets_are_standardised_and_decoded_back():
 
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=generator)
-    mean, std = gp.ab_statistics(images)
+    mean, std = recipe.ab_statistics(gp, images)
     ab = F.avg_pool2d(gp.rgb_to_lab(images.float() / 255), 4)[:, 1:]  # [N, 2, 4, 4]
     z = (ab - mean.view(1, 2, 1, 1)) / std.view(1, 2, 1, 1)
     assert mean.shape == std.shape == (2,) and bool((std > 1).all())
@@ -84,15 +95,15 @@ def test_colorization_regression_targets_are_standardised_and_decoded_back():
     assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(2), atol=1e-4)
     assert float(z.pow(2).mean()) == pytest.approx(1.0, abs=0.01)  # the mean colour's loss
 
-    cfg = gp.GenerativeConfig.from_preset(get_preset("smoke"))
+    cfg = recipe.GenerativeConfig.from_preset(get_preset("smoke"))
     with step_budget(1):
-        run = gp.pretrain("color-reg", images, cfg, budget_s=1000.0, seed=0)
+        run = recipe.pretrain(gp, "color-reg", images, cfg, budget_s=1000.0, seed=0)
     assert torch.equal(run.extra["ab_mean"].flatten(), mean)
     last = run.model.decoder[-1]
     with torch.no_grad():  # a model that always outputs 0 predicts the mean colour
         last.weight.zero_()
         last.bias.zero_()
-    out = gp.predict_pixels(run, images[:4])["output"]  # [4, 3, 16, 16]
+    out = recipe.predict_pixels(gp, run, images[:4])["output"]  # [4, 3, 16, 16]
     lab = gp.rgb_to_lab(images[:4].float() / 255)
     lab[:, 1:] = mean.view(1, 2, 1, 1)
     assert torch.allclose(out, gp.lab_to_rgb(lab), atol=1e-5)
@@ -181,6 +192,38 @@ def test_adversarial_losses_closed_form_for_a_constant_discriminator():
     ) == pytest.approx(np.log(2))
 
 
+def test_hole_crops_cut_each_images_square_out():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(5, 3, 12, 12, generator=generator)
+    mask = gp.region_mask(5, 12, 4, "random", generator)
+    crops = gp.hole_crops(images, mask)  # [5, 3, 4, 4]
+    for i in range(5):
+        top, left = (int(v) for v in mask[i, 0].nonzero()[0])
+        assert torch.equal(crops[i], images[i, :, top : top + 4, left : left + 4])
+
+
+def test_the_context_encoders_discriminator_sees_only_the_filled_square(monkeypatch):
+    """Pathak et al. (2016), Sec. 3.2: the discriminator is not conditioned on the context; shown
+    the whole completed image it learns to spot the seam."""
+    from replearn.presets import get_preset
+    from replearn.train import step_budget
+
+    cfg = recipe.GenerativeConfig.from_preset(get_preset("smoke"))
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    seen = []
+    original = recipe.Discriminator.forward
+
+    def spy(self, x):
+        seen.append(tuple(x.shape))
+        return original(self, x)
+
+    monkeypatch.setattr(recipe.Discriminator, "forward", spy)
+    with step_budget(2):
+        recipe.pretrain(gp, "inpainting+adv", images, cfg, budget_s=1000.0, seed=0)
+    assert seen and all(shape[1:] == (3, cfg.hole, cfg.hole) for shape in seen), seen
+
+
 def test_split_brain_net_shapes_and_loss_runs():
     torch.manual_seed(0)
     centres = gp.ab_gamut_bins()
@@ -200,14 +243,14 @@ def test_deep_cluster_under_a_step_budget_splits_the_steps_over_its_rounds():
     from replearn.presets import get_preset
     from replearn.train import step_budget
 
-    cfg = gp.GenerativeConfig.from_preset(get_preset("smoke"))  # 2 rounds
+    cfg = recipe.GenerativeConfig.from_preset(get_preset("smoke"))  # 2 rounds
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8, generator=generator)
     labels = torch.arange(64) % 10
     runs = []
     for _ in range(2):
         with step_budget(8):
-            result, rounds = gp.deep_cluster(images, labels, cfg, budget_s=1000.0, seed=0)
+            result, rounds = recipe.deep_cluster(gp, images, labels, cfg, budget_s=1000.0, seed=0)
         runs.append(result)
         assert [r.round for r in rounds] == [1, 2]
         per_round = [sum(1 for s in result.history.steps if s["round"] == r) for r in (1, 2)]

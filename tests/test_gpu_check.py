@@ -21,8 +21,21 @@ def test_colab_throughput_measures_each_run_and_records_failures(monkeypatch, re
 
     monkeypatch.setitem(ct.RUNS, "99_broken", {"broken run": broken})
     out = tmp_path / "throughput.json"
-    result = ct.main(["--preset", "smoke", "--device", "cpu", "--budget-s", "0.3",
-                      "--assignments", "05", "99", "--out", str(out)])  # fmt: skip
+    result = ct.main(
+        [
+            "--preset",
+            "smoke",
+            "--device",
+            "cpu",
+            "--budget-s",
+            "0.3",
+            "--assignments",
+            "05",
+            "99",
+            "--out",
+            str(out),
+        ]
+    )
     row = result["rows"]["05_masked_autoencoders"]["MAE pretraining"]
     assert row["steps"] >= 1 and row["images_per_s"] > 0 and row["batch_size"] == 32
     assert row["epoch_s"] > 0, "seconds per epoch of the preset's training images"
@@ -62,7 +75,11 @@ def test_gpu_check_script_parses_and_refuses_without_a_gpu(repo_root, tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    done = subprocess.run(["bash", "benchmarks/gpu_check.sh", str(tmp_path / "gpu")],
-                          cwd=repo_root, capture_output=True, text=True,
-                          env={**os.environ, "PYTHON": sys.executable})  # fmt: skip
+    done = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh", str(tmp_path / "gpu")],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     assert done.returncode == 2 and "no CUDA device" in done.stderr

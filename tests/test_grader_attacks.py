@@ -42,6 +42,7 @@ EXPECTED = {
     "forge_results_direct": 0,
     "fork_bomb": 0,
     "hang_at_import": 0,
+    "hang_at_import_signals": 0,
     "hardcode_public": 5,  # public tests only: hidden inputs are drawn from a secret seed
     "import_reference": 0,
     "infinite_swallow": 9,
@@ -61,7 +62,7 @@ EXPECTED = {
     "syntax_error": 0,
     "tensor_subclass": 0,
 }
-BUDGET_S = {"hang_at_import": 25}  # a hang at import: the global budget stops the rest
+BUDGET_S = {"hang_at_import": 25}  # the global budget, smaller than one import check
 DEFAULT_BUDGET_S = 240
 LANES = 3  # gradings at once (measured on 2 cores: 2 lanes 199 s, 3 lanes 178 s)
 ENV = {
@@ -162,8 +163,9 @@ def test_attack_scores_what_it_deserves(campaign, name):
     assert len(run["raw"]) < 1_000_000  # 50 MB of student output never reaches results.json
     text = run["raw"]
     assert "CANARY" not in text and "BEGIN SOLUTION" not in text
-    if name == "hang_at_import":
-        assert any("not run" in t["output"] for t in data["tests"])
+    if name.startswith("hang_at_import"):  # one import check, then every test says why
+        assert all("was not run: importing grader_fixture.py" in t["output"] for t in data["tests"])
+        assert run["seconds"] < 60
     if name.startswith("banned_api"):
         assert "forbids" in json.dumps(data["tests"])
 
@@ -173,3 +175,40 @@ def test_campaign_leaves_no_process_and_no_side_effect(campaign):
     assert not campaign["pwned"]
     listing = subprocess.run(["ps", "-e", "-o", "comm="], capture_output=True, text=True)
     assert "forge-daemon" not in listing.stdout.split()  # the daemon died with its namespace
+
+
+@pytest.mark.slow
+def test_a_module_that_hangs_at_import_costs_one_import_limit_per_assignment(tmp_path):
+    """The hanging, signal-ignoring module as every course module, graded on all seven
+    assignments: one import limit each, every test failed saying why, valid results well within
+    Gradescope's default 10 minutes."""
+    from replearn.contract import assignments
+
+    submission = tmp_path / "hanging"
+    submission.mkdir()
+    hostile = (ATTACKS / "hang_at_import_signals" / "grader_fixture.py").read_text()
+    for a in assignments.COURSE:
+        (submission / f"{a.module}.py").write_text(hostile)
+    results = tmp_path / "results.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGRADER_")}
+    start = time.monotonic()
+    command = ["grade", str(submission), "--assignment", "all", "--results", str(results)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder", *command],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    seconds = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(results.read_text())
+    assert seconds < 240, f"{seconds:.0f} s"
+    assert data["score"] == 0 and len(data["tests"]) > 100
+    for a in assignments.COURSE:
+        tests = [t for t in data["tests"] if t["name"].startswith(f"{a.name}: ")]
+        assert tests, a.name
+        for test in tests:
+            assert test["status"] == "failed"
+            assert f"was not run: importing {a.module}.py did not finish" in test["output"], test

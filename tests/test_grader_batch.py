@@ -21,8 +21,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "autograder", *args], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "autograder", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def zip_folder(folder: Path, archive: Path, extra: dict[str, str] | None = None) -> Path:
@@ -42,8 +48,13 @@ def test_a_batch_keeps_each_students_results_beside_the_csv_and_flags_copies(tmp
     subs = tmp_path / "submissions"
     alice = make_reference_submission(subs / "alice")
     zip_folder(alice, subs / "alice.zip")
-    manifest = {"format": "replearn-submission/1", "assignment": "grader_fixture",
-                "module": "grader_fixture", "student": "Bob Builder", "files": {}}  # fmt: skip
+    manifest = {
+        "format": "replearn-submission/1",
+        "assignment": "grader_fixture",
+        "module": "grader_fixture",
+        "student": "Bob Builder",
+        "files": {},
+    }
     zip_folder(alice, subs / "bob.zip", {"MANIFEST.json": json.dumps(manifest)})
     (subs / "empty").mkdir()
     (subs / "empty" / "notes.txt").write_text("nothing here\n")
@@ -56,19 +67,33 @@ def test_a_batch_keeps_each_students_results_beside_the_csv_and_flags_copies(tmp
     for name in ("alice", "alice.zip", "bob.zip"):
         row = rows[name]
         assert float(row["score"]) == float(row["max_score"]) == FULL_MARKS, row
-        assert row["assignments"] == "grader_fixture" and float(row["grader_fixture_max"]) == FULL_MARKS  # fmt: skip
+        assert (
+            row["assignments"] == "grader_fixture"
+            and float(row["grader_fixture_max"]) == FULL_MARKS
+        )
         assert Path(row["results"]) == results / name / "results.json"
         data = json.loads(Path(row["results"]).read_text())
         assert data["score"] == FULL_MARKS
-        assert int(row["seed"]) >= 0 and (results / name / "grade.log").is_file()
+        assert (results / name / "grade.log").is_file()
         # every copy of the reference is flagged; bob's is a copy of alice's as well
         assert "identical to the reference" in row["flags"], row["flags"]
+    graded = ("alice", "alice.zip", "bob.zip")
+    assert len({rows[name]["seed"] for name in graded}) == 3, "each submission its own secret seed"
     assert rows["bob.zip"]["student"] == "Bob Builder" and rows["alice.zip"]["student"] == "alice"
     assert rows["bob.zip"]["integrity"] == "failed" and rows["alice"]["integrity"] == "absent"
-    assert rows["empty"]["status"].startswith("not graded: the submission holds no assignment module")  # fmt: skip
+    assert rows["empty"]["status"].startswith(
+        "not graded: the submission holds no assignment module"
+    )
     # regrading one student with the seed of the sheet gives the same result
     again = tmp_path / "again.json"
-    redo = cli("grade", str(subs / "alice.zip"), "--seed", rows["alice.zip"]["seed"], "--results", str(again))  # fmt: skip
+    redo = cli(
+        "grade",
+        str(subs / "alice.zip"),
+        "--seed",
+        rows["alice.zip"]["seed"],
+        "--results",
+        str(again),
+    )
     assert redo.returncode == 0 and json.loads(again.read_text())["score"] == FULL_MARKS
 
 
@@ -82,16 +107,28 @@ def test_copies_of_each_other_are_flagged_and_the_starter_is_named(monkeypatch):
     starter = (FIXTURE / "starter" / "grader_fixture.py").read_text()
     reformatted = "# my copy\n" + reference.replace("\n\n\n", "\n\n\n\n")
     mine = starter + "\n\ndef helper():\n    return 1\n"
-    entries = [batch.Entry(Path(n), n, modules={"grader_fixture": t}) for n, t in
-               (("ref", reference), ("reformatted", reformatted), ("x", mine), ("y", mine),
-                ("marked", mine + "\n# " + SOLUTION_BEGIN + "\nz = 2\n"), ("s1", starter),
-                ("s2", starter))]  # fmt: skip
+    entries = [
+        batch.Entry(Path(n), n, modules={"grader_fixture": t})
+        for n, t in (
+            ("ref", reference),
+            ("reformatted", reformatted),
+            ("x", mine),
+            ("y", mine),
+            ("marked", mine + "\n# " + SOLUTION_BEGIN + "\nz = 2\n"),
+            ("s1", starter),
+            ("s2", starter),
+        )
+    ]
     flags = batch.flags(entries)
     assert flags[Path("ref")] == ["grader_fixture.py identical to the reference"]
     assert flags[Path("reformatted")] == ["grader_fixture.py the reference's code, reformatted"]
     assert flags[Path("x")] == ["grader_fixture.py same code as y"]
     assert "holds the reference's solution markers" in flags[Path("marked")][0]
-    assert flags[Path("s1")] == flags[Path("s2")] == ["grader_fixture.py is the starter code, unchanged"]  # fmt: skip
+    assert (
+        flags[Path("s1")]
+        == flags[Path("s2")]
+        == ["grader_fixture.py is the starter code, unchanged"]
+    )
     assert code_fingerprint("x = 1  # a\n") == code_fingerprint("x=1\n")
 
 
@@ -105,16 +142,33 @@ def _notebook(answer: str, with_figure: bool = True) -> dict:
         meta = {"nbgrader": {"solution": True, "grade": True, "grade_id": grade_id, "points": 2}}
         return {"cell_type": "markdown", "metadata": meta, "source": text}
 
-    plot = {"cell_type": "code", "metadata": {}, "source": "plot()", "execution_count": 1,
-            "outputs": [{"output_type": "display_data", "metadata": {},
-                         "data": {"image/png": PNG, "text/plain": "<Figure>"}}] if with_figure else []}  # fmt: skip
-    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
-        plot,
-        {"cell_type": "markdown", "metadata": {}, "source": "**Q1.** What does the plot show?"},
-        answer_cell("q1_plot", answer),
-        {"cell_type": "markdown", "metadata": {}, "source": "**Q2.** Why?"},
-        answer_cell("q2_why", "YOUR ANSWER HERE"),
-    ]}  # fmt: skip
+    plot = {
+        "cell_type": "code",
+        "metadata": {},
+        "source": "plot()",
+        "execution_count": 1,
+        "outputs": [
+            {
+                "output_type": "display_data",
+                "metadata": {},
+                "data": {"image/png": PNG, "text/plain": "<Figure>"},
+            }
+        ]
+        if with_figure
+        else [],
+    }
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {},
+        "cells": [
+            plot,
+            {"cell_type": "markdown", "metadata": {}, "source": "**Q1.** What does the plot show?"},
+            answer_cell("q1_plot", answer),
+            {"cell_type": "markdown", "metadata": {}, "source": "**Q2.** Why?"},
+            answer_cell("q2_why", "YOUR ANSWER HERE"),
+        ],
+    }
 
 
 def test_answers_of_a_class_question_by_question_with_the_figures(tmp_path):
@@ -133,9 +187,17 @@ def test_answers_of_a_class_question_by_question_with_the_figures(tmp_path):
     q1, q2 = text.index("### q1_plot (2 points)"), text.index("### q2_why (2 points)")
     block = text[q1:q2]
     assert "> **Q1.** What does the plot show?" in block
-    assert block.index("#### alice (alice)") < block.index("A falling loss.") < block.index("#### carol (carol.zip)") < block.index("Nothing much.")  # fmt: skip
+    assert (
+        block.index("#### alice (alice)")
+        < block.index("A falling loss.")
+        < block.index("#### carol (carol.zip)")
+        < block.index("Nothing much.")
+    )
     figure = out.parent / "answers_figures" / "alice" / "01_x-q1_plot-1.png"
-    assert figure.read_bytes().startswith(b"\x89PNG") and "answers_figures/alice/01_x-q1_plot-1.png" in block  # fmt: skip
+    assert (
+        figure.read_bytes().startswith(b"\x89PNG")
+        and "answers_figures/alice/01_x-q1_plot-1.png" in block
+    )
     assert text[q2:].count("_(no answer)_") == 2
 
 

@@ -224,3 +224,85 @@ def test_grade_picks_the_assignments_a_submission_holds(tmp_path):
     (folder / f"{everything[-1].module}.py").write_text("x = 1\n")
     assert submitted_assignments(folder) == [everything[-1]]
     assert submitted_assignments(tmp_path / "empty-or-missing") == everything
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` now (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _running(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
+
+
+def _kill_and_watch(command: list[str], depth: int, tmp_path: Path) -> list[int]:
+    """Start ``command``, wait until ``depth`` levels of processes run under it, SIGKILL it
+    alone (as a CI's or a batch runner's timeout does), and return what still runs after 10 s."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=ENV,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        tree: list[int] = []
+        while time.monotonic() < deadline:
+            tree = _descendants(proc.pid)
+            if len(tree) >= depth:
+                break
+            time.sleep(0.2)
+        assert len(tree) >= depth, f"only {len(tree)} processes under the grader"
+        time.sleep(1.0)
+        tree = _descendants(proc.pid)  # the workers of the test now running, too
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while _running(tree) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return _running(tree)
+    finally:
+        for pid in _running(_descendants(proc.pid)):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_grader_killed_with_sigkill_leaves_no_process_behind(tmp_path):
+    """grade -> pytest (its own session) -> worker zygote -> workers: all die with grade."""
+    submission = REPO / "tests" / "attacks" / "infinite_swallow"
+    command = ["grade", str(submission), "--results", str(tmp_path / "r.json")]
+    left = _kill_and_watch([sys.executable, "-m", "autograder", *command], 3, tmp_path)
+    assert left == []
+
+
+def test_a_batch_killed_with_sigkill_leaves_no_process_behind(tmp_path):
+    """batch -> grade -> pytest -> zygote -> workers: all die with the batch."""
+    folder = tmp_path / "submissions"
+    shutil.copytree(REPO / "tests" / "attacks" / "infinite_swallow", folder / "alice")
+    command = ["batch", str(folder), "--out", str(tmp_path / "g.csv")]
+    left = _kill_and_watch([sys.executable, "-m", "autograder", *command], 4, tmp_path)
+    assert left == []

@@ -69,7 +69,11 @@ def test_every_hidden_test_passes_the_reference_for_a_few_seeds_with_margin():
         reference = grader_harness.reference_copies(target.module)
         for name, test in grader_harness.test_functions(target.module, "hidden").items():
             for seed in (101, 202, 303):
-                run = grader_harness.run_test(test, target.module, reference, hidden=True, grading_seed=seed)  # fmt: skip
+                run = grader_harness.run_test(
+                    test, target.module, reference, hidden=True, grading_seed=seed
+                )
                 if not run.passed or run.margins.worst >= MARGIN:
-                    fragile.append((target.module, name, seed, run.message[:200], run.margins.worst))  # fmt: skip
+                    fragile.append(
+                        (target.module, name, seed, run.message[:200], run.margins.worst)
+                    )
     assert not fragile, fragile

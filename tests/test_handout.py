@@ -54,21 +54,31 @@ def test_course_identity_is_configured_once_and_checked(tmp_path):
     )
     assert none.folder == f"rl-student-{version}" and none.colab_url("assignments/x.ipynb") is None
 
-    hub = release.course_identity(write_pyproject(tmp_path / "b", """
+    hub = release.course_identity(
+        write_pyproject(
+            tmp_path / "b",
+            """
         [tool.replearn]
         course = "replearn"
         handout_url = "https://github.com/uni-vision/rl-handout.git/"
-    """.replace("    ", "")))  # fmt: skip
+    """.replace("    ", ""),
+        )
+    )
     assert hub.handout_url == "https://github.com/uni-vision/rl-handout"
     assert hub.handout_ref == f"v{version}", "the tag defaults to v<version>"
     assert hub.colab_url("assignments/01_x.ipynb") == (
         f"https://colab.research.google.com/github/uni-vision/rl-handout/blob/v{version}/assignments/01_x.ipynb"
     )
-    other = release.course_identity(write_pyproject(tmp_path / "c", """
+    other = release.course_identity(
+        write_pyproject(
+            tmp_path / "c",
+            """
         [tool.replearn]
         handout_url = "https://codeberg.org/uni/handout"
         handout_ref = "2026-autumn"
-    """.replace("    ", "")))  # fmt: skip
+    """.replace("    ", ""),
+        )
+    )
     assert other.handout_ref == "2026-autumn" and other.colab_url("a.ipynb") is None  # no badge
 
     for bad in (
@@ -138,7 +148,10 @@ def test_release_stamps_the_identity_into_badge_and_set_up_cell():
     assert setup == setup_cell_source(
         "pretext_tasks", handout_url=hub.handout_url, handout_ref="v0.1.0"
     )
-    assert '!git clone -q --depth 1 --branch v0.1.0 https://github.com/uni/rl-handout "{content}/rl-handout"' in setup  # fmt: skip
+    assert (
+        '!git clone -q --depth 1 --branch v0.1.0 https://github.com/uni/rl-handout "{content}/rl-handout"'
+        in setup
+    )
 
     plain = release.CourseIdentity("replearn", "0.1.0")
     same = nbformat.reads(
@@ -159,7 +172,12 @@ def test_setup_cell_installs_from_the_handout_and_keeps_colabs_stack():
     assert "%pip" not in cell and "git+" not in cell and "make" not in cell
     assert "install.py" in cell and "--colab" in cell and "REPLEARN_CONTENT_DIR" in cell
     for url in ("", "https://github.com/uni/rl-handout"):  # valid Python, the shell lines aside
-        python = re.sub(r"^(\s*)!.*$", r"\1pass", setup_cell_source("x", handout_url=url, handout_ref="v1"), flags=re.M)  # fmt: skip
+        python = re.sub(
+            r"^(\s*)!.*$",
+            r"\1pass",
+            setup_cell_source("x", handout_url=url, handout_ref="v1"),
+            flags=re.M,
+        )
         compile(python, "<setup cell>", "exec")
 
 
@@ -177,10 +195,22 @@ def test_handout_zip_is_named_by_course_version_and_date(tmp_path, monkeypatch):
     repo = make_repo(tmp_path / "repo")
     release.write_starters(repo)
     done = subprocess.run(
-        [sys.executable, "-m", "instructor.release", "--repo", str(repo), "zip", "--no-notebooks",
-         "--out", str(repo / "build" / "release")],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": "1788220800"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "instructor.release",
+            "--repo",
+            str(repo),
+            "zip",
+            "--no-notebooks",
+            "--out",
+            str(repo / "build" / "release"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SOURCE_DATE_EPOCH": "1788220800"},
+    )
     assert done.returncode == 0, done.stderr
     written = repo / "build" / "release" / "replearn-student-0.1.0-2026-09-01.zip"
     assert written.is_file() and str(written) in done.stdout
@@ -200,8 +230,10 @@ def test_installer_commands(tmp_path):
     def dry(*args: str) -> list[str]:
         done = subprocess.run(
             [sys.executable, str(handout / "install.py"), "--dry-run", *args],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         return [line[2:] for line in done.stdout.splitlines() if line.startswith("$ ")]
 
@@ -233,11 +265,23 @@ def test_installer_commands(tmp_path):
 
 def test_student_readme_is_the_handouts_and_the_repository_points_to_it():
     readme = HANDOUT_README.read_text()
-    for command in ("python3 install.py", "python3 install.py --cpu",
-                    "python -m autograder check pretext_tasks", "python -m replearn.submit pretext_tasks",
-                    "REPLEARN_CHECKPOINT_DIR", "Runtime > Change runtime type"):  # fmt: skip
+    for command in (
+        "python3 install.py",
+        "python3 install.py --cpu",
+        "python -m autograder check pretext_tasks",
+        "python -m replearn.submit pretext_tasks",
+        "REPLEARN_CHECKPOINT_DIR",
+        "Runtime > Change runtime type",
+    ):
         assert command in readme, command
-    for instructors_only in ("make ", "solutions/", "tests/", "benchmarks/", "docs/internals", "pyproject"):  # fmt: skip
+    for instructors_only in (
+        "make ",
+        "solutions/",
+        "tests/",
+        "benchmarks/",
+        "docs/internals",
+        "pyproject",
+    ):
         assert instructors_only not in readme, f"{instructors_only!r}: not in the hand-out"
     for path in sorted((REPO / "assignments").glob("*.ipynb")):
         assert f"`{path.name}`" in readme, path.name
@@ -305,7 +349,10 @@ def test_every_import_of_the_notebooks_is_installed_by_the_handout():
         names |= top_level_imports(path.read_text())
     from packaging.requirements import Requirement
 
-    installed = {d.metadata["Name"].lower().replace("_", "-") for d in closure(tuple(Requirement(r).name for r in project_requirements(["assignments"])))}  # fmt: skip
+    installed = {
+        d.metadata["Name"].lower().replace("_", "-")
+        for d in closure(tuple(Requirement(r).name for r in project_requirements(["assignments"])))
+    }
     providers = importlib.metadata.packages_distributions()
     missing = []
     for name in sorted(names - set(sys.stdlib_module_names) - {"replearn", "autograder"}):
@@ -339,9 +386,16 @@ def test_handout_walks_its_readme_in_an_empty_folder(built_handout, tmp_path):
         archive.extractall(home)
     (folder,) = home.iterdir()
     assert sorted(p.name for p in folder.iterdir()) == [
-        "LICENSE", "MANIFEST.txt", "README.md", "assignments", "constraints.txt", "data",
-        "install.py", "starter_code", "wheels",
-    ]  # fmt: skip
+        "LICENSE",
+        "MANIFEST.txt",
+        "README.md",
+        "assignments",
+        "constraints.txt",
+        "data",
+        "install.py",
+        "starter_code",
+        "wheels",
+    ]
     manifest = subprocess.run(["sha256sum", "--quiet", "-c", "MANIFEST.txt"], cwd=folder)
     assert manifest.returncode == 0, "MANIFEST.txt does not match the files"
 
@@ -354,9 +408,13 @@ def test_handout_walks_its_readme_in_an_empty_folder(built_handout, tmp_path):
     assert set_up == "python3 install.py"
     env = clean_env()
     done = subprocess.run(
-        [sys._base_executable, *set_up.split()[1:]], cwd=folder, env=env,
-        capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+        [sys._base_executable, *set_up.split()[1:]],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert frozen(python) == before, "the installer replaced torch, torchvision or numpy"
     assert "--cpu" in commands[1] and ".venv/bin/jupyter lab assignments" in commands
@@ -364,9 +422,13 @@ def test_handout_walks_its_readme_in_an_empty_folder(built_handout, tmp_path):
     # check: the public tests run on the starter and say what is missing
     check = next(c for c in commands if c.startswith("python -m autograder check "))
     done = subprocess.run(
-        [str(python), *check.split()[1:]], cwd=folder, env=env, capture_output=True, text=True,
+        [str(python), *check.split()[1:]],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=600,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert re.search(r"Total: 0 / [1-9]\d*", done.stdout), done.stdout[-2000:]
     assert "NotImplementedError: Implement" in done.stdout
@@ -377,10 +439,21 @@ def test_handout_walks_its_readme_in_an_empty_folder(built_handout, tmp_path):
     single = folder / "assignments" / "setup_only.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[first], metadata=source.metadata), single)
     done = subprocess.run(
-        [str(folder / ".venv" / "bin" / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
-         "--inplace", str(single)],
-        cwd=folder, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            str(folder / ".venv" / "bin" / "jupyter"),
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--inplace",
+            str(single),
+        ],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     outputs = nbformat.read(single, as_version=4).cells[0].outputs
     said = "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs)

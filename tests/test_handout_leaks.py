@@ -43,10 +43,22 @@ def shipped(tmp_path_factory) -> dict[str, Path]:
         source = tmp / "wheel-source"  # pip builds in the tree: leave the hand-out as it is
         shutil.copytree(handout, source)
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-             "-w", str(tmp / "dist"), str(source)],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(tmp / "dist"),
+                str(source),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         shipped_wheels = sorted((tmp / "dist").glob("replearn-*.whl"))
     wheel = _unzip(shipped_wheels[0], tmp / "wheel")
     return {"handout": handout, "wheel": wheel}
@@ -63,9 +75,13 @@ def _leak_check(root: Path, out: Path, *extra: str) -> tuple[int, dict, str]:
     env["PYTHONPATH"] = str(REPO)  # instructor/ and the hidden tests; ROOT goes first itself
     proc = subprocess.run(
         [sys.executable, "-m", "instructor.handout_leaks", str(root), "--out", str(out), *extra],
-        cwd=out.parent, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        cwd=out.parent,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
         timeout=1500,
-    )  # fmt: skip
+    )
     report = json.loads(out.read_text()) if out.exists() else {}
     return proc.returncode, report, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -91,9 +107,18 @@ def test_the_names_scan_finds_a_planted_definition(tmp_path):
     (tmp_path / "autograder" / "helpers.py").write_text(
         "def moco_loss(q, k, queue, t):\n    pass\n"
     )
-    (tmp_path / "notes.ipynb").write_text(json.dumps({"cells": [
-        {"cell_type": "code", "source": ["%matplotlib inline\n", "class KeyQueue:\n", "    pass\n"]}
-    ]}))  # fmt: skip
+    (tmp_path / "notes.ipynb").write_text(
+        json.dumps(
+            {
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "source": ["%matplotlib inline\n", "class KeyQueue:\n", "    pass\n"],
+                    }
+                ]
+            }
+        )
+    )
     found = sorted(h.name for h in handout_leaks.scan_names(tmp_path, parts, banned))
     assert found == ["KeyQueue", "moco_loss"]
 
@@ -114,8 +139,14 @@ def test_nothing_in_the_handout_fills_in_a_graded_part(shipped, tmp_path):
     assert code == 0, output
 
 
-PLANTED = ("_check_pairs", "_check_temperature", "cosine_similarity_matrix", "nt_xent_loss",
-           "ProjectionHead", "MoCo")  # fmt: skip
+PLANTED = (
+    "_check_pairs",
+    "_check_temperature",
+    "cosine_similarity_matrix",
+    "nt_xent_loss",
+    "ProjectionHead",
+    "MoCo",
+)
 
 
 def planted_source() -> str:
@@ -126,8 +157,11 @@ def planted_source() -> str:
 
     source = (REPO / "solutions" / "contrastive_learning.py").read_text()
     tree = ast.parse(source)
-    keep = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
-            or getattr(node, "name", None) in PLANTED]  # fmt: skip
+    keep = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom) or getattr(node, "name", None) in PLANTED
+    ]
     return "\n\n\n".join(ast.get_source_segment(source, node) for node in keep) + "\n"
 
 

@@ -20,28 +20,28 @@ from lightly.models import utils as lightly_utils
 from replearn import augment, impl
 from replearn.backbones import sincos_pos_embed_2d as library_sincos
 from replearn.presets import PRESETS, get_preset
+from replearn.recipes import masked_autoencoders as recipe
 
 mae = impl.load("masked_autoencoders", "solution")
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a loaded machine a thread pool that
-    waits for a descheduled worker makes each small op many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def tiny_config(**changes) -> "mae.MAEConfig":
-    cfg = mae.MAEConfig.from_preset(get_preset("smoke"))
-    sizes = dict(patch_size=4, dim=16, depth=1, heads=2, decoder_dim=16, decoder_depth=1,
-                 decoder_heads=2, batch_size=16, finetune_batch_size=16)  # fmt: skip
+def tiny_config(**changes) -> "recipe.MAEConfig":
+    cfg = recipe.MAEConfig.from_preset(get_preset("smoke"))
+    sizes = dict(
+        patch_size=4,
+        dim=16,
+        depth=1,
+        heads=2,
+        decoder_dim=16,
+        decoder_depth=1,
+        decoder_heads=2,
+        batch_size=16,
+        finetune_batch_size=16,
+    )
     return dataclasses.replace(cfg, **{**sizes, **changes})
 
 
@@ -50,7 +50,11 @@ def smooth_images(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
     g = gen(seed)
     ramp = torch.linspace(0, 1, size)
     start, slope_y, slope_x = (torch.rand(n, 3, 1, 1, generator=g) for _ in range(3))
-    x = start * 0.5 + 0.25 * slope_y * ramp.view(1, 1, -1, 1) + 0.25 * slope_x * ramp.view(1, 1, 1, -1)  # fmt: skip
+    x = (
+        start * 0.5
+        + 0.25 * slope_y * ramp.view(1, 1, -1, 1)
+        + 0.25 * slope_x * ramp.view(1, 1, 1, -1)
+    )
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)  # [n, 3, size, size]
 
 
@@ -197,8 +201,18 @@ def test_sincos_closed_forms_and_the_library_table():
     table = mae.sincos_pos_embed_2d(8, 3, cls_token=True)  # [1 + 9, 8]
     assert torch.equal(table[0], torch.zeros(8))
     # patch (row 1, column 2) = number 5: column half [sin 2, sin 0.02, cos 2, cos 0.02], then row
-    want = torch.tensor([math.sin(2), math.sin(0.02), math.cos(2), math.cos(0.02),
-                         math.sin(1), math.sin(0.01), math.cos(1), math.cos(0.01)])  # fmt: skip
+    want = torch.tensor(
+        [
+            math.sin(2),
+            math.sin(0.02),
+            math.cos(2),
+            math.cos(0.02),
+            math.sin(1),
+            math.sin(0.01),
+            math.cos(1),
+            math.cos(0.01),
+        ]
+    )
     torch.testing.assert_close(table[1 + 5], want)
     # replearn.backbones' ViT table puts the row half first: the same numbers, halves swapped
     library = library_sincos(16, 4)
@@ -218,7 +232,9 @@ def test_sincos_rejects_bad_input():
 
 def tiny_encoder(seed: int = 0, **sizes) -> "mae.MAEEncoder":
     torch.manual_seed(seed)
-    return mae.MAEEncoder(**{**dict(image_size=16, patch_size=4, dim=16, depth=2, heads=2), **sizes})  # fmt: skip
+    return mae.MAEEncoder(
+        **{**dict(image_size=16, patch_size=4, dim=16, depth=2, heads=2), **sizes}
+    )
 
 
 def test_encoder_shapes_buffers_and_the_same_mask_as_random_masking():
@@ -277,7 +293,9 @@ def test_decoder_restores_the_order_of_tokens():
                 want = head(decoder.embed(latent[i, 1 + j]), position)
                 torch.testing.assert_close(pred[i, position], want)
             for position in torch.nonzero(mask[i]).flatten().tolist():
-                torch.testing.assert_close(pred[i, position], head(decoder.mask_token[0, 0], position))  # fmt: skip
+                torch.testing.assert_close(
+                    pred[i, position], head(decoder.mask_token[0, 0], position)
+                )
 
 
 def test_decoder_drops_the_class_token_and_rejects_bad_input():
@@ -351,7 +369,7 @@ def test_loss_rejects_bad_input():
 
 
 def test_masked_autoencoder_forward_is_encoder_decoder_loss():
-    model = mae.build_mae(tiny_config(), image_size=16).eval()
+    model = recipe.build_mae(mae, tiny_config(), image_size=16).eval()
     x = torch.rand(3, 3, 16, 16, generator=gen(24))
     out = model(x, 0.75, gen(25))
     assert set(out) == {"loss", "pred", "mask"} and out["pred"].shape == (3, 16, 48)
@@ -369,11 +387,11 @@ def test_pretrain_reduces_the_loss_on_smooth_images(one_thread):
     # second would otherwise keep the whole run in the warm-up's timing-dependent small rates
     cfg = tiny_config(norm_pix_loss=False, max_epochs=40, lr=3e-3, warmup=0.0)
     images = smooth_images(32)
-    result = mae.pretrain(images, cfg, budget_s=60, seed=0)
+    result = recipe.pretrain(mae, images, cfg, budget_s=60, seed=0)
     losses = result.history.metric("loss")
     assert len(losses) == 80  # 40 epochs of 2 batches: the epochs end the run, not the budget
     assert sum(losses[-5:]) / 5 < 0.3 * sum(losses[:5]) / 5
-    assert not result.model.training and result.mask_ratio == cfg.mask_ratio
+    assert not result.model.training and result.extra["mask_ratio"] == cfg.mask_ratio
 
 
 def test_reconstruct_pastes_visible_patches_and_undoes_norm_pix():
@@ -392,7 +410,7 @@ def test_reconstruct_pastes_visible_patches_and_undoes_norm_pix():
             return {"pred": target, "mask": mask, "loss": torch.zeros(())}
 
     x = torch.rand(2, 3, 8, 8, generator=gen(26))
-    masked, pasted, original = mae.reconstruct(Oracle(), x, 0.5, gen(27), fill=0.5)
+    masked, pasted, original = recipe.reconstruct(mae, Oracle(), x, 0.5, gen(27), fill=0.5)
     assert masked.shape == pasted.shape == original.shape == x.shape
     torch.testing.assert_close(pasted, x, rtol=0, atol=1e-5)
     assert torch.equal(original, x)
@@ -407,7 +425,7 @@ def test_reconstruct_pastes_visible_patches_and_undoes_norm_pix():
 
 def test_config_presets_are_consistent():
     for name in PRESETS:
-        cfg = mae.MAEConfig.from_preset(get_preset(name))
+        cfg = recipe.MAEConfig.from_preset(get_preset(name))
         assert min(cfg.pretrain_s, cfg.finetune_s, cfg.scratch_s, cfg.ablation_s) > 0
         assert math.isclose(cfg.scratch_s, cfg.pretrain_s + cfg.finetune_s), (
             f"{name}: scratch_s must equal pretrain_s + finetune_s (the same total time)"
@@ -421,36 +439,45 @@ def test_pretrain_rejects_bad_input():
     cfg = tiny_config()
     images = smooth_images(8)
     with pytest.raises(ValueError, match="uint8"):
-        mae.pretrain(images.float(), cfg, budget_s=1)
+        recipe.pretrain(mae, images.float(), cfg, budget_s=1)
     with pytest.raises(ValueError, match="mask_ratio"):
-        mae.pretrain(images, cfg, budget_s=1, mask_ratio=1.0)
+        recipe.pretrain(mae, images, cfg, budget_s=1, mask_ratio=1.0)
 
 
 def test_finetune_from_scratch_and_probes_run_briefly(one_thread):
     cfg = tiny_config(max_epochs=1, probe_iters=5, knn_k=3)
     images, labels = smooth_images(32, seed=1), torch.arange(32) % 4
     torch.manual_seed(0)
-    encoder = mae.build_encoder(cfg, image_size=16)
+    encoder = recipe.build_encoder(mae, cfg, image_size=16)
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
-    accuracy = mae.finetune(encoder, images, labels, images[:8], labels[:8], cfg, budget_s=30)
+    accuracy = recipe.finetune(
+        mae, encoder, images, labels, images[:8], labels[:8], cfg, budget_s=30
+    )
     assert 0 <= accuracy <= 1
     assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())  # a copy
-    assert 0 <= mae.from_scratch(images, labels, images[:8], labels[:8], cfg, budget_s=30) <= 1
-    scores = mae.evaluate_encoder(encoder, images, labels, images[:8], labels[:8], cfg)
+    assert (
+        0 <= recipe.from_scratch(mae, images, labels, images[:8], labels[:8], cfg, budget_s=30) <= 1
+    )
+    scores = recipe.evaluate_encoder(mae, encoder, images, labels, images[:8], labels[:8], cfg)
     assert set(scores) == {"knn", "linear"} and all(0 <= v <= 1 for v in scores.values())
 
 
 def test_finetune_groups_follow_mae_layer_wise_decay():
     cfg = tiny_config()
-    encoder = mae.build_encoder(cfg, image_size=16)
+    encoder = recipe.build_encoder(mae, cfg, image_size=16)
     model = torch.nn.Sequential(mae.PooledFeatures(encoder), torch.nn.Linear(cfg.dim, 4))
-    groups = mae._finetune_groups(model, lr=1.0, weight_decay=0.05, layer_decay=0.5,
-                                  head_scale=10.0)  # fmt: skip
+    groups = recipe._finetune_groups(
+        model, lr=1.0, weight_decay=0.05, layer_decay=0.5, head_scale=10.0
+    )
     lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
     assert len(lr_of) == sum(1 for _ in model.parameters()), "every parameter in one group"
     depth = len(encoder.blocks)
-    assert lr_of[id(encoder.cls_token)] == lr_of[id(encoder.patch_embed.proj.weight)] == 0.5 ** (depth + 1)  # fmt: skip
+    assert (
+        lr_of[id(encoder.cls_token)]
+        == lr_of[id(encoder.patch_embed.proj.weight)]
+        == 0.5 ** (depth + 1)
+    )
     for i, block in enumerate(encoder.blocks):
         assert all(lr_of[id(p)] == 0.5 ** (depth - i) for p in block.parameters())
     assert all(lr_of[id(p)] == 1.0 for p in encoder.norm.parameters())

@@ -139,8 +139,12 @@ def test_the_whole_loop_on_a_course_notebook(tmp_path):
     }
 
     # Submissions: alice answers as the solution does; bob's squares only knows n <= 3.
-    bridge.submit(course, "01_squares", "alice", {"01_squares.ipynb": nbformat.writes(
-        filled_in(release, source))})  # fmt: skip
+    bridge.submit(
+        course,
+        "01_squares",
+        "alice",
+        {"01_squares.ipynb": nbformat.writes(filled_in(release, source))},
+    )
     wrong = filled_in(release, source)
     wrong.cells[1].source = "def squares(n):\n    return [1, 4, 9][:n]"
     bridge.submit(course, "01_squares", "bob", {"01_squares.ipynb": nbformat.writes(wrong)})
@@ -182,10 +186,20 @@ def test_the_whole_loop_on_a_course_notebook(tmp_path):
     write_results(results, "alice", "squares", [(2.0, 2.0), (1.0, 3.0)])
     write_results(results, "carol", "squares", [(3.0, 3.0)])  # no notebook handed in
     out = tmp_path / "grades.csv"
-    assert bridge.main(
-        ["export", "--gradebook", str(course / "gradebook.db"), "--results-dir", str(results),
-         "--out", str(out)]
-    ) == 0  # fmt: skip
+    assert (
+        bridge.main(
+            [
+                "export",
+                "--gradebook",
+                str(course / "gradebook.db"),
+                "--results-dir",
+                str(results),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = {row["student_id"]: row for row in csv.DictReader(out.open())}
     assert list(rows) == ["alice", "bob", "carol"]
     assert rows["alice"] == {
@@ -258,7 +272,7 @@ def module_notebook() -> nbformat.NotebookNode:
         new_markdown_cell("# Squares from your module"),
         new_code_cell("from replearn import impl\n\nm = impl.load('squares_mod')\nprint(m.who())"),
         new_code_cell(
-            f"assert m.squares(3) == [1, 4, 9]\n{HIDDEN_BEGIN}\n{HIDDEN_LINE.replace('squares', 'm.squares')}\n{HIDDEN_END}",  # fmt: skip
+            f"assert m.squares(3) == [1, 4, 9]\n{HIDDEN_BEGIN}\n{HIDDEN_LINE.replace('squares', 'm.squares')}\n{HIDDEN_END}",
             metadata=nbgrader_meta("test_module", solution=False, grade=True, points=3),
         ),
     ]
@@ -278,13 +292,18 @@ def squares(n):
 
 
 @pytest.mark.slow
-def test_autograde_runs_the_module_each_student_submitted_beside_the_notebook(tmp_path, monkeypatch):  # fmt: skip
+def test_autograde_runs_the_module_each_student_submitted_beside_the_notebook(
+    tmp_path, monkeypatch
+):
     """collect -> autograde -> feedback -> export, with the module next to each notebook: every
     student's outputs and score come from their own module, never from the course's stubs."""
     instructor = tmp_path / "instructor"  # the course folder, whose starter_code/ holds the stub
     (instructor / "starter_code").mkdir(parents=True)
-    (instructor / "starter_code" / "squares_mod.py").write_text(SQUARES_MODULE.format(
-        who="the course's stub", body='raise NotImplementedError("write squares")'))  # fmt: skip
+    (instructor / "starter_code" / "squares_mod.py").write_text(
+        SQUARES_MODULE.format(
+            who="the course's stub", body='raise NotImplementedError("write squares")'
+        )
+    )
     monkeypatch.setenv("REPLEARN_ROOT", str(instructor))
     monkeypatch.delenv("REPLEARN_STUDENT_DIR", raising=False)
     source_path = tmp_path / "02_modsquares.ipynb"
@@ -298,11 +317,16 @@ def test_autograde_runs_the_module_each_student_submitted_beside_the_notebook(tm
     (subs / "bob").mkdir(parents=True)
     with zipfile.ZipFile(subs / "alice.zip", "w") as zf:
         zf.write(release_path, release_path.name)
-        zf.writestr("squares_mod.py", SQUARES_MODULE.format(
-            who="alice's module", body="return [i**2 for i in range(1, n + 1)]"))  # fmt: skip
+        zf.writestr(
+            "squares_mod.py",
+            SQUARES_MODULE.format(
+                who="alice's module", body="return [i**2 for i in range(1, n + 1)]"
+            ),
+        )
     shutil.copy(release_path, subs / "bob" / release_path.name)
-    (subs / "bob" / "squares_mod.py").write_text(SQUARES_MODULE.format(
-        who="bob's module", body="return [1, 4, 9][:n]"))  # fmt: skip
+    (subs / "bob" / "squares_mod.py").write_text(
+        SQUARES_MODULE.format(who="bob's module", body="return [1, 4, 9][:n]")
+    )
     assert bridge.main(["collect", "--course", str(course), str(subs)]) == 0
     assert (course / "submitted" / "alice" / "02_modsquares" / "squares_mod.py").is_file()
 
@@ -311,7 +335,9 @@ def test_autograde_runs_the_module_each_student_submitted_beside_the_notebook(tm
     assert grades[("alice", "modsquares")].autograded_score == 3.0
     assert grades[("bob", "modsquares")].autograded_score == 0.0  # the hidden part failed
     for student, who in (("alice", "alice's module"), ("bob", "bob's module")):
-        executed = (course / "autograded" / student / "02_modsquares" / "02_modsquares.ipynb").read_text()  # fmt: skip
+        executed = (
+            course / "autograded" / student / "02_modsquares" / "02_modsquares.ipynb"
+        ).read_text()
         assert who in executed and "the course's stub" not in executed
         assert "NotImplementedError" not in executed
     pages = bridge.generate_feedback(course, "02_modsquares", timeout=LOOP_TIMEOUT_S)
@@ -319,11 +345,25 @@ def test_autograde_runs_the_module_each_student_submitted_beside_the_notebook(tm
     assert "alice's module" in alice_page and "Score: 3.0 / 3.0" in alice_page
 
     sheet = tmp_path / "grades.csv"  # the module scores as `autograder batch` writes them
-    sheet.write_text("submission,student,assignments,modsquares,modsquares_max,results\n"
-                     "alice.zip,alice,modsquares,7,10,r/alice.json\nbob,bob,modsquares,4,10,r/bob.json\n")  # fmt: skip
+    sheet.write_text(
+        "submission,student,assignments,modsquares,modsquares_max,results\n"
+        "alice.zip,alice,modsquares,7,10,r/alice.json\nbob,bob,modsquares,4,10,r/bob.json\n"
+    )
     out = tmp_path / "combined.csv"
-    assert bridge.main(["export", "--gradebook", str(course / "gradebook.db"),
-                        "--grades", str(sheet), "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        bridge.main(
+            [
+                "export",
+                "--gradebook",
+                str(course / "gradebook.db"),
+                "--grades",
+                str(sheet),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = {row["student_id"]: row for row in csv.DictReader(out.open())}
     assert (rows["alice"]["module_score"], rows["alice"]["notebook_autograded_score"]) == ("7", "3")
     assert (rows["bob"]["module_score"], rows["bob"]["total_score"]) == ("4", "4")

@@ -157,11 +157,12 @@ def test_notebook_runs_its_full_preset_path_through_the_entry_point(path):
     for stale in (REPO / "checkpoints" / "pretrain").glob("*-smoke-seed0.pt"):
         stale.unlink()  # train, not load, the runs of an earlier test session
     out = REPO / "build" / "test-notebooks" / f"{path.stem}-entry-point.ipynb"
-    run = run_notebook(path, out, preset="smoke", impl="solution", timeout=300,
-                       extra_env={ENTRY_POINT_ENV: "1"})  # fmt: skip
+    run = run_notebook(
+        path, out, preset="smoke", impl="solution", timeout=300, extra_env={ENTRY_POINT_ENV: "1"}
+    )
     assert run.ok, f"{path.name} failed after {run.seconds:.0f} s:\n{run.error}"
     executed = out.read_text()
-    assert "[train_or_load]" in executed and "torchrun --nproc_per_node N" in executed
+    assert "[load_or_pretrain]" in executed and "torchrun --nproc_per_node N" in executed
 
 
 @pytest.mark.slow

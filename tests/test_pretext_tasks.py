@@ -8,6 +8,7 @@ import torch
 from replearn import augment, impl
 from replearn.backbones import SmallCNN
 from replearn.presets import get_preset
+from replearn.recipes import pretext_tasks as recipe
 
 pt = impl.load("pretext_tasks", "solution")
 
@@ -176,35 +177,37 @@ def test_exemplar_dataset_and_head_growth():
 def test_evaluation_helpers():
     enc = SmallCNN(widths=(4, 8, 8, 16))
     x = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)
-    feats = pt.block_features(enc, x, (2, 4))
+    feats = recipe.block_features(enc, x, (2, 4))
     enc.eval()
     torch.testing.assert_close(feats[2], enc.forward_features(x.float() / 255, upto=2, pool=True))
-    maps = pt.block_features(enc, x, (3,), pool=False, grid=2)[3]
+    maps = recipe.block_features(enc, x, (3,), pool=False, grid=2)[3]
     assert maps.shape == (12, 8 * 2 * 2)
-    assert pt.patch_grid_features(enc, x, 8, 10).shape == (12, 16)
+    assert recipe.patch_grid_features(enc, x, 8, 10).shape == (12, 16)
     model = pt.PretextClassifier(enc, 4)
-    confusion, correct = pt.rotation_confusion(model, x)
+    confusion, correct = recipe.rotation_confusion(pt, model, x)
     assert confusion.shape == (4, 4) and int(confusion.sum()) == 48 and correct.shape == (4, 12)
     assert int(confusion.diagonal().sum()) == int(correct.sum())
-    assert pt.best_block({2: {"linear": 0.5}, 3: {"linear": 0.6}, 4: {"linear": 0.6}}) == 3
+    assert recipe.best_block({2: {"linear": 0.5}, 3: {"linear": 0.6}, 4: {"linear": 0.6}}) == 3
 
 
 def test_fit_geometry_makes_the_tasks_fit_28_pixel_images():
-    cfg = pt.fit_geometry(pt.PretextConfig.from_preset(get_preset("smoke")), 28)
+    cfg = recipe.fit_geometry(recipe.PretextConfig.from_preset(get_preset("smoke")), 28)
+    assert 2 * cfg.context_jitter < cfg.context_gap  # the sampler's rule: patches stay apart
+    assert 3 * cfg.context_patch + 2 * (cfg.context_gap + cfg.context_jitter) <= 28
     x = torch.rand(3, 1, 28, 28)
     pt.sample_context_pairs(x, cfg.context_patch, cfg.context_gap, cfg.context_jitter)
     assert pt.jigsaw_tiles(x, 3, cfg.jigsaw_cell, cfg.jigsaw_tile).shape == (3, 9, 1, 8, 8)
-    assert pt.fit_geometry(
-        pt.PretextConfig.from_preset(get_preset("smoke")), 32
-    ) == pt.PretextConfig.from_preset(get_preset("smoke"))
+    assert recipe.fit_geometry(
+        recipe.PretextConfig.from_preset(get_preset("smoke")), 32
+    ) == recipe.PretextConfig.from_preset(get_preset("smoke"))
 
 
-@pytest.mark.parametrize("task", pt.TASKS)
+@pytest.mark.parametrize("task", recipe.METHODS)
 def test_pretrain_runs_every_task(task):
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=gen)
     y = torch.arange(16) % 4
-    cfg = pt.PretextConfig(
+    cfg = recipe.PretextConfig(
         rotation_s=5,
         ablation_s=1,
         context_s=1,
@@ -218,7 +221,7 @@ def test_pretrain_runs_every_task(task):
         exemplar_seeds=4,
         exemplar_copies=2,
     )
-    result = pt.pretrain(task, x, cfg, budget_s=30, labels=y)
+    result = recipe.pretrain(pt, task, x, cfg, budget_s=30, labels=y)
     assert result.history.steps_done >= 1 and result.encoder.feature_dim == 8
     assert 0.0 <= result.pretext_accuracy <= 1.0
 
@@ -232,12 +235,22 @@ def test_pretrain_passes_the_cpu_fast_path_to_train():
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=gen)
-    cfg = pt.PretextConfig(rotation_s=5, ablation_s=1, context_s=1, jigsaw_s=1, exemplar_s=1,
-                           supervised_s=1, max_epochs=1, batch_size=8, widths=(4, 8, 8, 8),
-                           amp=True, channels_last=True)  # fmt: skip
+    cfg = recipe.PretextConfig(
+        rotation_s=5,
+        ablation_s=1,
+        context_s=1,
+        jigsaw_s=1,
+        exemplar_s=1,
+        supervised_s=1,
+        max_epochs=1,
+        batch_size=8,
+        widths=(4, 8, 8, 8),
+        amp=True,
+        channels_last=True,
+    )
     with warnings.catch_warnings(), step_budget(2):
         warnings.simplefilter("ignore")  # "amp has no effect" on a CPU without bf16
-        result = pt.pretrain("rotation", x, cfg, budget_s=30)
+        result = recipe.pretrain(pt, "rotation", x, cfg, budget_s=30)
     assert result.history.steps_done == 2
     assert (result.history.amp is not None) == cpu_supports_bf16()
     for module in result.encoder.modules():

@@ -131,9 +131,10 @@ def call_with_placeholders(module, qualname: str):
         )
     function = getattr(target, "__func__", target)
     required = [
-        p for p in inspect.signature(function).parameters.values()
+        p
+        for p in inspect.signature(function).parameters.values()
         if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]  # fmt: skip
+    ]
     keyword_only = {
         p.name: MagicMock(name=p.name)
         for p in inspect.signature(function).parameters.values()
@@ -210,8 +211,10 @@ def test_long_stub_lines_are_wrapped_as_ruff_formats_them(tmp_path):
     (tmp_path / "toy.py").write_text(make_starter(TOY_SOLUTION, "toy"))
     done = subprocess.run(
         [sys.executable, "-m", "ruff", "format", "--check", "--line-length", "100", "--diff", "."],
-        cwd=tmp_path, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -219,23 +222,45 @@ def test_long_stub_lines_are_wrapped_as_ruff_formats_them(tmp_path):
     ("source", "error"),
     [
         (f"def f():\n    {B}\n    return 1\n", r"x\.py:2: BEGIN solution marker without an END"),
-        (f"def f():\n    return 1\n    {E}\n", r"x\.py:3: END solution marker without a matching BEGIN"),
+        (
+            f"def f():\n    return 1\n    {E}\n",
+            r"x\.py:3: END solution marker without a matching BEGIN",
+        ),
         (f"def f():\n    {B}\n    {B}\n    pass\n    {E}\n", r"x\.py:3: .*cannot nest"),
-        (f"def f():\n    {B}\n    {HIDDEN_BEGIN}\n    pass\n    {HIDDEN_END}\n    {E}\n", r"x\.py:3: .*cannot nest"),
-        (f"{B}\nX = 1\n{E}\n\n\ndef f():\n    {B}\n    pass\n    {E}\n", r"x\.py:1: .*outside a function"),
+        (
+            f"def f():\n    {B}\n    {HIDDEN_BEGIN}\n    pass\n    {HIDDEN_END}\n    {E}\n",
+            r"x\.py:3: .*cannot nest",
+        ),
+        (
+            f"{B}\nX = 1\n{E}\n\n\ndef f():\n    {B}\n    pass\n    {E}\n",
+            r"x\.py:1: .*outside a function",
+        ),
         ("def f():\n    return 1\n", r"x\.py: no solution region"),
         (f"def f():\n    #{B}\n    return 1\n    #{E}\n", r"x\.py:2: .*not a marker line"),
         ("def f():\n    # BEGIN SOLUTION\n    return 1\n", r"x\.py:2: .*not a marker line"),
         (f"def f():\n    x = 1  {B}\n    return x\n", r"x\.py:2: .*not a marker line"),
         (f"def f():\n    {B}\n    return 1\n    {E} trailing\n", r"x\.py:4: text after the END"),
         (f"def f(:\n    {B}\n    {E}\n", r"x\.py:1: not valid Python"),
-        (f"def f():\n    if True:\n        {HIDDEN_BEGIN}\n        pass\n        {HIDDEN_END}\n    {B}\n    return 1\n    {E}\n",
-         r"x\.py: the generated starter is not valid Python"),
+        (
+            f"def f():\n    if True:\n        {HIDDEN_BEGIN}\n        pass\n        {HIDDEN_END}\n    {B}\n    return 1\n    {E}\n",
+            r"x\.py: the generated starter is not valid Python",
+        ),
     ],
-    ids=["begin-without-end", "end-without-begin", "nested", "nested-hidden", "module-level",
-         "no-region", "near-miss-hashes", "near-miss-one-hash", "inline-marker", "end-with-text",
-         "syntax-error", "emptied-block"],
-)  # fmt: skip
+    ids=[
+        "begin-without-end",
+        "end-without-begin",
+        "nested",
+        "nested-hidden",
+        "module-level",
+        "no-region",
+        "near-miss-hashes",
+        "near-miss-one-hash",
+        "inline-marker",
+        "end-with-text",
+        "syntax-error",
+        "emptied-block",
+    ],
+)
 def test_bad_markers_are_errors_with_file_and_line(source, error):
     with pytest.raises(ReleaseError, match=error):
         make_starter(source, "x", filename="x.py")
@@ -278,8 +303,10 @@ def make_repo(root: Path) -> Path:
 def run_release(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "instructor.release", "--repo", str(repo), *args],
-        cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_check_fails_with_a_diff_when_starter_code_drifts(tmp_path):
@@ -491,10 +518,22 @@ def test_wheel_ships_public_tests_and_manifest_but_no_hidden_test_or_solution(tm
         ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__"),
     )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path / "wheel"), str(source)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "wheel"),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = (tmp_path / "wheel").glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "replearn/data_manifest.json" in names

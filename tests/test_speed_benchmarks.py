@@ -10,8 +10,8 @@ def test_method_speed_runs_both_contenders_and_losses_agree(monkeypatch, repo_ro
     from benchmarks.method_speed import main
 
     out = tmp_path / "speed.json"
-    report = main(["--methods", "byol", "mae", "--rounds", "1", "--steps", "1",
-                   "--loss-n", "64", "--loss-repeats", "1", "--out", str(out)])  # fmt: skip
+    args = "--methods byol mae --rounds 1 --steps 1 --loss-n 64 --loss-repeats 1".split()
+    report = main([*args, "--out", str(out)])
     assert json.loads(out.read_text())["methods"].keys() == {"byol", "mae"}
     for row in report["methods"].values():
         assert row["ours"] > 0 and row["lightly"] > 0
@@ -31,12 +31,15 @@ def test_grader_seed_audit_grades_the_reference_once_per_seed(monkeypatch, repo_
     from benchmarks.grader_seeds import main
 
     out = tmp_path / "seeds.json"
-    report = main(["--assignment", "transfer_learning", "--graded", "2", "--first", "5",
-                   "--out", str(out)])  # fmt: skip
+    report = main(
+        ["--assignment", "transfer_learning", "--graded", "2", "--first", "5", "--out", str(out)]
+    )
     assert [r["seed"] for r in report["graded"]] == [5, 6]
     assert all(r["score"] == r["max_score"] > 0 for r in report["graded"]), report["graded"]
     assert report["lost"] == {}
     assert json.loads((tmp_path / "seeds_graded.json").read_text())["graded"] == report["graded"]
     recorded = json.loads((tmp_path / "seeds_results" / "seed6.json").read_text())
-    hidden_seeds = {t["extra_data"]["seed"] for t in recorded["tests"] if "seed" in t.get("extra_data", {})}  # fmt: skip
+    hidden_seeds = {
+        t["extra_data"]["seed"] for t in recorded["tests"] if "seed" in t.get("extra_data", {})
+    }
     assert hidden_seeds == {6}, "the hidden tests must have run with the seed asked for"

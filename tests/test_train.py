@@ -36,13 +36,8 @@ from replearn.train import (
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second OpenMP thread only adds synchronisation on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny tensors: every test runs on one torch thread (the conftest's ``one_thread``).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data(n: int = 96, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -340,7 +335,7 @@ def test_amp_on_a_cpu_with_native_bf16_autocasts_the_step_and_auto_does_not(monk
 
     for amp, expected in ((True, torch.bfloat16), ("auto", False)):
         model, optimizer, _, loader = _build()
-        history = train(step, model, optimizer, loader, _quiet(max_steps=2, amp=amp), device="cpu")  # fmt: skip
+        history = train(step, model, optimizer, loader, _quiet(max_steps=2, amp=amp), device="cpu")
         assert seen[-2:] == [expected] * 2
         assert history.amp == ("bfloat16" if amp is True else None)
         assert math.isfinite(history.recent_mean())
@@ -394,15 +389,29 @@ def test_resume_after_step_limit_gives_identical_weights(tmp_path, interrupt_at)
     path = tmp_path / "run.pt"
 
     model, optimizer, scheduler, loader = _build()
-    train(_noisy_step, model, optimizer, loader, _quiet(epochs=3, max_steps=interrupt_at, checkpoint_path=str(path)),
-          scheduler=scheduler, hooks=_Momentum(model))  # fmt: skip
+    train(
+        _noisy_step,
+        model,
+        optimizer,
+        loader,
+        _quiet(epochs=3, max_steps=interrupt_at, checkpoint_path=str(path)),
+        scheduler=scheduler,
+        hooks=_Momentum(model),
+    )
     torch.rand(100)  # other work between the runs must not matter
     np.random.rand(7)
 
     model, optimizer, scheduler, loader = _build()
     hook = _Momentum(model)
-    history = train(_noisy_step, model, optimizer, loader, _quiet(epochs=3, checkpoint_path=str(path)),
-                    scheduler=scheduler, hooks=hook)  # fmt: skip
+    history = train(
+        _noisy_step,
+        model,
+        optimizer,
+        loader,
+        _quiet(epochs=3, checkpoint_path=str(path)),
+        scheduler=scheduler,
+        hooks=hook,
+    )
     _assert_same_weights(model, reference)
     assert all(torch.equal(hook.shadow[k], reference_hook.shadow[k]) for k in hook.shadow)
     assert history.metric("loss") == reference_history.metric("loss")
@@ -423,15 +432,28 @@ def test_resume_after_a_crash_gives_identical_weights(tmp_path):
 
     model, optimizer, scheduler, loader = _build()
     with pytest.raises(KeyboardInterrupt):
-        train(crashing_step, model, optimizer, loader,
-              _quiet(epochs=3, checkpoint_path=str(path), checkpoint_every_steps=4),
-              scheduler=scheduler, hooks=_Momentum(model))  # fmt: skip
+        train(
+            crashing_step,
+            model,
+            optimizer,
+            loader,
+            _quiet(epochs=3, checkpoint_path=str(path), checkpoint_every_steps=4),
+            scheduler=scheduler,
+            hooks=_Momentum(model),
+        )
     assert load_checkpoint(path)["history"]["steps_done"] == 8  # the last periodic checkpoint
     assert not [p for p in tmp_path.iterdir() if p.name != "crash.pt"]  # no temporary files left
 
     model, optimizer, scheduler, loader = _build()
-    history = train(_noisy_step, model, optimizer, loader, _quiet(epochs=3, checkpoint_path=str(path)),
-                    scheduler=scheduler, hooks=_Momentum(model))  # fmt: skip
+    history = train(
+        _noisy_step,
+        model,
+        optimizer,
+        loader,
+        _quiet(epochs=3, checkpoint_path=str(path)),
+        scheduler=scheduler,
+        hooks=_Momentum(model),
+    )
     _assert_same_weights(model, reference)
     assert history.resumed_at_step == [8] and history.steps_done == 3 * len(loader)
 
@@ -576,8 +598,9 @@ def _step_budget_run(path=None, max_steps=None, budget_steps=10):
     model, optimizer, _, loader = _build()
     with step_budget(budget_steps):
         scheduler = BudgetCosine(optimizer, budget_s=1000.0, warmup=0.0)
-        config = _quiet(budget_s=1000.0, max_steps=max_steps,
-                        checkpoint_path=str(path) if path else None)  # fmt: skip
+        config = _quiet(
+            budget_s=1000.0, max_steps=max_steps, checkpoint_path=str(path) if path else None
+        )
         history = train(_noisy_step, model, optimizer, loader, config, scheduler=scheduler)
     return model, history
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from autograder.probes.transfer_learning import tiny_classifier
 from replearn import impl
+from replearn.recipes import transfer_learning as recipe
 
 tl = impl.load("transfer_learning", "solution")
 
@@ -70,6 +71,16 @@ def test_finetuning_tools():
     assert tl.set_bn_eval(model) == 3 and not model.stem[1].training and model.training
 
 
+@pytest.mark.parametrize("stage", ["pool", "flatten"])
+def test_freeze_up_to_a_stage_without_parameters_leaves_the_head_trainable(stage):
+    model = tiny_classifier(0)
+    frozen = tl.freeze_up_to(model, stage)
+    assert frozen == [n for n, _ in model.named_parameters() if not n.startswith("fc.")]
+    assert all(p.requires_grad for p in model.fc.parameters())
+    nested = tiny_classifier(0)
+    assert tl.freeze_up_to(nested, "stem.2") == ["stem.0.weight", "stem.1.weight", "stem.1.bias"]
+
+
 def test_two_stage_finetune_keeps_frozen_layers_and_bn_statistics():
     torch.manual_seed(0)
     model = tiny_classifier(0)
@@ -89,28 +100,28 @@ def test_two_stage_finetune_keeps_frozen_layers_and_bn_statistics():
 
 def test_split_at_and_config():
     model = tiny_classifier(0)
-    trunk, top = tl.split_at(model, "stage1")
+    trunk, top = recipe.split_at(model, "stage1")
     assert list(trunk._modules) == ["stem", "stage1"] and list(top._modules)[0] == "stage2"
     x = torch.rand(2, 3, 8, 8)
     torch.testing.assert_close(top(trunk(x)), model(x))
     from replearn.presets import PRESETS
 
     for preset in PRESETS.values():
-        cfg = tl.TransferConfig.from_preset(preset)
+        cfg = recipe.TransferConfig.from_preset(preset)
         assert cfg.budgets[0] < cfg.budgets[1]
-        assert tl.finetune_stages(cfg)[0] == cfg.few_stage
-    quick = tl.TransferConfig.from_preset(PRESETS["cpu-quick"])
-    assert tl.finetune_stages(quick) == [quick.few_stage, quick.many_stage]
-    smoke = tl.TransferConfig.from_preset(PRESETS["smoke"])
-    assert tl.finetune_stages(smoke) == [smoke.few_stage, smoke.many_stage]
+        assert recipe.finetune_stages(cfg)[0] == cfg.few_stage
+    quick = recipe.TransferConfig.from_preset(PRESETS["cpu-quick"])
+    assert recipe.finetune_stages(quick) == [quick.few_stage, quick.many_stage]
+    smoke = recipe.TransferConfig.from_preset(PRESETS["smoke"])
+    assert recipe.finetune_stages(smoke) == [smoke.few_stage, smoke.many_stage]
     without_many = dataclasses.replace(quick, many_stage=None)
-    assert tl.finetune_stages(without_many) == [quick.few_stage]
+    assert recipe.finetune_stages(without_many) == [quick.few_stage]
 
 
 def test_random_view_picks_one_whole_view_per_sample():
     original = torch.arange(6 * 4 * 2 * 2, dtype=torch.float32).view(6, 4, 2, 2)  # [N, C, H, W]
     mirrored = -original.flip(3)  # [N, C, H, W], distinguishable from the original
-    pick = tl.RandomView(2, torch.Generator().manual_seed(0))
+    pick = recipe.RandomView(2, torch.Generator().manual_seed(0))
     seen = set()
     for _ in range(5):
         out = pick(torch.cat([original, mirrored], dim=1))  # [N, C, H, W]
@@ -121,4 +132,4 @@ def test_random_view_picks_one_whole_view_per_sample():
             seen.add(is_original)
     assert seen == {True, False}, "both views must be drawn"
     with pytest.raises(ValueError, match="do not split"):
-        tl.RandomView(3)(torch.zeros(2, 4, 1, 1))
+        recipe.RandomView(3)(torch.zeros(2, 4, 1, 1))

@@ -379,8 +379,13 @@ def test_bar_table_heights_and_labels():
 
 
 def test_accuracy_curves_mapping_and_few_label_result():
-    few_label = {"method": "linear", "per_class": [1, 10, 100], "mean": [0.3, 0.5, 0.7],
-                 "std": [0.02, 0.01, 0.0], "seeds": [0, 1]}  # fmt: skip
+    few_label = {
+        "method": "linear",
+        "per_class": [1, 10, 100],
+        "mean": [0.3, 0.5, 0.7],
+        "std": [0.02, 0.01, 0.0],
+        "seeds": [0, 1],
+    }
     curves = {"SimCLR": few_label, "supervised": {100: 0.6, 1: 0.15, 10: (0.3, 0.05)}}
     fig = viz.accuracy_curves(curves, "labels per class", title="few labels")
     png_bytes(fig)
@@ -452,7 +457,7 @@ def test_every_figure_a_cell_makes_shows_once_in_an_executed_notebook(monkeypatc
         "from IPython.display import display\ndisplay(viz.bar_table({'a': 1.0}, title='t', ylabel='y'))\n"
         "fig, ax = plt.subplots()\nax.plot([1, 2])\nplt.show()": 2 if "inline" in backend else 1,
         "print('no figure')": 0,
-    }  # fmt: skip
+    }
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     client = nbclient.NotebookClient(
         notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}

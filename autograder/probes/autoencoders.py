@@ -150,15 +150,16 @@ def layer_input_probe(module, dims: list, k: int, x: torch.Tensor, seed: int) ->
     torch.manual_seed(seed)
     stack = module.StackedAutoencoder(tuple(dims))
     a = module.layer_input(stack, x, k)
-    loss = module.layer_reconstruction_loss(stack, x, k)
-    loss.backward()
-    return {
-        "input": a.detach(),
-        "input_requires_grad": bool(a.requires_grad),
-        "loss": float(loss.detach()),
-        "has_grad": {n: p.grad is not None and bool(p.grad.abs().sum() > 0)
-                     for n, p in stack.named_parameters()},
-    }  # fmt: skip
+    out = {"input": a.detach(), "input_requires_grad": bool(a.requires_grad)}
+    try:  # a wrong layer_input shows in its own checks first, not as a failed loss
+        loss = module.layer_reconstruction_loss(stack, x, k)
+        loss.backward()
+    except Exception as error:  # noqa: BLE001  (reported to the parent as data)
+        return {**out, "loss": None, "has_grad": None, "error": f"{type(error).__name__}: {error}"}
+    has_grad = {
+        n: p.grad is not None and bool(p.grad.abs().sum() > 0) for n, p in stack.named_parameters()
+    }
+    return {**out, "loss": float(loss.detach()), "has_grad": has_grad}
 
 
 def finetune(module, dims: list, x: torch.Tensor, epochs: int, batch_size: int, seed: int) -> dict:

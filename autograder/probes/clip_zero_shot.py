@@ -22,6 +22,8 @@ import torch.nn as nn
 
 from replearn import captions
 from replearn.captions import Vocab
+from replearn.data import as_float_images
+from replearn.recipes import clip_zero_shot as recipe
 
 TEXT = dict(embed_dim=8, context_length=12, width=16, depth=2, heads=2)  # the graded tiny tower
 SMOKE = dict(embed_dim=16, context_length=12, width=16, depth=1, heads=2)
@@ -105,7 +107,9 @@ def text_encoder_forward(module, seed: int, vocab_size: int, tokens: torch.Tenso
 
 def logit_scale(module, temperature: float, max_scale: float, log_value: float) -> dict:
     """``LogitScale(temperature, max_scale)``: its parameters, its value and gradient at init
-    and after setting ``log_scale`` to ``log_value``."""
+    and after setting ``log_scale`` to ``log_value``; the stored value after ``clamp_()``; and
+    ``log_scale`` after each of three SGD steps (lr 1e-3) from ``log_value``, the first pushing
+    the scale up, the next two pulling it down (``"trace"``)."""
     scale = module.LogitScale(temperature, max_scale)
     names = sorted(name for name, _ in scale.named_parameters())
     if names != ["log_scale"]:
@@ -124,8 +128,26 @@ def logit_scale(module, temperature: float, max_scale: float, log_value: float) 
             result.backward()
         grad = scale.log_scale.grad
         out.append((result.detach().clone(), None if grad is None else grad.clone()))
-    return {"initial_log_scale": initial, "scale": out[0][0], "grad": out[0][1],
-            "set_scale": out[1][0], "set_grad": out[1][1]}  # fmt: skip
+    scale.clamp_()
+    clamped = scale.log_scale.detach().clone()
+    with torch.no_grad():
+        scale.log_scale.fill_(log_value)
+    optimizer = torch.optim.SGD(scale.parameters(), lr=1e-3)
+    trace = []
+    for sign in (-1.0, 1.0, 1.0):  # loss = sign * scale: -1 wants it larger, +1 smaller
+        optimizer.zero_grad()
+        (sign * _tensor(scale(), "LogitScale.forward")).backward()
+        optimizer.step()
+        trace.append(scale.log_scale.detach().clone())
+    return {
+        "initial_log_scale": initial,
+        "scale": out[0][0],
+        "grad": out[0][1],
+        "set_scale": out[1][0],
+        "set_grad": out[1][1],
+        "clamped_log_scale": clamped,
+        "trace": torch.stack(trace),
+    }
 
 
 def clip_loss_with_grad(module, images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor) -> dict:  # fmt: skip
@@ -174,10 +196,10 @@ def tiny_open_clip(seed: int):
 
 
 def open_clip_weights(module, seed: int, images: torch.Tensor, classnames: list[str], templates: list[str]) -> dict:  # fmt: skip
-    """The given ``open_clip_zero_shot`` (the student's classifier and prediction inside) on a
+    """The recipe's ``open_clip_zero_shot`` (the student's classifier and prediction inside) on a
     seeded tiny open_clip model; ``images`` are already normalised ``[N, 3, 32, 32]``."""
     model, tokenizer = tiny_open_clip(seed)
-    out = module.open_clip_zero_shot(model, tokenizer, images, classnames, templates)
+    out = recipe.open_clip_zero_shot(module, model, tokenizer, images, classnames, templates)
     return {"weights": _tensor(out["weights"], "zero_shot_classifier").detach().clone(),
             "predictions": _tensor(out["predictions"], "zero_shot_predict").clone()}  # fmt: skip
 
@@ -208,7 +230,7 @@ def smoke_train(module, seed: int, steps: int) -> dict:
     text = module.TextEncoder(len(vocab), **SMOKE)
     model = module.CLIP(image, text, module.LogitScale()).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    images = data.images.float() / 255
+    images = as_float_images(data.images)  # [N, C, H, W]
     losses = []
     for _ in range(steps):
         loss = model(images, tokens)["loss"]

@@ -289,8 +289,10 @@ def moco_steps(module, seed: int, images: torch.Tensor, steps: int) -> dict:
                             momentum=0.5, temperature=0.2, hidden_dim=HIDDEN_DIM)  # fmt: skip
         reseed(model.encoder, seed)
         reseed(model.projector, seed + 1)
-        model.key_encoder.load_state_dict(model.encoder.state_dict())  # keys start as a copy
-        model.key_projector.load_state_dict(model.projector.state_dict())
+        # the key network starts apart from the query one (MoCo copies it; apart, a step that
+        # skips the momentum update or takes its keys from the query encoder shows at once)
+        reseed(model.key_encoder, seed + 2)
+        reseed(model.key_projector, seed + 3)
         model.train()
         generator = torch.Generator().manual_seed(seed)
         trained = [p for p in model.parameters() if p.requires_grad]
@@ -321,8 +323,8 @@ def byol_steps(module, seed: int, images: torch.Tensor, steps: int) -> dict:
         reseed(model.encoder, seed)
         reseed(model.projector, seed + 1)
         reseed(model.predictor, seed + 2)
-        model.target_encoder.load_state_dict(model.encoder.state_dict())
-        model.target_projector.load_state_dict(model.projector.state_dict())
+        reseed(model.target_encoder, seed + 3)  # apart from the online network, as in moco_steps
+        reseed(model.target_projector, seed + 4)
         model.train()
         generator = torch.Generator().manual_seed(seed)
         trained = [p for p in model.parameters() if p.requires_grad]

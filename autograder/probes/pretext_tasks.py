@@ -172,16 +172,22 @@ def jigsaw(module, images, seed: int, grid: int, cell: int, tile: int, perms) ->
     shuffled = module.shuffle_tiles(tiles, perms)
     inverse = module.invert_permutations(perms)
     restored = module.shuffle_tiles(shuffled, inverse)
-    return {"tiles": tiles, "centred": centred, "shuffled": shuffled, "inverse": inverse,
-            "restored": restored}  # fmt: skip
+    return {
+        "tiles": tiles,
+        "centred": centred,
+        "shuffled": shuffled,
+        "inverse": inverse,
+        "restored": restored,
+    }
 
 
 def jigsaw_forward(module, seed: int, tiles: torch.Tensor, num_permutations: int) -> dict:
     """``JigsawNet`` on a tiny trunk: logits, how often and on what the trunk ran."""
     trunk = tiny_trunk(seed)
     torch.manual_seed(seed + 1)
-    model = module.JigsawNet(trunk, num_permutations, num_tiles=tiles.shape[1], tile_hidden=6,
-                             hidden=16)  # fmt: skip
+    model = module.JigsawNet(
+        trunk, num_permutations, num_tiles=tiles.shape[1], tile_hidden=6, hidden=16
+    )
     model.eval()
     seen = _trunk_counter(trunk)
     with torch.no_grad():
@@ -202,7 +208,7 @@ def jigsaw_forward(module, seed: int, tiles: torch.Tensor, num_permutations: int
 
 def _noise_transform(x: torch.Tensor, generator) -> torch.Tensor:
     """A trusted random transform: brightness shift and noise, drawn from ``generator``."""
-    shift = 0.2 * torch.rand(len(x), 1, 1, 1, generator=generator) - 0.1  # [B, 1, 1, 1]
+    shift = 0.2 * torch.rand(len(x), 1, 1, 1, generator=generator) - 0.1  # [N, 1, 1, 1]
     return (x + shift + 0.05 * torch.randn(x.shape, generator=generator)).clamp(0.0, 1.0)
 
 
@@ -218,7 +224,9 @@ def exemplar(module, images, seed: int, num_seeds: int, copies: int) -> dict:
     with torch.no_grad():
         logits = model(images[:2])
     return {
-        "views": views.detach(), "labels": labels.detach(), "seed_index": seed_index.detach(),
+        "views": views.detach(),
+        "labels": labels.detach(),
+        "seed_index": seed_index.detach(),
         "logits_shape": list(logits.shape),
         "last_linear_out": heads[-1].out_features if heads else None,
-    }  # fmt: skip
+    }

@@ -32,9 +32,12 @@ def tiny_classifier(seed: int, num_classes: int = NUM_CLASSES, nested_head: bool
         )
 
     layers = OrderedDict(
-        stem=block(3, 8, 1), stage1=block(8, 16, 2), stage2=block(16, 16, 1),
-        pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
-    )  # fmt: skip
+        stem=block(3, 8, 1),
+        stage1=block(8, 16, 2),
+        stage2=block(16, 16, 1),
+        pool=nn.AdaptiveAvgPool2d(1),
+        flatten=nn.Flatten(),
+    )
     if nested_head:
         layers["classifier"] = nn.Sequential(nn.Dropout(0.5), nn.Linear(16, num_classes))
     else:
@@ -140,12 +143,14 @@ def param_group_settings(
     groups = module.param_groups(model, "fc", lr, scale, 1e-4)
     out = []
     for g in groups:
-        out.append({
-            "name": g.get("name"),
-            "params": [names.get(id(p), "<not a parameter of the model>") for p in g["params"]],
-            "lr": float(g["lr"]),
-            "weight_decay": float(g.get("weight_decay", 0.0)),
-        })  # fmt: skip
+        out.append(
+            {
+                "name": g.get("name"),
+                "params": [names.get(id(p), "<not a parameter of the model>") for p in g["params"]],
+                "lr": float(g["lr"]),
+                "weight_decay": float(g.get("weight_decay", 0.0)),
+            }
+        )
     # the groups must be usable by an optimizer as they are
     torch.optim.SGD([g for g in groups if len(list(g["params"]))], lr=lr)
     return {"groups": out}
@@ -204,9 +209,19 @@ def two_stage(module, seed: int, images: torch.Tensor, labels: torch.Tensor, fre
     )
     try:
         losses = module.two_stage_finetune(
-            model, images, labels, head_name="fc", lr=0.05, backbone_lr_scale=0.1, epochs=2,
-            batch_size=8, weight_decay=0.0, bn_eval=True, probe_steps=50, generator=gen,
-        )  # fmt: skip
+            model,
+            images,
+            labels,
+            head_name="fc",
+            lr=0.05,
+            backbone_lr_scale=0.1,
+            epochs=2,
+            batch_size=8,
+            weight_decay=0.0,
+            bn_eval=True,
+            probe_steps=50,
+            generator=gen,
+        )
     finally:
         hook.remove()
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -195,8 +195,13 @@ def serve(root: Path):
 def chromium(executable: str, timeout: float = 60.0):
     """A headless Chromium with a fresh profile; yields a :class:`DevTools` on a blank page."""
     profile = Path(tempfile.mkdtemp(prefix="book-chromium-"))
-    cmd = [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-           f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}", "about:blank"]  # fmt: skip
+    cmd = [
+        executable,
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}",
+        "about:blank",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     client = None
     try:
@@ -214,14 +219,16 @@ def chromium(executable: str, timeout: float = 60.0):
         port, path = port_file.read_text().splitlines()[:2]
         client = DevTools(f"ws://127.0.0.1:{port}{path}", timeout=timeout)
         target = client.send("Target.createTarget", {"url": "about:blank"}, browser=True)
-        attached = client.send("Target.attachToTarget",
-                               {"targetId": target["targetId"], "flatten": True}, browser=True)  # fmt: skip
+        attached = client.send(
+            "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}, browser=True
+        )
         client.session = attached["sessionId"]
         for domain in ("Page", "Network", "Runtime"):
             client.send(f"{domain}.enable")
-        client.send("Emulation.setDeviceMetricsOverride",
-                    {"width": VIEWPORT[0], "height": VIEWPORT[1], "deviceScaleFactor": 1,
-                     "mobile": False})  # fmt: skip
+        client.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": VIEWPORT[0], "height": VIEWPORT[1], "deviceScaleFactor": 1, "mobile": False},
+        )
         yield client
     finally:
         if client is not None:
@@ -251,8 +258,9 @@ def check_page(client: DevTools, url: str, name: str, shots: Path | None) -> Pag
     client.send("Page.navigate", {"url": url})
     client.wait_for("Page.loadEventFired")
     script = _INSPECT.replace("LANDMARKS", json.dumps(LANDMARKS))
-    result = client.send("Runtime.evaluate",
-                         {"expression": script, "awaitPromise": True, "returnByValue": True})  # fmt: skip
+    result = client.send(
+        "Runtime.evaluate", {"expression": script, "awaitPromise": True, "returnByValue": True}
+    )
     if "exceptionDetails" in result:
         report.problems.append(f"the check script failed: {result['exceptionDetails']}")
         return report
@@ -345,8 +353,9 @@ def check_search(client: DevTools, base: str, shots: Path | None, word: str = SE
     client.events.clear()
     client.send("Page.navigate", {"url": base + name})
     client.wait_for("Page.loadEventFired")
-    result = client.send("Runtime.evaluate",
-                         {"expression": _SEARCH, "awaitPromise": True, "returnByValue": True})  # fmt: skip
+    result = client.send(
+        "Runtime.evaluate", {"expression": _SEARCH, "awaitPromise": True, "returnByValue": True}
+    )
     hits = result.get("result", {}).get("value") or []
     report.title = f"{len(hits)} results"
     if not hits:
@@ -359,11 +368,14 @@ def check_search(client: DevTools, base: str, shots: Path | None, word: str = SE
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m instructor.book.browser",
-                                     description=__doc__.split("\n\n")[0])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m instructor.book.browser", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("book", nargs="?", default="build/book", help="the built book's folder")
-    parser.add_argument("--screenshots", help="where to save the screenshots "
-                        "(default: <book>-screenshots beside the book)")  # fmt: skip
+    parser.add_argument(
+        "--screenshots",
+        help="where to save the screenshots (default: <book>-screenshots beside the book)",
+    )
     parser.add_argument("--chromium", help="the Chromium executable (default: found on PATH)")
     args = parser.parse_args(argv)
     root = Path(args.book)
@@ -380,8 +392,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r.page:<45} {r.images:>3} images {r.maths:>4} equations  {status}")
         for problem in r.problems[:20]:
             print(f"    {problem}")
-    print(f"{len(reports)} pages in {time.perf_counter() - started:.0f} s, "
-          f"{len(bad)} with problems; screenshots in {shots}")  # fmt: skip
+    print(
+        f"{len(reports)} pages in {time.perf_counter() - started:.0f} s, "
+        f"{len(bad)} with problems; screenshots in {shots}"
+    )
     return 1 if bad else 0
 
 

@@ -17,8 +17,16 @@ from instructor.release import find_regions
 from replearn.contract.markers import SOLUTION_BEGIN, SOLUTION_END
 
 # (tag, attribute) pairs that load something into the page, and those that only navigate
-_RESOURCE_ATTRS = {("img", "src"), ("script", "src"), ("link", "href"), ("source", "src"),
-                   ("iframe", "src"), ("video", "src"), ("audio", "src"), ("embed", "src")}  # fmt: skip
+_RESOURCE_ATTRS = {
+    ("img", "src"),
+    ("script", "src"),
+    ("link", "href"),
+    ("source", "src"),
+    ("iframe", "src"),
+    ("video", "src"),
+    ("audio", "src"),
+    ("embed", "src"),
+}
 _NAV_ATTRS = {("a", "href"), ("area", "href")}
 _CSS_URL = re.compile(r"url\(\s*['\"]?([^'\")]+)['\"]?\s*\)")
 

@@ -508,7 +508,9 @@ def read_batch_sheet(
                 key = (student, course_name(name))
                 if key in scores:
                     raise ValueError(f"{sheet}: two rows for {key}")
-                scores[key] = ModuleScore(student, key[1], score, maximum, f"{sheet}:{row['submission']}")  # fmt: skip
+                scores[key] = ModuleScore(
+                    student, key[1], score, maximum, f"{sheet}:{row['submission']}"
+                )
     return scores
 
 
@@ -535,9 +537,16 @@ def read_gradebook(
                     submission = gb.find_submission(entry.name, student.id)
                 except MissingEntry:
                     scores[(student.id, name)] = NotebookScore(
-                        student.id, name, entry.name, False, 0.0, 0.0, 0.0,
-                        float(entry.max_score), False,
-                    )  # fmt: skip
+                        student.id,
+                        name,
+                        entry.name,
+                        False,
+                        0.0,
+                        0.0,
+                        0.0,
+                        float(entry.max_score),
+                        False,
+                    )
                     continue
                 auto = manual = 0.0
                 for notebook in submission.notebooks:
@@ -551,10 +560,16 @@ def read_gradebook(
                         else:
                             auto += grade.score
                 scores[(student.id, name)] = NotebookScore(
-                    student.id, name, entry.name, True, float(auto), float(manual),
-                    float(submission.score), float(submission.max_score),
+                    student.id,
+                    name,
+                    entry.name,
+                    True,
+                    float(auto),
+                    float(manual),
+                    float(submission.score),
+                    float(submission.max_score),
                     bool(submission.needs_manual_grade),
-                )  # fmt: skip
+                )
     return scores
 
 
@@ -652,11 +667,17 @@ def main(argv: list[str] | None = None) -> int:
         if step != "release":
             sub.add_argument("--student", default=None, help="default: every student")
         if step == "autograde":
-            sub.add_argument("--preset", default="smoke",
-                             help="REPLEARN_PRESET for the notebooks (default smoke)")  # fmt: skip
-            sub.add_argument("--impl", default=None,
-                             help="'solution' runs the notebooks on the reference instead of the "
-                                  "module submitted beside them")  # fmt: skip
+            sub.add_argument(
+                "--preset",
+                default="smoke",
+                help="REPLEARN_PRESET for the notebooks (default smoke)",
+            )
+            sub.add_argument(
+                "--impl",
+                default=None,
+                help="'solution' runs the notebooks on the reference instead of the "
+                "module submitted beside them",
+            )
     gather = commands.add_parser(
         "collect", help="put a folder of submission zips/folders into submitted/"
     )

@@ -74,6 +74,9 @@ def test_penalties_against_reference_and_extremes(student):
     got = student.call("sparse_autoencoder_loss", x, x_hat, h[:2], 0.7, "kl", 0.1)
     expect_close(got, float(ref.sparse_autoencoder_loss(x, x_hat, h[:2], 0.7, "kl", 0.1)),
                  rtol=1e-4, atol=1e-4, name="R + 0.7 * KL penalty")  # fmt: skip
+    got = student.call("sparse_autoencoder_loss", x, x_hat, h[:2], 0.4, "l1")
+    expect_close(got, float(ref.sparse_autoencoder_loss(x, x_hat, h[:2], 0.4, "l1")),
+                 rtol=1e-4, atol=1e-4, name="R + 0.4 * L1 penalty")  # fmt: skip
     signed = torch.randn(5, 8, generator=student.rng)
     got = student.call("l1_sparsity_penalty", signed)
     expect_close(got, float(ref.l1_sparsity_penalty(signed)), rtol=1e-5, atol=1e-6,
@@ -93,6 +96,52 @@ def test_mask_pixels_edge_fractions(student):
     part = student.probe(f"{PROBES}:masks", x, 0.3, 4)
     counts = part["mask"].flatten(1).sum(1).tolist()
     expect_true(counts == [15] * 3, "each image must lose exactly round(0.3 * 49) = 15 pixels")
+    patterns = {tuple(m.flatten().tolist()) for m in part["mask"]}
+    expect_true(len(patterns) == 3, "every image gets its own mask")
+    expect_true(part["same_seed_same_result"], "masks drawn from the generator")
+
+
+@pytest.mark.weight(1)
+@pytest.mark.visibility("hidden")
+@pytest.mark.functions("sparsity")
+def test_sparsity_of_signed_codes(student):
+    h = torch.randn(6, 9, generator=student.rng) * 0.05  # [N, D], signed, many near zero
+    got = student.call("sparsity", h, 0.03)
+    expect_close(got, reference(REF).sparsity(h, 0.03), rtol=0, atol=1e-6, name="sparsity")
+
+
+@pytest.mark.weight(1)
+@pytest.mark.visibility("hidden")
+@pytest.mark.functions("free_energy")
+def test_free_energy_fresh_inputs_and_large_ones(student):
+    W = torch.randn(5, 4, generator=student.rng)  # [D_v, D_h]
+    b, c = torch.randn(5, generator=student.rng), torch.randn(4, generator=student.rng)
+    v = (torch.rand(7, 5, generator=student.rng) < 0.5).float()  # [N, D_v]
+    for scale in (1.0, 300.0):
+        got = student.call("free_energy", v, W * scale, b, c)
+        want = reference(REF).free_energy(v, W * scale, b, c)
+        expect_tensor(got, want, rtol=1e-5, atol=1e-3, name=f"F(v) with W scaled by {scale}")
+
+
+@pytest.mark.weight(1)
+@pytest.mark.visibility("hidden")
+@pytest.mark.functions("denoising_loss")
+def test_denoising_loss_with_a_fixed_mask(student):
+    spec = dict(probes.TINY_AE)
+    x = torch.rand(3, 3, 8, 8, generator=student.rng)  # [N, C, H, W]
+    mask = torch.rand(3, 1, 8, 8, generator=student.rng) < 0.4  # [N, 1, H, W]
+    torch.manual_seed(11)
+    state = dict(_reference_model(spec).state_dict())
+    for name, value in state.items():  # weights under which the output depends on the input
+        if value.is_floating_point():
+            noise = torch.randn(value.shape, generator=student.rng)
+            state[name] = 0.5 + 0.5 * noise.abs() if name.endswith("running_var") else 0.4 * noise
+    got = student.probe(f"{PROBES}:denoising_loss_fixed_mask", spec, state, x, mask, 0.4)
+    model = load_weights(_reference_model(spec), state).eval()
+    with torch.no_grad():
+        x_hat, _ = model(x.masked_fill(mask, 0.0))
+    want = float(reference(REF).reconstruction_loss(x, x_hat))
+    expect_close(got["loss"], want, rtol=1e-4, atol=1e-4, name="denoising loss, fixed mask")
 
 
 @pytest.mark.weight(3)

@@ -6,7 +6,6 @@ takes seconds.
 """
 
 import itertools
-import math
 
 import pytest
 import torch
@@ -51,15 +50,18 @@ def test_reconstruction_loss_sums_pixels_and_averages_the_batch(student):
 def test_conv_autoencoder_layers_and_shapes(student):
     spec = dict(probes.TINY_AE)
     x = torch.rand(5, 3, 8, 8, generator=student.rng)  # [N, C, H, W]
-    state = expected("ae-weights", lambda: _seeded_weights(3))
+    state = expected("ae-weights", lambda: _spread_weights(3))
     got = student.probe(f"{PROBES}:autoencoder_forward", spec, state, x)
     # the layers the docstring lists, by name and shape (the grader loads weights by name)
     want_shapes = {k: list(v.shape) for k, v in state.items()}
     missing = sorted(set(want_shapes) - set(got["shapes"]))
     extra = sorted(set(got["shapes"]) - set(want_shapes))
-    expect_true(not missing and not extra,
-                f"layer names differ from the docstring's: missing {missing[:4]}, unexpected "
-                f"{extra[:4]} (self.encoder and self.decoder, nn.Sequential, in the listed order)")  # fmt: skip
+    expect_true(
+        not missing and not extra,
+        f"layer names differ from the docstring's: missing {missing[:4]}, unexpected "
+        f"{extra[:4]} (self.encoder and self.decoder, nn.Sequential, in the listed order)",
+        observed=[missing, extra],
+    )
     wrong = sorted(k for k in want_shapes if got["shapes"][k] != want_shapes[k])
     expect_true(not wrong and got["loaded"],
                 f"layers with the wrong shape: {wrong[:4]} (compare with the docstring)")  # fmt: skip
@@ -78,15 +80,44 @@ def test_conv_autoencoder_layers_and_shapes(student):
     expect_tensor(x_hat, want["x_hat"], rtol=1e-4, atol=1e-5, name="decode(h) [5, 3, 8, 8]")
     expect_tensor(got["forward_x_hat"], want["x_hat"], rtol=1e-4, atol=1e-5,
                   name="model(x)[0], the reconstruction")  # fmt: skip
+    for activation in ("sigmoid", "relu"):
+        got = student.probe(
+            f"{PROBES}:autoencoder_forward", {**spec, "code_activation": activation}, state, x
+        )
+        want = expected(
+            f"ae-forward-{activation}", lambda a=activation: _reference_forward(state, x, a)
+        )
+        expect_tensor(
+            got.get("h"),
+            want["h"],
+            rtol=1e-4,
+            atol=1e-5,
+            name=f"codes h [5, 6] with code_activation={activation!r} (applied in encode)",
+        )
 
 
-def _seeded_weights(seed):
+def _spread_weights(seed):
+    """Seeded weights under which the output depends on the input: with the default init and
+    BatchNorm's initial statistics, the reconstruction of a tiny network barely does, and a
+    test could not tell x from x_noisy."""
     torch.manual_seed(seed)
-    return dict(reference(REF).ConvAutoencoder(3, 8, (4, 8), 6).state_dict())
+    state = dict(reference(REF).ConvAutoencoder(3, 8, (4, 8), 6).state_dict())
+    generator = torch.Generator().manual_seed(seed)
+    for name, value in state.items():
+        if value.is_floating_point():
+            noise = torch.randn(value.shape, generator=generator)
+            if name.endswith("running_var"):
+                state[name] = 0.5 + 0.5 * noise.abs()
+            elif name.endswith("running_mean"):
+                state[name] = 0.1 * noise
+            else:
+                state[name] = 0.5 * noise
+    return state
 
 
-def _reference_forward(state, x):
-    model = load_weights(reference(REF).ConvAutoencoder(3, 8, (4, 8), 6), state).eval()
+def _reference_forward(state, x, activation="none"):
+    ae = reference(REF).ConvAutoencoder(3, 8, (4, 8), 6, activation)
+    model = load_weights(ae, state).eval()
     with torch.no_grad():
         x_hat, h = model(x)
     return {"h": h, "x_hat": x_hat}
@@ -107,6 +138,20 @@ def test_sparsity_penalties(student):
     kl = student.call("kl_sparsity_penalty", probs, 0.1)
     want = expected("kl_sparsity_penalty", lambda: float(reference(REF).kl_sparsity_penalty(probs, 0.1)))  # fmt: skip
     expect_close(kl, want, rtol=1e-4, atol=1e-5, name="sum_j KL(0.1 || rho_hat_j), h [6, 4]")
+    extreme = probs.clone()
+    extreme[:, 0], extreme[:, 1] = 0.0, 1.0  # a dead unit and a saturated one: log(0) unguarded
+    kl = student.call("kl_sparsity_penalty", extreme, 0.1)
+    want = expected(
+        "kl_sparsity_penalty_extreme",
+        lambda: float(reference(REF).kl_sparsity_penalty(extreme, 0.1)),
+    )
+    expect_close(
+        kl,
+        want,
+        rtol=1e-4,
+        atol=1e-4,
+        name="KL penalty with a unit always 0 and one always 1 (clamp rho_hat to [eps, 1 - eps])",
+    )
     at_target = student.call("kl_sparsity_penalty", torch.full((5, 3), 0.2), 0.2)
     expect_close(at_target, 0.0, rtol=0, atol=1e-5,
                  name="KL penalty when every unit's average activation equals rho")  # fmt: skip
@@ -161,7 +206,7 @@ def test_denoising_loss_reconstructs_the_clean_input(student):
     spec = dict(probes.TINY_AE)
     x = torch.rand(4, 3, 8, 8, generator=student.rng)  # [N, C, H, W]
     mask = torch.rand(4, 1, 8, 8, generator=student.rng) < 0.5  # [N, 1, H, W]
-    state = expected("dae-weights", lambda: _seeded_weights(5))
+    state = expected("dae-weights", lambda: _spread_weights(5))
     got = student.probe(f"{PROBES}:denoising_loss_fixed_mask", spec, state, x, mask, 0.5)
     expect_true(got["mask_calls"] == [0.5],
                 f"denoising_loss must corrupt x once with mask_pixels(x, 0.5, generator); "
@@ -204,6 +249,56 @@ def test_pretrain_layer_trains_only_the_current_layer(student):
                       name=f"{key} after 2 epochs")  # fmt: skip
 
 
+@pytest.mark.weight(1)
+@pytest.mark.functions("layer_input", "layer_reconstruction_loss")
+def test_layer_input_is_frozen_and_the_loss_reaches_layer_k_only(student):
+    x = torch.rand(6, 10, generator=student.rng)  # [N, D_0]
+    got = student.probe(f"{PROBES}:layer_input_probe", [10, 6, 4], 1, x, 2)
+    want = expected(
+        "layer_input", lambda: probes.layer_input_probe(reference(REF), [10, 6, 4], 1, x, 2)
+    )
+    expect_tensor(
+        got["input"], want["input"], rtol=1e-5, atol=1e-6, name="layer_input(stack, x, k=1) [6, 6]"
+    )
+    expect_true(
+        not got["input_requires_grad"],
+        "layer_input must be computed without gradients (torch.no_grad): the layers below k "
+        "are already trained",
+    )
+    expect_close(
+        got["loss"], want["loss"], rtol=1e-5, atol=1e-5, name="layer_reconstruction_loss(k=1)"
+    )
+    expect_true(
+        got["has_grad"] == want["has_grad"],
+        "gradients of layer_reconstruction_loss(stack, x, 1) must reach encoders.1 and "
+        f"decoders.1 only; they reach {sorted(k for k, v in got['has_grad'].items() if v)}",
+        observed=got["has_grad"],
+    )
+
+
+@pytest.mark.weight(1)
+@pytest.mark.functions("finetune_stack")
+def test_finetune_stack_trains_every_layer_end_to_end(student):
+    x = torch.rand(14, 9, generator=student.rng)  # [N, D_0]
+    got = student.probe(f"{PROBES}:finetune", [9, 5, 3], x, 2, 7, 8)
+    want = expected("finetune", lambda: probes.finetune(reference(REF), [9, 5, 3], x, 2, 7, 8))
+    expect_true(
+        len(got["losses"]) == 4,
+        f"{len(got['losses'])} losses returned, expected one per step (2 epochs x 2 batches)",
+    )
+    expect_tensor(
+        torch.tensor(got["losses"]),
+        torch.tensor(want["losses"]),
+        rtol=1e-4,
+        atol=1e-5,
+        name="finetune_stack losses of the 4 steps (Adam over every parameter)",
+    )
+    for key in ("encoders.0.weight", "decoders.1.bias"):
+        expect_tensor(
+            got["state"][key], want["state"][key], rtol=1e-4, atol=1e-5, name=f"{key} after"
+        )
+
+
 # ---- Part 5: the RBM ----------------------------------------------------------------------------
 
 
@@ -232,6 +327,15 @@ def test_cd1_update_given_the_same_random_draws(student):
         torch.rand(5, 4, generator=student.rng),
         torch.rand(5, 6, generator=student.rng),
     )
+    p_h, h = student.call("sample_hidden", v0, W, c, noise_h)
+    want = expected("sample_hidden", lambda: reference(REF).sample_hidden(v0, W, c, noise_h))
+    expect_tensor(p_h, want[0], rtol=1e-5, atol=1e-6, name="p(h = 1 | v) [5, 4]")
+    expect_tensor(h, want[1], rtol=0, atol=0, name="h sampled as (noise < p) [5, 4]")
+    h0 = want[1]  # [N, D_h] the reference's binary hidden states
+    p_v, v = student.call("sample_visible", h0, W, b, noise_v)
+    want = expected("sample_visible", lambda: reference(REF).sample_visible(h0, W, b, noise_v))
+    expect_tensor(p_v, want[0], rtol=1e-5, atol=1e-6, name="p(v = 1 | h) [5, 6]")
+    expect_tensor(v, want[1], rtol=0, atol=0, name="v sampled as (noise < p) [5, 6]")
     got = student.call("cd1_update", v0, W, b, c, noise_h, noise_v)
     want = expected("cd1", lambda: reference(REF).cd1_update(v0, W, b, c, noise_h, noise_v))
     expect_true(
@@ -239,8 +343,3 @@ def test_cd1_update_given_the_same_random_draws(student):
     )
     for name, g, w in zip(("dW [6, 4]", "db [6]", "dc [4]"), got, want):
         expect_tensor(g, w, rtol=1e-5, atol=1e-6, name=name)
-    p_h, h = student.call("sample_hidden", v0, W, c, noise_h)
-    expect_tensor(p_h, torch.sigmoid(v0 @ W + c), rtol=1e-5, atol=1e-6, name="p(h = 1 | v) [5, 4]")
-    expect_tensor(h, (noise_h < torch.sigmoid(v0 @ W + c)).float(), rtol=0, atol=0,
-                  name="h sampled as (noise < p) [5, 4]")  # fmt: skip
-    assert math.isfinite(float(p_h.sum()))

@@ -28,7 +28,8 @@ def test_tokenize_on_fresh_captions(student):
     for _ in range(5):
         n = _int(student, 0, 9)
         texts.append(" ".join(f"w{_int(student, 0, 16)}" for _ in range(n)))  # w12..w15 unknown
-    length = _int(student, 2, 10)
+    texts.append(f"W{_int(student, 0, 12)} w{_int(student, 0, 12)}.")  # upper case, a full stop
+    length = _int(student, 5, 12)  # room for some words: the public test covers cutting
     got = student.probe(f"{PROBES}:tokens_of", words, texts, length)
     want = reference(REF).tokenize(texts, probes.Vocab(words), length)
     expect_tensor(got["tokens"], want[0], rtol=0, atol=0, name="tokens")
@@ -61,15 +62,17 @@ def test_text_encoder_on_fresh_tokens(student):
 
 @pytest.mark.weight(1)
 @pytest.mark.visibility("hidden")
-@pytest.mark.functions("LogitScale.__init__", "LogitScale.forward")
+@pytest.mark.functions("LogitScale.__init__", "LogitScale.forward", "LogitScale.clamp_")
 def test_logit_scale_with_other_temperature_and_cap(student):
     temperature = 0.02 + float(torch.rand(1, generator=student.rng)) * 0.5
     cap = 20.0 + float(torch.rand(1, generator=student.rng)) * 60
-    got = student.probe(f"{PROBES}:logit_scale", temperature, cap, 0.5)
-    want = min(1 / temperature, cap)
-    expect_close(got["scale"], want, rtol=1e-5, atol=1e-5, name="LogitScale(temperature, max_scale)()")  # fmt: skip
-    expect_close(got["set_scale"], float(torch.tensor(0.5).exp()), rtol=1e-5, atol=1e-5,
-                 name="the scale below the cap")  # fmt: skip
+    got = student.probe(f"{PROBES}:logit_scale", temperature, cap, 5.0)
+    want = probes.logit_scale(reference(REF), temperature, cap, 5.0)
+    expect_close(got["scale"], 1 / temperature, rtol=1e-5, atol=1e-5, name="the scale at init")
+    expect_close(got["set_scale"], want["set_scale"], rtol=1e-5, atol=1e-4, name="exp(5)")
+    expect_close(got["clamped_log_scale"], want["clamped_log_scale"], rtol=1e-6, atol=1e-6,
+                 name="log_scale after clamp_()")  # fmt: skip
+    expect_tensor(got["trace"], want["trace"], rtol=1e-5, atol=1e-5, name="three SGD steps")
 
 
 @pytest.mark.weight(2)
@@ -112,6 +115,19 @@ def test_zero_shot_on_an_open_clip_model_equals_open_clips_builder(student):
     with torch.no_grad():
         want = (F.normalize(model.encode_image(images), dim=-1) @ theirs).argmax(dim=1)
     expect_tensor(got["predictions"], want, rtol=0, atol=0, name="zero-shot predictions")
+
+
+@pytest.mark.weight(1)
+@pytest.mark.visibility("hidden")
+@pytest.mark.functions("zero_shot_classifier")
+def test_zero_shot_classifier_with_embeddings_of_many_lengths(student):
+    classnames, templates = ["ant", "bee"], ["{c}", "a {c}.", "the {c} again"]
+    texts = [t.format(c=c) for c in classnames for t in templates]
+    lengths = torch.rand(6, 1, generator=student.rng) * 8 + 0.1  # [6, 1]
+    embeddings = torch.randn(6, 5, generator=student.rng) * lengths  # [6, D]
+    got = student.probe(f"{PROBES}:zero_shot_weights", texts, embeddings, classnames, templates)
+    want = probes.zero_shot_weights(reference(REF), texts, embeddings, classnames, templates)
+    expect_tensor(got["weights"], want["weights"], rtol=1e-5, atol=1e-6, name="zero-shot weights")
 
 
 @pytest.mark.weight(1)

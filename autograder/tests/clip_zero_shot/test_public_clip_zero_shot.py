@@ -104,18 +104,59 @@ def test_text_encoder_is_causal_and_pools_at_the_end_of_text_token(student):
 
 
 @pytest.mark.weight(2)
-@pytest.mark.functions("LogitScale.__init__", "LogitScale.forward")
-def test_logit_scale_starts_at_one_over_0_07_and_is_clipped_at_100(student):
+@pytest.mark.functions("LogitScale.__init__", "LogitScale.forward", "LogitScale.clamp_")
+def test_logit_scale_starts_at_one_over_0_07_and_its_stored_value_is_clipped_at_100(student):
     got = student.probe(f"{PROBES}:logit_scale", 0.07, 100.0, 6.0)
-    expect_close(got["initial_log_scale"], math.log(1 / 0.07), rtol=1e-6, atol=1e-6,
-                 name="log_scale at initialisation (log(1 / 0.07))")  # fmt: skip
+    expect_close(
+        got["initial_log_scale"],
+        math.log(1 / 0.07),
+        rtol=1e-6,
+        atol=1e-6,
+        name="log_scale at initialisation (log(1 / 0.07))",
+    )
     expect_close(got["scale"], 1 / 0.07, rtol=1e-5, atol=1e-5, name="LogitScale()() at init")
     expect_true(got["grad"] is not None, "the scale must be differentiable in log_scale")
-    expect_close(got["grad"], 1 / 0.07, rtol=1e-5, atol=1e-5, name="d scale / d log_scale at init (= exp(log_scale))")  # fmt: skip
-    expect_close(got["set_scale"], 100.0, rtol=1e-5, atol=1e-4,
-                 name="the scale with log_scale = 6 (exp(6) = 403 is clipped to max_scale 100)")  # fmt: skip
-    expect_true(got["set_grad"] is None or float(got["set_grad"]) == 0.0,
-                "above the clip the scale must not depend on log_scale (clamp the log, then exp)")  # fmt: skip
+    expect_close(
+        got["grad"],
+        1 / 0.07,
+        rtol=1e-5,
+        atol=1e-5,
+        name="d scale / d log_scale at init (= exp(log_scale))",
+    )
+    expect_close(
+        got["set_grad"] if got["set_grad"] is not None else 0.0,
+        math.exp(6.0),
+        rtol=1e-5,
+        atol=1e-4,
+        name="d scale / d log_scale with log_scale = 6 (= exp(6): forward does not clip, or "
+        "the gradient above the cap would be 0 and the scale could never come back)",
+    )
+    small = student.probe(f"{PROBES}:logit_scale", 0.07, 2.0, 6.0)
+    expect_close(
+        small["clamped_log_scale"],
+        math.log(2.0),
+        rtol=1e-6,
+        atol=1e-6,
+        name="log_scale after clamp_() from 6 with max_scale 2 (log 2: the cap of the LOG)",
+    )
+    expect_close(
+        got["clamped_log_scale"],
+        math.log(100.0),
+        rtol=1e-6,
+        atol=1e-6,
+        name="log_scale after clamp_() from 6 (clipped in place to log(max_scale) = log 100)",
+    )
+    want = expected(
+        "logit_scale_trace", lambda: probes.logit_scale(reference(REF), 0.07, 100.0, 6.0)
+    )
+    expect_tensor(
+        got["trace"],
+        want["trace"],
+        rtol=1e-5,
+        atol=1e-5,
+        name="log_scale after 3 SGD steps from 6: up (then clipped to log 100 after the step), "
+        "then down twice",
+    )
 
 
 @pytest.mark.weight(3)
@@ -188,7 +229,7 @@ def test_retrieve_returns_top_k_by_cosine_similarity(student):
 
 @pytest.mark.weight(3)
 @pytest.mark.functions("clip_loss", "TextEncoder.forward", "tokenize", "causal_mask",
-                       "LogitScale.__init__", "LogitScale.forward")  # fmt: skip
+                       "LogitScale.__init__", "LogitScale.forward", "LogitScale.clamp_")  # fmt: skip
 def test_clip_smoke_train_matches_fresh_images_to_their_captions(student):
     got = student.probe(f"{PROBES}:smoke_train", 0, 60, timeout=90)
     losses = got["losses"]

@@ -31,7 +31,9 @@ def test_margin_loss_matches_reference_on_fresh_pairs(student):
     n, d = 9, int(torch.randint(2, 7, (1,), generator=student.rng))
     z1 = torch.randn(n, d, generator=student.rng, dtype=torch.float64)
     z2 = z1 + torch.randn(n, d, generator=student.rng, dtype=torch.float64)
+    z2[:3] = z1[:3]  # identical embeddings (d = 0) must keep a finite gradient
     similar = torch.rand(n, generator=student.rng) < 0.5
+    similar[:2] = torch.tensor([True, False])
     margin = float(torch.rand(1, generator=student.rng)) * 2 + 0.5
     got = student.probe(GRAD, "margin_contrastive_loss", [z1, z2, similar, margin], [0, 1])
     value, grads = _reference_grads(reference(REF).margin_contrastive_loss, [z1, z2, similar, margin], [0, 1])  # fmt: skip
@@ -55,9 +57,15 @@ def test_nt_xent_both_versions_match_reference_on_fresh_sizes(student):
         expect_close(got["output"], float(value), rtol=1e-9, atol=1e-12, name=f"{fn} (float64)")
         for i, name in enumerate(("z1", "z2")):
             expect_tensor(got["grads"][i], grads[i], rtol=1e-7, atol=1e-10, name=f"{fn}: d / d {name}")  # fmt: skip
+    z1[0] = 0.0  # an all-zero row: zero similarities, not NaN
     sims = student.call("cosine_similarity_matrix", z1)
-    expect_tensor(sims, reference(REF).cosine_similarity_matrix(z1), rtol=1e-9, atol=1e-12,
-                  name="cosine similarity matrix (float64)")  # fmt: skip
+    expect_tensor(
+        sims,
+        reference(REF).cosine_similarity_matrix(z1),
+        rtol=1e-9,
+        atol=1e-12,
+        name="cosine similarity matrix (float64)",
+    )
 
 
 @pytest.mark.weight(1)
@@ -70,6 +78,10 @@ def test_simclr_step_and_head_match_reference_with_another_seed(student):
     want = probes.simclr_step_value(reference(REF), seed, images, 0.5)
     expect_close(got["loss"], want["loss"], rtol=1e-4, atol=1e-5, name="simclr_step loss")
     expect_tensor(got["grad"], want["grad"], rtol=1e-3, atol=1e-5, name="encoder gradient")
+    as_bytes = (images * 255).round().to(torch.uint8)  # uint8 batches are converted first
+    got = student.probe(f"{PROBES}:simclr_step_value", seed, as_bytes, 0.5)
+    want = probes.simclr_step_value(reference(REF), seed, as_bytes, 0.5)
+    expect_close(got["loss"], want["loss"], rtol=1e-4, atol=1e-5, name="simclr_step loss, uint8")
     h = torch.randn(7, 5, generator=student.rng)
     head = student.probe(f"{PROBES}:projection_head", 5, 9, 3, seed, h)
     ref_head = probes.projection_head(reference(REF), 5, 9, 3, seed, h)
@@ -94,10 +106,11 @@ def test_moco_parts_on_fresh_sizes(student):
     k = torch.randn(6, 4, generator=student.rng)
     queue = F.normalize(torch.randn(k_size, 4, generator=student.rng), dim=1)
     tau = float(torch.rand(1, generator=student.rng)) * 0.4 + 0.05
-    got = student.probe(GRAD, "moco_loss", [q, k, queue, tau], [0])
+    got = student.probe(GRAD, "moco_loss", [q, k, queue, tau], [0, 1, 2])
     value, grads = _reference_grads(reference(REF).moco_loss, [q, k, queue, tau], [0])
     expect_close(got["output"], float(value), rtol=1e-5, atol=1e-6, name="moco_loss")
     expect_tensor(got["grads"][0], grads[0], rtol=1e-4, atol=1e-6, name="d moco_loss / d q")
+    expect_true(got["grads"][1] is None and got["grads"][2] is None, "moco_loss: keys detached")
     momentum = float(torch.rand(1, generator=student.rng))
     seed = _seed(student)
     got = student.probe(f"{PROBES}:momentum_update_result", seed, momentum)
@@ -131,10 +144,11 @@ def test_moco_and_byol_steps_match_reference_with_another_seed(student):
 def test_siamese_losses_and_simsiam_step_on_fresh_inputs(student):
     n, d = int(torch.randint(2, 9, (1,), generator=student.rng)), 7
     tensors = [torch.randn(n, d, generator=student.rng, dtype=torch.float64) for _ in range(4)]
-    got = student.probe(GRAD, "byol_loss", tensors[:2], [0])
+    got = student.probe(GRAD, "byol_loss", tensors[:2], [0, 1])
     value, grads = _reference_grads(reference(REF).byol_loss, tensors[:2], [0])
     expect_close(got["output"], float(value), rtol=1e-9, atol=1e-12, name="byol_loss (float64)")
     expect_tensor(got["grads"][0], grads[0], rtol=1e-7, atol=1e-10, name="d byol_loss / d p")
+    expect_true(got["grads"][1] is None, "byol_loss: the target is detached")
     for stop in (True, False):
         got = student.probe(f"{PROBES}:simsiam_loss_grads", tensors, stop)
         want = probes.simsiam_loss_grads(reference(REF), tensors, stop)
@@ -147,7 +161,12 @@ def test_siamese_losses_and_simsiam_step_on_fresh_inputs(student):
                  atol=1e-6, name="output_std of shifted Gaussian outputs [50, 9]")  # fmt: skip
     seed = _seed(student)
     images = probes.probe_images(5, student.rng)
-    got = student.probe(f"{PROBES}:simsiam_step_value", seed, images, True)
-    want = probes.simsiam_step_value(reference(REF), seed, images, True)
-    expect_close(got["loss"], want["loss"], rtol=1e-4, atol=1e-5, name="simsiam_step loss")
-    expect_tensor(got["grad"], want["grad"], rtol=1e-3, atol=1e-5, name="simsiam_step encoder gradient")  # fmt: skip
+    for stop in (True, False):
+        got = student.probe(f"{PROBES}:simsiam_step_value", seed, images, stop)
+        want = probes.simsiam_step_value(reference(REF), seed, images, stop)
+        expect_close(got["loss"], want["loss"], rtol=1e-4, atol=1e-5, name="simsiam_step loss")
+        expect_true(got["std"] is not None, "simsiam_step returns the std")
+        expect_close(got["std"], want["std"], rtol=1e-4, atol=1e-6, name="simsiam_step std")
+        expect_tensor(
+            got["grad"], want["grad"], rtol=1e-3, atol=1e-5, name="simsiam_step encoder gradient"
+        )

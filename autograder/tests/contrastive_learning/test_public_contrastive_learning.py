@@ -44,6 +44,18 @@ def test_margin_contrastive_loss_value_and_gradient(student):
     expect_close(got["output"], float(want["output"]), rtol=1e-5, atol=1e-6,
                  name="margin loss of 6 pairs [6, 4], margin 1.5 (mean of d^2 / max(0, m - d)^2)")  # fmt: skip
     expect_tensor(got["grads"][0], want["grads"][0], rtol=1e-4, atol=1e-6, name="d loss / d z1")
+    # identical embeddings: d = 0, where the derivative of a square root is infinite
+    same = student.probe(GRAD, "margin_contrastive_loss", [z1, z1.clone(), similar, 1.5], [0])
+    want = expected(
+        "margin_loss_identical", lambda: _margin_with_grad(z1, z1.clone(), similar, 1.5)
+    )
+    expect_tensor(
+        same["grads"][0],
+        want["grads"][0],
+        rtol=1e-4,
+        atol=1e-6,
+        name="d loss / d z1 when z2 == z1 (d = 0: the gradient must be finite)",
+    )
     far = torch.tensor([[0.0, 0.0], [0.0, 0.0]]), torch.tensor([[3.0, 4.0], [0.6, 0.8]])
     value = student.call("margin_contrastive_loss", *far, torch.tensor([False, False]), 2.0)
     expect_close(value, (2.0 - 1.0) ** 2 / 2, rtol=1e-5, atol=1e-6,
@@ -69,8 +81,11 @@ def test_cosine_similarity_matrix(student):
     expect_tensor(got, want, rtol=1e-5, atol=1e-6, name="cosine similarity matrix of z [5, 3]")
     zero_row = torch.cat([z[:2], torch.zeros(1, 3)])  # [3, 3] with an all-zero row
     got = student.call("cosine_similarity_matrix", zero_row)
-    expect_true(isinstance(got, torch.Tensor) and bool(torch.isfinite(got).all()),
-                "an all-zero row must give finite similarities (clamp the norm below by 1e-8)")  # fmt: skip
+    expect_true(
+        isinstance(got, torch.Tensor) and bool(torch.isfinite(got).all()),
+        "an all-zero row must give finite similarities (clamp the norm below by 1e-8)",
+        observed=got,
+    )
 
 
 @pytest.mark.weight(2)
@@ -118,13 +133,19 @@ def test_nt_xent_loss_vectorised(student):
 def test_projection_head_layers(student):
     h = torch.randn(5, 8, generator=student.rng)  # [N, D]
     got = student.probe(f"{PROBES}:projection_head", 8, 12, 6, 3, h)
-    expect_true(got["kinds"] == ["Linear", "BatchNorm1d", "ReLU", "Linear"],
-                f"ProjectionHead.layers must be nn.Sequential(Linear, BatchNorm1d, ReLU, Linear), "
-                f"got {got['kinds']}")  # fmt: skip
+    expect_true(
+        got["kinds"] == ["Linear", "BatchNorm1d", "ReLU", "Linear"],
+        "ProjectionHead.layers must be nn.Sequential(Linear, BatchNorm1d, ReLU, Linear), "
+        f"got {got['kinds']}",
+        observed=got["kinds"],
+    )
     want = expected("projection_head", lambda: probes.projection_head(reference(REF), 8, 12, 6, 3, h))  # fmt: skip
-    expect_true(got["shapes"] == want["shapes"],
-                f"layer shapes {got['shapes']} differ from {want['shapes']} "
-                "(Linear(in_dim, hidden_dim), BatchNorm1d(hidden_dim), Linear(hidden_dim, out_dim))")  # fmt: skip
+    expect_true(
+        got["shapes"] == want["shapes"],
+        f"layer shapes {got['shapes']} differ from {want['shapes']} "
+        "(Linear(in_dim, hidden_dim), BatchNorm1d(hidden_dim), Linear(hidden_dim, out_dim))",
+        observed=got["shapes"],
+    )
     expect_tensor(got["z"], want["z"], rtol=1e-4, atol=1e-5, name="g(h) [5, 6] in train mode")
 
 
@@ -148,9 +169,12 @@ def test_simclr_smoke_train_reduces_the_contrastive_loss(student):
     losses = got["losses"]
     expect_true(len(losses) == 25, f"expected 25 recorded losses, got {len(losses)}")
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    expect_true(last < 0.85 * first,
-                f"the NT-Xent your steps reported fell from {first:.3f} (mean of the first 5 steps) "
-                f"only to {last:.3f} (the last 5); expected below {0.85 * first:.3f}")  # fmt: skip
+    expect_true(
+        last < 0.85 * first,
+        f"the NT-Xent your steps reported fell from {first:.3f} (mean of the first 5 steps) "
+        f"only to {last:.3f} (the last 5); expected below {0.85 * first:.3f}",
+        observed=losses,
+    )
     # the grader also scores fresh views of the trained weights with the reference's NT-Xent
     scores = with_reference(lambda: _heldout_nt_xent(got["state_dict"]))
     if scores is not None:
@@ -209,8 +233,11 @@ def test_key_queue_enqueue_wraps_around(student):
         expect_tensor(state["keys"], ref["keys"], rtol=0, atol=0,
                       name=f"queue keys [5, 3] after enqueue #{step + 1} of {len(keys)} keys "
                            "(row (ptr + i) mod K gets keys[i])")  # fmt: skip
-        expect_true(state["ptr"] == ref["ptr"],
-                    f"ptr after enqueue #{step + 1}: got {state['ptr']}, expected {ref['ptr']}")  # fmt: skip
+        expect_true(
+            state["ptr"] == ref["ptr"],
+            f"ptr after enqueue #{step + 1}: got {state['ptr']}, expected {ref['ptr']}",
+            observed=state["ptr"],
+        )
         expect_true(state["requires_grad"] is False, "the queue must store detached keys")
     error = student.probe(f"{PROBES}:queue_too_large", 3, 5)
     expect_true(error.startswith("ValueError"),
@@ -228,8 +255,11 @@ def test_moco_loss_positive_first_then_queue(student):
     expect_close(got["output"], float(want["output"]), rtol=1e-5, atol=1e-6,
                  name="MoCo loss for q, k [4, 5], queue [7, 5], tau 0.2 (the positive logit first)")  # fmt: skip
     expect_tensor(got["grads"][0], want["grads"][0], rtol=1e-4, atol=1e-6, name="d loss / d q")
-    expect_true(got["grads"][1] is None and got["grads"][2] is None,
-                "no gradient may flow into the keys or the queue (detach them)")  # fmt: skip
+    expect_true(
+        got["grads"][1] is None and got["grads"][2] is None,
+        "no gradient may flow into the keys or the queue (detach them)",
+        observed=[got["grads"][1] is None, got["grads"][2] is None],
+    )
 
 
 def _with_grads(fn, inputs, grad_of):

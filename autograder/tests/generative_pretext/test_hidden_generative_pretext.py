@@ -80,3 +80,74 @@ def test_kmeans_step_with_two_empty_clusters(student):
     expect_true(bool((torch.bincount(got["assignments"], minlength=5) > 0).all()), "no cluster may stay empty")  # fmt: skip
     expect_tensor(got["centroids"], want["centroids"], rtol=1e-5, atol=1e-5, name="centroids")
     expect_tensor(got["assignments"], want["assignments"], rtol=0, atol=0, name="assignments")
+
+
+@pytest.mark.weight(1)
+@pytest.mark.visibility("hidden")
+@pytest.mark.functions("adversarial_losses")
+def test_adversarial_losses_on_fresh_images(student):
+    real, fake = (torch.rand(5, 3, 4, 4, generator=student.rng) for _ in range(2))
+    seed = int(torch.randint(0, 1000, (1,), generator=student.rng))
+    got = student.probe(f"{PROBES}:adversarial", seed, real, fake)
+    want = probes.adversarial(reference(REF), seed, real, fake)
+    expect_close(got["d_loss"], want["d_loss"], rtol=1e-5, atol=1e-6, name="d_loss")
+    expect_close(got["g_loss"], want["g_loss"], rtol=1e-5, atol=1e-6, name="g_loss")
+    expect_true(not got["d_reaches_fake"], "d_loss must not reach the generator")
+
+
+@pytest.mark.weight(1)
+@pytest.mark.visibility("hidden")
+@pytest.mark.functions("rebalancing_weights", "annealed_mean_ab", "lab_to_rgb")
+def test_rebalancing_annealing_and_gamut_clipping(student):
+    ref = reference(REF)
+    prior = torch.rand(30, generator=student.rng) ** 2
+    prior[:3] = 0.0  # bins no pixel falls in
+    prior = prior / prior.sum()
+    for lam in (0.0, 0.3):
+        got = student.call("rebalancing_weights", prior, lam)
+        want = ref.rebalancing_weights(prior, lam)
+        expect_tensor(got, want, rtol=1e-4, atol=1e-6, name=f"rebalancing weights, lam={lam}")
+    logits = torch.randn(2, 5, 2, 2, generator=student.rng) * 2  # [N, Q, H, W]
+    centres = torch.randn(5, 2, generator=student.rng) * 20  # [Q, 2]
+    got = student.call("annealed_mean_ab", logits, centres, 0.25)
+    expect_tensor(got, ref.annealed_mean_ab(logits, centres, 0.25), rtol=1e-4, atol=1e-4,
+                  name="annealed mean at T = 0.25")  # fmt: skip
+    vivid = torch.tensor([[50.0, 90.0, -90.0], [90.0, -80.0, 80.0]]).T.reshape(1, 3, 1, 2)
+    got = student.call("lab_to_rgb", vivid.double())
+    expect_tensor(got, ref.lab_to_rgb(vivid.double()), rtol=0, atol=1e-6,
+                  name="out-of-gamut Lab colours, clipped to [0, 1]")  # fmt: skip
+
+
+@pytest.mark.weight(1)
+@pytest.mark.visibility("hidden")
+@pytest.mark.functions("split_brain_loss")
+def test_split_brain_loss_on_fresh_images(student):
+    lab = torch.stack([torch.rand(2, 16, 16, generator=student.rng) * 100,
+                       torch.rand(2, 16, 16, generator=student.rng) * 100 - 50,
+                       torch.rand(2, 16, 16, generator=student.rng) * 100 - 50], dim=1)  # fmt: skip
+    centres = torch.randn(40, 2, generator=student.rng) * 30
+    weights = torch.rand(40, generator=student.rng) + 0.5
+    seed = int(torch.randint(0, 1000, (1,), generator=student.rng))
+    got = student.probe(f"{PROBES}:split_brain", seed, lab, centres, weights)
+    want = probes.split_brain(reference(REF), seed, lab, centres, weights)
+    for key in ("ab_loss", "l_loss", "loss"):
+        expect_close(got[key], want[key], rtol=1e-4, atol=1e-5, name=f"split-brain {key}")
+
+
+@pytest.mark.weight(1)
+@pytest.mark.visibility("hidden")
+@pytest.mark.functions("kmeans", "kmeans_plusplus_init", "cluster_sample_weights")
+def test_kmeans_seeding_fit_and_sample_weights_on_fresh_points(student):
+    x = torch.rand(50, 3, generator=student.rng)  # [N, D]
+    seed = int(torch.randint(0, 1000, (1,), generator=student.rng))
+    got = student.probe(f"{PROBES}:kmeans_pp", x, 10, seed)
+    want = probes.kmeans_pp(reference(REF), x, 10, seed)
+    expect_tensor(got["first"], want["first"], rtol=0, atol=1e-6, name="k-means++ centres")
+    got = student.probe(f"{PROBES}:kmeans_fit", x, 4, 25, seed)
+    want = probes.kmeans_fit(reference(REF), x, 4, 25, seed)
+    expect_close(got["inertia"], want["inertia"], rtol=1e-5, atol=1e-6, name="k-means inertia")
+    assign = torch.randint(0, 7, (40,), generator=student.rng)
+    assign[assign == 3] = 2  # one cluster left empty
+    got = student.call("cluster_sample_weights", assign, 7)
+    want = reference(REF).cluster_sample_weights(assign, 7)
+    expect_tensor(got, want, rtol=1e-5, atol=1e-7, name="per-sample weights")

@@ -65,9 +65,14 @@ def test_masked_l2_loss_counts_only_the_hole(student):
     mask = torch.zeros(3, 1, 6, 6, dtype=torch.bool)
     mask[:, :, 1:4, 2:5] = True
     got = student.probe(f"{PROBES}:masked_l2", pred, target, mask)
-    squared = (pred - target).pow(2) * mask  # independent: sum over the hole / (pixels x C)
-    expect_close(got["loss"], float(squared.sum() / (mask.sum() * 3)), rtol=1e-5, atol=1e-7,
-                 name="mean squared error over the 27 masked pixels x 3 channels")  # fmt: skip
+    want = expected("masked_l2", lambda: probes.masked_l2(reference(REF), pred, target, mask))
+    expect_close(
+        got["loss"],
+        want["loss"],
+        rtol=1e-5,
+        atol=1e-7,
+        name="mean squared error over the 27 masked pixels x 3 channels",
+    )
     expect_true(got["grad"] is not None, "the loss must backpropagate into the prediction")
     expect_true(
         bool((got["grad"] * ~mask == 0).all()), "pixels outside the hole must get zero gradient"
@@ -136,11 +141,26 @@ def test_soft_encoding_and_rebalancing(student):
     prior = torch.rand(49, generator=student.rng) ** 3
     prior = prior / prior.sum()
     w = student.call("rebalancing_weights", prior, 0.5)
-    independent = 1 / (0.5 * prior + 0.5 / 49)
-    expect_tensor(w, independent / (prior * independent).sum(), rtol=1e-4, atol=1e-6,
-                  name="w ~ ((1 - lambda) p + lambda / Q)^-1 with E_p[w] = 1")  # fmt: skip
+    want = expected("rebalancing_weights", lambda: reference(REF).rebalancing_weights(prior, 0.5))
+    expect_tensor(
+        w, want, rtol=1e-4, atol=1e-6, name="w ~ ((1 - lambda) p + lambda / Q)^-1 with E_p[w] = 1"
+    )
     expect_tensor(student.call("rebalancing_weights", torch.full((49,), 1 / 49), 0.5), torch.ones(49),
                   rtol=0, atol=1e-5, name="a uniform prior gives weights 1")  # fmt: skip
+    empty = prior.clone()
+    empty[:5] = 0.0  # five colour bins that no training pixel falls in
+    empty = empty / empty.sum()
+    w = student.call("rebalancing_weights", empty, 0.0)
+    want = expected(
+        "rebalancing_weights_lam0", lambda: reference(REF).rebalancing_weights(empty, 0.0)
+    )
+    expect_tensor(
+        w,
+        want,
+        rtol=1e-4,
+        atol=1e-6,
+        name="lam = 0 with 5 empty bins: finite weights, 0 for a bin no pixel falls in",
+    )
 
 
 @pytest.mark.weight(2)
@@ -150,23 +170,39 @@ def test_colorization_loss_and_annealed_mean(student):
     targets = torch.softmax(3 * torch.randn(2, 6, 3, 3, generator=student.rng), dim=1)
     weights = torch.rand(6, generator=student.rng) + 0.5
     got = student.call("colorization_loss", logits, targets, weights)
-    per_pixel = (
-        -(targets * torch.log_softmax(logits, 1)).sum(1) * weights[targets.argmax(1)]
-    )  # independent
-    expect_close(float(got), float(per_pixel.mean()), rtol=1e-5, atol=1e-6,
-                 name="rebalanced cross-entropy, weight of each pixel's most likely true bin")  # fmt: skip
+    want = expected(
+        "colorization_loss",
+        lambda: float(reference(REF).colorization_loss(logits, targets, weights)),
+    )
+    expect_close(
+        got,
+        want,
+        rtol=1e-5,
+        atol=1e-6,
+        name="rebalanced cross-entropy, weight of each pixel's most likely true bin",
+    )
     got_plain = student.call("colorization_loss", logits, targets, None)
-    expect_close(float(got_plain), float(-(targets * torch.log_softmax(logits, 1)).sum(1).mean()),
-                 rtol=1e-5, atol=1e-6, name="without class weights")  # fmt: skip
+    want = expected(
+        "colorization_loss_plain",
+        lambda: float(reference(REF).colorization_loss(logits, targets, None)),
+    )
+    expect_close(got_plain, want, rtol=1e-5, atol=1e-6, name="without class weights")
     centres = torch.randn(6, 2, generator=student.rng) * 30  # [Q, 2]
     mean = student.call("annealed_mean_ab", logits, centres, 0.38)
     want = expected(
         "annealed_mean_038", lambda: reference(REF).annealed_mean_ab(logits, centres, 0.38)
     )
     expect_tensor(mean, want, rtol=1e-4, atol=1e-4, name="annealed mean [2, 2, 3, 3] at T = 0.38")
-    plain = torch.einsum("nqhw,qc->nchw", torch.softmax(logits, 1), centres)
-    expect_tensor(student.call("annealed_mean_ab", logits, centres, 1.0), plain, rtol=1e-4, atol=1e-4,
-                  name="T = 1 is the plain mean of the bin centres")  # fmt: skip
+    plain = expected(
+        "annealed_mean_1", lambda: reference(REF).annealed_mean_ab(logits, centres, 1.0)
+    )
+    expect_tensor(
+        student.call("annealed_mean_ab", logits, centres, 1.0),
+        plain,
+        rtol=1e-4,
+        atol=1e-4,
+        name="T = 1 is the plain mean of the bin centres",
+    )
 
 
 # ---- Part 3: split-brain ---------------------------------------------------------------------------
@@ -200,6 +236,15 @@ def test_kmeans_plusplus_is_deterministic_and_picks_data_points(student):
     expect_true(bool(on_data), "every k-means++ centre must be one of the data points")
     want = expected("kmeanspp_seed11", lambda: probes.kmeans_pp(reference(REF), x, 5, 11)["first"])
     expect_tensor(got["first"], want, rtol=0, atol=1e-6, name="centres with the documented order of draws")  # fmt: skip
+    got = student.probe(f"{PROBES}:kmeans_pp", x, 12, 5)
+    want = expected("kmeanspp_k12", lambda: probes.kmeans_pp(reference(REF), x, 12, 5)["first"])
+    expect_tensor(
+        got["first"],
+        want,
+        rtol=0,
+        atol=1e-6,
+        name="12 centres, each drawn with probability proportional to D(x)^2",
+    )
 
 
 @pytest.mark.weight(2)
@@ -236,6 +281,17 @@ def test_kmeans_inertia_matches_scikit_learn_on_blobs(student):
     expect_true(
         sorted(counts.tolist()) == [30] * 6,
         f"each blob must be one cluster; sizes {counts.tolist()}",
+    )
+    cloud = torch.rand(60, 2, generator=student.rng)  # [N, D] no clusters: many Lloyd steps
+    got = student.probe(f"{PROBES}:kmeans_fit", cloud, 5, 30, 1)
+    want = expected("kmeans_cloud", lambda: probes.kmeans_fit(reference(REF), cloud, 5, 30, 1))
+    expect_close(
+        got["inertia"],
+        want["inertia"],
+        rtol=1e-5,
+        atol=1e-6,
+        name="inertia of k = 5 on 60 uniform points (k-means++, then Lloyd steps until the "
+        "assignments stop changing, at most 30)",
     )
 
 

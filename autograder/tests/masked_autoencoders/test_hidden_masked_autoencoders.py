@@ -58,8 +58,14 @@ def test_sincos_on_fresh_sizes(student):
     dim, grid = 4 * _int(student, 1, 12), _int(student, 1, 9)
     for cls_token in (False, True):
         got = student.call("sincos_pos_embed_2d", dim, grid, cls_token)
-        expect_tensor(got, reference(REF).sincos_pos_embed_2d(dim, grid, cls_token), rtol=1e-5,
-                      atol=1e-6, name=f"sincos_pos_embed_2d(cls_token={cls_token})")  # fmt: skip
+        want = reference(REF).sincos_pos_embed_2d(dim, grid, cls_token)
+        expect_tensor(
+            got,
+            probes.either_half_first(got, want, rtol=1e-5, atol=1e-6),
+            rtol=1e-5,
+            atol=1e-6,
+            name=f"sincos_pos_embed_2d(cls_token={cls_token})",
+        )
 
 
 @pytest.mark.weight(2)
@@ -99,3 +105,16 @@ def test_mae_loss_on_fresh_inputs(student):
                      name=f"mae_loss (float64, norm_pix_loss={norm_pix})")  # fmt: skip
         expect_tensor(got["grads"][0], want["grads"][0], rtol=1e-7, atol=1e-10,
                       name=f"d mae_loss / d pred (norm_pix_loss={norm_pix})")  # fmt: skip
+
+
+@pytest.mark.weight(1)
+@pytest.mark.visibility("hidden")
+@pytest.mark.functions("MaskedAutoencoder.forward")
+def test_masked_autoencoder_forward_on_fresh_images(student):
+    images = torch.rand(3, 3, 16, 16, generator=student.rng)  # [N, C, H, W]
+    seed = int(torch.randint(0, 1000, (1,), generator=student.rng))
+    for norm_pix in (True, False):
+        got = student.probe(f"{PROBES}:mae_forward", seed, images, 0.5, norm_pix)
+        want = probes.mae_forward(reference(REF), seed, images, 0.5, norm_pix)
+        expect_close(got["loss"], want["loss"], rtol=1e-4, atol=1e-6, name="the model's loss")
+        expect_tensor(got["mask"], want["mask"], rtol=0, atol=0, name="the model's mask")

@@ -101,14 +101,24 @@ def test_sincos_pos_embed_matches_mae(student):
     for dim, grid, cls_token in ((16, 4, True), (8, 3, False)):
         got = student.call("sincos_pos_embed_2d", dim, grid, cls_token)
         rows = grid * grid + int(cls_token)
-        want = expected(f"sincos_{dim}_{grid}_{cls_token}",
-                        lambda dim=dim, grid=grid, cls_token=cls_token: reference(REF).sincos_pos_embed_2d(dim, grid, cls_token))  # fmt: skip
-        expect_tensor(got, want, rtol=1e-5, atol=1e-6,
-                      name=f"sincos_pos_embed_2d({dim}, {grid}, cls_token={cls_token}) [{rows}, {dim}] "
-                           "(first half: the column, second half: the row; sines then cosines)")  # fmt: skip
+        want = expected(
+            f"sincos_{dim}_{grid}_{cls_token}",
+            lambda dim=dim, grid=grid, cls_token=cls_token: reference(REF).sincos_pos_embed_2d(
+                dim, grid, cls_token
+            ),
+        )
+        expect_tensor(
+            got,
+            probes.either_half_first(got, want, rtol=1e-5, atol=1e-6),
+            rtol=1e-5,
+            atol=1e-6,
+            name=f"sincos_pos_embed_2d({dim}, {grid}, cls_token={cls_token}) [{rows}, {dim}] "
+            "(one half the column's embedding, the other the row's, either first; sines then "
+            "cosines in each)",
+        )
 
 
-# ---- Part 4: encoder and decoder ------------------------------------------------------------
+# ---- Part 4: the encoder --------------------------------------------------------------------
 
 
 @pytest.mark.weight(2)
@@ -125,6 +135,9 @@ def test_encoder_forward_sees_only_visible_patches(student):
     expect_tensor(got["scrambled_latent"], got["latent"], rtol=1e-5, atol=1e-6,
                   name="latent when the masked patches' pixels are replaced by noise (the encoder "
                        "must not see masked patches)")  # fmt: skip
+
+
+# ---- Part 5: the decoder --------------------------------------------------------------------
 
 
 @pytest.mark.weight(2)
@@ -145,7 +158,7 @@ def test_decoder_forward_restores_order_with_mask_tokens(student):
                   name="gradient of sum(pred^2) w.r.t. the latent")  # fmt: skip
 
 
-# ---- Part 5: the loss -----------------------------------------------------------------------
+# ---- Part 6: the loss and the masked autoencoder --------------------------------------------
 
 
 @pytest.mark.weight(2)
@@ -166,12 +179,22 @@ def test_mae_loss_on_masked_patches_only(student):
                       name="d loss / d pred on the VISIBLE patches (must be 0)")  # fmt: skip
         expect_tensor(grad, want["grads"][0], rtol=1e-4, atol=1e-6, name=f"d loss / d pred (norm_pix_loss={norm_pix})")  # fmt: skip
 
+    flat = images.clone()
+    flat[0] = 0.5  # an image of one colour: the variance of each of its patches is 0
+    got = student.probe(f"{PROBES}:loss_with_grad", flat, pred, mask, 4, True)
+    want = expected("mae_loss_flat_patch", lambda: _loss_with_grad(flat, pred, mask, True))
+    expect_close(
+        got["output"],
+        float(want["output"]),
+        rtol=1e-5,
+        atol=1e-6,
+        name="mae_loss (norm_pix_loss=True) on an image of one colour: every patch has "
+        "variance 0 (add 1e-6 before the square root)",
+    )
+
 
 def _loss_with_grad(images, pred, mask, norm_pix):
     return probes.loss_with_grad(reference(REF), images, pred, mask, 4, norm_pix)
-
-
-# ---- Part 6: the masked autoencoder ---------------------------------------------------------
 
 
 @pytest.mark.weight(1)

@@ -87,3 +87,18 @@ def test_exemplar_dataset_other_sizes(student):
     for name in ("views", "labels", "seed_index"):
         expect_tensor(got[name], want[name], rtol=1e-6, atol=1e-6, name=name)
     expect_true(got["last_linear_out"] == 7, "the head must have one output per seed")
+
+
+@pytest.mark.weight(1)
+@pytest.mark.visibility("hidden")
+@pytest.mark.functions("SiameseContextNet.forward", "JigsawNet.forward")
+def test_siamese_and_jigsaw_nets_on_fresh_inputs(student):
+    seed = int(torch.randint(0, 10_000, (1,), generator=student.rng))
+    centre, neighbour = (torch.rand(4, 3, 8, 8, generator=student.rng) for _ in range(2))
+    got = student.probe(f"{PROBES}:siamese_forward", seed, centre, neighbour)
+    want = probes.siamese_forward(reference(REF), seed, centre, neighbour)
+    expect_tensor(got["logits"], want["logits"], rtol=1e-4, atol=1e-5, name="Siamese logits")
+    tiles = torch.rand(3, 4, 3, 8, 8, generator=student.rng)  # [N, T, C, p, p]
+    got = student.probe(f"{PROBES}:jigsaw_forward", seed, tiles, 5)
+    want = probes.jigsaw_forward(reference(REF), seed, tiles, 5)
+    expect_tensor(got["logits"], want["logits"], rtol=1e-4, atol=1e-5, name="JigsawNet logits")

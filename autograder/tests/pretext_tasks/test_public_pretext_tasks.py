@@ -49,6 +49,31 @@ def test_rotation_batch_with_two_rotations(student):
                   name="labels with rotations=(1, 3): indices into the rotation set")  # fmt: skip
 
 
+@pytest.mark.weight(1)
+@pytest.mark.functions("rotation_loss", "rotation_batch")
+def test_rotation_loss_of_a_fixed_classifier(student):
+    x = torch.rand(3, 3, 16, 16, generator=student.rng)  # [N, C, H, W]
+    for rotations in ([0, 1, 2, 3], [1, 3]):
+        got = student.probe(f"{PROBES}:rotation_loss_value", 4, x, rotations)
+        want = expected(
+            f"rotation_loss_{len(rotations)}",
+            lambda r=rotations: probes.rotation_loss_value(reference(REF), 4, x, r),
+        )
+        expect_close(
+            got["loss"],
+            want["loss"],
+            rtol=1e-5,
+            atol=1e-6,
+            name=f"rotation_loss with rotations={rotations}: the mean cross-entropy over the "
+            "R*N rotated images",
+        )
+        expect_close(got["acc"], want["acc"], rtol=0, atol=1e-6, name="rotation accuracy")
+        expect_true(got["head_grad"] is not None, "the loss must backpropagate into the model")
+        expect_tensor(
+            got["head_grad"], want["head_grad"], rtol=1e-4, atol=1e-6, name="the head's gradient"
+        )
+
+
 @pytest.mark.weight(3)
 @pytest.mark.functions("rotation_loss", "rotation_batch")
 def test_rotation_smoke_train_learns_the_rotation(student):
@@ -65,8 +90,12 @@ def test_rotation_smoke_train_learns_the_rotation(student):
     with torch.no_grad():
         acc = float((model(rotated).argmax(1) == labels).float().mean())
     losses = got["losses"]
-    expect_true(len(losses) == 40 and losses[-1] < losses[0],
-                f"the rotation loss should fall over 40 steps; first {losses[0]:.3f}, last {losses[-1]:.3f}")  # fmt: skip
+    expect_true(
+        len(losses) == 40 and losses[-1] < losses[0],
+        f"the rotation loss should fall over 40 steps; first {losses[0]:.3f}, last "
+        f"{losses[-1]:.3f}",
+        observed=losses,
+    )
     expect_true(acc >= 0.5, f"after 40 steps on rotation_loss the classifier recognises {acc:.0%} "
                             "of held-out rotations; expected at least 50% (chance is 25%)")  # fmt: skip
 
@@ -98,7 +127,7 @@ def test_context_pairs_geometry_and_determinism(student):
             expect_tensor(p[n], x[n, :, top : top + patch, left : left + patch], rtol=0, atol=0,
                           name=f"pair {n}, patch {which}: the pixels at its corner")  # fmt: skip
         move = corners[n, 1] - corners[n, 0] - stride * offsets[labels[n]]  # jitter difference
-        expect_true(bool(move.abs().max() <= 2 * jitter),
+        expect_true(bool(move.abs().max() <= 2 * jitter), observed=move, message=
                     f"pair {n}: the neighbour is not at stride * NEIGHBOUR_OFFSETS[label] (+- "
                     f"jitter) from the centre: corners {corners[n].tolist()}, label {int(labels[n])}")  # fmt: skip
     want = expected("context_pairs_seed7", lambda: probes.context_pairs(reference(REF), x, 7, patch, gap, jitter)["first"])  # fmt: skip
@@ -139,9 +168,12 @@ def test_hamming_permutation_set_is_far_apart(student):
     expect_true(len({tuple(row) for row in perms.tolist()}) == 30, "the rows must all differ")
     got_min = probes.min_hamming_distance(perms)
     want_min = expected("hamming_min_30_9", lambda: probes.min_hamming_distance(probes.hamming_set(reference(REF), 30, 9, 5)))  # fmt: skip
-    expect_true(got_min >= want_min,
-                f"the minimum Hamming distance of your set is {got_min}; the greedy max-min "
-                f"selection reaches {want_min}")  # fmt: skip
+    expect_true(
+        got_min >= want_min,
+        f"the minimum Hamming distance of your set is {got_min}; the greedy max-min "
+        f"selection reaches {want_min}",
+        observed=perms,
+    )
 
 
 @pytest.mark.weight(2)
@@ -190,7 +222,7 @@ def test_exemplar_dataset_labels_and_head_size(student):
     expect_tensor(got["seed_index"], want["seed_index"], rtol=0, atol=0, name="seed_index [6]")
     expect_tensor(got["views"], want["views"], rtol=1e-6, atol=1e-6,
                   name="views [18, 3, 8, 8]: transform(seeds.repeat(copies, 1, 1, 1), generator)")  # fmt: skip
-    expect_true(got["logits_shape"] == [2, 6] and got["last_linear_out"] == 6,
+    expect_true(got["logits_shape"] == [2, 6] and got["last_linear_out"] == 6, observed=got["logits_shape"], message=
                 f"exemplar_classifier with 6 seeds must end in a 6-way linear layer; logits "
                 f"{got['logits_shape']}")  # fmt: skip
     expect_close(float(got["labels"].max()) + 1, 6.0, rtol=0, atol=0, name="number of surrogate classes")  # fmt: skip

@@ -74,6 +74,7 @@ def test_extract_features_records_stages(student):
             atol=1e-5,
             name=f"pooled features of {name!r}",
         )
+    expect_true(got["restored_training"], "extract_features restores the model's mode")
 
 
 @pytest.mark.weight(1)
@@ -90,11 +91,15 @@ def test_nested_head_names(student):
         atol=1e-6,
         name="features with head_name='classifier.1'",
     )
+    expect_true(got["all_frozen"], "the extractor's parameters are frozen")
+    expect_true(got["original_untouched"], "the model given to make_feature_extractor is intact")
     got = student.probe(f"{PROBES}:head_replaced", 9, 4, 2, True)
     want = probes.head_replaced(reference(REF), 9, 4, 2, True)
     expect_tensor(
         got["weight"], want["weight"], rtol=1e-6, atol=1e-7, name="new head at 'classifier.1'"
     )
+    expect_tensor(got["bias"], want["bias"], rtol=1e-6, atol=1e-7, name="new head's bias")
+    expect_true(got["returned_is_head"], "replace_head returns the new head")
 
 
 @pytest.mark.weight(1)
@@ -107,6 +112,20 @@ def test_param_groups_skip_frozen_and_freeze_last_stage(student):
     got = student.probe(f"{PROBES}:frozen_up_to", 10, "stage2")
     want = probes.frozen_up_to(reference(REF), 10, "stage2")
     expect_true(got == want, "freeze_up_to(model, 'stage2') froze the wrong parameters")
+    got = student.probe(f"{PROBES}:frozen_up_to", 10, "flatten")
+    want = probes.frozen_up_to(reference(REF), 10, "flatten")
+    expect_true(got == want, "freeze_up_to(model, 'flatten'), a stage without parameters")
+
+
+@pytest.mark.weight(1)
+@pytest.mark.visibility("hidden")
+@pytest.mark.functions("set_bn_eval")
+def test_set_bn_eval_counts_and_leaves_dropout_training(student):
+    x = torch.rand(5, 3, 8, 8, generator=student.rng)  # [N, C, H, W]
+    got = student.probe(f"{PROBES}:bn_eval", 13, x)
+    expect_true(got["count"] == 3, "set_bn_eval returns the number of BatchNorm layers")
+    expect_true(not any(got["bn_training"]) and got["dropout_training"], "only BN in eval mode")
+    expect_true(got["stats_unchanged"], "BatchNorm running statistics must not move")
 
 
 @pytest.mark.weight(3)

@@ -79,6 +79,21 @@ def test_softmax_regression_loss_and_gradients(student):
     expect_close(loss, float(want[0]), rtol=1e-5, atol=1e-6, name="loss (mean cross-entropy + reg / 2 * ||W||^2)")  # fmt: skip
     expect_tensor(dW, want[1], rtol=1e-4, atol=1e-6, name="dW [4, 3]")
     expect_tensor(db, want[2], rtol=1e-4, atol=1e-6, name="db [3]")
+    # logits in the hundreds: exp overflows to inf (and the loss to NaN) without the max-shift
+    big = feats * 300.0  # [N, D]
+    loss, dW, db = student.call("softmax_regression_loss", W, b, big, labels, 0.1)
+    want = expected(
+        "softmax_regression_loss_large_logits",
+        lambda: reference(REF).softmax_regression_loss(W, b, big, labels, 0.1),
+    )
+    expect_close(
+        loss,
+        float(want[0]),
+        rtol=1e-4,
+        atol=1e-3,
+        name="loss with logits in the hundreds (subtract each row's max logit before exp)",
+    )
+    expect_tensor(dW, want[1], rtol=1e-4, atol=1e-3, name="dW [4, 3] with logits in the hundreds")
 
 
 @pytest.mark.weight(1)
@@ -145,7 +160,20 @@ def test_param_groups_lower_lr_for_backbone(student):
     want = expected(
         "param_groups", lambda: probes.param_group_settings(reference(REF), 4, None, 0.01, 0.1)
     )
-    expect_true(got == want, f"param groups {got['groups']}, expected {want['groups']}")
+    expect_true(
+        got == want, f"param groups {got['groups']}, expected {want['groups']}", observed=got
+    )
+    got = student.probe(f"{PROBES}:param_group_settings", 4, "stage1", 0.01, 0.1)
+    want = expected(
+        "param_groups_frozen",
+        lambda: probes.param_group_settings(reference(REF), 4, "stage1", 0.01, 0.1),
+    )
+    expect_true(
+        got == want,
+        f"with stem and stage1 frozen: param groups {got['groups']}, expected {want['groups']} "
+        "(frozen parameters belong to no group)",
+        observed=got,
+    )
 
 
 @pytest.mark.weight(1)
@@ -157,10 +185,20 @@ def test_freeze_up_to(student):
         got["requires_grad"] == want["requires_grad"],
         f"requires_grad after freeze_up_to(model, 'stage1'): {got['requires_grad']}, "
         f"expected {want['requires_grad']}",
+        observed=got["requires_grad"],
     )
     expect_true(
         got["returned"] == want["returned"],
         f"returned {got['returned']}, expected the frozen names {want['returned']}",
+        observed=got["returned"],
+    )
+    got = student.probe(f"{PROBES}:frozen_up_to", 5, "pool")
+    want = expected("freeze_up_to_pool", lambda: probes.frozen_up_to(reference(REF), 5, "pool"))
+    expect_true(
+        got["requires_grad"] == want["requires_grad"],
+        "freeze_up_to(model, 'pool'), a stage without parameters, must freeze stem, stage1 and "
+        f"stage2 and leave fc trainable: requires_grad {got['requires_grad']}",
+        observed=got["requires_grad"],
     )
 
 
@@ -215,6 +253,7 @@ def test_two_stage_finetune_head_first_then_cosine_decay(student):
     expect_true(
         not any(v for k, v in got["changed"].items() if "running" in k or "num_batches" in k),
         "BatchNorm running statistics changed: BN must stay in 'test' mode",
+        observed=[got["state"][k] for k in sorted(got["state"]) if "running" in k],
     )
     expect_tensor(
         torch.tensor(got["losses"]),
