@@ -11,7 +11,10 @@
 #    at its batch sizes (benchmarks/colab_throughput.py), for the colab budgets;
 # 4. pretrain-*: the entry point `python -m replearn.pretrain` with AMP (SimCLR, MAE, the
 #    CLIP-style model; GPU_CHECK_METHODS chooses), and SimCLR once more without AMP;
-# 5. a summary: OUT_DIR/gpu_check.json and OUT_DIR/gpu_check.md (paste the tables into
+# 5. checkpoints (only when named in GPU_CHECK_STEPS; its time on a GPU is not yet measured):
+#    the course checkpoints at their target budgets and the promise check over them
+#    (benchmarks/course_checkpoints_gpu.sh, into OUT_DIR/course_checkpoints; resumable);
+# 6. a summary: OUT_DIR/gpu_check.json and OUT_DIR/gpu_check.md (paste the tables into
 #    benchmarks/RESULTS.md with the GPU's name).
 #
 # Every step runs under `timeout`; a step that fails or times out is recorded in
@@ -89,6 +92,9 @@ fi
 if wants throughput; then
   step throughput 420 "${RUN[@]}" benchmarks.colab_throughput --preset "$PRESET" \
     --device "$TORCH_DEVICE" --budget-s "$THROUGHPUT_S" --out "$OUT/colab_throughput.json"
+fi
+if wants checkpoints; then
+  step checkpoints 3000 bash benchmarks/course_checkpoints_gpu.sh "$OUT/course_checkpoints"
 fi
 if wants pretrain; then
   available=$("$PY" -c "from replearn.pretrain import METHODS; print(' '.join(METHODS))")

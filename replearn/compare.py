@@ -393,6 +393,55 @@ def evaluate(
     return {k: float(v) for k, v in scores.items()}
 
 
+# The methods whose course checkpoints (``replearn.checkpoints``) notebook 07 ranks: one per
+# family of the lecture, trained far longer than a comparison run.
+COURSE_CHECKPOINT_METHODS = ("rotation", "simclr", "moco", "byol", "simsiam", "mae", "supervised")
+
+
+def course_checkpoint_rows(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    *,
+    methods: Sequence[str] = COURSE_CHECKPOINT_METHODS,
+    seed: int = 0,
+    probe_iters: int = 100,
+    device: str | torch.device | None = None,
+    load: Callable | None = None,
+) -> dict[str, dict]:
+    """The course checkpoints of ``methods`` and an untrained SmallCNN, under this module's one
+    protocol (:func:`evaluate`) on the given images: ``{name: {"source", "scores", "steps"}}``.
+
+    ``source`` names where each row's weights come from: ``untrained (seed S)`` or the
+    checkpoint's label ("course checkpoint (reference, E epochs)"), so that a table that mixes
+    these rows with a run's never passes the course's weights off as anyone's run. ``load``:
+    ``method -> (encoder, info)``, default ``replearn.checkpoints.load_course_encoder`` (a
+    notebook passes ``Session.course_encoder``, which also notes the source)."""
+    from replearn.checkpoints import load_course_encoder, probe_view
+
+    load = load or (lambda method: load_course_encoder(method, device=device))
+    torch.manual_seed(seed)
+    untrained = SmallCNN(3, WIDTHS).to(device or "cpu").eval()
+    rows = {
+        "random init": {"source": f"untrained (seed {seed})", "trained": _conv(untrained, None)}
+    }
+    for method in methods:
+        encoder, info = load(method)
+        blocks = BlockFeatures(encoder, PROBE_BLOCK) if isinstance(encoder, ConvBackbone) else None
+        rows[method] = {
+            "source": info.label,
+            "trained": Trained(probe_view(encoder), blocks, info.steps),
+        }
+    for row in rows.values():
+        trained = row.pop("trained")
+        row["steps"] = trained.steps
+        row["scores"] = evaluate(
+            trained, x_train, y_train, x_test, y_test, seed, probe_iters, device
+        )
+    return rows
+
+
 def summarise(runs: Sequence[dict]) -> dict:
     """Mean and sample standard deviation over seeds of every number the runs share."""
     keys = [k for k in runs[0] if isinstance(runs[0][k], (int, float)) and k != "seed"]

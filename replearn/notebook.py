@@ -38,7 +38,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -277,6 +277,31 @@ class Session:
         print(f"[checkpoint] {describe_checkpoint(path)}")
         return str(path)
 
+    def course_encoder(self, method: str):
+        """The course's checkpoint of ``method`` on this session's device: ``(encoder, info)``.
+
+        The reference trained for the budget ``info.label`` states, verified against its
+        sha256 (``replearn.checkpoints.load_course_encoder``); the notebook's data notes say
+        where it came from, so a comparison row can name its source: the course's, never the
+        student's run.
+        """
+        from replearn.checkpoints import load_course_encoder
+
+        encoder, info = load_course_encoder(method, device=self.device)
+        self.note_data(f"course checkpoint: {info.describe()}")
+        return encoder, info
+
+    def course_rows(self, methods, evaluate: Callable[[Any], dict]) -> dict[str, dict]:
+        """The course checkpoint of each of ``methods``, evaluated by ``evaluate(encoder) ->
+        {metric: value}``, the notebook's own probe on this session's data: ``{method: {"source":
+        the checkpoint's label, "scores": ..., "encoder": ..., "info": ...}}``. Each row names
+        its source, so a table never passes the course's weights off as the student's run."""
+        rows = {}
+        for method in methods:
+            encoder, info = self.course_encoder(method)
+            rows[method] = {"source": info.label, "scores": evaluate(encoder), "encoder": encoder, "info": info}  # fmt: skip
+        return rows
+
     # ---- results ----------------------------------------------------------------------------
     def note_data(self, note: str) -> None:
         """Say which data a result came from when it was not loaded with :meth:`load_data` (a
@@ -350,6 +375,19 @@ class CheckResults(dict):
 
     def __repr__(self) -> str:
         return f"public tests: {self.get('score', 0):g} / {self.get('max_score', 0):g} points"
+
+
+def comparison_table(rows: Mapping[str, Mapping[str, Any]], metrics: Sequence[str]) -> str:
+    """A comparison as text, one row per encoder with its **source** (the student's run, the
+    course checkpoint, an untrained network) beside its scores: ``rows`` maps a name to
+    ``{"source": str, "scores": {metric: accuracy in [0, 1]}}``; ``metrics`` picks the columns."""
+    width = max([len("encoder"), *map(len, rows)])
+    source_width = max([len("source"), *(len(str(r["source"])) for r in rows.values())])
+    lines = [f"{'encoder':<{width}}  {'source':<{source_width}}" + "".join(f" {m:>8}" for m in metrics)]  # fmt: skip
+    for name, row in rows.items():
+        cells = "".join(f" {row['scores'][m]:>8.1%}" if m in row["scores"] else f" {'-':>8}" for m in metrics)  # fmt: skip
+        lines.append(f"{name:<{width}}  {str(row['source']):<{source_width}}{cells}")
+    return "\n".join(lines)
 
 
 def _utc_now() -> str:

@@ -33,13 +33,13 @@ What happens under torchrun (``W`` processes, ranks ``0 .. W-1``):
   clock, broadcast every step, so that every rank takes the same number of steps at the same
   rates; ``check_replicas`` proves at the end that every rank holds bit-identical weights.
 
-Each method is a ``PretrainMethod`` in ``METHODS``: SimCLR, MoCo, BYOL, SimSiam (with and
-without the stop-gradient) and the supervised baseline (Assignment 4), MAE (Assignment 5) and the
-CLIP-style model (Assignment 6: a CIFAR image tower aligned to frozen sentence embeddings of
-captions; the captions are made from the class labels, so ``clip``, like ``supervised``, uses
-labels). Another module adds its own with ``register_method``. Shapes: ``n`` images on this
-rank, ``N = W n`` in the global batch, ``D`` embedding width, ``K`` queue length (MoCo) or
-classes (CLIP's caption table).
+Each method is a ``PretrainMethod`` in ``METHODS``: RotNet (Assignment 3), SimCLR, MoCo, BYOL,
+SimSiam (with and without the stop-gradient) and the supervised baseline (Assignment 4), MAE
+(Assignment 5) and the CLIP-style model (Assignment 6: a CIFAR image tower aligned to frozen
+sentence embeddings of captions; the captions are made from the class labels, so ``clip``, like
+``supervised``, uses labels). Another module adds its own with ``register_method``. Shapes:
+``n`` images on this rank, ``N = W n`` in the global batch, ``D`` embedding width, ``K`` queue
+length (MoCo) or classes (CLIP's caption table).
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ from replearn.presets import Preset, get_preset
 from replearn.recipes import clip_zero_shot as _clip
 from replearn.recipes import contrastive_learning as _contrastive
 from replearn.recipes import masked_autoencoders as _mae
+from replearn.recipes import pretext_tasks as _pretext
 from replearn.recipes.clip_zero_shot import CaptionAlignedTower, caption_table
 from replearn.recipes.common import PretrainMethod, Run, StepContext
 from replearn.train import (
@@ -134,6 +135,7 @@ BACKBONES: dict[str, Callable[[Any, int], nn.Module]] = {
 
 # Every assignment's methods live in its recipe (replearn/recipes/<assignment>.py).
 for _method in (
+    *_pretext.PRETRAIN_METHODS,
     *_contrastive.PRETRAIN_METHODS,
     *_mae.PRETRAIN_METHODS,
     *_clip.PRETRAIN_METHODS,

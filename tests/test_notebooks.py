@@ -54,6 +54,7 @@ def offline_env(tmp_path_factory) -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(guard), os.environ.get("PYTHONPATH", "")) if p)
     return {
         "REPLEARN_DATA_DIR": "",
+        "REPLEARN_CHECKPOINTS": "",  # the course checkpoints: only what the package carries
         "REPLEARN_CACHE": str(cache),
         "PYTHONPATH": path,
         **{name: closed for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")},
@@ -89,6 +90,14 @@ def test_notebook_runs_in_smoke_preset_offline_with_reference(path, offline_env)
     notes = run.summary.get("data") or []
     assert notes, f"{path.name} did not say which data it used"
     for note in notes:
+        if note.startswith("course checkpoint:"):  # the course's weights: the package's, pinned
+            assert "the course package's copy" in note and "verified" in note, (
+                f"{path.name} loaded a course checkpoint that does not ship with the package: {note}"
+            )
+            assert "not pinned" not in note, (
+                f"{path.name}: the package's bundle is not pinned: {note}"
+            )
+            continue
         assert "shipped with replearn" in note, (
             f"{path.name} used data that does not ship with the package: {note}"
         )

@@ -21,13 +21,14 @@ import torch.nn.functional as F
 
 from replearn import augment
 from replearn.backbones import ConvBackbone, SmallCNN
-from replearn.data import as_float_images, to_float
+from replearn.data import ImageData, as_float_images, to_float
 from replearn.evaluate import knn_and_linear
-from replearn.recipes.common import Run, classification_step
+from replearn.recipes.common import PretrainMethod, Run, StepContext, classification_step
 from replearn.train import BudgetCosine, TensorLoader, TrainConfig, train
 
 __all__ = [
     "METHODS",
+    "PRETRAIN_METHODS",
     "PretextConfig",
     "best_block",
     "block_features",
@@ -459,3 +460,38 @@ def nonlinear_probe(
             ]
         )
     return float((preds == test_labels.cpu()).float().mean())
+
+
+# ---- replearn.pretrain: RotNet as a method of the entry point (the course checkpoints) --------
+
+
+def _rotation_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """:func:`pretrain`'s rotation step: RotNet's four quarter turns of every image after the
+    light crop-and-flip (:func:`light_augment`), cross-entropy over the rotations."""
+    x = light_augment(as_float_images(images), ctx.generator)  # [n, C, H, W]
+    return dict(ctx.module.rotation_loss(ctx.trained, x))  # over [4n, C, H, W]
+
+
+def _evaluate(pt: ModuleType, encoder: nn.Module, data: ImageData, cfg: PretextConfig) -> dict:
+    """The notebook's protocol: kNN and linear probe of each probed block's pooled features."""
+    scores = evaluate_encoder(encoder, data.x_train, data.y_train, data.x_test, data.y_test,
+                              cfg.probe_blocks, cfg)  # fmt: skip
+    return {f"block{b}_{k}": v for b, s in scores.items() for k, v in s.items()}
+
+
+PRETRAIN_METHODS = (
+    PretrainMethod(
+        name="rotation",
+        module="pretext_tasks",
+        config=lambda pt, preset: PretextConfig.from_preset(preset),
+        budget=lambda cfg: cfg.rotation_s,
+        build=lambda pt, cfg, encoder, data: pt.PretextClassifier(encoder, 4),
+        step=_rotation_step,
+        optimizer=lambda cfg, params: torch.optim.SGD(
+            params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+        ),
+        evaluate=_evaluate,
+        augment=lambda pt, cfg, images: lambda x, generator=None: x,  # the step augments
+        description="RotNet: predict which of four quarter turns an image was given",
+    ),
+)
