@@ -3,6 +3,7 @@ record of a method the pretraining entry point (``replearn.pretrain``) can run."
 
 from __future__ import annotations
 
+import contextlib
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from replearn.data import ImageData
 from replearn.distributed import World
 from replearn.evaluate import PROBE_WEIGHT_DECAY
 from replearn.presets import Preset
-from replearn.train import History
+from replearn.train import History, step_budget
 
 __all__ = [
     "PROBE_WEIGHT_DECAY",
@@ -25,6 +26,7 @@ __all__ = [
     "StepContext",
     "adamw",
     "classification_step",
+    "counted_in_steps",
 ]
 
 
@@ -79,6 +81,12 @@ def adamw(
         {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+
+
+def counted_in_steps(steps: int | None) -> contextlib.AbstractContextManager:
+    """The run's budget in ``steps`` optimizer steps (``replearn.train.step_budget``), so that a
+    rerun repeats its numbers whatever the machine's load; ``None`` keeps the wall clock."""
+    return step_budget(steps) if steps is not None else contextlib.nullcontext()
 
 
 # ---- the pretraining entry point's method table -----------------------------------------------
