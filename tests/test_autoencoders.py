@@ -230,7 +230,7 @@ def test_quick_presets_count_every_run_in_optimizer_steps():
             assert steps == (None, None, None) and cfg.rbm_budget_s > 0, name
 
 
-def test_runs_counted_in_steps_repeat_their_weights():
+def test_runs_counted_in_steps_repeat_their_weights(one_thread):
     # an hour of budget, 3 steps: the count ends the run, and twice gives the same weights
     images = torch.randint(0, 256, (64, 3, 16, 16), generator=torch.Generator().manual_seed(0))
     images = images.to(torch.uint8)

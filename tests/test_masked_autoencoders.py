@@ -498,7 +498,7 @@ def test_quick_presets_count_every_run_in_optimizer_steps():
             assert steps == [None] * len(runs), (name, steps)
 
 
-def test_runs_counted_in_steps_repeat_their_weights_and_ignore_the_clock():
+def test_runs_counted_in_steps_repeat_their_weights_and_ignore_the_clock(one_thread):
     # an hour of budget, 3 steps: the count ends the run, and twice gives the same weights
     cfg = tiny_config(pretrain_s=3600, pretrain_steps=3, finetune_s=3600, finetune_steps=2)
     images = smooth_images(64)
