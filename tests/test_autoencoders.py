@@ -212,3 +212,36 @@ def test_config_for_every_preset():
     for preset in PRESETS.values():
         cfg = recipe.AutoencoderConfig.from_preset(preset)
         assert cfg.cifar_code < 3 * 32 * 32 and max(cfg.bottlenecks) < 28 * 28
+
+
+def test_quick_presets_count_every_run_in_optimizer_steps():
+    """``smoke`` and ``cpu-quick`` count the autoencoders in steps and the RBM in epochs (a
+    rerun repeats its numbers); the GPU presets keep their seconds."""
+    from replearn.presets import PRESETS
+
+    for name, preset in PRESETS.items():
+        cfg = recipe.AutoencoderConfig.from_preset(preset)
+        if name in ("smoke", "cpu-quick"):
+            assert cfg.mnist_steps > 0 and cfg.cifar_steps > 0, name
+            assert cfg.cifar_ae_budget_s == 0 or cfg.cifar_ae_steps > 0, name
+            assert cfg.rbm_budget_s is None and cfg.rbm_epochs > 0, name
+        else:
+            steps = (cfg.mnist_steps, cfg.cifar_steps, cfg.cifar_ae_steps)
+            assert steps == (None, None, None) and cfg.rbm_budget_s > 0, name
+
+
+def test_runs_counted_in_steps_repeat_their_weights(one_thread):
+    # an hour of budget, 3 steps: the count ends the run, and twice gives the same weights
+    images = torch.randint(0, 256, (64, 3, 16, 16), generator=torch.Generator().manual_seed(0))
+    images = images.to(torch.uint8)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = ae.ConvAutoencoder(3, 16, (4, 8), 8)
+        history = recipe.train_autoencoder(
+            ae, model, images, kind="dae", budget_s=3600, steps=3, batch_size=16, seed=1
+        )
+        runs.append((history.steps_done, model.state_dict()))
+    assert runs[0][0] == runs[1][0] == 3
+    for (name, a), b in zip(runs[0][1].items(), runs[1][1].values()):
+        assert torch.equal(a, b), f"{name} differs between two runs of 3 counted steps"

@@ -380,3 +380,30 @@ def test_cifar_aligned_training_runs_on_seen_classes_only(one_thread):
     )
     assert scores["chance_heldout"] == pytest.approx(1 / 3) and scores["chance_all"] == 0.1
     assert 0 <= scores["heldout"] <= 1 and 0 <= scores["all"] <= 1
+
+
+def test_quick_presets_count_every_run_in_optimizer_steps():
+    """``smoke`` and ``cpu-quick`` count both runs in steps (a rerun repeats its numbers);
+    the GPU presets keep their seconds."""
+    for name in ("smoke", "cpu-quick", "colab", "full"):
+        cfg = recipe.CLIPConfig.from_preset(get_preset(name))
+        steps = [cfg.shapes_steps, cfg.cifar_steps]
+        if name in ("smoke", "cpu-quick"):
+            assert all(isinstance(n, int) and n > 0 for n in steps), (name, steps)
+        else:
+            assert steps == [None, None], (name, steps)
+
+
+def test_runs_counted_in_steps_repeat_their_weights(one_thread):
+    # an hour of budget, 3 steps: the count ends the run, and twice gives the same weights
+    cfg = dataclasses.replace(
+        recipe.CLIPConfig.from_preset(get_preset("smoke")),
+        shapes_s=3600,
+        shapes_steps=3,
+        max_epochs=10,
+    )
+    data = captions.shapes_dataset(96, 24, seed=0)
+    first, second = (recipe.train_shapes(clip, data, cfg, seed=1) for _ in range(2))
+    assert first.history.steps_done == second.history.steps_done == 3
+    for (name, a), b in zip(first.model.state_dict().items(), second.model.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs between two runs of 3 counted steps"

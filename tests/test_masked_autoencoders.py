@@ -483,3 +483,32 @@ def test_finetune_groups_follow_mae_layer_wise_decay():
     assert all(lr_of[id(p)] == 1.0 for p in encoder.norm.parameters())
     assert all(lr_of[id(p)] == 10.0 for p in model[1].parameters())
     assert decay_of[id(model[1].weight)] == 0.05 and decay_of[id(model[1].bias)] == 0.0
+
+
+def test_quick_presets_count_every_run_in_optimizer_steps():
+    """``smoke`` and ``cpu-quick`` count each run in steps (a rerun repeats its numbers);
+    the GPU presets keep their seconds."""
+    runs = ("pretrain_steps", "finetune_steps", "scratch_steps", "ablation_steps")
+    for name in PRESETS:
+        cfg = recipe.MAEConfig.from_preset(get_preset(name))
+        steps = [getattr(cfg, run) for run in runs]
+        if name in ("smoke", "cpu-quick"):
+            assert all(isinstance(n, int) and n > 0 for n in steps), (name, steps)
+        else:
+            assert steps == [None] * len(runs), (name, steps)
+
+
+def test_runs_counted_in_steps_repeat_their_weights_and_ignore_the_clock(one_thread):
+    # an hour of budget, 3 steps: the count ends the run, and twice gives the same weights
+    cfg = tiny_config(pretrain_s=3600, pretrain_steps=3, finetune_s=3600, finetune_steps=2)
+    images = smooth_images(64)
+    first, second = (recipe.pretrain(mae, images, cfg, seed=1) for _ in range(2))
+    assert first.history.steps_done == second.history.steps_done == 3
+    for (name, a), b in zip(first.model.state_dict().items(), second.model.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs between two runs of 3 counted steps"
+    labels = torch.arange(64) % 4
+    accuracies = [
+        recipe.finetune(mae, first.encoder, images, labels, images[:16], labels[:16], cfg)
+        for _ in range(2)
+    ]
+    assert accuracies[0] == accuracies[1]

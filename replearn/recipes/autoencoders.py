@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from replearn.data import as_float_images, to_float
 from replearn.evaluate import extract_features, knn_accuracy, linear_probe
+from replearn.recipes.common import counted_in_steps
 from replearn.train import History, TensorLoader, TrainConfig, draw, train
 
 __all__ = [
@@ -35,7 +36,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
-    """The experiment settings of the notebook and the benchmark, per preset."""
+    """The experiment settings of the notebook and the benchmark, per preset.
+
+    In ``smoke`` and ``cpu-quick`` each autoencoder's budget of seconds is spent in a count of
+    optimizer steps (``mnist_steps``, ``cifar_steps``, ``cifar_ae_steps``: what an idle 2-core
+    machine does in those seconds) and the RBM trains for ``rbm_epochs`` with no clock
+    (``rbm_budget_s`` None), so that a rerun repeats its numbers whatever the machine's load;
+    the GPU presets keep the wall clock.
+    """
 
     cifar_widths: tuple[int, ...]  # ConvAutoencoder widths on CIFAR-10 (32 px)
     cifar_code: int  # D of the CIFAR-10 code (D < 3 * 32 * 32 = 3072)
@@ -55,9 +63,12 @@ class AutoencoderConfig:
     stack_epochs: int  # epochs per greedy layer and of fine-tuning
     rbm_hidden: int
     rbm_epochs: int
-    rbm_budget_s: float
+    rbm_budget_s: float | None  # seconds; None: all rbm_epochs
     batch_size: int = 128
     lr: float = 2e-3
+    mnist_steps: int | None = None  # optimizer steps per MNIST autoencoder; None: seconds
+    cifar_steps: int | None = None  # of the CIFAR-10 denoising autoencoder
+    cifar_ae_steps: int | None = None  # of the plain CIFAR-10 autoencoder
 
     @staticmethod
     def from_preset(preset) -> AutoencoderConfig:
@@ -81,8 +92,10 @@ class AutoencoderConfig:
                 stack_epochs=1,
                 rbm_hidden=16,
                 rbm_epochs=1,
-                rbm_budget_s=1.0,
+                rbm_budget_s=None,
                 batch_size=32,
+                mnist_steps=4,
+                cifar_steps=4,
             )
         if preset.name == "cpu-quick":
             return AutoencoderConfig(
@@ -103,8 +116,11 @@ class AutoencoderConfig:
                 stack_dims=(784, 256, 128, 32),
                 stack_epochs=2,
                 rbm_hidden=1024,
-                rbm_epochs=30,
-                rbm_budget_s=preset.scaled(25),
+                rbm_epochs=20,  # about what an idle 2-core machine does in 25 s
+                rbm_budget_s=None,
+                # an idle 2-core machine's steps in the 8 s and 100 s above (benchmarks/README.md)
+                mnist_steps=200,
+                cifar_steps=1100,
             )
         # colab: sized to the notebook header's time on a T4 (benchmarks/README.md, "Colab budgets")
         colab = preset.name == "colab"
@@ -156,6 +172,7 @@ def train_autoencoder(
     kind: str = "ae",
     budget_s: float | None = None,
     epochs: int | None = None,
+    steps: int | None = None,
     batch_size: int = 128,
     lr: float = 2e-3,
     lam: float = 0.0,
@@ -171,8 +188,9 @@ def train_autoencoder(
     ``kind``: ``"ae"`` (``aec.reconstruction_loss``), ``"sparse"`` (its two penalties with
     ``lam``, ``penalty``, ``rho``) or ``"dae"`` (``aec.denoising_loss`` with ``mask_fraction``).
     AdamW at ``lr``, a random horizontal flip for RGB images, until ``epochs`` or ``budget_s``
-    seconds run out (whichever first). The history records the loss, and for the sparse
-    autoencoder its two terms.
+    seconds run out (whichever first); with ``steps``, the seconds are spent in exactly that
+    many optimizer steps (``counted_in_steps``). The history records the loss, and for the
+    sparse autoencoder its two terms.
     """
     if kind not in ("ae", "sparse", "dae"):
         raise ValueError(f"kind must be 'ae', 'sparse' or 'dae', got {kind!r}")
@@ -200,7 +218,8 @@ def train_autoencoder(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     loader = TensorLoader(images, batch_size=batch_size, seed=seed, device=device)
     config = TrainConfig(epochs=epochs, budget_s=budget_s, progress=progress, desc=kind)
-    return train(step_fn, model, optimizer, loader, config)
+    with counted_in_steps(steps):
+        return train(step_fn, model, optimizer, loader, config)
 
 
 @torch.no_grad()

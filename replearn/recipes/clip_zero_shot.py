@@ -22,7 +22,7 @@ from replearn import augment, captions, distributed
 from replearn.captions import Vocab
 from replearn.data import ImageData, as_float_images
 from replearn.evaluate import PROBE_WEIGHT_DECAY, extract_features, linear_probe
-from replearn.recipes.common import PretrainMethod, Run, StepContext, adamw
+from replearn.recipes.common import PretrainMethod, Run, StepContext, adamw, counted_in_steps
 from replearn.train import (
     BudgetCosine,
     History,
@@ -62,16 +62,21 @@ __all__ = [
 class CLIPConfig:
     """The experiment settings of the notebook and the benchmark, per preset.
 
-    Budgets are wall-clock seconds: ``shapes_s`` to train both towers on captioned shapes,
+    Budgets are seconds: ``shapes_s`` to train both towers on captioned shapes,
     ``cifar_s`` to align a CIFAR-10 image tower to the frozen sentence encoder. The CIFAR
     experiment trains on every class but ``cifar_heldout`` and is evaluated zero-shot on those;
     the default holds out one class of each pair that a sentence encoder knows to be close
-    (dog-cat, deer-horse, automobile-truck), so language has something to transfer.
+    (dog-cat, deer-horse, automobile-truck), so language has something to transfer. In
+    ``smoke`` and ``cpu-quick`` each budget is spent in a count of optimizer steps instead
+    (``shapes_steps``, ``cifar_steps``: what an idle 2-core machine does in those seconds), so
+    that a rerun repeats its numbers whatever the load; None keeps the wall clock.
     """
 
     shapes_s: float
     cifar_s: float
     max_epochs: int
+    shapes_steps: int | None = None
+    cifar_steps: int | None = None
     n_train_shapes: int = 5000
     n_test_shapes: int = 500
     holdout_fraction: float = 0.25  # of the 96 attribute combinations
@@ -99,6 +104,8 @@ class CLIPConfig:
                 shapes_s=3,
                 cifar_s=3,
                 max_epochs=1,
+                shapes_steps=4,
+                cifar_steps=2,
                 n_train_shapes=512,
                 n_test_shapes=96,
                 embed_dim=32,
@@ -111,7 +118,14 @@ class CLIPConfig:
                 probe_iters=10,
             )
         if preset.name == "cpu-quick":
-            return CLIPConfig(shapes_s=60, cifar_s=60, max_epochs=preset.max_epochs)
+            # an idle 2-core machine's steps in 60 s each (benchmarks/README.md, notebook 06)
+            return CLIPConfig(
+                shapes_s=60,
+                cifar_s=60,
+                shapes_steps=506,
+                cifar_steps=541,
+                max_epochs=preset.max_epochs,
+            )
         # colab: sized to the notebook header's time on a T4 (benchmarks/README.md, "Colab budgets")
         scale = preset.time_scale
         cifar = 100 if preset.name == "colab" else 300
@@ -141,12 +155,13 @@ def _train(
     budget_s: float,
     desc: str,
     *,
+    steps: int | None,
     progress: bool,
     checkpoint_path: str | Path | None,
 ) -> History:
-    """Both drivers' loop: ``replearn.train.train`` for ``budget_s`` seconds (or
-    ``cfg.max_epochs``), warm-up + cosine over the budget, gradient clipping at 5; the model
-    is left in eval mode."""
+    """Both drivers' loop: ``replearn.train.train`` for ``budget_s`` seconds, spent in
+    ``steps`` optimizer steps unless None (or ``cfg.max_epochs``), warm-up + cosine over the
+    budget, gradient clipping at 5; the model is left in eval mode."""
     config = TrainConfig(
         epochs=cfg.max_epochs,
         budget_s=budget_s,
@@ -155,8 +170,9 @@ def _train(
         grad_clip=5.0,
         checkpoint_path=str(checkpoint_path) if checkpoint_path else None,
     )
-    scheduler = BudgetCosine(optimizer, budget_s, warmup=cfg.warmup)
-    history = train(step, model, optimizer, loader, config, scheduler=scheduler)
+    with counted_in_steps(steps):
+        scheduler = BudgetCosine(optimizer, budget_s, warmup=cfg.warmup)
+        history = train(step, model, optimizer, loader, config, scheduler=scheduler)
     model.eval()
     return history
 
@@ -184,6 +200,7 @@ def train_shapes(
     cfg: CLIPConfig,
     *,
     budget_s: float | None = None,
+    steps: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -193,12 +210,16 @@ def train_shapes(
 
     AdamW (``cfg.lr``, ``cfg.weight_decay``), warm-up + cosine over the budget, gradient
     clipping at 5. No image augmentation: a flip would swap "left" and "right" and a crop
-    would move the shape out of its quadrant, changing what the caption says.
+    would move the shape out of its quadrant, changing what the caption says. The budget:
+    ``budget_s`` seconds (default ``cfg.shapes_s``), spent in exactly ``steps`` optimizer
+    steps (default ``cfg.shapes_steps`` when ``budget_s`` is the config's; None: wall clock).
 
     Returns:
         A :class:`~replearn.recipes.Run` (``encoder``: the image tower; ``extra["vocab"]``).
     """
-    budget_s = float(cfg.shapes_s if budget_s is None else budget_s)
+    if budget_s is None:
+        budget_s, steps = cfg.shapes_s, cfg.shapes_steps if steps is None else steps
+    budget_s = float(budget_s)
     device = pick_device(device)
     vocab = captions.shapes_vocab()
     tokens, _ = clip.tokenize(data.train.captions, vocab, cfg.context_length)  # [N, L]
@@ -221,6 +242,7 @@ def train_shapes(
         cfg,
         budget_s,
         "CLIP shapes",
+        steps=steps,
         progress=progress,
         checkpoint_path=checkpoint_path,
     )
@@ -343,6 +365,7 @@ def train_cifar_aligned(
     classnames: Sequence[str] = captions.CIFAR10_CLASSES,
     templates: Sequence[str] = captions.CIFAR_TEMPLATES,
     budget_s: float | None = None,
+    steps: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -355,13 +378,17 @@ def train_cifar_aligned(
     embedded by the frozen sentence encoder (:func:`sentence_encoder_fn`, 384-d);
     ``clip.clip_loss`` pulls the image embedding (``clip.ImageEncoder`` projected to 384)
     towards it. The text side never learns, so the names of the held-out classes keep the place
-    the sentence encoder gave them.
+    the sentence encoder gave them. The budget: ``budget_s`` seconds (default ``cfg.cifar_s``),
+    spent in exactly ``steps`` optimizer steps (default ``cfg.cifar_steps`` when ``budget_s``
+    is the config's; None: wall clock).
 
     Returns:
         A :class:`~replearn.recipes.Run` (``model``: ``clip.FrozenTextCLIP``; ``encoder``: its
         image tower; ``extra["heldout"]``).
     """
-    budget_s = float(cfg.cifar_s if budget_s is None else budget_s)
+    if budget_s is None:
+        budget_s, steps = cfg.cifar_s, cfg.cifar_steps if steps is None else steps
+    budget_s = float(budget_s)
     device = pick_device(device)
     heldout = heldout_class_ids(classnames, cfg.cifar_heldout)
     keep = ~torch.isin(train_y, torch.tensor(heldout, dtype=torch.int64))  # [N] seen classes
@@ -390,6 +417,7 @@ def train_cifar_aligned(
         cfg,
         budget_s,
         desc,
+        steps=steps,
         progress=progress,
         checkpoint_path=checkpoint_path,
     )

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from replearn import augment
 from replearn.data import ImageData, as_float_images
 from replearn.evaluate import KNNMonitor, extract_features, knn_and_linear
-from replearn.recipes.common import PretrainMethod, Run, StepContext, adamw
+from replearn.recipes.common import PretrainMethod, Run, StepContext, adamw, counted_in_steps
 from replearn.train import BudgetCosine, Hook, TensorLoader, TrainConfig, pick_device, train
 
 __all__ = [
@@ -44,12 +44,16 @@ class MAEConfig:
     128; mask 0.75; norm-pix target; AdamW lr 1.5e-3, wd 0.05, warm-up + cosine; batch 256).
     ``cpu-quick`` trains for seconds, not minutes, so it takes batches of 64 and a decoder of
     width 64: many more steps in the same time (``benchmarks/README.md``). Budgets are
-    wall-clock seconds:
+    seconds:
     ``pretrain_s`` for MAE pretraining, ``finetune_s`` for fine-tuning the pretrained ViT (and
     for the from-scratch run at the same labelled-training time), ``scratch_s`` for the same
     ViT from random init at the same TOTAL time (``pretrain_s + finetune_s``; the benchmark
     runs it), and ``ablation_s`` for each run of the mask-ratio ablation over
-    ``ablation_ratios``.
+    ``ablation_ratios``. In ``smoke`` and ``cpu-quick`` each budget is counted in optimizer
+    steps instead (``pretrain_steps``, ``finetune_steps``, ``scratch_steps``,
+    ``ablation_steps``: what an idle 2-core machine does in those seconds), so that a rerun
+    repeats its numbers whatever the machine's load (``replearn.recipes.common.counted_in_steps``);
+    ``None`` keeps the wall clock (``colab``, ``full``).
     """
 
     pretrain_s: float
@@ -57,6 +61,10 @@ class MAEConfig:
     scratch_s: float
     ablation_s: float
     max_epochs: int
+    pretrain_steps: int | None = None
+    finetune_steps: int | None = None
+    scratch_steps: int | None = None
+    ablation_steps: int | None = None
     ablation_ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
     mask_ratio: float = 0.75  # He et al.: "masking ratio of 75% works well"
     norm_pix_loss: bool = True
@@ -92,6 +100,10 @@ class MAEConfig:
                 scratch_s=3,
                 ablation_s=1,
                 max_epochs=1,
+                pretrain_steps=4,
+                finetune_steps=2,
+                scratch_steps=6,
+                ablation_steps=2,
                 batch_size=32,
                 ablation_ratios=(0.5, 0.75),
                 dim=32,
@@ -102,11 +114,17 @@ class MAEConfig:
                 probe_iters=10,
             )
         if preset.name == "cpu-quick":
+            # the steps an idle 2-core machine does in those seconds: MAE about 12 epochs of
+            # 79 batches in 80 s, fine-tuning about 5 steps a second (benchmarks/README.md)
             return MAEConfig(
                 pretrain_s=80,
                 finetune_s=30,
                 scratch_s=110,
                 ablation_s=10,
+                pretrain_steps=940,
+                finetune_steps=150,
+                scratch_steps=550,
+                ablation_steps=60,
                 ablation_ratios=(0.5, 0.75, 0.9),
                 batch_size=64,
                 decoder_dim=64,
@@ -192,6 +210,7 @@ def pretrain(
     cfg: MAEConfig,
     *,
     budget_s: float | None = None,
+    steps: int | None = None,
     mask_ratio: float | None = None,
     seed: int = 0,
     monitor: Hook | tuple[torch.Tensor, ...] | None = None,
@@ -199,7 +218,7 @@ def pretrain(
     device: str | torch.device = "cpu",
     checkpoint_path: str | Path | None = None,
 ) -> Run:
-    """Pretrain a fresh MAE for ``budget_s`` seconds of wall clock with ``replearn.train.train``.
+    """Pretrain a fresh MAE for ``budget_s`` seconds (or ``steps``) with ``replearn.train.train``.
 
     AdamW (``cfg.lr``, ``cfg.weight_decay``, betas (0.9, 0.95)), linear warm-up + cosine decay
     over the budget (``replearn.train.BudgetCosine``), gradient clipping at 5. No augmentation:
@@ -209,6 +228,9 @@ def pretrain(
     Args:
         images: uint8 ``[N, C, H, W]`` (square; the side must be a multiple of ``cfg.patch_size``).
         budget_s: seconds (default ``cfg.pretrain_s``).
+        steps: spend the budget in exactly this many optimizer steps (``counted_in_steps``);
+            default ``cfg.pretrain_steps`` when ``budget_s`` is the config's, else the wall
+            clock.
         mask_ratio: fraction of patches removed (default ``cfg.mask_ratio``).
         monitor: a ``replearn.train.Hook``, or ``(train_x, train_y, test_x, test_y)`` for a
             kNN monitor on the encoder's pooled features every ``cfg.knn_every`` epochs.
@@ -230,7 +252,9 @@ def pretrain(
     mask_ratio = cfg.mask_ratio if mask_ratio is None else float(mask_ratio)
     if not 0.0 <= mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must lie in [0, 1) (MAE uses 0.75), got {mask_ratio!r}")
-    budget_s = float(cfg.pretrain_s if budget_s is None else budget_s)
+    if budget_s is None:
+        budget_s, steps = cfg.pretrain_s, cfg.pretrain_steps if steps is None else steps
+    budget_s = float(budget_s)
     device = pick_device(device)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)  # CPU: the same masks on any device
@@ -267,15 +291,16 @@ def pretrain(
         grad_clip=5.0,
         checkpoint_path=str(checkpoint_path) if checkpoint_path else None,
     )
-    history = train(
-        step,
-        model,
-        optimizer,
-        loader,
-        config,
-        scheduler=BudgetCosine(optimizer, budget_s, warmup=cfg.warmup),
-        hooks=hooks,
-    )
+    with counted_in_steps(steps):
+        history = train(
+            step,
+            model,
+            optimizer,
+            loader,
+            config,
+            scheduler=BudgetCosine(optimizer, budget_s, warmup=cfg.warmup),
+            hooks=hooks,
+        )
     model.eval()
     return Run("mae", model, model.encoder, history, {"mask_ratio": mask_ratio})
 
@@ -301,6 +326,7 @@ def finetune(
     cfg: MAEConfig,
     *,
     budget_s: float | None = None,
+    steps: int | None = None,
     seed: int = 0,
     device: str | torch.device | None = "cpu",
     progress: bool = False,
@@ -320,12 +346,17 @@ def finetune(
     do not need. The caller's encoder is left unchanged.
 
     Args:
+        budget_s: seconds (default ``cfg.finetune_s``).
+        steps: spend the budget in exactly this many optimizer steps; default
+            ``cfg.finetune_steps`` when ``budget_s`` is the config's, else the wall clock.
         layer_decay: override ``cfg.layer_decay``.
 
     Returns:
         The test accuracy in [0, 1].
     """
-    budget_s = float(cfg.finetune_s if budget_s is None else budget_s)
+    if budget_s is None:
+        budget_s, steps = cfg.finetune_s, cfg.finetune_steps if steps is None else steps
+    budget_s = float(budget_s)
     if len(train_x) != len(train_y) or len(test_x) != len(test_y):
         raise ValueError("finetune needs as many labels as images, for training and for testing")
     device = pick_device(device)
@@ -361,14 +392,15 @@ def finetune(
     config = TrainConfig(
         epochs=cfg.max_epochs, budget_s=budget_s, progress=progress, desc="fine-tune", grad_clip=5.0
     )
-    train(
-        step,
-        model,
-        optimizer,
-        loader,
-        config,
-        scheduler=BudgetCosine(optimizer, budget_s, warmup=cfg.warmup),
-    )
+    with counted_in_steps(steps):
+        train(
+            step,
+            model,
+            optimizer,
+            loader,
+            config,
+            scheduler=BudgetCosine(optimizer, budget_s, warmup=cfg.warmup),
+        )
     logits = extract_features(model, test_x)  # [M, K classes]
     return float((logits.argmax(dim=1) == test_y.cpu()).float().mean())
 
@@ -382,6 +414,7 @@ def from_scratch(
     cfg: MAEConfig,
     *,
     budget_s: float | None = None,
+    steps: int | None = None,
     seed: int = 0,
     device: str | torch.device | None = "cpu",
     progress: bool = False,
@@ -391,9 +424,11 @@ def from_scratch(
     Every layer at the same learning rate (layer decay 1: there is nothing pretrained to
     protect). The baseline MAE must beat: by default for ``cfg.scratch_s`` seconds, the TOTAL
     time of pretraining plus fine-tuning; ``budget_s=cfg.finetune_s`` gives the same
-    labelled-training time. Returns the test accuracy in [0, 1].
+    labelled-training time. ``steps``: as in :func:`finetune` (default ``cfg.scratch_steps``
+    when ``budget_s`` is the config's). Returns the test accuracy in [0, 1].
     """
-    budget_s = float(cfg.scratch_s if budget_s is None else budget_s)
+    if budget_s is None:
+        budget_s, steps = cfg.scratch_s, cfg.scratch_steps if steps is None else steps
     torch.manual_seed(seed)
     encoder = build_encoder(mae, cfg, train_x.shape[-1], train_x.shape[1])
     return finetune(
@@ -404,7 +439,8 @@ def from_scratch(
         test_x,
         test_y,
         cfg,
-        budget_s=budget_s,
+        budget_s=float(budget_s),
+        steps=steps,
         seed=seed,
         device=device,
         progress=progress,
