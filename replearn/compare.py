@@ -797,6 +797,13 @@ def load_results(path: str | Path = RESULTS) -> dict:
 # the lecture (labels, a pretext task, a contrastive and a Siamese method, masking), one seed.
 NOTEBOOK_METHODS = ("random init", "supervised", "rotation", "SimCLR", "SimSiam", "MAE")
 NOTEBOOK_BUDGET_S = {"smoke": 1.0, "cpu-quick": 20.0}
+# ... counted in optimizer steps where the preset runs on a CPU, so that a rerun repeats its
+# numbers whatever the load: cpu-quick's are what an idle 2-core machine does in 20 s
+# (benchmarks/README.md, "Budgets in steps"); colab and full keep the wall clock.
+NOTEBOOK_STEPS = {
+    "smoke": {"supervised": 2, "rotation": 2, "SimCLR": 2, "SimSiam": 2, "MAE": 2},
+    "cpu-quick": {"supervised": 90, "rotation": 100, "SimCLR": 38, "SimSiam": 36, "MAE": 270},
+}
 
 
 def default_results_path() -> Path:
@@ -815,8 +822,8 @@ def load_or_run(
     device: str | torch.device | None = None,
 ) -> dict:
     """The saved comparison at ``path`` when it was made with ``preset``; otherwise a smaller one
-    run now on ``device`` (``NOTEBOOK_METHODS``, one seed, ``NOTEBOOK_BUDGET_S`` per method) and
-    not saved."""
+    run now on ``device`` (``NOTEBOOK_METHODS``, one seed, ``NOTEBOOK_BUDGET_S`` per method,
+    spent in ``NOTEBOOK_STEPS`` optimizer steps where the preset has them) and not saved."""
     preset = get_preset(preset)
     path = Path(path)
     if path.is_file():
@@ -832,13 +839,15 @@ def load_or_run(
             "a smaller comparison now"
         )
     budget = NOTEBOOK_BUDGET_S.get(preset.name, preset.scaled(60))
+    steps = NOTEBOOK_STEPS.get(preset.name)
     return run(
         preset,
         (seed,),
         budget_s=budget,
         methods=NOTEBOOK_METHODS,
         out=None,
-        clock="wall",
+        clock="wall" if steps is None else "steps",
+        steps=steps,
         device=device,
     )
 

@@ -23,7 +23,13 @@ from replearn import augment, distributed
 from replearn.backbones import ConvBackbone, SmallCNN
 from replearn.data import ImageData, as_float_images
 from replearn.evaluate import KNNMonitor, extract_features, knn_and_linear
-from replearn.recipes.common import PretrainMethod, Run, StepContext, classification_step
+from replearn.recipes.common import (
+    PretrainMethod,
+    Run,
+    StepContext,
+    classification_step,
+    counted_in_steps,
+)
 from replearn.train import BudgetCosine, Hook, TensorLoader, TrainConfig, train
 
 __all__ = [
@@ -40,6 +46,11 @@ __all__ = [
 
 METHODS = ("simclr", "moco", "byol", "simsiam", "simsiam-no-stopgrad", "supervised")
 
+# cpu-quick's runs in optimizer steps: what an idle 2-core machine does in each run's seconds
+# (benchmarks/README.md, "Budgets in steps")
+# (SimCLR 80 s, MoCo 45 s, BYOL 10 s, SimSiam at batch 64 15 s, supervised 15 s)
+SIMCLR_STEPS, MOCO_STEPS, BYOL_STEPS, SIMSIAM_STEPS, SUPERVISED_STEPS = 144, 120, 11, 99, 59
+
 Augment = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
 
 
@@ -47,9 +58,12 @@ Augment = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
 class ContrastiveConfig:
     """The experiment settings of the notebook and the benchmark, per preset.
 
-    Budgets are wall-clock seconds per pretraining run (a run also stops at ``max_epochs``); on
-    a busy machine a run does fewer steps in the same time, so its numbers drop but the
-    notebook still ends on time. The recipe is sized for a CPU: SmallCNN, batch 256, AdamW with
+    Budgets are wall-clock seconds per pretraining run (a run also stops at ``max_epochs``).
+    Where a method's ``*_steps`` is set (``cpu-quick``, ``smoke``), its seconds are spent in
+    exactly that many optimizer steps (``replearn.recipes.common.counted_in_steps``: the
+    schedule follows the steps), so that a rerun repeats its numbers whatever the machine's
+    load; the counts are what an idle 2-core machine does in the seconds. ``None`` keeps the
+    wall clock (``colab``, ``full``). The recipe is sized for a CPU: SmallCNN, batch 256, AdamW with
     warm-up and cosine, tau 0.2, batched SimCLR augmentation; MoCo v2 with a 4,096-key queue and
     m = 0.99.
     """
@@ -79,6 +93,11 @@ class ContrastiveConfig:
     checkpoints: bool = False  # train-or-load the runs under checkpoints/
     amp: bool | str = "auto"  # replearn.train.TrainConfig.amp: True also autocasts a bf16 CPU
     channels_last: bool = False  # NHWC training (TrainConfig.channels_last): faster on CPU
+    simclr_steps: int | None = None  # optimizer steps standing in for simclr_s; None: clock
+    moco_steps: int | None = None
+    byol_steps: int | None = None
+    simsiam_steps: int | None = None  # each of the two SimSiam runs
+    supervised_steps: int | None = None
 
     @staticmethod
     def from_preset(preset) -> ContrastiveConfig:
@@ -89,6 +108,11 @@ class ContrastiveConfig:
                 byol_s=1,
                 simsiam_s=1,
                 supervised_s=1,
+                simclr_steps=3,
+                moco_steps=3,
+                byol_steps=2,
+                simsiam_steps=2,
+                supervised_steps=2,
                 max_epochs=1,
                 batch_size=32,
                 queue_size=256,
@@ -102,6 +126,11 @@ class ContrastiveConfig:
                 byol_s=10,
                 simsiam_s=15,
                 supervised_s=15,
+                simclr_steps=SIMCLR_STEPS,
+                moco_steps=MOCO_STEPS,
+                byol_steps=BYOL_STEPS,
+                simsiam_steps=SIMSIAM_STEPS,
+                supervised_steps=SUPERVISED_STEPS,
                 max_epochs=preset.max_epochs,
             )
         scale = preset.time_scale
@@ -132,6 +161,11 @@ class ContrastiveConfig:
         """The wall-clock budget of ``method`` (one of :data:`METHODS`)."""
         _check_method(method)
         return float(getattr(self, method.removesuffix("-no-stopgrad") + "_s"))
+
+    def steps(self, method: str) -> int | None:
+        """The optimizer steps that stand in for ``method``'s seconds; None: the wall clock."""
+        _check_method(method)
+        return getattr(self, method.removesuffix("-no-stopgrad") + "_steps")
 
 
 def _check_method(method: str) -> None:
@@ -212,6 +246,7 @@ def pretrain(
     cfg: ContrastiveConfig,
     *,
     budget_s: float | None = None,
+    steps: int | None = None,
     augment: Augment | None = None,
     seed: int = 0,
     monitor: Hook | tuple[torch.Tensor, ...] | None = None,
@@ -219,7 +254,8 @@ def pretrain(
     device: str | torch.device = "cpu",
     checkpoint_path: str | Path | None = None,
 ) -> Run:
-    """Train a fresh ``SmallCNN`` with one method for ``budget_s`` seconds of wall clock.
+    """Train a fresh ``SmallCNN`` with one method for ``budget_s`` seconds of wall clock, or for
+    exactly ``steps`` optimizer steps (the schedule spread over them).
 
     Every self-supervised method uses the same encoder, AdamW (``cfg.lr``,
     ``cfg.weight_decay``), batch size, warm-up + cosine schedule over the budget
@@ -233,6 +269,8 @@ def pretrain(
         images: uint8 ``[N, C, H, W]`` (the unlabelled training images).
         labels: int64 ``[N]``; used only by ``"supervised"`` (may be None otherwise).
         budget_s: seconds (default: ``cfg.budget(method)``).
+        steps: optimizer steps standing in for the seconds (default: ``cfg.steps(method)``
+            when ``budget_s`` is not given, else the wall clock).
         augment: ``(x, generator) -> view``; default ``cfg.augmentation``'s pipeline.
         monitor: a ``replearn.train.Hook`` (e.g. a ``KNNMonitor``), or a tuple
             ``(train_x, train_y, test_x, test_y)`` from which a ``KNNMonitor`` on the encoder
@@ -251,7 +289,9 @@ def pretrain(
         )
     if method == "supervised" and labels is None:
         raise ValueError("the supervised baseline needs labels (int64 [N])")
-    budget_s = float(cfg.budget(method) if budget_s is None else budget_s)
+    if budget_s is None:
+        budget_s, steps = cfg.budget(method), cfg.steps(method) if steps is None else steps
+    budget_s = float(budget_s)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     device = torch.device(device)
@@ -304,8 +344,9 @@ def pretrain(
         amp=cfg.amp,
         channels_last=cfg.channels_last,
     )
-    scheduler = BudgetCosine(optimizer, budget_s)
-    history = train(step, model, optimizer, loader, config, scheduler=scheduler, hooks=hooks)
+    with counted_in_steps(steps):
+        scheduler = BudgetCosine(optimizer, budget_s)
+        history = train(step, model, optimizer, loader, config, scheduler=scheduler, hooks=hooks)
     model.eval()
     return Run(method, model, encoder, history)
 

@@ -21,7 +21,7 @@ from replearn import augment
 from replearn.backbones import PixelPredictor, SmallCNN
 from replearn.data import to_float
 from replearn.evaluate import extract_features, knn_and_linear
-from replearn.recipes.common import Run
+from replearn.recipes.common import Run, counted_in_steps
 from replearn.train import BudgetClock, BudgetCosine, History, TensorLoader, TrainConfig, train
 
 __all__ = [
@@ -103,7 +103,15 @@ class LabFeatures(nn.Module):
 
 @dataclass
 class GenerativeConfig:
-    """The experiment settings of the notebook and the benchmark, per preset (budgets in s)."""
+    """The experiment settings of the notebook and the benchmark, per preset.
+
+    Budgets are wall-clock seconds. Where a run's ``*_steps`` is set (``cpu-quick``,
+    ``smoke``), its seconds are spent in exactly that many optimizer steps
+    (``replearn.recipes.common.counted_in_steps``: the schedule follows the steps; deep
+    clustering's k-means costs nothing), so that a rerun repeats its numbers whatever the
+    machine's load; the counts are what an idle 2-core machine does in the seconds. ``None``
+    keeps the wall clock (``colab``, ``full``).
+    """
 
     inpaint_s: float  # context encoder, L2 only
     inpaint_adv_s: float  # context encoder, L2 + adversarial
@@ -128,6 +136,12 @@ class GenerativeConfig:
     probe_blocks: tuple[int, ...] = (3, 4)
     knn_k: int = 20
     probe_iters: int = 100
+    inpaint_steps: int | None = None  # optimizer steps standing in for inpaint_s; None: clock
+    inpaint_adv_steps: int | None = None
+    color_class_steps: int | None = None
+    color_reg_steps: int | None = None
+    split_brain_steps: int | None = None
+    cluster_steps: int | None = None  # all rounds together
 
     @staticmethod
     def from_preset(preset) -> GenerativeConfig:
@@ -139,6 +153,12 @@ class GenerativeConfig:
                 color_reg_s=1,
                 split_brain_s=1,
                 cluster_s=2,
+                inpaint_steps=2,
+                inpaint_adv_steps=2,
+                color_class_steps=2,
+                color_reg_steps=2,
+                split_brain_steps=2,
+                cluster_steps=4,
                 max_epochs=1,
                 batch_size=32,
                 num_clusters=10,
@@ -154,6 +174,12 @@ class GenerativeConfig:
                 color_reg_s=15,
                 split_brain_s=35,
                 cluster_s=50,
+                inpaint_steps=INPAINT_STEPS,
+                inpaint_adv_steps=INPAINT_ADV_STEPS,
+                color_class_steps=COLOR_CLASS_STEPS,
+                color_reg_steps=COLOR_REG_STEPS,
+                split_brain_steps=SPLIT_BRAIN_STEPS,
+                cluster_steps=CLUSTER_STEPS,
                 max_epochs=preset.max_epochs,
                 batch_size=64,
                 cluster_rounds=3,
@@ -173,6 +199,11 @@ class GenerativeConfig:
 
 
 METHODS = ("inpainting", "inpainting+adv", "color-class", "color-reg", "split-brain")
+
+# cpu-quick's runs in optimizer steps: what an idle 2-core machine does in each run's seconds
+# (benchmarks/README.md, "Budgets in steps")
+INPAINT_STEPS, INPAINT_ADV_STEPS, COLOR_CLASS_STEPS, COLOR_REG_STEPS = 300, 128, 183, 114
+SPLIT_BRAIN_STEPS, CLUSTER_STEPS = 147, 294  # deep clustering: the rounds' steps, k-means aside
 
 
 def flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -215,11 +246,13 @@ def pretrain(
     cfg: GenerativeConfig,
     *,
     budget_s: float,
+    steps: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> Run:
-    """Train a fresh ``SmallCNN`` on one generative pretext for ``budget_s`` seconds.
+    """Train a fresh ``SmallCNN`` on one generative pretext for ``budget_s`` seconds, or, with
+    ``steps``, for exactly ``steps`` optimizer steps (the schedule spread over them).
 
     ``method``: ``"inpainting"`` (L2 on the hole), ``"inpainting+adv"`` (L2 + ``lambda_adv``
     times the adversarial loss, the discriminator trained by its own Adam inside each step on
@@ -321,14 +354,15 @@ def pretrain(
     config = TrainConfig(
         epochs=cfg.max_epochs, budget_s=budget_s, progress=progress, desc=method, grad_clip=5.0
     )
-    history = train(
-        step,
-        model,
-        optimizer,
-        loader,
-        config,
-        scheduler=BudgetCosine(optimizer, budget_s, warmup=0.0),
-    )
+    with counted_in_steps(steps):
+        history = train(
+            step,
+            model,
+            optimizer,
+            loader,
+            config,
+            scheduler=BudgetCosine(optimizer, budget_s, warmup=0.0),
+        )
     model.eval()
     return Run(method, model, features, history, extra)
 
@@ -390,11 +424,13 @@ def deep_cluster(
     cfg: GenerativeConfig,
     *,
     budget_s: float,
+    steps: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     uniform_sampling: bool = True,
 ) -> tuple[Run, list[ClusterRound]]:
-    """DeepCluster (Caron et al., 2018, Fig. 1), ``cfg.cluster_rounds`` rounds in ``budget_s``.
+    """DeepCluster (Caron et al., 2018, Fig. 1), ``cfg.cluster_rounds`` rounds in ``budget_s``
+    (or in ``steps`` optimizer steps, the clustering free).
 
     The encoder sees ``gp.sobel`` of the images, as in the paper (2 input channels). Each round:
     features of all images (eval mode, pooled last block, centred and L2-normalised: the paper
@@ -415,7 +451,8 @@ def deep_cluster(
     previous: torch.Tensor | None = None
     history = History()
     round_s = budget_s / cfg.cluster_rounds
-    clock = BudgetClock(budget_s)  # seconds, or steps under replearn.train.step_budget
+    with counted_in_steps(steps):  # the clock reads the step budget when it is made
+        clock = BudgetClock(budget_s)  # seconds, or steps
     for r in range(cfg.cluster_rounds):
         started, round_start = time.perf_counter(), clock.elapsed()
         feats = extract_features(features, images, batch_size=500)  # [N, D]

@@ -23,7 +23,13 @@ from replearn import augment
 from replearn.backbones import ConvBackbone, SmallCNN
 from replearn.data import ImageData, as_float_images, to_float
 from replearn.evaluate import knn_and_linear
-from replearn.recipes.common import PretrainMethod, Run, StepContext, classification_step
+from replearn.recipes.common import (
+    PretrainMethod,
+    Run,
+    StepContext,
+    classification_step,
+    counted_in_steps,
+)
 from replearn.train import BudgetCosine, TensorLoader, TrainConfig, train
 
 __all__ = [
@@ -44,14 +50,22 @@ __all__ = [
 
 METHODS = ("rotation", "context", "jigsaw", "exemplar", "supervised")
 
+# cpu-quick's runs in optimizer steps: what an idle 2-core machine does in each run's seconds
+# (benchmarks/README.md, "Budgets in steps")
+ROTATION_STEPS, ABLATION_STEPS = 480, 48  # 100 s; 10 s of the four-rotation arm
+CONTEXT_STEPS, JIGSAW_STEPS, EXEMPLAR_STEPS, SUPERVISED_STEPS = 650, 95, 340, 170  # 15 s each
+
 
 @dataclass(frozen=True)
 class PretextConfig:
     """The experiment settings of the notebook and the benchmark, per preset.
 
-    Training budgets are wall-clock seconds (a run also stops at ``max_epochs``); on a busy
-    machine a run does fewer steps in the same time, so its numbers drop but the notebook still
-    ends on time.
+    Training budgets are wall-clock seconds (a run also stops at ``max_epochs``). Where a run's
+    ``*_steps`` is set (``cpu-quick``, ``smoke``), its seconds are spent in exactly that many
+    optimizer steps (``replearn.recipes.common.counted_in_steps``: the schedule follows the
+    steps), so that a rerun repeats its numbers whatever the machine's load; the counts are what
+    an idle 2-core machine does in the seconds. ``None`` keeps the wall clock (``colab``,
+    ``full``).
     """
 
     rotation_s: float  # the main RotNet run
@@ -80,6 +94,12 @@ class PretextConfig:
     checkpoints: bool = False  # train-or-load the runs under checkpoints/
     amp: bool | str = "auto"  # replearn.train.TrainConfig.amp: True also autocasts a bf16 CPU
     channels_last: bool = False  # NHWC training (TrainConfig.channels_last): faster on CPU
+    rotation_steps: int | None = None  # optimizer steps standing in for rotation_s; None: clock
+    ablation_steps: int | None = None
+    context_steps: int | None = None
+    jigsaw_steps: int | None = None
+    exemplar_steps: int | None = None
+    supervised_steps: int | None = None
 
     @staticmethod
     def from_preset(preset) -> PretextConfig:
@@ -91,6 +111,12 @@ class PretextConfig:
                 jigsaw_s=1,
                 exemplar_s=1,
                 supervised_s=1,
+                rotation_steps=4,
+                ablation_steps=2,
+                context_steps=2,
+                jigsaw_steps=2,
+                exemplar_steps=2,
+                supervised_steps=2,
                 max_epochs=1,
                 batch_size=32,
                 num_permutations=10,
@@ -106,6 +132,12 @@ class PretextConfig:
                 jigsaw_s=15,
                 exemplar_s=15,
                 supervised_s=15,
+                rotation_steps=ROTATION_STEPS,
+                ablation_steps=ABLATION_STEPS,
+                context_steps=CONTEXT_STEPS,
+                jigsaw_steps=JIGSAW_STEPS,
+                exemplar_steps=EXEMPLAR_STEPS,
+                supervised_steps=SUPERVISED_STEPS,
                 max_epochs=preset.max_epochs,
                 batch_size=64,
             )
@@ -172,6 +204,7 @@ def pretrain(
     cfg: PretextConfig,
     *,
     budget_s: float,
+    steps: int | None = None,
     labels: torch.Tensor | None = None,
     rotations: Sequence[int] = (0, 1, 2, 3),
     seed: int = 0,
@@ -179,7 +212,8 @@ def pretrain(
     checkpoint_path: str | Path | None = None,
     progress: bool = False,
 ) -> Run:
-    """Train a fresh ``SmallCNN`` on one pretext task (or with labels) for ``budget_s`` seconds.
+    """Train a fresh ``SmallCNN`` on one pretext task (or with labels) for ``budget_s`` seconds,
+    or, with ``steps``, for exactly ``steps`` optimizer steps (the schedule spread over them).
 
     Every task uses the same encoder, optimiser (SGD, momentum 0.9, Nesterov, ``cfg.lr``,
     ``cfg.weight_decay``), batch size, cosine schedule over the budget and ``replearn.train``
@@ -254,8 +288,9 @@ def pretrain(
         amp=cfg.amp,
         channels_last=cfg.channels_last,
     )
-    scheduler = BudgetCosine(optimizer, budget_s)
-    history = train(step, model, optimizer, loader, config, scheduler=scheduler)
+    with counted_in_steps(steps):
+        scheduler = BudgetCosine(optimizer, budget_s)
+        history = train(step, model, optimizer, loader, config, scheduler=scheduler)
     model.eval()
     return Run(method, model, encoder, history, extra)
 
