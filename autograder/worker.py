@@ -56,6 +56,15 @@ def _check(ret: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+def _under(path: str, roots) -> bool:
+    """Is ``path`` one of ``roots`` or inside one? By whole path components: a sibling
+    ``/x/course`` hidden must not hide ``/x/course-2026/.venv``."""
+    path = path.rstrip(os.sep)
+    return any(
+        path == r.rstrip(os.sep) or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots
+    )
+
+
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
     _check(
         _libc.mount(
@@ -108,7 +117,7 @@ def zygote_main(sock_fd: int) -> None:
         {
             os.path.realpath(p)
             for p in sys.path
-            if p and os.path.isdir(p) and not os.path.realpath(p).startswith(hidden)
+            if p and os.path.isdir(p) and not _under(os.path.realpath(p), hidden)
         }
     )
     config["outside"] = _outside_view(config["expose"])
@@ -186,7 +195,7 @@ def _supervise(config: dict, files: dict, request: bytes, result_w: int, out_w: 
                 if os.path.isdir(path):
                     _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
             for path in sorted(blocked):
-                if os.path.isdir(path) and not path.startswith(tuple(p for p, _ in scratch)):
+                if os.path.isdir(path) and not _under(path, [p for p, _ in scratch]):
                     _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
             _rebind(handles, uid, gid)
             for path in config["hide"]:  # last: also covers what the re-binds brought back
@@ -364,7 +373,7 @@ def _worker(config: dict, files: dict, request: bytes, result_w: int, out_w: int
         signal.signal(sig, signal.SIG_DFL)
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
-    sys.path = [p for p in sys.path if not p.startswith(tuple(config["hide"]))] + [subdir]
+    sys.path = [p for p in sys.path if not _under(p, config["hide"])] + [subdir]
     _run_call(header, payload, subdir, result_w)
 
 

@@ -160,3 +160,16 @@ def test_double_forked_daemon_does_not_survive(box):
     assert out.status == "ok"
     listing = subprocess.run(["ps", "-e", "-o", "comm="], capture_output=True, text=True)
     assert "ag-test-daemon" not in listing.stdout.split()
+
+
+def test_a_hidden_sibling_does_not_hide_a_folder_whose_name_it_begins():
+    """A sibling clone ``/x/course`` is hidden; ``/x/course-2026/.venv`` (this checkout's own
+    interpreter) must stay visible, or the worker loses its site-packages and every lazily
+    imported submodule (``skimage.color.colorconv``) fails to import."""
+    from autograder.worker import _under
+
+    hidden = ["/x/course", "/tmp/"]
+    assert _under("/x/course", hidden) and _under("/x/course/solutions", hidden)
+    assert _under("/tmp/a", hidden) and _under("/tmp", hidden)
+    assert not _under("/x/course-2026/.venv/lib/python3.11/site-packages", hidden)
+    assert not _under("/x/course2", hidden) and not _under("/tmpfiles", hidden)
