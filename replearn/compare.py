@@ -394,7 +394,7 @@ def evaluate(
 
 
 # The methods whose course checkpoints (``replearn.checkpoints``) notebook 07 ranks: one per
-# family of the lecture, trained far longer than a comparison run.
+# family of the lecture, each trained for the epochs its bundle entry records.
 COURSE_CHECKPOINT_METHODS = ("rotation", "simclr", "moco", "byol", "simsiam", "mae", "supervised")
 
 
