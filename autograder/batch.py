@@ -61,8 +61,11 @@ def entries_of(folder: Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder of submissions")
-    found = sorted(p for p in folder.iterdir() if not p.name.startswith(".")
-                   and (p.is_dir() or p.suffix.lower() == ".zip"))  # fmt: skip
+    found = sorted(
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() == ".zip")
+    )
     if not found:
         raise FileNotFoundError(
             f"{folder} holds no submission: put one folder or .zip per student in it (as "
@@ -120,9 +123,10 @@ def inspect_entry(path: Path, assignment: str) -> Entry:
             entry.targets = claimed or held
             if not entry.targets:
                 entry.problem = (
-                    "holds no assignment module (" + ", ".join(f"{a.module}.py" for a in everything)
+                    "holds no assignment module ("
+                    + ", ".join(f"{a.module}.py" for a in everything)
                     + ") and no manifest naming one; grade it with --assignment NAME"
-                )  # fmt: skip
+                )
         for a in entry.targets:
             module = staged.root / f"{a.module}.py"
             if module.is_file():
@@ -223,9 +227,19 @@ def run_batch(
             row.update(status=f"not graded: the submission {entry.problem}", results="")
             return row
         limit = timeout or sum(a.budget_s for a in entry.targets) + 120
-        cmd = [sys.executable, "-m", "autograder", "grade", str(entry.path.resolve()),
-               "--assignment", ",".join(a.name for a in entry.targets),
-               "--results", str(res.resolve()), "--seed", str(run_seed)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(entry.path.resolve()),
+            "--assignment",
+            ",".join(a.name for a in entry.targets),
+            "--results",
+            str(res.resolve()),
+            "--seed",
+            str(run_seed),
+        ]
         start = time.monotonic()
         try:
             with open(log, "w", encoding="utf-8") as fh:
@@ -253,16 +267,31 @@ def run_batch(
             mine = [t for t in data.get("tests", []) if a.name in t.get("tags", [])]
             row[a.name] = round(sum(t["score"] for t in mine), 4)
             row[f"{a.name}_max"] = sum(t["max_score"] for t in mine)
-        errors = [t["name"] for t in data.get("tests", []) if (t.get("extra_data") or {}).get("grader_error")]  # fmt: skip
+        errors = [
+            t["name"]
+            for t in data.get("tests", [])
+            if (t.get("extra_data") or {}).get("grader_error")
+        ]
         if errors:
             row["status"] = f"grader's environment failed {len(errors)} check(s): regrade"
         return row
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         rows = list(pool.map(one, entries))
-    fields = ["submission", "student", "assignments", "score", "max_score",
-              *_score_columns(graded), "integrity", "flags", "seed", "status", "seconds",
-              "results"]  # fmt: skip
+    fields = [
+        "submission",
+        "student",
+        "assignments",
+        "score",
+        "max_score",
+        *_score_columns(graded),
+        "integrity",
+        "flags",
+        "seed",
+        "status",
+        "seconds",
+        "results",
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
@@ -270,8 +299,10 @@ def run_batch(
         writer.writerows(rows)
     flagged = sum(bool(r["flags"]) for r in rows)
     failed = sum(r["status"] != "ok" for r in rows)
-    print(f"graded {len(rows)} submissions -> {out} (results in {results_dir}/); "
-          f"{flagged} flagged, {failed} not graded cleanly")  # fmt: skip
+    print(
+        f"graded {len(rows)} submissions -> {out} (results in {results_dir}/); "
+        f"{flagged} flagged, {failed} not graded cleanly"
+    )
     return 0
 
 
@@ -284,8 +315,12 @@ def _max_points(a) -> float:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 weight = 1.0
                 for deco in node.decorator_list:
-                    if (isinstance(deco, ast.Call) and ast.unparse(deco.func).endswith("mark.weight")
-                            and deco.args and isinstance(deco.args[0], ast.Constant)):  # fmt: skip
+                    if (
+                        isinstance(deco, ast.Call)
+                        and ast.unparse(deco.func).endswith("mark.weight")
+                        and deco.args
+                        and isinstance(deco.args[0], ast.Constant)
+                    ):
                         weight = float(deco.args[0].value)
                 total += weight
     return total

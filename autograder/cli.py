@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             p.add_argument("--out", type=Path, default=Path("answers.md"))
         elif name == "record":
-            p.add_argument("names", nargs="+", metavar="name",
-                           help="assignment names or aliases, or all")  # fmt: skip
+            p.add_argument(
+                "names", nargs="+", metavar="name", help="assignment names or aliases, or all"
+            )
             p.add_argument(
                 "--no-verify",
                 action="store_true",
@@ -105,8 +106,12 @@ def main(argv: list[str] | None = None) -> int:
                 help="write what each known mistake's public tests gave here (JSON)",
             )
         elif name == "mistakes":
-            p.add_argument("names", nargs="*", metavar="name",
-                           help="assignment names or aliases (default: all)")  # fmt: skip
+            p.add_argument(
+                "names",
+                nargs="*",
+                metavar="name",
+                help="assignment names or aliases (default: all)",
+            )
             p.add_argument("--markdown", action="store_true", help="one Markdown table")
         elif name == "batch":
             p.add_argument("submissions", type=Path, help="folder of submission folders/zips")
@@ -502,7 +507,9 @@ def submitted_assignments(source: Path) -> list:
         if zipfile.is_zipfile(source):
             with zipfile.ZipFile(source) as archive:
                 names = {Path(n).name for n in archive.namelist()}
-                manifests = [i for i in archive.infolist() if Path(i.filename).name == MANIFEST_NAME]  # fmt: skip
+                manifests = [
+                    i for i in archive.infolist() if Path(i.filename).name == MANIFEST_NAME
+                ]
                 if len(manifests) == 1 and manifests[0].file_size <= MAX_MANIFEST_BYTES:
                     claimed = json.loads(archive.read(manifests[0]))
         elif source.is_dir():

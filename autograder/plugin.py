@@ -548,7 +548,9 @@ class Student:
                 f"write it with basic tensor operations instead. Tests of {fn} score 0."
             )
         if outcome.status == "exception":
-            dist = environment.grader_dependency(outcome.exc_type, outcome.exc_msg, self._session.missing)  # fmt: skip
+            dist = environment.grader_dependency(
+                outcome.exc_type, outcome.exc_msg, self._session.missing
+            )
             if dist is not None:
                 raise api.GraderEnvironmentError(dist)
         if outcome.status == "ok":

@@ -55,28 +55,44 @@ def promises(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for metric in ("knn", "linear"):
         if have("rotation", "random init"):
-            out[f"03 rotation - random init ({metric})"] = scores["rotation"][metric] - scores["random init"][metric]  # fmt: skip
+            out[f"03 rotation - random init ({metric})"] = (
+                scores["rotation"][metric] - scores["random init"][metric]
+            )
         if have("supervised", "rotation"):
-            out[f"03 supervised - rotation ({metric})"] = scores["supervised"][metric] - scores["rotation"][metric]  # fmt: skip
+            out[f"03 supervised - rotation ({metric})"] = (
+                scores["supervised"][metric] - scores["rotation"][metric]
+            )
         for name in CONTRASTIVE:
             if have(name, "random init"):
-                out[f"04 {name} - random init ({metric})"] = scores[name][metric] - scores["random init"][metric]  # fmt: skip
+                out[f"04 {name} - random init ({metric})"] = (
+                    scores[name][metric] - scores["random init"][metric]
+                )
         for arm in ("simclr-crop", "simclr-color"):
             if have("simclr", arm):
-                out[f"04 crop+color - {arm.split('-')[1]} alone ({metric})"] = scores["simclr"][metric] - scores[arm][metric]  # fmt: skip
+                out[f"04 crop+color - {arm.split('-')[1]} alone ({metric})"] = (
+                    scores["simclr"][metric] - scores[arm][metric]
+                )
         if have("mae", "random ViT"):
-            out[f"05 mae - random ViT ({metric})"] = scores["mae"][metric] - scores["random ViT"][metric]  # fmt: skip
+            out[f"05 mae - random ViT ({metric})"] = (
+                scores["mae"][metric] - scores["random ViT"][metric]
+            )
     ssl = [n for n in SELF_SUPERVISED if n in scores]
     if ssl and have("random init"):
         worst = min(ssl, key=lambda n: scores[n]["linear"])
-        out[f"07 every self-supervised - random init (linear; worst: {worst})"] = scores[worst]["linear"] - scores["random init"]["linear"]  # fmt: skip
+        out[f"07 every self-supervised - random init (linear; worst: {worst})"] = (
+            scores[worst]["linear"] - scores["random init"]["linear"]
+        )
     if ssl and have("supervised"):
         best = max(ssl, key=lambda n: scores[n]["linear"])
-        out[f"07 supervised - best self-supervised (linear; best: {best})"] = scores["supervised"]["linear"] - scores[best]["linear"]  # fmt: skip
+        out[f"07 supervised - best self-supervised (linear; best: {best})"] = (
+            scores["supervised"]["linear"] - scores[best]["linear"]
+        )
     return out
 
 
-def disjoint_subset(data_dir: Path, seed: int, train_per_class: int = 500, test_per_class: int = 100) -> ImageData:  # fmt: skip
+def disjoint_subset(
+    data_dir: Path, seed: int, train_per_class: int = 500, test_per_class: int = 100
+) -> ImageData:
     """``train_per_class`` / ``test_per_class`` images of every class from the full CIFAR-10 file,
     none of them in ``cifar10-5k`` (matched by split, class and ``file_id``), drawn with ``seed``."""
     from PIL import Image
@@ -86,17 +102,42 @@ def disjoint_subset(data_dir: Path, seed: int, train_per_class: int = 500, test_
     rng = np.random.default_rng(seed)
     parts = {}
     for split, per_class in (("train", train_per_class), ("test", test_per_class)):
-        labels, ids = full[f"y_{split}"].astype(np.int64), full[f"file_id_{split}"].astype(np.int64)  # fmt: skip
-        taken = set(zip(used[f"y_{split}"].astype(np.int64).tolist(), used[f"file_id_{split}"].astype(np.int64).tolist()))  # fmt: skip
+        labels, ids = full[f"y_{split}"].astype(np.int64), full[f"file_id_{split}"].astype(np.int64)
+        taken = set(
+            zip(
+                used[f"y_{split}"].astype(np.int64).tolist(),
+                used[f"file_id_{split}"].astype(np.int64).tolist(),
+            )
+        )
         free = np.array([(int(c), int(i)) not in taken for c, i in zip(labels, ids)])
-        picks = np.concatenate([rng.choice(np.flatnonzero(free & (labels == c)), per_class, replace=False) for c in range(10)])  # fmt: skip
+        picks = np.concatenate(
+            [
+                rng.choice(np.flatnonzero(free & (labels == c)), per_class, replace=False)
+                for c in range(10)
+            ]
+        )
         picks.sort()
         blob, offsets = full[f"jpeg_{split}"].tobytes(), full[f"offsets_{split}"]
-        images = np.stack([np.asarray(Image.open(io.BytesIO(blob[offsets[i] : offsets[i + 1]])).convert("RGB")) for i in picks])  # [N, H, W, C]  # fmt: skip
-        parts[split] = (torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), torch.from_numpy(labels[picks]))  # fmt: skip
+        images = np.stack(
+            [
+                np.asarray(Image.open(io.BytesIO(blob[offsets[i] : offsets[i + 1]])).convert("RGB"))
+                for i in picks
+            ]
+        )  # [N, H, W, C]
+        parts[split] = (
+            torch.from_numpy(images.transpose(0, 3, 1, 2).copy()),
+            torch.from_numpy(labels[picks]),
+        )
     names = tuple(str(n) for n in full["class_names"])
-    return ImageData(parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1], names,
-                     "cifar10-disjoint", f"{CIFAR10_JPEG_FILE} minus cifar10-5k, {train_per_class}/{test_per_class} per class, seed {seed}")  # fmt: skip
+    return ImageData(
+        parts["train"][0],
+        parts["train"][1],
+        parts["test"][0],
+        parts["test"][1],
+        names,
+        "cifar10-disjoint",
+        f"{CIFAR10_JPEG_FILE} minus cifar10-5k, {train_per_class}/{test_per_class} per class, seed {seed}",
+    )
 
 
 def untrained(bundle: checkpoints.Bundle, seed: int) -> dict[str, torch.nn.Module]:
@@ -111,10 +152,21 @@ def untrained(bundle: checkpoints.Bundle, seed: int) -> dict[str, torch.nn.Modul
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundles", nargs="+", help="bundle folders or zips (default: the package's)")  # fmt: skip
+    parser.add_argument(
+        "--bundles", nargs="+", help="bundle folders or zips (default: the package's)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--subsets", nargs="+", default=["cifar10-5k", "disjoint"], choices=["cifar10-5k", "disjoint"])  # fmt: skip
-    parser.add_argument("--data-dir", default=None, help="the folder with the CIFAR-10 files (default $REPLEARN_DATA_DIR)")  # fmt: skip
+    parser.add_argument(
+        "--subsets",
+        nargs="+",
+        default=["cifar10-5k", "disjoint"],
+        choices=["cifar10-5k", "disjoint"],
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="the folder with the CIFAR-10 files (default $REPLEARN_DATA_DIR)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", default=str(OUT_DIR))
@@ -124,29 +176,51 @@ def main(argv=None) -> dict:
     import os
 
     data_dir = Path(args.data_dir or os.environ.get("REPLEARN_DATA_DIR") or "../shared/data")
-    bundles = [checkpoints.open_bundle(b) for b in args.bundles] if args.bundles else [checkpoints.find_bundle()]  # fmt: skip
+    bundles = (
+        [checkpoints.open_bundle(b) for b in args.bundles]
+        if args.bundles
+        else [checkpoints.find_bundle()]
+    )
     started = time.perf_counter()
     cache: dict[tuple, dict] = {}
     runs = []
     for i, seed in enumerate(args.seeds):
         bundle = bundles[i % len(bundles)]
         for subset in args.subsets:
-            data = load_dataset("cifar10-5k") if subset == "cifar10-5k" else disjoint_subset(data_dir, seed)  # fmt: skip
+            data = (
+                load_dataset("cifar10-5k")
+                if subset == "cifar10-5k"
+                else disjoint_subset(data_dir, seed)
+            )
             scores, t0, load = {}, time.perf_counter(), load_average()
             for name in bundle.methods:
                 key = (str(bundle.location), name, subset, None if subset == "cifar10-5k" else seed)
                 if key not in cache:
-                    cache[key] = checkpoints.evaluate_course_protocol(bundle.encoder(name, args.device), data, device=args.device)  # fmt: skip
+                    cache[key] = checkpoints.evaluate_course_protocol(
+                        bundle.encoder(name, args.device), data, device=args.device
+                    )
                 scores[name] = cache[key]
             for name, encoder in untrained(bundle, seed).items():
-                scores[name] = checkpoints.evaluate_course_protocol(encoder.to(args.device), data, device=args.device)  # fmt: skip
-            run = {"seed": seed, "subset": subset, "source": data.source, "bundle": bundle.version,
-                   "bundle_seed": bundle.entry(bundle.methods[0]).get("seed"), "load_average": load,
-                   "seconds": round(time.perf_counter() - t0, 1), "scores": scores,
-                   "promises": promises(scores)}  # fmt: skip
+                scores[name] = checkpoints.evaluate_course_protocol(
+                    encoder.to(args.device), data, device=args.device
+                )
+            run = {
+                "seed": seed,
+                "subset": subset,
+                "source": data.source,
+                "bundle": bundle.version,
+                "bundle_seed": bundle.entry(bundle.methods[0]).get("seed"),
+                "load_average": load,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "scores": scores,
+                "promises": promises(scores),
+            }
             runs.append(run)
             kept = sum(v > 0 for v in run["promises"].values())
-            print(f"seed {seed}, {subset}: {kept}/{len(run['promises'])} promises kept ({run['seconds']:.0f} s)", flush=True)  # fmt: skip
+            print(
+                f"seed {seed}, {subset}: {kept}/{len(run['promises'])} promises kept ({run['seconds']:.0f} s)",
+                flush=True,
+            )
             result = _write(
                 args, bundles, runs, started
             )  # after every run: a stopped check keeps what it measured
@@ -155,9 +229,14 @@ def main(argv=None) -> dict:
 
 
 def _write(args, bundles, runs: list, started: float) -> dict:
-    result = {"machine": machine_info(torch.device(args.device)), "seconds": round(time.perf_counter() - started, 1),
-              "bundles": [b.version for b in bundles], "protocol": checkpoints.COURSE_PROTOCOL,
-              "planned": {"seeds": args.seeds, "subsets": args.subsets}, "runs": runs}  # fmt: skip
+    result = {
+        "machine": machine_info(torch.device(args.device)),
+        "seconds": round(time.perf_counter() - started, 1),
+        "bundles": [b.version for b in bundles],
+        "protocol": checkpoints.COURSE_PROTOCOL,
+        "planned": {"seeds": args.seeds, "subsets": args.subsets},
+        "runs": runs,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "promises.json").write_text(json.dumps(result, indent=1))
@@ -177,9 +256,18 @@ def markdown(result: dict) -> str:
         low = min(v for v in values if v is not None)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | **{100 * low:+.1f}** |")
     encoders = list(dict.fromkeys(k for r in runs for k in r["scores"]))
-    lines += ["", "| encoder (kNN / linear, %) | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]  # fmt: skip
+    lines += [
+        "",
+        "| encoder (kNN / linear, %) | " + " | ".join(head) + " |",
+        "|---" * (len(head) + 1) + "|",
+    ]
     for name in encoders:
-        cells = [f"{100 * r['scores'][name]['knn']:.1f} / {100 * r['scores'][name]['linear']:.1f}" if name in r["scores"] else "-" for r in runs]  # fmt: skip
+        cells = [
+            f"{100 * r['scores'][name]['knn']:.1f} / {100 * r['scores'][name]['linear']:.1f}"
+            if name in r["scores"]
+            else "-"
+            for r in runs
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -122,8 +122,17 @@ COURSE_PROTOCOL: dict[str, Any] = {
 
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.safetensors")
 _REQUIRED_TOP = ("format", "format_version", "bundle_version", "created", "methods")
-_REQUIRED_METHOD = ("file", "sha256", "bytes", "dtype", "parameters", "architecture", "budget",
-                    "seed", "evaluation")  # fmt: skip
+_REQUIRED_METHOD = (
+    "file",
+    "sha256",
+    "bytes",
+    "dtype",
+    "parameters",
+    "architecture",
+    "budget",
+    "seed",
+    "evaluation",
+)
 
 
 class CheckpointBundleError(RuntimeError):
@@ -166,7 +175,9 @@ class MAEFeatureEncoder(nn.Module):
     student's module. ``forward`` is ``forward_features``: ``[N, C, H, W] -> [N, D]``.
     """
 
-    def __init__(self, image_size=32, patch_size=4, in_chans=3, dim=128, depth=4, heads=4, mlp_ratio=4.0):  # fmt: skip
+    def __init__(
+        self, image_size=32, patch_size=4, in_chans=3, dim=128, depth=4, heads=4, mlp_ratio=4.0
+    ):
         super().__init__()
         self.image_size, self.patch_size, self.in_chans = image_size, patch_size, in_chans
         self.feature_dim = dim
@@ -203,7 +214,9 @@ class CaptionImageTower(nn.Module):
     encoder's representation to the multi-modal embedding space", Radford et al. 2021, Sec. 2.4).
     """
 
-    def __init__(self, embed_dim: int = 384, widths: Sequence[int] = (32, 64, 128, 256), in_channels: int = 3):  # fmt: skip
+    def __init__(
+        self, embed_dim: int = 384, widths: Sequence[int] = (32, 64, 128, 256), in_channels: int = 3
+    ):
         super().__init__()
         self.backbone = SmallCNN(in_channels, widths)
         self.feature_dim, self.embed_dim = self.backbone.feature_dim, embed_dim
@@ -250,7 +263,9 @@ ARCHITECTURES: dict[str, Architecture] = {}
 def register_architecture(architecture: Architecture, *, replace: bool = False) -> Architecture:
     """Add an encoder kind (a new method's encoder), checked first by :func:`describe_encoder`."""
     if architecture.kind in ARCHITECTURES and not replace:
-        raise ValueError(f"architecture {architecture.kind!r} is already registered; pass replace=True")  # fmt: skip
+        raise ValueError(
+            f"architecture {architecture.kind!r} is already registered; pass replace=True"
+        )
     ARCHITECTURES[architecture.kind] = architecture
     return architecture
 
@@ -258,7 +273,11 @@ def register_architecture(architecture: Architecture, *, replace: bool = False) 
 def _describe_smallcnn(encoder: nn.Module) -> dict | None:
     if type(encoder) is not SmallCNN:
         return None
-    return {"kind": "smallcnn", "in_channels": encoder.in_channels, "widths": list(encoder.block_dims)}  # fmt: skip
+    return {
+        "kind": "smallcnn",
+        "in_channels": encoder.in_channels,
+        "widths": list(encoder.block_dims),
+    }
 
 
 def _describe_mae(encoder: nn.Module) -> dict | None:
@@ -270,9 +289,16 @@ def _describe_mae(encoder: nn.Module) -> dict | None:
     if not isinstance(embed, PatchEmbed) or not isinstance(block, Block):
         return None
     dim = embed.proj.out_channels
-    return {"kind": "mae-vit", "image_size": embed.image_size, "patch_size": embed.patch_size,
-            "in_chans": embed.in_channels, "dim": dim, "depth": len(encoder.blocks),
-            "heads": block.attn.heads, "mlp_ratio": block.mlp[0].out_features / dim}  # fmt: skip
+    return {
+        "kind": "mae-vit",
+        "image_size": embed.image_size,
+        "patch_size": embed.patch_size,
+        "in_chans": embed.in_channels,
+        "dim": dim,
+        "depth": len(encoder.blocks),
+        "heads": block.attn.heads,
+        "mlp_ratio": block.mlp[0].out_features / dim,
+    }
 
 
 def _describe_tower(encoder: nn.Module) -> dict | None:
@@ -282,26 +308,46 @@ def _describe_tower(encoder: nn.Module) -> dict | None:
         return None
     if projection.bias is not None or not hasattr(encoder, "features"):
         return None
-    return {"kind": "clip-image-tower", "in_channels": backbone.in_channels,
-            "widths": list(backbone.block_dims), "embed_dim": projection.out_features}  # fmt: skip
+    return {
+        "kind": "clip-image-tower",
+        "in_channels": backbone.in_channels,
+        "widths": list(backbone.block_dims),
+        "embed_dim": projection.out_features,
+    }
 
 
-register_architecture(Architecture(
-    "smallcnn", _describe_smallcnn,
-    lambda spec: SmallCNN(int(spec["in_channels"]), [int(w) for w in spec["widths"]]),
-))  # fmt: skip
-register_architecture(Architecture(
-    "mae-vit", _describe_mae,
-    lambda spec: MAEFeatureEncoder(int(spec["image_size"]), int(spec["patch_size"]),
-                                   int(spec["in_chans"]), int(spec["dim"]), int(spec["depth"]),
-                                   int(spec["heads"]), float(spec["mlp_ratio"])),
-))  # fmt: skip
-register_architecture(Architecture(
-    "clip-image-tower", _describe_tower,
-    lambda spec: CaptionImageTower(int(spec["embed_dim"]), [int(w) for w in spec["widths"]],
-                                   int(spec["in_channels"])),
-    probe=_Features,
-))  # fmt: skip
+register_architecture(
+    Architecture(
+        "smallcnn",
+        _describe_smallcnn,
+        lambda spec: SmallCNN(int(spec["in_channels"]), [int(w) for w in spec["widths"]]),
+    )
+)
+register_architecture(
+    Architecture(
+        "mae-vit",
+        _describe_mae,
+        lambda spec: MAEFeatureEncoder(
+            int(spec["image_size"]),
+            int(spec["patch_size"]),
+            int(spec["in_chans"]),
+            int(spec["dim"]),
+            int(spec["depth"]),
+            int(spec["heads"]),
+            float(spec["mlp_ratio"]),
+        ),
+    )
+)
+register_architecture(
+    Architecture(
+        "clip-image-tower",
+        _describe_tower,
+        lambda spec: CaptionImageTower(
+            int(spec["embed_dim"]), [int(w) for w in spec["widths"]], int(spec["in_channels"])
+        ),
+        probe=_Features,
+    )
+)
 
 
 def describe_encoder(encoder: nn.Module) -> dict:
@@ -337,7 +383,9 @@ def probe_view(encoder: nn.Module) -> nn.Module:
     return encoder
 
 
-def encoder_tensors(encoder: nn.Module, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:  # fmt: skip
+def encoder_tensors(
+    encoder: nn.Module, dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
     """The encoder's state (parameters and persistent buffers) on the CPU, floating tensors in
     ``dtype`` (integer buffers such as BatchNorm's step counters as they are), contiguous."""
     out = {}
@@ -347,7 +395,9 @@ def encoder_tensors(encoder: nn.Module, dtype: torch.dtype = torch.float32) -> d
     return out
 
 
-def weights_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:  # fmt: skip
+def weights_bytes(
+    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> bytes:
     """The safetensors file of ``tensors``: the same tensors give the same bytes.
 
     safetensors keeps the metadata in a hash map whose order changes from call to call, so the
@@ -363,7 +413,9 @@ def weights_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, st
 # --------------------------------------------------------------------------------------------
 
 
-def evaluate_course_protocol(encoder: nn.Module, data: ImageData, *, device: str | torch.device | None = None) -> dict[str, float]:  # fmt: skip
+def evaluate_course_protocol(
+    encoder: nn.Module, data: ImageData, *, device: str | torch.device | None = None
+) -> dict[str, float]:
     """``{"knn": acc, "linear": acc}`` in [0, 1] of the frozen encoder on ``data``'s test split,
     the training split as the labelled bank: :data:`COURSE_PROTOCOL` (that of
     ``replearn.compare``, the comparison of notebook 07), on :func:`probe_view`'s features."""
@@ -374,12 +426,23 @@ def evaluate_course_protocol(encoder: nn.Module, data: ImageData, *, device: str
     test_feats = extract_features(view, data.x_test, device=device)  # [M, D]
     knn, probe = COURSE_PROTOCOL["knn"], COURSE_PROTOCOL["linear_probe"]
     return {
-        "knn": knn_accuracy(train_feats, data.y_train, test_feats, data.y_test,
-                            k=knn["k"], temperature=knn["temperature"]),
-        "linear": linear_probe(train_feats, data.y_train, test_feats, data.y_test,
-                               weight_decay=probe["weight_decay"],
-                               max_iter=probe["max_iter"]).test_accuracy,
-    }  # fmt: skip
+        "knn": knn_accuracy(
+            train_feats,
+            data.y_train,
+            test_feats,
+            data.y_test,
+            k=knn["k"],
+            temperature=knn["temperature"],
+        ),
+        "linear": linear_probe(
+            train_feats,
+            data.y_train,
+            test_feats,
+            data.y_test,
+            weight_decay=probe["weight_decay"],
+            max_iter=probe["max_iter"],
+        ).test_accuracy,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,8 +459,10 @@ def _manifest(path: Path | None = None) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as error:
         raise CheckpointBundleError(
-            f"corrupt file {path}: {error}; reinstall the course package", reason="corrupt", path=path
-        ) from error  # fmt: skip
+            f"corrupt file {path}: {error}; reinstall the course package",
+            reason="corrupt",
+            path=path,
+        ) from error
     manifest.setdefault("bundles", {})
     manifest.setdefault("current", None)
     return manifest
@@ -444,7 +509,11 @@ class _Zip:
         self.path = path
         try:
             with zipfile.ZipFile(path) as archive:
-                self.members = {info.filename.rsplit("/", 1)[-1]: info for info in archive.infolist() if not info.is_dir()}  # fmt: skip
+                self.members = {
+                    info.filename.rsplit("/", 1)[-1]: info
+                    for info in archive.infolist()
+                    if not info.is_dir()
+                }
         except (OSError, zipfile.BadZipFile) as error:
             raise CheckpointBundleError(
                 f"corrupt file {path}: not a readable zip ({error}). {_how_to_fix()}",
@@ -513,7 +582,9 @@ class CourseEncoderInfo:
     def describe(self) -> str:
         """One line for a notebook: what was loaded, from where, and its course-protocol scores."""
         course = self.evaluation.get("course", {})
-        scores = ", ".join(f"{k} {100 * v:.1f}" for k, v in course.items() if isinstance(v, (int, float)))  # fmt: skip
+        scores = ", ".join(
+            f"{k} {100 * v:.1f}" for k, v in course.items() if isinstance(v, (int, float))
+        )
         data = self.data.get("name", "?")
         return (
             f"{self.method}: {self.label}, trained on {data}, seed {self.seed}; bundle "
@@ -525,7 +596,9 @@ class CourseEncoderInfo:
 
 def course_label(epochs: int | None) -> str:
     """The label every course checkpoint carries: ``course checkpoint (reference, E epochs)``."""
-    budget = f"{epochs} epoch{'s' if epochs != 1 else ''}" if epochs is not None else "budget unknown"  # fmt: skip
+    budget = (
+        f"{epochs} epoch{'s' if epochs != 1 else ''}" if epochs is not None else "budget unknown"
+    )
     return f"course checkpoint (reference, {budget})"
 
 
@@ -550,7 +623,9 @@ class Bundle:
                 path=location,
             )
         else:
-            raise CheckpointBundleError(f"no course-checkpoint bundle at {location}", reason="missing", path=location)  # fmt: skip
+            raise CheckpointBundleError(
+                f"no course-checkpoint bundle at {location}", reason="missing", path=location
+            )
         self.location, self.origin = location, origin
         if self._files.size(BUNDLE_FILE) is None:
             raise CheckpointBundleError(
@@ -563,7 +638,9 @@ class Bundle:
         try:
             record = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as error:
-            raise CheckpointBundleError(f"corrupt file {where}: {error}. {_how_to_fix()}", reason="corrupt", path=where) from error  # fmt: skip
+            raise CheckpointBundleError(
+                f"corrupt file {where}: {error}. {_how_to_fix()}", reason="corrupt", path=where
+            ) from error
         self._check_record(record, where)
         self.record: dict = record
         self.version = str(record["bundle_version"])
@@ -592,7 +669,9 @@ class Bundle:
     @staticmethod
     def _check_record(record: Any, where: str) -> None:
         def bad(problem: str) -> CheckpointBundleError:
-            return CheckpointBundleError(f"corrupt file {where}: {problem}. {_how_to_fix()}", reason="corrupt", path=where)  # fmt: skip
+            return CheckpointBundleError(
+                f"corrupt file {where}: {problem}. {_how_to_fix()}", reason="corrupt", path=where
+            )
 
         if not isinstance(record, dict) or record.get("format") != FORMAT:
             raise bad(f"not a {FORMAT} bundle.json")
@@ -618,7 +697,9 @@ class Bundle:
             if lacking:
                 raise bad(f"method {name!r} lacks {lacking}")
             if not isinstance(entry["file"], str) or not _FILE_NAME.fullmatch(entry["file"]):
-                raise bad(f"method {name!r} names the file {entry['file']!r}, not a plain .safetensors name")  # fmt: skip
+                raise bad(
+                    f"method {name!r} names the file {entry['file']!r}, not a plain .safetensors name"
+                )
             if entry["dtype"] not in ("float16", "float32", "bfloat16"):
                 raise bad(f"method {name!r} has dtype {entry['dtype']!r}")
 
@@ -673,8 +754,14 @@ class Bundle:
         try:
             tensors = load(payload)
         except SafetensorError as error:  # right hash, wrong content: the bundle.json is wrong
-            raise CheckpointBundleError(f"corrupt file {where}: not safetensors ({error})", reason="corrupt", path=where) from error  # fmt: skip
-        wrong = sorted(n for n, t in tensors.items() if t.is_floating_point() and str(t.dtype).removeprefix("torch.") != entry["dtype"])  # fmt: skip
+            raise CheckpointBundleError(
+                f"corrupt file {where}: not safetensors ({error})", reason="corrupt", path=where
+            ) from error
+        wrong = sorted(
+            n
+            for n, t in tensors.items()
+            if t.is_floating_point() and str(t.dtype).removeprefix("torch.") != entry["dtype"]
+        )
         if wrong:
             raise CheckpointBundleError(
                 f"corrupt file {where}: tensors {wrong[:4]} are not {entry['dtype']} as "
@@ -699,7 +786,9 @@ class Bundle:
         expected = encoder.state_dict()
         missing = sorted(set(expected) - set(tensors))
         unexpected = sorted(set(tensors) - set(expected))
-        shapes = sorted(n for n in set(expected) & set(tensors) if expected[n].shape != tensors[n].shape)  # fmt: skip
+        shapes = sorted(
+            n for n in set(expected) & set(tensors) if expected[n].shape != tensors[n].shape
+        )
         if missing or unexpected or shapes:
             raise CheckpointBundleError(
                 f"corrupt file {where}: its tensors do not fit the {entry['architecture'].get('kind')} "
@@ -800,7 +889,10 @@ def _download(version: str, pin: dict) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[replearn.checkpoints] downloading the course checkpoints {version} from {url}", flush=True)  # fmt: skip
+    print(
+        f"[replearn.checkpoints] downloading the course checkpoints {version} from {url}",
+        flush=True,
+    )
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
             payload = response.read()
@@ -855,12 +947,15 @@ def find_bundle(
     raise CheckpointBundleError(
         "no course-checkpoint bundle found. Looked in: "
         f"${CHECKPOINTS_ENV} (unset); the course package ({PACKAGED_DIR}: none); "
-        + ("the download cache and the pinned address (none pinned). " if pin is None else
-           f"the download cache (none){'' if pin.get('url') else '; no public address is configured'}. ")
+        + (
+            "the download cache and the pinned address (none pinned). "
+            if pin is None
+            else f"the download cache (none){'' if pin.get('url') else '; no public address is configured'}. "
+        )
         + f"Set ${CHECKPOINTS_ENV} to a folder holding one (course maintainers make it with "
         f"`{TRAIN_COMMAND} --out DIR` in the course repository).",
         reason="missing",
-    )  # fmt: skip
+    )
 
 
 def load_course_encoder(
@@ -895,7 +990,9 @@ def load_course_encoder(
 def _atomic_write(path: Path, payload: bytes) -> None:
     """Write via a temporary file and a rename, so that a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:  # fmt: skip
+    with tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=f".{path.name}.", delete=False
+    ) as handle:
         handle.write(payload)
         handle.flush()
         os.fsync(handle.fileno())
@@ -926,13 +1023,24 @@ def write_bundle(
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
     try:
-        record: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                                  "bundle_version": str(bundle_version), "created": _utc_now(),
-                                  **dict(about or {}), "methods": {}}  # fmt: skip
+        record: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "bundle_version": str(bundle_version),
+            "created": _utc_now(),
+            **dict(about or {}),
+            "methods": {},
+        }
         for name, (tensors, entry) in sorted(methods.items()):
-            floating = {str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()}  # fmt: skip
+            floating = {
+                str(t.dtype).removeprefix("torch.")
+                for t in tensors.values()
+                if t.is_floating_point()
+            }
             if len(floating) != 1:
-                raise ValueError(f"{name}: the floating tensors must share one dtype, got {sorted(floating)}")  # fmt: skip
+                raise ValueError(
+                    f"{name}: the floating tensors must share one dtype, got {sorted(floating)}"
+                )
             file_name = f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}.safetensors"
             payload = weights_bytes(tensors, {"format": FORMAT, "method": name})
             (staging / file_name).write_bytes(payload)
@@ -940,9 +1048,13 @@ def write_bundle(
             architecture = entry.get("architecture") or {}
             built = build_encoder(architecture)  # the spec must rebuild these very tensors
             built.load_state_dict(dict(tensors))
-            entry.update(file=file_name, sha256=_sha256(payload), bytes=len(payload),
-                         dtype=floating.pop(),
-                         parameters=sum(p.numel() for p in built.parameters()))  # fmt: skip
+            entry.update(
+                file=file_name,
+                sha256=_sha256(payload),
+                bytes=len(payload),
+                dtype=floating.pop(),
+                parameters=sum(p.numel() for p in built.parameters()),
+            )
             record["methods"][name] = entry
         Bundle._check_record(record, str(staging / BUNDLE_FILE))
         (staging / BUNDLE_FILE).write_text(json.dumps(record, indent=1, sort_keys=False) + "\n")
@@ -984,13 +1096,19 @@ def write_zip(folder: str | os.PathLike, path: str | os.PathLike) -> Path:
     return path
 
 
-def pin_entry(folder: str | os.PathLike, zip_path: str | os.PathLike | None = None, url: str = "") -> dict:  # fmt: skip
+def pin_entry(
+    folder: str | os.PathLike, zip_path: str | os.PathLike | None = None, url: str = ""
+) -> dict:
     """The ``checkpoint_manifest.json`` pin of the bundle in ``folder`` (and of its zip)."""
     raw = (Path(folder) / BUNDLE_FILE).read_bytes()
     pin: dict[str, Any] = {"bundle_json": {"sha256": _sha256(raw), "bytes": len(raw)}, "url": url}
     if zip_path is not None:
         payload = Path(zip_path).read_bytes()
-        pin["zip"] = {"name": Path(zip_path).name, "sha256": _sha256(payload), "bytes": len(payload)}  # fmt: skip
+        pin["zip"] = {
+            "name": Path(zip_path).name,
+            "sha256": _sha256(payload),
+            "bytes": len(payload),
+        }
     return pin
 
 
@@ -1000,11 +1118,13 @@ def pin_entry(folder: str | os.PathLike, zip_path: str | os.PathLike | None = No
 
 
 def _table(bundle: Bundle) -> str:
-    rows = [f"bundle {bundle.version} ({'pinned' if bundle.pinned else 'not pinned'}) at "
-            f"{bundle.location} ({bundle.origin}); created {bundle.record.get('created')}, "
-            f"reference commit {bundle.record.get('reference', {}).get('git_commit', '?')[:12]}",
-            f"{'method':<22} {'epochs':>6} {'steps':>6} {'dtype':>8} {'params':>9} {'KiB':>7} "
-            f"{'kNN':>6} {'linear':>6}"]  # fmt: skip
+    rows = [
+        f"bundle {bundle.version} ({'pinned' if bundle.pinned else 'not pinned'}) at "
+        f"{bundle.location} ({bundle.origin}); created {bundle.record.get('created')}, "
+        f"reference commit {bundle.record.get('reference', {}).get('git_commit', '?')[:12]}",
+        f"{'method':<22} {'epochs':>6} {'steps':>6} {'dtype':>8} {'params':>9} {'KiB':>7} "
+        f"{'kNN':>6} {'linear':>6}",
+    ]
     for name in bundle.methods:
         entry = bundle.entry(name)
         course = entry["evaluation"].get("course", {})
@@ -1012,15 +1132,20 @@ def _table(bundle: Bundle) -> str:
             f"{name:<22} {entry['budget'].get('epochs', '?'):>6} {entry['budget'].get('steps', '?'):>6} "
             f"{entry['dtype']:>8} {entry['parameters']:>9,} {entry['bytes'] / 1024:>7.0f} "
             f"{100 * course.get('knn', float('nan')):>6.1f} {100 * course.get('linear', float('nan')):>6.1f}"
-        )  # fmt: skip
+        )
     return "\n".join(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m replearn.checkpoints {info,verify} [--bundle PATH] [--methods ...]``."""
-    parser = argparse.ArgumentParser(prog="python -m replearn.checkpoints", description=__doc__.split("\n")[0])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m replearn.checkpoints", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("command", choices=("info", "verify"))
-    parser.add_argument("--bundle", help=f"a bundle folder or zip; default: ${CHECKPOINTS_ENV}, then the package's copy")  # fmt: skip
+    parser.add_argument(
+        "--bundle",
+        help=f"a bundle folder or zip; default: ${CHECKPOINTS_ENV}, then the package's copy",
+    )
     parser.add_argument("--methods", nargs="*", help="verify only these")
     parser.add_argument("--no-download", action="store_true")
     args = parser.parse_args(argv)
@@ -1029,7 +1154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_table(bundle))
         if args.command == "verify":
             digests = bundle.verify(args.methods)
-            print(f"verified {len(digests)} method(s): sha256, sizes, architectures and parameter counts")  # fmt: skip
+            print(
+                f"verified {len(digests)} method(s): sha256, sizes, architectures and parameter counts"
+            )
     except CheckpointBundleError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

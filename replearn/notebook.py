@@ -299,7 +299,12 @@ class Session:
         rows = {}
         for method in methods:
             encoder, info = self.course_encoder(method)
-            rows[method] = {"source": info.label, "scores": evaluate(encoder), "encoder": encoder, "info": info}  # fmt: skip
+            rows[method] = {
+                "source": info.label,
+                "scores": evaluate(encoder),
+                "encoder": encoder,
+                "info": info,
+            }
         return rows
 
     # ---- results ----------------------------------------------------------------------------
@@ -383,9 +388,13 @@ def comparison_table(rows: Mapping[str, Mapping[str, Any]], metrics: Sequence[st
     ``{"source": str, "scores": {metric: accuracy in [0, 1]}}``; ``metrics`` picks the columns."""
     width = max([len("encoder"), *map(len, rows)])
     source_width = max([len("source"), *(len(str(r["source"])) for r in rows.values())])
-    lines = [f"{'encoder':<{width}}  {'source':<{source_width}}" + "".join(f" {m:>8}" for m in metrics)]  # fmt: skip
+    lines = [
+        f"{'encoder':<{width}}  {'source':<{source_width}}" + "".join(f" {m:>8}" for m in metrics)
+    ]
     for name, row in rows.items():
-        cells = "".join(f" {row['scores'][m]:>8.1%}" if m in row["scores"] else f" {'-':>8}" for m in metrics)  # fmt: skip
+        cells = "".join(
+            f" {row['scores'][m]:>8.1%}" if m in row["scores"] else f" {'-':>8}" for m in metrics
+        )
         lines.append(f"{name:<{width}}  {str(row['source']):<{source_width}}{cells}")
     return "\n".join(lines)
 

@@ -40,8 +40,11 @@ def built_handout(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("release")
     done = subprocess.run(
         [sys.executable, "-m", "instructor.release", "zip", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     (path,) = out.glob("*-student-*.zip")
     return path

@@ -12,12 +12,21 @@ from benchmarks import checkpoint_promises as P
 
 
 def scores(**pairs):
-    return {name.replace("_", " ").replace("simclr ", "simclr-"): {"knn": knn, "linear": lin} for name, (knn, lin) in pairs.items()}  # fmt: skip
+    return {
+        name.replace("_", " ").replace("simclr ", "simclr-"): {"knn": knn, "linear": lin}
+        for name, (knn, lin) in pairs.items()
+    }
 
 
 def test_each_promise_is_a_margin_and_missing_methods_are_left_out():
-    s = scores(random_init=(0.30, 0.40), rotation=(0.35, 0.38), supervised=(0.60, 0.62),
-               simclr=(0.50, 0.52), simclr_crop=(0.45, 0.53), moco=(0.29, 0.45))  # fmt: skip
+    s = scores(
+        random_init=(0.30, 0.40),
+        rotation=(0.35, 0.38),
+        supervised=(0.60, 0.62),
+        simclr=(0.50, 0.52),
+        simclr_crop=(0.45, 0.53),
+        moco=(0.29, 0.45),
+    )
     got = P.promises(s)
     assert got["03 rotation - random init (knn)"] == pytest.approx(0.05)
     assert got["03 rotation - random init (linear)"] == pytest.approx(-0.02)  # broken: negative
@@ -34,9 +43,11 @@ def test_each_promise_is_a_margin_and_missing_methods_are_left_out():
 
 
 @pytest.mark.skipif(
-    not (Path(os.environ.get("REPLEARN_DATA_DIR", "/nonexistent")) / "cifar10_jpeg_full_bytes.npz").is_file(),
+    not (
+        Path(os.environ.get("REPLEARN_DATA_DIR", "/nonexistent")) / "cifar10_jpeg_full_bytes.npz"
+    ).is_file(),
     reason="needs the full CIFAR-10 file in $REPLEARN_DATA_DIR",
-)  # fmt: skip
+)
 def test_the_disjoint_subset_shares_no_image_with_the_working_set():
     from replearn.data import load_dataset
 
@@ -45,7 +56,12 @@ def test_the_disjoint_subset_shares_no_image_with_the_working_set():
     assert torch.bincount(subset.y_train).tolist() == [20] * 10 and len(subset.y_test) == 50
     course = load_dataset("cifar10-5k")
     for split in ("train", "test"):
-        seen = {bytes(x) for x in getattr(course, f"x_{split}").reshape(len(getattr(course, f"y_{split}")), -1).numpy()}  # fmt: skip
+        seen = {
+            bytes(x)
+            for x in getattr(course, f"x_{split}")
+            .reshape(len(getattr(course, f"y_{split}")), -1)
+            .numpy()
+        }
         drawn = (
             getattr(subset, f"x_{split}").reshape(len(getattr(subset, f"y_{split}")), -1).numpy()
         )

@@ -29,10 +29,15 @@ def _isolated(tmp_path, monkeypatch):
 
 
 def _entry(epochs: int, encoder: torch.nn.Module) -> dict:
-    return {"architecture": C.describe_encoder(encoder), "budget": {"epochs": epochs, "steps": 19 * epochs},
-            "seed": 0, "command": "python -m instructor.course_checkpoints --methods x", "config": {"lr": 0.002},
-            "data": {"name": "cifar10-5k", "source": "test"},
-            "evaluation": {"course": {"knn": 0.5, "linear": 0.55}, "notebook": {"knn": 0.5}}}  # fmt: skip
+    return {
+        "architecture": C.describe_encoder(encoder),
+        "budget": {"epochs": epochs, "steps": 19 * epochs},
+        "seed": 0,
+        "command": "python -m instructor.course_checkpoints --methods x",
+        "config": {"lr": 0.002},
+        "data": {"name": "cifar10-5k", "source": "test"},
+        "evaluation": {"course": {"knn": 0.5, "linear": 0.55}, "notebook": {"knn": 0.5}},
+    }
 
 
 def make_bundle(folder: Path, version: str = "test-1") -> tuple[Path, dict[str, torch.nn.Module]]:
@@ -40,8 +45,10 @@ def make_bundle(folder: Path, version: str = "test-1") -> tuple[Path, dict[str, 
     torch.manual_seed(0)
     cnn = SmallCNN(3, (8, 16, 16, 32)).eval()
     vit = C.MAEFeatureEncoder(32, 8, 3, dim=16, depth=1, heads=2).eval()
-    methods = {"simclr": (C.encoder_tensors(cnn, torch.float16), _entry(3, cnn)),
-               "mae": (C.encoder_tensors(vit), _entry(2, vit))}  # fmt: skip
+    methods = {
+        "simclr": (C.encoder_tensors(cnn, torch.float16), _entry(3, cnn)),
+        "mae": (C.encoder_tensors(vit), _entry(2, vit)),
+    }
     C.write_bundle(
         folder, methods, bundle_version=version, about={"reference": {"git_commit": "abc"}}
     )
@@ -50,8 +57,11 @@ def make_bundle(folder: Path, version: str = "test-1") -> tuple[Path, dict[str, 
 
 def pin(folder: Path, zip_path: Path | None = None, url: str = "") -> None:
     record = json.loads((folder / C.BUNDLE_FILE).read_text())
-    manifest = {"format": C.FORMAT, "current": record["bundle_version"],
-                "bundles": {record["bundle_version"]: C.pin_entry(folder, zip_path, url)}}  # fmt: skip
+    manifest = {
+        "format": C.FORMAT,
+        "current": record["bundle_version"],
+        "bundles": {record["bundle_version"]: C.pin_entry(folder, zip_path, url)},
+    }
     C.MANIFEST_PATH.write_text(json.dumps(manifest))
 
 
@@ -60,9 +70,11 @@ def test_architectures_rebuild_the_reference_encoders_exactly():
     clip = impl.load("clip_zero_shot", impl="solution")
     torch.manual_seed(0)
     x = torch.rand(4, 3, 32, 32)  # [N, C, H, W]
-    cases = [(SmallCNN(3, (8, 16, 32, 32)), lambda e: e(x)),
-             (mae.MAEEncoder(32, 4, 3, dim=32, depth=2, heads=4), lambda e: e.forward_features(x)),
-             (clip.ImageEncoder(24, (8, 16, 16, 32), 3), lambda e: e(x))]  # fmt: skip
+    cases = [
+        (SmallCNN(3, (8, 16, 32, 32)), lambda e: e(x)),
+        (mae.MAEEncoder(32, 4, 3, dim=32, depth=2, heads=4), lambda e: e.forward_features(x)),
+        (clip.ImageEncoder(24, (8, 16, 16, 32), 3), lambda e: e(x)),
+    ]
     for reference, output in cases:
         reference.eval()
         built = C.build_encoder(C.describe_encoder(reference))
@@ -106,7 +118,10 @@ def test_sha256_is_verified_and_a_flipped_byte_is_refused(tmp_path):
     folder, _ = make_bundle(tmp_path / "bundle")
     weights = folder / "simclr.safetensors"
     expected = json.loads((folder / C.BUNDLE_FILE).read_text())["methods"]["simclr"]["sha256"]
-    assert C.open_bundle(folder).verify() == {"mae": C.open_bundle(folder).entry("mae")["sha256"], "simclr": expected}  # fmt: skip
+    assert C.open_bundle(folder).verify() == {
+        "mae": C.open_bundle(folder).entry("mae")["sha256"],
+        "simclr": expected,
+    }
     payload = bytearray(weights.read_bytes())
     payload[len(payload) // 2] ^= 0x01  # one bit of one weight
     weights.write_bytes(bytes(payload))
@@ -158,7 +173,9 @@ def test_a_bundle_json_that_does_not_match_is_refused(tmp_path):
     record = json.loads(path.read_text())
     record["methods"]["simclr"]["evaluation"]["course"]["knn"] = 0.9  # a better number, by hand
     path.write_text(json.dumps(record, indent=1))
-    with pytest.raises(C.CheckpointBundleError, match="does not match bundle test-1 as this package pins it") as error:  # fmt: skip
+    with pytest.raises(
+        C.CheckpointBundleError, match="does not match bundle test-1 as this package pins it"
+    ) as error:
         C.load_course_encoder("simclr", bundle=folder)
     assert error.value.reason == "checksum"
 
@@ -167,9 +184,11 @@ def test_a_bundle_json_that_does_not_match_is_refused(tmp_path):
     path.write_text(json.dumps(record))
     with pytest.raises(C.CheckpointBundleError, match="checksum mismatch"):
         C.load_course_encoder("simclr", bundle=folder)
-    for change, pattern in [({"file": "../../etc/passwd"}, "not a plain .safetensors name"),
-                            ({"dtype": "int8"}, "dtype"),
-                            ({"architecture": {"kind": "resnet-9000"}}, "unknown encoder architecture")]:  # fmt: skip
+    for change, pattern in [
+        ({"file": "../../etc/passwd"}, "not a plain .safetensors name"),
+        ({"dtype": "int8"}, "dtype"),
+        ({"architecture": {"kind": "resnet-9000"}}, "unknown encoder architecture"),
+    ]:
         broken = json.loads(json.dumps(record))
         broken["methods"]["mae"].update(change)
         path.write_text(json.dumps(broken))
@@ -234,7 +253,11 @@ def test_a_download_only_from_a_pinned_address_and_verified(tmp_path, monkeypatc
     with pytest.raises(C.CheckpointBundleError, match="no course-checkpoint bundle found"):
         C.find_bundle(download=False)
     found = C.find_bundle()
-    assert found.origin == "downloaded" and found.pinned and found.location.parent.name == "course_checkpoints"  # fmt: skip
+    assert (
+        found.origin == "downloaded"
+        and found.pinned
+        and found.location.parent.name == "course_checkpoints"
+    )
     assert C.find_bundle(download=False).origin == "downloaded earlier"
 
     found.location.unlink()
@@ -247,11 +270,20 @@ def test_a_download_only_from_a_pinned_address_and_verified(tmp_path, monkeypatc
 def test_session_loads_a_course_encoder_and_notes_its_source(tmp_path, monkeypatch, capsys):
     folder, _ = make_bundle(tmp_path / "bundle")
     monkeypatch.setenv(C.CHECKPOINTS_ENV, str(folder))
-    session = notebook.Session("contrastive_learning", get_preset("smoke"), torch.device("cpu"), 0,
-                               None, "", torch.Generator())  # fmt: skip
+    session = notebook.Session(
+        "contrastive_learning",
+        get_preset("smoke"),
+        torch.device("cpu"),
+        0,
+        None,
+        "",
+        torch.Generator(),
+    )
     encoder, info = session.course_encoder("simclr")
     assert isinstance(encoder, SmallCNN) and info.method == "simclr"
-    assert session.data_notes[-1].startswith("course checkpoint: simclr: course checkpoint (reference, 3 epochs)")  # fmt: skip
+    assert session.data_notes[-1].startswith(
+        "course checkpoint: simclr: course checkpoint (reference, 3 epochs)"
+    )
 
 
 def test_comparison_rows_name_their_source(tmp_path, monkeypatch):
@@ -259,8 +291,15 @@ def test_comparison_rows_name_their_source(tmp_path, monkeypatch):
     its own source, and the scores are those of the loaded weights."""
     folder, originals = make_bundle(tmp_path / "bundle")
     monkeypatch.setenv(C.CHECKPOINTS_ENV, str(folder))
-    session = notebook.Session("contrastive_learning", get_preset("smoke"), torch.device("cpu"), 0,
-                               None, "", torch.Generator())  # fmt: skip
+    session = notebook.Session(
+        "contrastive_learning",
+        get_preset("smoke"),
+        torch.device("cpu"),
+        0,
+        None,
+        "",
+        torch.Generator(),
+    )
     probe = lambda encoder: {"mean": float(encoder(torch.zeros(2, 3, 32, 32)).detach().mean())}  # noqa: E731
     rows = session.course_rows(["simclr"], probe)
     assert rows["simclr"]["source"] == "course checkpoint (reference, 3 epochs)"
@@ -284,9 +323,17 @@ def test_notebook_07_probes_the_checkpoints_under_the_comparisons_protocol(tmp_p
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=g)  # [N, C, H, W]
     y = torch.arange(40) % 2
-    result = compare.course_checkpoint_rows(x, y, x[:10], y[:10], methods=["simclr", "mae"], probe_iters=2)  # fmt: skip
-    assert [r["source"] for r in result.values()] == ["untrained (seed 0)", *["course checkpoint (reference, 3 epochs)", "course checkpoint (reference, 2 epochs)"]]  # fmt: skip
-    assert "block3_linear" in result["simclr"]["scores"] and "block3_linear" not in result["mae"]["scores"]  # fmt: skip
+    result = compare.course_checkpoint_rows(
+        x, y, x[:10], y[:10], methods=["simclr", "mae"], probe_iters=2
+    )
+    assert [r["source"] for r in result.values()] == [
+        "untrained (seed 0)",
+        *["course checkpoint (reference, 3 epochs)", "course checkpoint (reference, 2 epochs)"],
+    ]
+    assert (
+        "block3_linear" in result["simclr"]["scores"]
+        and "block3_linear" not in result["mae"]["scores"]
+    )
     assert {"knn", "linear", "few_1", "few_10"} <= result["mae"]["scores"].keys()
 
 
@@ -316,8 +363,19 @@ def test_write_bundle_replaces_the_old_one_atomically(tmp_path):
 
 # ---- the training command (instructor tooling) -------------------------------------------------
 
-SMOKE = ["--preset", "smoke", "--train-per-class", "10", "--eval-train-per-class", "20",
-         "--eval-test-per-class", "10", "--epochs", "1", "--quiet"]  # fmt: skip
+SMOKE = [
+    "--preset",
+    "smoke",
+    "--train-per-class",
+    "10",
+    "--eval-train-per-class",
+    "20",
+    "--eval-test-per-class",
+    "10",
+    "--epochs",
+    "1",
+    "--quiet",
+]
 
 
 def test_epochs_are_per_method_with_stated_defaults():
@@ -339,7 +397,10 @@ def test_the_command_trains_evaluates_and_writes_a_bundle_reproducibly(tmp_path)
     from instructor import course_checkpoints as cc
 
     out = tmp_path / "out" / "bundle"
-    assert cc.main(["--methods", "simclr", "mae", "--out", str(out), "--bundle-version", "t", *SMOKE]) == 0  # fmt: skip
+    assert (
+        cc.main(["--methods", "simclr", "mae", "--out", str(out), "--bundle-version", "t", *SMOKE])
+        == 0
+    )
     assert sorted(p.name for p in out.parent.iterdir()) == [
         "bundle",
         f"{C.FORMAT}-t.zip",
@@ -349,7 +410,9 @@ def test_the_command_trains_evaluates_and_writes_a_bundle_reproducibly(tmp_path)
     for name in bundle.methods:
         entry = bundle.entry(name)
         assert entry["budget"]["epochs"] == 1 and entry["budget"]["steps"] == 3  # 100 images / 32
-        assert entry["command"].startswith(f"python -m instructor.course_checkpoints --methods {name} --epochs {name}=1")  # fmt: skip
+        assert entry["command"].startswith(
+            f"python -m instructor.course_checkpoints --methods {name} --epochs {name}=1"
+        )
         assert entry["data"]["name"] == "cifar10-5k" and entry["seed"] == 0
         assert (
             set(entry["evaluation"]["course"]) == {"knn", "linear"}
@@ -363,7 +426,10 @@ def test_the_command_trains_evaluates_and_writes_a_bundle_reproducibly(tmp_path)
         assert entry["evaluation"]["course"] == precision[entry["dtype"]]
         encoder, info = C.load_course_encoder(name, bundle=out)
         assert info.label == "course checkpoint (reference, 1 epoch)"
-    assert bundle.entry("mae")["config"]["dim"] == 32 and bundle.entry("mae")["architecture"]["kind"] == "mae-vit"  # fmt: skip
+    assert (
+        bundle.entry("mae")["config"]["dim"] == 32
+        and bundle.entry("mae")["architecture"]["kind"] == "mae-vit"
+    )
     assert (
         C.load_course_encoder("simclr", bundle=out.parent / f"{C.FORMAT}-t.zip")[1].pinned is False
     )
@@ -384,7 +450,10 @@ def test_install_pins_the_bundle_and_copies_it_into_the_package(tmp_path, monkey
     pinned = cc.install(folder, zipped, copy=True)
     assert pinned["url"] == "https://github.com/o/course/releases/download/v0.1.0/course-v9.zip"
     manifest = json.loads(C.MANIFEST_PATH.read_text())
-    assert manifest["current"] == "v9" and manifest["bundles"]["v9"]["zip"]["bytes"] == zipped.stat().st_size  # fmt: skip
+    assert (
+        manifest["current"] == "v9"
+        and manifest["bundles"]["v9"]["zip"]["bytes"] == zipped.stat().st_size
+    )
     found = C.find_bundle()
     assert found.origin == "the course package's copy" and found.pinned
 
@@ -393,10 +462,22 @@ def test_merge_joins_bundles_trained_apart_and_refuses_a_method_twice(tmp_path):
     from instructor import course_checkpoints as cc
 
     a, originals = make_bundle(tmp_path / "a", version="a")
-    C.write_bundle(tmp_path / "b", {"rotation": (C.encoder_tensors(originals["simclr"], torch.float16), _entry(4, originals["simclr"]))},
-                   bundle_version="b", about={"command": "train b", "seconds": 2.0})  # fmt: skip
+    C.write_bundle(
+        tmp_path / "b",
+        {
+            "rotation": (
+                C.encoder_tensors(originals["simclr"], torch.float16),
+                _entry(4, originals["simclr"]),
+            )
+        },
+        bundle_version="b",
+        about={"command": "train b", "seconds": 2.0},
+    )
     out = tmp_path / "merged"
-    assert cc.main(["--merge", str(a), str(tmp_path / "b"), "--out", str(out), "--no-zip", "--quiet"]) == 0  # fmt: skip
+    assert (
+        cc.main(["--merge", str(a), str(tmp_path / "b"), "--out", str(out), "--no-zip", "--quiet"])
+        == 0
+    )
     merged = C.open_bundle(out)
     assert sorted(merged.methods) == ["mae", "rotation", "simclr"]
     for name, bundle in (("simclr", C.open_bundle(a)), ("rotation", C.open_bundle(tmp_path / "b"))):

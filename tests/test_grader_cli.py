@@ -205,7 +205,9 @@ def test_reference_ten_times_identical(tmp_path):
     with ThreadPoolExecutor(max_workers=2) as pool:
         runs = list(pool.map(lambda i: grade(sub, tmp_path / f"r{i}.json"), range(10)))
     assert [run["score"] for run in runs] == [FULL_MARKS] * 10
-    assert [[t["score"] for t in run["tests"]] for run in runs] == [[t["score"] for t in runs[0]["tests"]]] * 10  # fmt: skip
+    assert [[t["score"] for t in run["tests"]] for run in runs] == [
+        [t["score"] for t in runs[0]["tests"]]
+    ] * 10
 
 
 def test_grade_picks_the_assignments_a_submission_holds(tmp_path):

@@ -89,8 +89,15 @@ def test_two_stage_finetune_keeps_frozen_layers_and_bn_statistics():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     labels = torch.arange(2).repeat(8)
     x = torch.rand(2, 3, 8, 8)[labels] + 0.1 * torch.rand(16, 3, 8, 8)
-    losses = tl.two_stage_finetune(model, x, labels, epochs=3, batch_size=8, lr=0.05,
-                                   generator=torch.Generator().manual_seed(0))  # fmt: skip
+    losses = tl.two_stage_finetune(
+        model,
+        x,
+        labels,
+        epochs=3,
+        batch_size=8,
+        lr=0.05,
+        generator=torch.Generator().manual_seed(0),
+    )
     after = model.state_dict()
     assert len(losses) == 6 and losses[-1] < losses[0] + 1e-6
     assert torch.equal(before["stem.0.weight"], after["stem.0.weight"])

@@ -21,9 +21,12 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _build_ae(module, spec: dict, seed: int):
     torch.manual_seed(seed)
     model = module.ConvAutoencoder(
-        spec["in_channels"], spec["image_size"], tuple(spec["widths"]), spec["code_dim"],
+        spec["in_channels"],
+        spec["image_size"],
+        tuple(spec["widths"]),
+        spec["code_dim"],
         spec.get("code_activation", "none"),
-    )  # fmt: skip
+    )
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"ConvAutoencoder(...) returned {type(model).__name__}")
     return model
@@ -133,9 +136,14 @@ def layerwise(
     stack = module.StackedAutoencoder(tuple(dims))
     before = _state(stack)
     losses = module.pretrain_layer(
-        stack, k, x, epochs=epochs, batch_size=batch_size, lr=1e-2,
+        stack,
+        k,
+        x,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=1e-2,
         generator=torch.Generator().manual_seed(seed),
-    )  # fmt: skip
+    )
     after = _state(stack)
     return {
         "changed": {name: not torch.equal(before[name], after[name]) for name in before},
@@ -167,7 +175,11 @@ def finetune(module, dims: list, x: torch.Tensor, epochs: int, batch_size: int, 
     torch.manual_seed(seed)
     stack = module.StackedAutoencoder(tuple(dims))
     losses = module.finetune_stack(
-        stack, x, epochs=epochs, batch_size=batch_size, lr=1e-2,
+        stack,
+        x,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=1e-2,
         generator=torch.Generator().manual_seed(seed),
-    )  # fmt: skip
+    )
     return {"state": _state(stack), "losses": [float(v) for v in losses]}

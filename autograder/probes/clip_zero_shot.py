@@ -63,7 +63,9 @@ def reseed(model: nn.Module, seed: int, scale: float = 0.3) -> nn.Module:
     generator = torch.Generator().manual_seed(seed)
     for name, param in sorted(model.named_parameters()):
         noise = torch.randn(param.shape, generator=generator) * scale
-        param.copy_(noise + 1.0 if ("norm" in name or "ln_" in name) and name.endswith("weight") else noise)  # fmt: skip
+        param.copy_(
+            noise + 1.0 if ("norm" in name or "ln_" in name) and name.endswith("weight") else noise
+        )
     return model
 
 
@@ -81,13 +83,18 @@ def tokens_of(module, words: list[str], texts: list[str], context_length: int) -
     out = module.tokenize(texts, Vocab(words), context_length)
     if not isinstance(out, tuple) or len(out) != 2:
         raise TypeError("tokenize must return (tokens, eot_positions)")
-    return {"tokens": _tensor(out[0], "tokenize").clone(), "eot": _tensor(out[1], "tokenize").clone()}  # fmt: skip
+    return {
+        "tokens": _tensor(out[0], "tokenize").clone(),
+        "eot": _tensor(out[1], "tokenize").clone(),
+    }
 
 
 # ---- Part 2: the text encoder -----------------------------------------------------------------
 
 
-def text_encoder_forward(module, seed: int, vocab_size: int, tokens: torch.Tensor, noisy: torch.Tensor) -> dict:  # fmt: skip
+def text_encoder_forward(
+    module, seed: int, vocab_size: int, tokens: torch.Tensor, noisy: torch.Tensor
+) -> dict:
     """The student's ``TextEncoder.forward`` on a seeded tiny tower (stand-in mask), on
     ``tokens`` and on ``noisy`` (the same tokens, other ids after each end-of-text token)."""
     with stand_ins(module, "causal_mask"):
@@ -98,8 +105,11 @@ def text_encoder_forward(module, seed: int, vocab_size: int, tokens: torch.Tenso
         grad = encoder.token_embedding.weight.grad
         with torch.no_grad():
             again = _tensor(encoder(noisy), "TextEncoder.forward")
-    return {"out": out.detach().clone(), "noisy_out": again.clone(),
-            "embedding_grad": None if grad is None else grad.clone()}  # fmt: skip
+    return {
+        "out": out.detach().clone(),
+        "noisy_out": again.clone(),
+        "embedding_grad": None if grad is None else grad.clone(),
+    }
 
 
 # ---- Part 3: the objective --------------------------------------------------------------------
@@ -123,7 +133,9 @@ def logit_scale(module, temperature: float, max_scale: float, log_value: float) 
         scale.log_scale.grad = None
         result = _tensor(scale(), "LogitScale.forward")
         if result.ndim != 0:
-            raise TypeError(f"LogitScale.forward must return a 0-d tensor, got shape {tuple(result.shape)}")  # fmt: skip
+            raise TypeError(
+                f"LogitScale.forward must return a 0-d tensor, got shape {tuple(result.shape)}"
+            )
         if result.requires_grad:
             result.backward()
         grad = scale.log_scale.grad
@@ -150,7 +162,9 @@ def logit_scale(module, temperature: float, max_scale: float, log_value: float) 
     }
 
 
-def clip_loss_with_grad(module, images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor) -> dict:  # fmt: skip
+def clip_loss_with_grad(
+    module, images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor
+) -> dict:
     """The student's ``clip_loss`` and its gradients w.r.t. both feature sets and the scale."""
     leaves = [t.clone().requires_grad_(True) for t in (images, texts, scale)]
     loss = _tensor(module.clip_loss(*leaves), "clip_loss")
@@ -158,14 +172,18 @@ def clip_loss_with_grad(module, images: torch.Tensor, texts: torch.Tensor, scale
         raise TypeError(f"clip_loss must return a scalar, got shape {tuple(loss.shape)}")
     if loss.requires_grad:
         loss.backward()
-    return {"output": loss.detach().clone(),
-            "grads": [None if t.grad is None else t.grad.clone() for t in leaves]}  # fmt: skip
+    return {
+        "output": loss.detach().clone(),
+        "grads": [None if t.grad is None else t.grad.clone() for t in leaves],
+    }
 
 
 # ---- Part 4: zero-shot classification ---------------------------------------------------------
 
 
-def zero_shot_weights(module, texts: list[str], embeddings: torch.Tensor, classnames: list[str], templates: list[str]) -> dict:  # fmt: skip
+def zero_shot_weights(
+    module, texts: list[str], embeddings: torch.Tensor, classnames: list[str], templates: list[str]
+) -> dict:
     """The student's ``zero_shot_classifier`` with a text encoder that is a lookup table
     ``texts[i] -> embeddings[i]`` (an unknown text raises, naming it)."""
     table = {t: row for t, row in zip(texts, embeddings)}
@@ -174,11 +192,15 @@ def zero_shot_weights(module, texts: list[str], embeddings: torch.Tensor, classn
     def encode(batch: list[str]) -> torch.Tensor:
         missing = [t for t in batch if t not in table]
         if missing:
-            raise KeyError(f"zero_shot_classifier asked to encode {missing[0]!r}, which is no template filled with a class name")  # fmt: skip
+            raise KeyError(
+                f"zero_shot_classifier asked to encode {missing[0]!r}, which is no template filled with a class name"
+            )
         calls.append(len(batch))
         return torch.stack([table[t] for t in batch]).clone().requires_grad_(True)  # [M, D]
 
-    weights = _tensor(module.zero_shot_classifier(encode, classnames, templates), "zero_shot_classifier")  # fmt: skip
+    weights = _tensor(
+        module.zero_shot_classifier(encode, classnames, templates), "zero_shot_classifier"
+    )
     return {"weights": weights, "texts_encoded": sum(calls)}
 
 
@@ -195,19 +217,31 @@ def tiny_open_clip(seed: int):
     return model, open_clip.get_tokenizer("ViT-B-32")
 
 
-def open_clip_weights(module, seed: int, images: torch.Tensor, classnames: list[str], templates: list[str]) -> dict:  # fmt: skip
+def open_clip_weights(
+    module, seed: int, images: torch.Tensor, classnames: list[str], templates: list[str]
+) -> dict:
     """The recipe's ``open_clip_zero_shot`` (the student's classifier and prediction inside) on a
     seeded tiny open_clip model; ``images`` are already normalised ``[N, 3, 32, 32]``."""
     model, tokenizer = tiny_open_clip(seed)
     out = recipe.open_clip_zero_shot(module, model, tokenizer, images, classnames, templates)
-    return {"weights": _tensor(out["weights"], "zero_shot_classifier").detach().clone(),
-            "predictions": _tensor(out["predictions"], "zero_shot_predict").clone()}  # fmt: skip
+    return {
+        "weights": _tensor(out["weights"], "zero_shot_classifier").detach().clone(),
+        "predictions": _tensor(out["predictions"], "zero_shot_predict").clone(),
+    }
 
 
 # ---- smoke train ------------------------------------------------------------------------------
 
-SMOKE_SEEN = [(0, 0, 1, 0), (1, 1, 1, 1), (2, 2, 1, 2), (3, 0, 1, 3), (0, 1, 1, 3), (1, 2, 1, 0),
-              (2, 0, 1, 1), (3, 1, 1, 2)]  # fmt: skip
+SMOKE_SEEN = [
+    (0, 0, 1, 0),
+    (1, 1, 1, 1),
+    (2, 2, 1, 2),
+    (3, 0, 1, 3),
+    (0, 1, 1, 3),
+    (1, 2, 1, 0),
+    (2, 0, 1, 1),
+    (3, 1, 1, 2),
+]
 SMOKE_TEMPLATE = "a {c}"
 
 

@@ -133,7 +133,9 @@ def stand_ins(module, *names: str):
                 setattr(module, name, value)
 
 
-def probe_images(n: int, generator: torch.Generator, size: int = 8, uint8: bool = False) -> torch.Tensor:  # fmt: skip
+def probe_images(
+    n: int, generator: torch.Generator, size: int = 8, uint8: bool = False
+) -> torch.Tensor:
     """``[n, 3, size, size]`` images that differ in colour and layout, plus a little noise.
 
     Not i.i.d. noise: the globally pooled features of noise images are nearly the same for
@@ -142,7 +144,7 @@ def probe_images(n: int, generator: torch.Generator, size: int = 8, uint8: bool 
     """
     ramp = torch.linspace(0, 1, size)
     base, slope_y, slope_x = (torch.rand(n, 3, 1, 1, generator=generator) for _ in range(3))
-    x = 0.4 * base + 0.3 * slope_y * ramp.view(1, 1, -1, 1) + 0.3 * slope_x * ramp.view(1, 1, 1, -1)  # fmt: skip
+    x = 0.4 * base + 0.3 * slope_y * ramp.view(1, 1, -1, 1) + 0.3 * slope_x * ramp.view(1, 1, 1, -1)
     x = (x + 0.1 * torch.rand(n, 3, size, size, generator=generator)).clamp(0, 1)  # [n, 3, s, s]
     return (x * 255).round().to(torch.uint8) if uint8 else x
 
@@ -215,7 +217,9 @@ def simclr_step_value(module, seed: int, images: torch.Tensor, temperature: floa
         model = module.SimCLR(tiny_encoder(seed), FEATURE_DIM, PROJECTION_DIM, HIDDEN_DIM)
         reseed(model, seed).train()
         generator = torch.Generator().manual_seed(seed)
-        loss = _loss(module.simclr_step(model, images, probe_augment, temperature, generator), "simclr_step")  # fmt: skip
+        loss = _loss(
+            module.simclr_step(model, images, probe_augment, temperature, generator), "simclr_step"
+        )
         loss.backward()
     return {"loss": float(loss.detach()), "grad": _grad(model.encoder.blocks[0][0].weight)}
 
@@ -233,7 +237,9 @@ def simclr_smoke_train(module, seed: int, steps: int) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(steps):
-        loss = _loss(module.simclr_step(model, images, probe_augment, 0.2, generator), "simclr_step")  # fmt: skip
+        loss = _loss(
+            module.simclr_step(model, images, probe_augment, 0.2, generator), "simclr_step"
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -267,8 +273,13 @@ def queue_trace(module, dim: int, size: int, batches: list) -> dict:
     trace = []
     for keys in batches:
         queue.enqueue(keys.clone().requires_grad_(True))
-        trace.append({"keys": queue.keys.detach().clone(), "ptr": int(queue.ptr),
-                      "requires_grad": bool(queue.keys.requires_grad)})  # fmt: skip
+        trace.append(
+            {
+                "keys": queue.keys.detach().clone(),
+                "ptr": int(queue.ptr),
+                "requires_grad": bool(queue.keys.requires_grad),
+            }
+        )
     return {"initial": initial, "trace": trace}
 
 
@@ -285,8 +296,15 @@ def queue_too_large(module, dim: int, size: int) -> str:
 def moco_steps(module, seed: int, images: torch.Tensor, steps: int) -> dict:
     """``steps`` MoCo steps (stand-in head, queue, loss and momentum update) with SGD."""
     with stand_ins(module, "ProjectionHead", "KeyQueue", "moco_loss", "momentum_update"):
-        model = module.MoCo(tiny_encoder(seed), FEATURE_DIM, PROJECTION_DIM, queue_size=10,
-                            momentum=0.5, temperature=0.2, hidden_dim=HIDDEN_DIM)  # fmt: skip
+        model = module.MoCo(
+            tiny_encoder(seed),
+            FEATURE_DIM,
+            PROJECTION_DIM,
+            queue_size=10,
+            momentum=0.5,
+            temperature=0.2,
+            hidden_dim=HIDDEN_DIM,
+        )
         reseed(model.encoder, seed)
         reseed(model.projector, seed + 1)
         # the key network starts apart from the query one (MoCo copies it; apart, a step that

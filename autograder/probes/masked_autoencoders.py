@@ -26,8 +26,16 @@ from replearn.backbones import PatchEmbed
 
 IMAGE_SIZE, PATCH, CHANNELS = 16, 4, 3  # a 4 x 4 grid of 4x4 patches: L = 16, p*p*C = 48
 NUM_PATCHES = (IMAGE_SIZE // PATCH) ** 2
-ENCODER = dict(image_size=IMAGE_SIZE, patch_size=PATCH, in_chans=CHANNELS, dim=16, depth=2, heads=2)  # fmt: skip
-DECODER = dict(num_patches=NUM_PATCHES, patch_size=PATCH, in_chans=CHANNELS, encoder_dim=16, dim=16, depth=1, heads=2)  # fmt: skip
+ENCODER = dict(image_size=IMAGE_SIZE, patch_size=PATCH, in_chans=CHANNELS, dim=16, depth=2, heads=2)
+DECODER = dict(
+    num_patches=NUM_PATCHES,
+    patch_size=PATCH,
+    in_chans=CHANNELS,
+    encoder_dim=16,
+    dim=16,
+    depth=1,
+    heads=2,
+)
 SMOKE_WIDTH = 32  # the smoke-train MAE: encoder 32 x 1 block, decoder 32 x 1 block
 SMOKE_ENCODER = {**ENCODER, "dim": SMOKE_WIDTH, "depth": 1}
 SMOKE_DECODER = {**DECODER, "encoder_dim": SMOKE_WIDTH, "dim": SMOKE_WIDTH}
@@ -116,7 +124,9 @@ class StandInDecoder(nn.Module):
     """Stands in for ``MAEDecoder`` in the test of the whole model: one linear layer on the
     mean latent, plus a term in ``ids_restore`` (no mask tokens, no transformer)."""
 
-    def __init__(self, num_patches=NUM_PATCHES, patch_size=PATCH, in_chans=CHANNELS, encoder_dim=16):  # fmt: skip
+    def __init__(
+        self, num_patches=NUM_PATCHES, patch_size=PATCH, in_chans=CHANNELS, encoder_dim=16
+    ):
         super().__init__()
         self.num_patches, self.patch_size = num_patches, patch_size
         self.pred = nn.Linear(encoder_dim, patch_size * patch_size * in_chans)
@@ -182,14 +192,18 @@ def _triple(out, who: str) -> tuple:
 def masking(module, seed: int, tokens: torch.Tensor, mask_ratio: float) -> dict:
     """``random_masking(tokens, mask_ratio, generator)`` with a generator seeded ``seed``."""
     generator = torch.Generator().manual_seed(seed)
-    visible, mask, ids_restore = _triple(module.random_masking(tokens, mask_ratio, generator), "random_masking")  # fmt: skip
+    visible, mask, ids_restore = _triple(
+        module.random_masking(tokens, mask_ratio, generator), "random_masking"
+    )
     return {"visible": visible, "mask": mask, "ids_restore": ids_restore}
 
 
 def mask_rates(module, seed: int, n: int, length: int, mask_ratio: float) -> dict:
     """How often each of ``L`` positions is masked over ``n`` samples, and the kept counts."""
     generator = torch.Generator().manual_seed(seed)
-    _, mask, _ = _triple(module.random_masking(torch.zeros(n, length, 2), mask_ratio, generator), "random_masking")  # fmt: skip
+    _, mask, _ = _triple(
+        module.random_masking(torch.zeros(n, length, 2), mask_ratio, generator), "random_masking"
+    )
     return {"rate": mask.float().mean(dim=0), "masked_per_sample": mask.float().sum(dim=1)}
 
 
@@ -203,10 +217,14 @@ def encoder_forward(module, seed: int, images: torch.Tensor, mask_ratio: float) 
         encoder = reseed(module.MAEEncoder(**ENCODER), seed).eval()
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            latent, mask, ids_restore = _triple(encoder(images, mask_ratio, generator), "MAEEncoder.forward")  # fmt: skip
+            latent, mask, ids_restore = _triple(
+                encoder(images, mask_ratio, generator), "MAEEncoder.forward"
+            )
             # the same images with every masked patch replaced by noise: the latent must not move
             grid = IMAGE_SIZE // PATCH
-            hidden = mask.view(-1, 1, grid, grid).repeat_interleave(PATCH, 2).repeat_interleave(PATCH, 3)  # fmt: skip
+            hidden = (
+                mask.view(-1, 1, grid, grid).repeat_interleave(PATCH, 2).repeat_interleave(PATCH, 3)
+            )
             noise = torch.rand(images.shape, generator=torch.Generator().manual_seed(seed + 1))
             scrambled = torch.where(hidden.bool(), noise, images.float())  # [N, C, H, W]
             generator = torch.Generator().manual_seed(seed)
@@ -224,8 +242,13 @@ def decoder_forward(module, seed: int, latent: torch.Tensor, ids_restore: torch.
         if not isinstance(pred, torch.Tensor):
             raise TypeError(f"MAEDecoder.forward must return a tensor, got {type(pred).__name__}")
         pred.pow(2).sum().backward()
-    return {"pred": pred.detach().clone(), "latent_grad": None if leaf.grad is None else leaf.grad.clone(),
-            "mask_token_grad": None if decoder.mask_token.grad is None else decoder.mask_token.grad.clone()}  # fmt: skip
+    return {
+        "pred": pred.detach().clone(),
+        "latent_grad": None if leaf.grad is None else leaf.grad.clone(),
+        "mask_token_grad": None
+        if decoder.mask_token.grad is None
+        else decoder.mask_token.grad.clone(),
+    }
 
 
 # ---- Part 5: the loss -----------------------------------------------------------------------
@@ -240,7 +263,10 @@ def loss_with_grad(module, images, pred, mask, patch_size: int, norm_pix: bool) 
             raise TypeError("mae_loss must return a scalar tensor")
         if loss.requires_grad:
             loss.backward()
-    return {"output": loss.detach().clone(), "grads": [None if leaf.grad is None else leaf.grad.clone()]}  # fmt: skip
+    return {
+        "output": loss.detach().clone(),
+        "grads": [None if leaf.grad is None else leaf.grad.clone()],
+    }
 
 
 # ---- Part 6: the masked autoencoder ---------------------------------------------------------
@@ -260,8 +286,12 @@ def mae_forward(module, seed: int, images: torch.Tensor, mask_ratio: float, norm
             raise TypeError("MaskedAutoencoder.forward's 'loss' must be a scalar tensor")
         loss.backward()
         grad = model.encoder.patch_embed.proj.weight.grad
-    return {"loss": float(loss.detach()), "pred": _tensors(out["pred"])[0],
-            "mask": _tensors(out["mask"])[0], "grad": None if grad is None else grad.clone()}  # fmt: skip
+    return {
+        "loss": float(loss.detach()),
+        "pred": _tensors(out["pred"])[0],
+        "mask": _tensors(out["mask"])[0],
+        "grad": None if grad is None else grad.clone(),
+    }
 
 
 def smoke_images(seed: int, n: int = 32) -> torch.Tensor:
@@ -269,7 +299,11 @@ def smoke_images(seed: int, n: int = 32) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     ramp = torch.linspace(0, 1, IMAGE_SIZE)
     start, slope_y, slope_x = (torch.rand(n, 3, 1, 1, generator=g) for _ in range(3))
-    x = 0.5 * start + 0.25 * slope_y * ramp.view(1, 1, -1, 1) + 0.25 * slope_x * ramp.view(1, 1, 1, -1)  # fmt: skip
+    x = (
+        0.5 * start
+        + 0.25 * slope_y * ramp.view(1, 1, -1, 1)
+        + 0.25 * slope_x * ramp.view(1, 1, 1, -1)
+    )
     return x.clamp(0, 1)
 
 

@@ -509,8 +509,9 @@ def _rotation_step(ctx: StepContext, images: torch.Tensor) -> dict[str, torch.Te
 
 def _evaluate(pt: ModuleType, encoder: nn.Module, data: ImageData, cfg: PretextConfig) -> dict:
     """The notebook's protocol: kNN and linear probe of each probed block's pooled features."""
-    scores = evaluate_encoder(encoder, data.x_train, data.y_train, data.x_test, data.y_test,
-                              cfg.probe_blocks, cfg)  # fmt: skip
+    scores = evaluate_encoder(
+        encoder, data.x_train, data.y_train, data.x_test, data.y_test, cfg.probe_blocks, cfg
+    )
     return {f"block{b}_{k}": v for b, s in scores.items() for k, v in s.items()}
 
 

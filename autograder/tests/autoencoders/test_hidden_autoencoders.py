@@ -17,9 +17,12 @@ def _seeded_weights(spec, seed):
 
 def _reference_model(spec):
     return reference(REF).ConvAutoencoder(
-        spec["in_channels"], spec["image_size"], tuple(spec["widths"]), spec["code_dim"],
+        spec["in_channels"],
+        spec["image_size"],
+        tuple(spec["widths"]),
+        spec["code_dim"],
         spec.get("code_activation", "none"),
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.weight(1)
@@ -31,8 +34,13 @@ def test_reconstruction_loss_any_shape(student):
         x = torch.rand(shape, generator=student.rng)
         x_hat = torch.rand(shape, generator=student.rng)
         got = student.call("reconstruction_loss", x, x_hat)
-        expect_close(got, float(ref.reconstruction_loss(x, x_hat)), rtol=1e-5, atol=1e-5,
-                     name=f"R(x, x_hat) for inputs of shape {shape}")  # fmt: skip
+        expect_close(
+            got,
+            float(ref.reconstruction_loss(x, x_hat)),
+            rtol=1e-5,
+            atol=1e-5,
+            name=f"R(x, x_hat) for inputs of shape {shape}",
+        )
 
 
 @pytest.mark.weight(2)
@@ -41,12 +49,20 @@ def test_reconstruction_loss_any_shape(student):
 def test_conv_autoencoder_code_activations_on_mnist_sized_images(student):
     x = torch.rand(3, 1, 28, 28, generator=student.rng)  # [N, C, H, W]
     for activation in ("relu", "sigmoid"):
-        spec = {"in_channels": 1, "image_size": 28, "widths": (4, 8), "code_dim": 5,
-                "code_activation": activation}  # fmt: skip
+        spec = {
+            "in_channels": 1,
+            "image_size": 28,
+            "widths": (4, 8),
+            "code_dim": 5,
+            "code_activation": activation,
+        }
         state = _seeded_weights(spec, 7)
         got = student.probe(f"{PROBES}:autoencoder_forward", spec, state, x)
-        expect_true(got["loaded"], f"28-px, 1-channel model with code_activation={activation!r}: "
-                                   "layer names or shapes differ from the docstring's")  # fmt: skip
+        expect_true(
+            got["loaded"],
+            f"28-px, 1-channel model with code_activation={activation!r}: "
+            "layer names or shapes differ from the docstring's",
+        )
         model = load_weights(_reference_model(spec), state).eval()
         with torch.no_grad():
             x_hat, h = model(x)
@@ -62,25 +78,50 @@ def test_penalties_against_reference_and_extremes(student):
     h = torch.rand(9, 7, generator=student.rng)  # [N, D]
     for rho in (0.02, 0.3):
         got = student.call("kl_sparsity_penalty", h, rho)
-        expect_close(got, float(ref.kl_sparsity_penalty(h, rho)), rtol=1e-4, atol=1e-5,
-                     name=f"KL penalty, rho={rho}")  # fmt: skip
+        expect_close(
+            got,
+            float(ref.kl_sparsity_penalty(h, rho)),
+            rtol=1e-4,
+            atol=1e-5,
+            name=f"KL penalty, rho={rho}",
+        )
     dead = student.call("kl_sparsity_penalty", torch.zeros(4, 3), 0.05)
-    expect_close(dead, float(ref.kl_sparsity_penalty(torch.zeros(4, 3), 0.05)), rtol=1e-3,
-                 atol=1e-3, name="KL penalty of units that never fire (rho_hat clamped to eps)")  # fmt: skip
+    expect_close(
+        dead,
+        float(ref.kl_sparsity_penalty(torch.zeros(4, 3), 0.05)),
+        rtol=1e-3,
+        atol=1e-3,
+        name="KL penalty of units that never fire (rho_hat clamped to eps)",
+    )
     x, x_hat = (
         torch.rand(2, 3, 4, 4, generator=student.rng),
         torch.rand(2, 3, 4, 4, generator=student.rng),
     )
     got = student.call("sparse_autoencoder_loss", x, x_hat, h[:2], 0.7, "kl", 0.1)
-    expect_close(got, float(ref.sparse_autoencoder_loss(x, x_hat, h[:2], 0.7, "kl", 0.1)),
-                 rtol=1e-4, atol=1e-4, name="R + 0.7 * KL penalty")  # fmt: skip
+    expect_close(
+        got,
+        float(ref.sparse_autoencoder_loss(x, x_hat, h[:2], 0.7, "kl", 0.1)),
+        rtol=1e-4,
+        atol=1e-4,
+        name="R + 0.7 * KL penalty",
+    )
     got = student.call("sparse_autoencoder_loss", x, x_hat, h[:2], 0.4, "l1")
-    expect_close(got, float(ref.sparse_autoencoder_loss(x, x_hat, h[:2], 0.4, "l1")),
-                 rtol=1e-4, atol=1e-4, name="R + 0.4 * L1 penalty")  # fmt: skip
+    expect_close(
+        got,
+        float(ref.sparse_autoencoder_loss(x, x_hat, h[:2], 0.4, "l1")),
+        rtol=1e-4,
+        atol=1e-4,
+        name="R + 0.4 * L1 penalty",
+    )
     signed = torch.randn(5, 8, generator=student.rng)
     got = student.call("l1_sparsity_penalty", signed)
-    expect_close(got, float(ref.l1_sparsity_penalty(signed)), rtol=1e-5, atol=1e-6,
-                 name="L1 penalty of signed codes")  # fmt: skip
+    expect_close(
+        got,
+        float(ref.l1_sparsity_penalty(signed)),
+        rtol=1e-5,
+        atol=1e-6,
+        name="L1 penalty of signed codes",
+    )
 
 
 @pytest.mark.weight(1)
@@ -89,8 +130,10 @@ def test_penalties_against_reference_and_extremes(student):
 def test_mask_pixels_edge_fractions(student):
     x = torch.rand(3, 2, 7, 7, generator=student.rng) + 0.1  # [N, C, H, W]
     none = student.probe(f"{PROBES}:masks", x, 0.0, 3)
-    expect_true(bool(torch.equal(none["noisy"], x)) and not bool(none["mask"].any()),
-                "fraction 0 must leave every pixel alone")  # fmt: skip
+    expect_true(
+        bool(torch.equal(none["noisy"], x)) and not bool(none["mask"].any()),
+        "fraction 0 must leave every pixel alone",
+    )
     full = student.probe(f"{PROBES}:masks", x, 1.0, 3)
     expect_true(bool((full["noisy"] == 0).all()), "fraction 1 must zero every pixel")
     part = student.probe(f"{PROBES}:masks", x, 0.3, 4)
@@ -158,8 +201,9 @@ def test_denoising_autoencoder_smoke_train(student):
     steps = 150
     got = student.probe(f"{PROBES}:dae_smoke_train", spec, 1, x, steps, 0.3, 1e-2, timeout=60)
     losses = got["losses"]
-    expect_true(len(losses) == steps and all(v == v for v in losses),
-                f"{steps} finite losses expected")  # fmt: skip
+    expect_true(
+        len(losses) == steps and all(v == v for v in losses), f"{steps} finite losses expected"
+    )
     ref = reference(REF)
     masked, _ = ref.mask_pixels(x, 0.3, torch.Generator().manual_seed(99))
 
@@ -170,10 +214,12 @@ def test_denoising_autoencoder_smoke_train(student):
         return float(ref.reconstruction_loss(x, x_hat))
 
     before, after = error(got["initial"]), error(got["final"])
-    expect_true(after < 0.5 * before,
-                f"after {steps} steps the reconstruction error of the clean images from masked ones "
-                f"must fall below half its initial value (the grader's evaluation of the "
-                f"returned weights: {after:.3g} vs {before:.3g} at the start)")  # fmt: skip
+    expect_true(
+        after < 0.5 * before,
+        f"after {steps} steps the reconstruction error of the clean images from masked ones "
+        f"must fall below half its initial value (the grader's evaluation of the "
+        f"returned weights: {after:.3g} vs {before:.3g} at the start)",
+    )
 
 
 @pytest.mark.weight(2)
@@ -211,9 +257,11 @@ def test_layer_input_is_frozen_and_the_loss_reaches_layer_k_only(student):
     )
     expect_true(not got["input_requires_grad"], "layer_input must be computed without gradients")
     expect_close(got["loss"], want["loss"], rtol=1e-5, atol=1e-5, name="layer 1's loss")
-    expect_true(got["has_grad"] == want["has_grad"],
-                "gradients of layer_reconstruction_loss(stack, x, 1) must reach encoders.1 and "
-                "decoders.1 only")  # fmt: skip
+    expect_true(
+        got["has_grad"] == want["has_grad"],
+        "gradients of layer_reconstruction_loss(stack, x, 1) must reach encoders.1 and "
+        "decoders.1 only",
+    )
 
 
 @pytest.mark.weight(2)
@@ -224,12 +272,27 @@ def test_pretrain_first_layer_and_finetune_match_reference(student):
     got = student.probe(f"{PROBES}:layerwise", [9, 5, 3], 0, x, 3, 5, 6)
     want = probes.layerwise(reference(REF), [9, 5, 3], 0, x, 3, 5, 6)
     expect_true(got["changed"] == want["changed"], "pretrain_layer(k=0) changed other layers")
-    expect_tensor(got["state"]["encoders.0.weight"], want["state"]["encoders.0.weight"],
-                  rtol=1e-4, atol=1e-5, name="encoders.0.weight after layer-0 pretraining")  # fmt: skip
+    expect_tensor(
+        got["state"]["encoders.0.weight"],
+        want["state"]["encoders.0.weight"],
+        rtol=1e-4,
+        atol=1e-5,
+        name="encoders.0.weight after layer-0 pretraining",
+    )
     got = student.probe(f"{PROBES}:finetune", [9, 5, 3], x, 2, 7, 8)
     want = probes.finetune(reference(REF), [9, 5, 3], x, 2, 7, 8)
-    expect_tensor(torch.tensor(got["losses"]), torch.tensor(want["losses"]), rtol=1e-4,
-                  atol=1e-5, name="finetune_stack losses (4 steps)")  # fmt: skip
+    expect_tensor(
+        torch.tensor(got["losses"]),
+        torch.tensor(want["losses"]),
+        rtol=1e-4,
+        atol=1e-5,
+        name="finetune_stack losses (4 steps)",
+    )
     for key in ("encoders.0.weight", "encoders.1.bias", "decoders.0.weight"):
-        expect_tensor(got["state"][key], want["state"][key], rtol=1e-4, atol=1e-5,
-                      name=f"{key} after end-to-end training")  # fmt: skip
+        expect_tensor(
+            got["state"][key],
+            want["state"][key],
+            rtol=1e-4,
+            atol=1e-5,
+            name=f"{key} after end-to-end training",
+        )

@@ -33,16 +33,33 @@ PROBES = "autograder.probes.autoencoders"
 def test_reconstruction_loss_sums_pixels_and_averages_the_batch(student):
     x = torch.rand(4, 3, 5, 5, generator=student.rng)  # [N, C, H, W]
     x_hat = torch.rand(4, 3, 5, 5, generator=student.rng)
-    got = student.probe("autograder.probes.common:call_with_grad", "reconstruction_loss",
-                        [x, x_hat], [1])  # fmt: skip
-    want = expected("reconstruction_loss", lambda: probes_common.call_with_grad(reference(REF), "reconstruction_loss", [x, x_hat], [1]))  # fmt: skip
-    expect_close(got["output"], float(want["output"]), rtol=1e-5, atol=1e-5,
-                 name="R(x, x_hat) for x, x_hat [4, 3, 5, 5] (sum over pixels, mean over batch)")  # fmt: skip
-    expect_tensor(got["grads"][0], want["grads"][0], rtol=1e-5, atol=1e-6,
-                  name="dR/dx_hat [4, 3, 5, 5]")  # fmt: skip
+    got = student.probe(
+        "autograder.probes.common:call_with_grad", "reconstruction_loss", [x, x_hat], [1]
+    )
+    want = expected(
+        "reconstruction_loss",
+        lambda: probes_common.call_with_grad(
+            reference(REF), "reconstruction_loss", [x, x_hat], [1]
+        ),
+    )
+    expect_close(
+        got["output"],
+        float(want["output"]),
+        rtol=1e-5,
+        atol=1e-5,
+        name="R(x, x_hat) for x, x_hat [4, 3, 5, 5] (sum over pixels, mean over batch)",
+    )
+    expect_tensor(
+        got["grads"][0], want["grads"][0], rtol=1e-5, atol=1e-6, name="dR/dx_hat [4, 3, 5, 5]"
+    )
     ones = student.call("reconstruction_loss", torch.ones(2, 1, 3, 4), torch.zeros(2, 1, 3, 4))
-    expect_close(ones, 12.0, rtol=1e-6, atol=1e-6,
-                 name="R(ones, zeros) for [2, 1, 3, 4] (12 pixels per image, each off by 1)")  # fmt: skip
+    expect_close(
+        ones,
+        12.0,
+        rtol=1e-6,
+        atol=1e-6,
+        name="R(ones, zeros) for [2, 1, 3, 4] (12 pixels per image, each off by 1)",
+    )
 
 
 @pytest.mark.weight(2)
@@ -63,23 +80,34 @@ def test_conv_autoencoder_layers_and_shapes(student):
         observed=[missing, extra],
     )
     wrong = sorted(k for k in want_shapes if got["shapes"][k] != want_shapes[k])
-    expect_true(not wrong and got["loaded"],
-                f"layers with the wrong shape: {wrong[:4]} (compare with the docstring)")  # fmt: skip
+    expect_true(
+        not wrong and got["loaded"],
+        f"layers with the wrong shape: {wrong[:4]} (compare with the docstring)",
+    )
     h, x_hat = got["h"], got["x_hat"]
-    expect_true(isinstance(h, torch.Tensor) and tuple(h.shape) == (5, 6),
-                f"encode(x [5, 3, 8, 8]) must give codes [5, 6] (code_dim=6), got "
-                f"{tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__}")  # fmt: skip
+    expect_true(
+        isinstance(h, torch.Tensor) and tuple(h.shape) == (5, 6),
+        f"encode(x [5, 3, 8, 8]) must give codes [5, 6] (code_dim=6), got "
+        f"{tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__}",
+    )
     expect_true(
         isinstance(x_hat, torch.Tensor) and tuple(x_hat.shape) == (5, 3, 8, 8),
         "decode(h) must give reconstructions with the input's shape [5, 3, 8, 8]",
     )
-    expect_true(bool(((x_hat >= 0) & (x_hat <= 1)).all()),
-                "reconstructions must lie in [0, 1] (a Sigmoid at the end of the decoder)")  # fmt: skip
+    expect_true(
+        bool(((x_hat >= 0) & (x_hat <= 1)).all()),
+        "reconstructions must lie in [0, 1] (a Sigmoid at the end of the decoder)",
+    )
     want = expected("ae-forward", lambda: _reference_forward(state, x))
     expect_tensor(h, want["h"], rtol=1e-4, atol=1e-5, name="codes h [5, 6] (eval mode)")
     expect_tensor(x_hat, want["x_hat"], rtol=1e-4, atol=1e-5, name="decode(h) [5, 3, 8, 8]")
-    expect_tensor(got["forward_x_hat"], want["x_hat"], rtol=1e-4, atol=1e-5,
-                  name="model(x)[0], the reconstruction")  # fmt: skip
+    expect_tensor(
+        got["forward_x_hat"],
+        want["x_hat"],
+        rtol=1e-4,
+        atol=1e-5,
+        name="model(x)[0], the reconstruction",
+    )
     for activation in ("sigmoid", "relu"):
         got = student.probe(
             f"{PROBES}:autoencoder_forward", {**spec, "code_activation": activation}, state, x
@@ -132,11 +160,18 @@ def test_sparsity_penalties(student):
     h = torch.randn(6, 4, generator=student.rng)  # [N, D]
     l1 = student.call("l1_sparsity_penalty", h)
     want = expected("l1_sparsity_penalty", lambda: float(reference(REF).l1_sparsity_penalty(h)))
-    expect_close(l1, want, rtol=1e-5, atol=1e-6,
-                 name="||h||_1 of h [6, 4] (sum over units, mean over the batch)")  # fmt: skip
+    expect_close(
+        l1,
+        want,
+        rtol=1e-5,
+        atol=1e-6,
+        name="||h||_1 of h [6, 4] (sum over units, mean over the batch)",
+    )
     probs = torch.rand(6, 4, generator=student.rng) * 0.9 + 0.05  # [N, D] sigmoid codes
     kl = student.call("kl_sparsity_penalty", probs, 0.1)
-    want = expected("kl_sparsity_penalty", lambda: float(reference(REF).kl_sparsity_penalty(probs, 0.1)))  # fmt: skip
+    want = expected(
+        "kl_sparsity_penalty", lambda: float(reference(REF).kl_sparsity_penalty(probs, 0.1))
+    )
     expect_close(kl, want, rtol=1e-4, atol=1e-5, name="sum_j KL(0.1 || rho_hat_j), h [6, 4]")
     extreme = probs.clone()
     extreme[:, 0], extreme[:, 1] = 0.0, 1.0  # a dead unit and a saturated one: log(0) unguarded
@@ -153,13 +188,20 @@ def test_sparsity_penalties(student):
         name="KL penalty with a unit always 0 and one always 1 (clamp rho_hat to [eps, 1 - eps])",
     )
     at_target = student.call("kl_sparsity_penalty", torch.full((5, 3), 0.2), 0.2)
-    expect_close(at_target, 0.0, rtol=0, atol=1e-5,
-                 name="KL penalty when every unit's average activation equals rho")  # fmt: skip
+    expect_close(
+        at_target,
+        0.0,
+        rtol=0,
+        atol=1e-5,
+        name="KL penalty when every unit's average activation equals rho",
+    )
     x = torch.rand(3, 1, 4, 4, generator=student.rng)
     x_hat = torch.rand(3, 1, 4, 4, generator=student.rng)
     total = student.call("sparse_autoencoder_loss", x, x_hat, probs[:3], 0.5, "l1")
-    want = expected("sparse-l1", lambda: float(
-        reference(REF).sparse_autoencoder_loss(x, x_hat, probs[:3], 0.5, "l1")))  # fmt: skip
+    want = expected(
+        "sparse-l1",
+        lambda: float(reference(REF).sparse_autoencoder_loss(x, x_hat, probs[:3], 0.5, "l1")),
+    )
     expect_close(total, want, rtol=1e-5, atol=1e-5, name="R + 0.5 * ||h||_1")
 
 
@@ -168,8 +210,13 @@ def test_sparsity_penalties(student):
 def test_sparsity_measure(student):
     h = torch.tensor([[0.0, 0.005, -0.2, 1.0], [0.0, -0.009, 0.3, 0.02]])  # [N, D]
     got = student.call("sparsity", h, 0.01)
-    expect_close(got, 4 / 8, rtol=0, atol=1e-6,
-                 name="fraction of |h| <= 0.01 in a [2, 4] code with 4 near-zero entries")  # fmt: skip
+    expect_close(
+        got,
+        4 / 8,
+        rtol=0,
+        atol=1e-6,
+        name="fraction of |h| <= 0.01 in a [2, 4] code with 4 near-zero entries",
+    )
 
 
 # ---- Part 3: the denoising autoencoder ----------------------------------------------------------
@@ -182,21 +229,31 @@ def test_mask_pixels_masking_noise(student):
     got = student.probe(f"{PROBES}:masks", x, 0.25, 11)
     noisy, mask = got["noisy"], got["mask"]
     expect_true(tuple(noisy.shape) == (6, 3, 5, 4), "x_noisy must have the shape of x")
-    expect_true(tuple(mask.shape) == (6, 1, 5, 4) and mask.dtype == torch.bool,
-                f"mask must be bool [N, 1, H, W] = [6, 1, 5, 4], got {tuple(mask.shape)} {mask.dtype}")  # fmt: skip
+    expect_true(
+        tuple(mask.shape) == (6, 1, 5, 4) and mask.dtype == torch.bool,
+        f"mask must be bool [N, 1, H, W] = [6, 1, 5, 4], got {tuple(mask.shape)} {mask.dtype}",
+    )
     counts = mask.flatten(1).sum(1).tolist()
-    expect_true(counts == [5] * 6,
-                f"each image must lose exactly round(0.25 * 20) = 5 pixels; masked per image: {counts}")  # fmt: skip
+    expect_true(
+        counts == [5] * 6,
+        f"each image must lose exactly round(0.25 * 20) = 5 pixels; masked per image: {counts}",
+    )
     zeroed = (noisy == 0).all(dim=1, keepdim=True)  # [N, 1, H, W] zero in every channel
-    expect_true(bool(torch.equal(zeroed, mask)),
-                "masked pixels must be 0 in every channel, and only those (the same mask across channels)")  # fmt: skip
-    expect_true(bool(torch.equal(noisy[~mask.expand_as(noisy)], x[~mask.expand_as(x)])),
-                "pixels outside the mask must be unchanged")  # fmt: skip
+    expect_true(
+        bool(torch.equal(zeroed, mask)),
+        "masked pixels must be 0 in every channel, and only those (the same mask across channels)",
+    )
+    expect_true(
+        bool(torch.equal(noisy[~mask.expand_as(noisy)], x[~mask.expand_as(x)])),
+        "pixels outside the mask must be unchanged",
+    )
     patterns = {tuple(m.flatten().tolist()) for m in mask}
     expect_true(len(patterns) > 1, "every image must get its own random mask (per sample)")
-    expect_true(got["same_seed_same_result"] and got["other_seed_differs"],
-                "the masks must be drawn from `generator`: the same seed gives the same masks, "
-                "another seed other masks")  # fmt: skip
+    expect_true(
+        got["same_seed_same_result"] and got["other_seed_differs"],
+        "the masks must be drawn from `generator`: the same seed gives the same masks, "
+        "another seed other masks",
+    )
     expect_true(got["input_unchanged"], "mask_pixels must not modify x in place")
 
 
@@ -208,12 +265,19 @@ def test_denoising_loss_reconstructs_the_clean_input(student):
     mask = torch.rand(4, 1, 8, 8, generator=student.rng) < 0.5  # [N, 1, H, W]
     state = expected("dae-weights", lambda: _spread_weights(5))
     got = student.probe(f"{PROBES}:denoising_loss_fixed_mask", spec, state, x, mask, 0.5)
-    expect_true(got["mask_calls"] == [0.5],
-                f"denoising_loss must corrupt x once with mask_pixels(x, 0.5, generator); "
-                f"calls seen: {got['mask_calls']}")  # fmt: skip
+    expect_true(
+        got["mask_calls"] == [0.5],
+        f"denoising_loss must corrupt x once with mask_pixels(x, 0.5, generator); "
+        f"calls seen: {got['mask_calls']}",
+    )
     want = expected("dae-loss", lambda: _reference_dae_loss(state, x, mask))
-    expect_close(got["loss"], want, rtol=1e-4, atol=1e-4,
-                 name="R(x, model(x_noisy)[0]): the CLEAN x against the reconstruction of the noisy one")  # fmt: skip
+    expect_close(
+        got["loss"],
+        want,
+        rtol=1e-4,
+        atol=1e-4,
+        name="R(x, model(x_noisy)[0]): the CLEAN x against the reconstruction of the noisy one",
+    )
     expect_true(got["differentiable"], "the loss must be differentiable (no .item(), no detach)")
 
 
@@ -235,18 +299,32 @@ def test_pretrain_layer_trains_only_the_current_layer(student):
     got = student.probe(f"{PROBES}:layerwise", [12, 8, 5, 3], 1, x, 2, 8, 4)
     changed = got["changed"]
     moved = sorted(name for name, c in changed.items() if c)
-    expect_true(moved == ["decoders.1.bias", "decoders.1.weight", "encoders.1.bias", "encoders.1.weight"],
-                f"pretrain_layer(stack, k=1) must change encoders.1 and decoders.1 only; changed: {moved}")  # fmt: skip
-    expect_true(len(got["losses"]) == 6,
-                f"{len(got['losses'])} losses returned, expected one per step (2 epochs x 3 batches)")  # fmt: skip
+    expect_true(
+        moved == ["decoders.1.bias", "decoders.1.weight", "encoders.1.bias", "encoders.1.weight"],
+        f"pretrain_layer(stack, k=1) must change encoders.1 and decoders.1 only; changed: {moved}",
+    )
+    expect_true(
+        len(got["losses"]) == 6,
+        f"{len(got['losses'])} losses returned, expected one per step (2 epochs x 3 batches)",
+    )
     want = expected(
         "layerwise-k1", lambda: probes.layerwise(reference(REF), [12, 8, 5, 3], 1, x, 2, 8, 4)
     )
-    expect_tensor(torch.tensor(got["losses"]), torch.tensor(want["losses"]), rtol=1e-4, atol=1e-5,
-                  name="the losses of the 6 steps")  # fmt: skip
+    expect_tensor(
+        torch.tensor(got["losses"]),
+        torch.tensor(want["losses"]),
+        rtol=1e-4,
+        atol=1e-5,
+        name="the losses of the 6 steps",
+    )
     for key in ("encoders.1.weight", "decoders.1.bias"):
-        expect_tensor(got["state"][key], want["state"][key], rtol=1e-4, atol=1e-5,
-                      name=f"{key} after 2 epochs")  # fmt: skip
+        expect_tensor(
+            got["state"][key],
+            want["state"][key],
+            rtol=1e-4,
+            atol=1e-5,
+            name=f"{key} after 2 epochs",
+        )
 
 
 @pytest.mark.weight(1)
@@ -310,11 +388,18 @@ def test_free_energy_matches_enumeration(student):
     v = torch.tensor(list(itertools.product([0.0, 1.0], repeat=3)))  # [8, 3] every visible state
     got = student.call("free_energy", v, W, b, c)
     want = expected("free_energy", lambda: reference(REF).free_energy(v, W, b, c))
-    expect_tensor(got, want, rtol=1e-5, atol=1e-5,
-                  name="F(v) of the 8 states of a 3-visible, 2-hidden RBM, [8]")  # fmt: skip
+    expect_tensor(
+        got,
+        want,
+        rtol=1e-5,
+        atol=1e-5,
+        name="F(v) of the 8 states of a 3-visible, 2-hidden RBM, [8]",
+    )
     big = student.call("free_energy", torch.ones(1, 3), W * 400, b, c)
-    expect_true(isinstance(big, torch.Tensor) and bool(torch.isfinite(big).all()),
-                "F(v) must stay finite for large inputs to log(1 + exp(.)) (use softplus)")  # fmt: skip
+    expect_true(
+        isinstance(big, torch.Tensor) and bool(torch.isfinite(big).all()),
+        "F(v) must stay finite for large inputs to log(1 + exp(.)) (use softplus)",
+    )
 
 
 @pytest.mark.weight(2)

@@ -52,8 +52,13 @@ def test_text_encoder_on_fresh_tokens(student):
     got = student.probe(f"{PROBES}:text_encoder_forward", seed, vocab_size, tokens, noisy)
     want = probes.text_encoder_forward(reference(REF), seed, vocab_size, tokens, noisy)
     expect_tensor(got["out"], want["out"], rtol=1e-4, atol=1e-5, name="TextEncoder output")
-    expect_tensor(got["noisy_out"], want["out"], rtol=1e-4, atol=1e-5,
-                  name="TextEncoder output with other tokens after EOT")  # fmt: skip
+    expect_tensor(
+        got["noisy_out"],
+        want["out"],
+        rtol=1e-4,
+        atol=1e-5,
+        name="TextEncoder output with other tokens after EOT",
+    )
     mask = student.call("causal_mask", 7)
     expect_tensor(
         mask, reference(REF).causal_mask(7), rtol=0, atol=0, equal_nan=True, name="causal_mask(7)"
@@ -70,8 +75,13 @@ def test_logit_scale_with_other_temperature_and_cap(student):
     want = probes.logit_scale(reference(REF), temperature, cap, 5.0)
     expect_close(got["scale"], 1 / temperature, rtol=1e-5, atol=1e-5, name="the scale at init")
     expect_close(got["set_scale"], want["set_scale"], rtol=1e-5, atol=1e-4, name="exp(5)")
-    expect_close(got["clamped_log_scale"], want["clamped_log_scale"], rtol=1e-6, atol=1e-6,
-                 name="log_scale after clamp_()")  # fmt: skip
+    expect_close(
+        got["clamped_log_scale"],
+        want["clamped_log_scale"],
+        rtol=1e-6,
+        atol=1e-6,
+        name="log_scale after clamp_()",
+    )
     expect_tensor(got["trace"], want["trace"], rtol=1e-5, atol=1e-5, name="three SGD steps")
 
 
@@ -89,7 +99,9 @@ def test_clip_loss_on_fresh_inputs_matches_reference_and_open_clip(student):
     want = probes.clip_loss_with_grad(reference(REF), images, texts, scale)
     theirs = ClipLoss()(F.normalize(images, dim=1), F.normalize(texts, dim=1), scale)
     expect_close(got["output"], float(want["output"]), rtol=1e-9, atol=1e-12, name="clip_loss")
-    expect_close(got["output"], float(theirs), rtol=1e-9, atol=1e-12, name="clip_loss vs open_clip ClipLoss")  # fmt: skip
+    expect_close(
+        got["output"], float(theirs), rtol=1e-9, atol=1e-12, name="clip_loss vs open_clip ClipLoss"
+    )
     for g, w in zip(got["grads"], want["grads"]):
         expect_true(g is not None, "clip_loss must be differentiable in every input")
         expect_tensor(g, w, rtol=1e-7, atol=1e-10, name="clip_loss gradient")
@@ -105,13 +117,20 @@ def test_zero_shot_on_an_open_clip_model_equals_open_clips_builder(student):
 
     seed = _seed(student)
     names = [captions.CIFAR10_CLASSES[i] for i in torch.randperm(10, generator=student.rng)[:4]]
-    templates = [captions.CIFAR_TEMPLATES[i] for i in torch.randperm(18, generator=student.rng)[:5]]  # fmt: skip
+    templates = [captions.CIFAR_TEMPLATES[i] for i in torch.randperm(18, generator=student.rng)[:5]]
     images = torch.randn(5, 3, 32, 32, generator=student.rng)
     got = student.probe(f"{PROBES}:open_clip_weights", seed, images, names, templates, timeout=60)
     model, tokenizer = probes.tiny_open_clip(seed)
-    theirs = open_clip.build_zero_shot_classifier(model, tokenizer, names, [lambda c, t=t: t.format(c=c) for t in templates])  # fmt: skip
-    expect_tensor(got["weights"], theirs, rtol=1e-4, atol=1e-5,
-                  name="zero-shot weights on a tiny open_clip model vs open_clip.build_zero_shot_classifier")  # fmt: skip
+    theirs = open_clip.build_zero_shot_classifier(
+        model, tokenizer, names, [lambda c, t=t: t.format(c=c) for t in templates]
+    )
+    expect_tensor(
+        got["weights"],
+        theirs,
+        rtol=1e-4,
+        atol=1e-5,
+        name="zero-shot weights on a tiny open_clip model vs open_clip.build_zero_shot_classifier",
+    )
     with torch.no_grad():
         want = (F.normalize(model.encode_image(images), dim=-1) @ theirs).argmax(dim=1)
     expect_tensor(got["predictions"], want, rtol=0, atol=0, name="zero-shot predictions")
@@ -144,4 +163,10 @@ def test_retrieve_and_predict_on_fresh_inputs(student):
     expect_tensor(scores, want_scores, rtol=1e-9, atol=1e-12, name="retrieve scores")
     weights = F.normalize(torch.randn(d, 3, generator=student.rng, dtype=torch.float64), dim=0)
     got = student.call("zero_shot_predict", queries, weights)
-    expect_tensor(got, reference(REF).zero_shot_predict(queries, weights), rtol=0, atol=0, name="zero_shot_predict")  # fmt: skip
+    expect_tensor(
+        got,
+        reference(REF).zero_shot_predict(queries, weights),
+        rtol=0,
+        atol=0,
+        name="zero_shot_predict",
+    )

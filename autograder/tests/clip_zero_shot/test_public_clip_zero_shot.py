@@ -39,9 +39,14 @@ def test_tokenize_brackets_pads_and_marks_unknown_words(student):
     texts = ["a red circle at the top left", "A blue SQUARE.", "a green circle"]
     got = student.probe(f"{PROBES}:tokens_of", WORDS, texts, 10)
     want = expected("tokenize_10", lambda: reference(REF).tokenize(texts, probes.Vocab(WORDS), 10))
-    expect_tensor(got["tokens"], want[0], rtol=0, atol=0,
-                  name="tokens [3, 10]: SOT (1), word ids (lower case, '.' is a word, unknown "
-                       "words -> UNK = 3), EOT (2), then PAD (0)")  # fmt: skip
+    expect_tensor(
+        got["tokens"],
+        want[0],
+        rtol=0,
+        atol=0,
+        name="tokens [3, 10]: SOT (1), word ids (lower case, '.' is a word, unknown "
+        "words -> UNK = 3), EOT (2), then PAD (0)",
+    )
     expect_tensor(got["eot"], want[1], rtol=0, atol=0, name="eot_positions [3] (where EOT sits)")
 
 
@@ -51,9 +56,14 @@ def test_tokenize_truncates_long_captions_and_keeps_the_end_of_text_token(studen
     texts = ["a red circle at the top left", "a"]
     got = student.probe(f"{PROBES}:tokens_of", WORDS, texts, 5)
     want = expected("tokenize_5", lambda: reference(REF).tokenize(texts, probes.Vocab(WORDS), 5))
-    expect_tensor(got["tokens"], want[0], rtol=0, atol=0,
-                  name="tokens [2, 5] with context_length 5: a caption too long is cut and its "
-                       "last position is EOT")  # fmt: skip
+    expect_tensor(
+        got["tokens"],
+        want[0],
+        rtol=0,
+        atol=0,
+        name="tokens [2, 5] with context_length 5: a caption too long is cut and its "
+        "last position is EOT",
+    )
     expect_tensor(got["eot"], want[1], rtol=0, atol=0, name="eot_positions [2]")
 
 
@@ -65,10 +75,18 @@ def test_tokenize_truncates_long_captions_and_keeps_the_end_of_text_token(studen
 def test_causal_mask_is_minus_infinity_above_the_diagonal(student):
     for length in (1, 5):
         got = student.call("causal_mask", length)
-        want = expected(f"causal_mask_{length}", lambda length=length: reference(REF).causal_mask(length))  # fmt: skip
-        expect_tensor(got, want, rtol=0, atol=0, equal_nan=True,
-                      name=f"causal_mask({length}) [{length}, {length}] float32: 0 on and below "
-                           "the diagonal, -inf above")  # fmt: skip
+        want = expected(
+            f"causal_mask_{length}", lambda length=length: reference(REF).causal_mask(length)
+        )
+        expect_tensor(
+            got,
+            want,
+            rtol=0,
+            atol=0,
+            equal_nan=True,
+            name=f"causal_mask({length}) [{length}, {length}] float32: 0 on and below "
+            "the diagonal, -inf above",
+        )
 
 
 def _tokens_and_noisy(rng: torch.Generator, vocab_size: int = 20):
@@ -88,16 +106,33 @@ def _tokens_and_noisy(rng: torch.Generator, vocab_size: int = 20):
 def test_text_encoder_is_causal_and_pools_at_the_end_of_text_token(student):
     tokens, noisy = _tokens_and_noisy(student.rng)
     got = student.probe(f"{PROBES}:text_encoder_forward", 3, 20, tokens, noisy)
-    want = expected("text_encoder", lambda: probes.text_encoder_forward(reference(REF), 3, 20, tokens, noisy))  # fmt: skip
-    expect_tensor(got["out"], want["out"], rtol=1e-4, atol=1e-5,
-                  name="TextEncoder output [4, 8] (token + positional embeddings, causal blocks, "
-                       "ln_final, the state at each row's EOT, text_projection)")  # fmt: skip
-    expect_tensor(got["noisy_out"], got["out"], rtol=1e-5, atol=1e-6,
-                  name="output when the tokens after each EOT change (a causal encoder pooled at "
-                       "EOT cannot see them)")  # fmt: skip
+    want = expected(
+        "text_encoder", lambda: probes.text_encoder_forward(reference(REF), 3, 20, tokens, noisy)
+    )
+    expect_tensor(
+        got["out"],
+        want["out"],
+        rtol=1e-4,
+        atol=1e-5,
+        name="TextEncoder output [4, 8] (token + positional embeddings, causal blocks, "
+        "ln_final, the state at each row's EOT, text_projection)",
+    )
+    expect_tensor(
+        got["noisy_out"],
+        got["out"],
+        rtol=1e-5,
+        atol=1e-6,
+        name="output when the tokens after each EOT change (a causal encoder pooled at "
+        "EOT cannot see them)",
+    )
     expect_true(got["embedding_grad"] is not None, "the output must depend on token_embedding")
-    expect_tensor(got["embedding_grad"], want["embedding_grad"], rtol=1e-3, atol=1e-5,
-                  name="gradient of sum(output^2) w.r.t. token_embedding.weight")  # fmt: skip
+    expect_tensor(
+        got["embedding_grad"],
+        want["embedding_grad"],
+        rtol=1e-3,
+        atol=1e-5,
+        name="gradient of sum(output^2) w.r.t. token_embedding.weight",
+    )
 
 
 # ---- Part 3: the objective --------------------------------------------------------------------
@@ -166,17 +201,33 @@ def test_clip_loss_is_the_papers_symmetric_cross_entropy(student):
     texts = torch.randn(6, 5, generator=student.rng, dtype=torch.float64)
     scale = torch.tensor(1 / 0.07, dtype=torch.float64)
     got = student.probe(f"{PROBES}:clip_loss_with_grad", images, texts, scale)
-    want = expected("clip_loss", lambda: probes.clip_loss_with_grad(reference(REF), images, texts, scale))  # fmt: skip
-    expect_close(got["output"], float(want["output"]), rtol=1e-9, atol=1e-12,
-                 name="clip_loss (float64): mean of the row-wise (image -> text) and column-wise "
-                      "(text -> image) cross-entropies of scale * cos(image_i, text_j)")  # fmt: skip
-    for grad, ref, what in zip(got["grads"], want["grads"], ("image_features", "text_features", "logit_scale")):  # fmt: skip
+    want = expected(
+        "clip_loss", lambda: probes.clip_loss_with_grad(reference(REF), images, texts, scale)
+    )
+    expect_close(
+        got["output"],
+        float(want["output"]),
+        rtol=1e-9,
+        atol=1e-12,
+        name="clip_loss (float64): mean of the row-wise (image -> text) and column-wise "
+        "(text -> image) cross-entropies of scale * cos(image_i, text_j)",
+    )
+    for grad, ref, what in zip(
+        got["grads"], want["grads"], ("image_features", "text_features", "logit_scale")
+    ):
         expect_true(grad is not None, f"clip_loss must be differentiable w.r.t. {what}")
         expect_tensor(grad, ref, rtol=1e-7, atol=1e-10, name=f"d clip_loss / d {what}")
     eye = torch.eye(4, dtype=torch.float64)
-    got = student.probe(f"{PROBES}:clip_loss_with_grad", 3 * eye, eye, torch.tensor(0.0, dtype=torch.float64))  # fmt: skip
-    expect_close(got["output"], math.log(4), rtol=1e-9, atol=1e-12,
-                 name="clip_loss with scale 0 (every pairing equally likely: log N = log 4)")  # fmt: skip
+    got = student.probe(
+        f"{PROBES}:clip_loss_with_grad", 3 * eye, eye, torch.tensor(0.0, dtype=torch.float64)
+    )
+    expect_close(
+        got["output"],
+        math.log(4),
+        rtol=1e-9,
+        atol=1e-12,
+        name="clip_loss with scale 0 (every pairing equally likely: log N = log 4)",
+    )
 
 
 # ---- Part 4: zero-shot classification ---------------------------------------------------------
@@ -190,24 +241,50 @@ def test_zero_shot_classifier_averages_normalised_prompts_and_renormalises(stude
     lengths = torch.rand(6, 1, generator=student.rng) * 5 + 0.1  # the encoder's norms vary
     embeddings = torch.randn(6, 4, generator=student.rng) * lengths  # [6, D]
     got = student.probe(f"{PROBES}:zero_shot_weights", texts, embeddings, classnames, templates)
-    want = expected("zero_shot_weights", lambda: probes.zero_shot_weights(reference(REF), texts, embeddings, classnames, templates))  # fmt: skip
-    expect_tensor(got["weights"], want["weights"], rtol=1e-5, atol=1e-6,
-                  name="zero_shot_classifier [D=4, K=3]: per class, normalise each template's "
-                       "embedding, average, renormalise; one COLUMN per class")  # fmt: skip
-    single = student.probe(f"{PROBES}:zero_shot_weights", texts, embeddings, classnames, templates[:1])  # fmt: skip
-    want = expected("zero_shot_weights_1", lambda: probes.zero_shot_weights(reference(REF), texts, embeddings, classnames, templates[:1]))  # fmt: skip
-    expect_tensor(single["weights"], want["weights"], rtol=1e-5, atol=1e-6,
-                  name="zero_shot_classifier with one template")  # fmt: skip
+    want = expected(
+        "zero_shot_weights",
+        lambda: probes.zero_shot_weights(reference(REF), texts, embeddings, classnames, templates),
+    )
+    expect_tensor(
+        got["weights"],
+        want["weights"],
+        rtol=1e-5,
+        atol=1e-6,
+        name="zero_shot_classifier [D=4, K=3]: per class, normalise each template's "
+        "embedding, average, renormalise; one COLUMN per class",
+    )
+    single = student.probe(
+        f"{PROBES}:zero_shot_weights", texts, embeddings, classnames, templates[:1]
+    )
+    want = expected(
+        "zero_shot_weights_1",
+        lambda: probes.zero_shot_weights(
+            reference(REF), texts, embeddings, classnames, templates[:1]
+        ),
+    )
+    expect_tensor(
+        single["weights"],
+        want["weights"],
+        rtol=1e-5,
+        atol=1e-6,
+        name="zero_shot_classifier with one template",
+    )
 
 
 @pytest.mark.weight(1)
 @pytest.mark.functions("zero_shot_predict")
 def test_zero_shot_predict_takes_the_most_similar_class(student):
     weights = F.normalize(torch.randn(4, 5, generator=student.rng), dim=0)  # [D, K]
-    features = torch.randn(7, 4, generator=student.rng) * torch.tensor([[0.1], [5.0], [1.0], [2.0], [0.3], [9.0], [1.0]])  # fmt: skip
+    features = torch.randn(7, 4, generator=student.rng) * torch.tensor(
+        [[0.1], [5.0], [1.0], [2.0], [0.3], [9.0], [1.0]]
+    )
     got = student.call("zero_shot_predict", features, weights)
-    want = expected("zero_shot_predict", lambda: reference(REF).zero_shot_predict(features, weights))  # fmt: skip
-    expect_tensor(got, want, rtol=0, atol=0, name="zero_shot_predict [7] int64 (argmax of cosine similarity)")  # fmt: skip
+    want = expected(
+        "zero_shot_predict", lambda: reference(REF).zero_shot_predict(features, weights)
+    )
+    expect_tensor(
+        got, want, rtol=0, atol=0, name="zero_shot_predict [7] int64 (argmax of cosine similarity)"
+    )
 
 
 # ---- Part 5: retrieval ------------------------------------------------------------------------
@@ -219,35 +296,56 @@ def test_retrieve_returns_top_k_by_cosine_similarity(student):
     gallery = torch.randn(9, 6, generator=student.rng)
     queries = torch.randn(3, 6, generator=student.rng) * torch.tensor([[0.2], [3.0], [1.0]])
     scores, indices = student.call("retrieve", queries, gallery, 4)
-    want_scores, want_indices = expected("retrieve", lambda: reference(REF).retrieve(queries, gallery, 4))  # fmt: skip
+    want_scores, want_indices = expected(
+        "retrieve", lambda: reference(REF).retrieve(queries, gallery, 4)
+    )
     expect_tensor(indices, want_indices, rtol=0, atol=0, name="indices [3, 4] int64, best first")
-    expect_tensor(scores, want_scores, rtol=1e-5, atol=1e-6, name="scores [3, 4]: the cosine similarities, decreasing")  # fmt: skip
+    expect_tensor(
+        scores,
+        want_scores,
+        rtol=1e-5,
+        atol=1e-6,
+        name="scores [3, 4]: the cosine similarities, decreasing",
+    )
 
 
 # ---- the whole method -------------------------------------------------------------------------
 
 
 @pytest.mark.weight(3)
-@pytest.mark.functions("clip_loss", "TextEncoder.forward", "tokenize", "causal_mask",
-                       "LogitScale.__init__", "LogitScale.forward", "LogitScale.clamp_")  # fmt: skip
+@pytest.mark.functions(
+    "clip_loss",
+    "TextEncoder.forward",
+    "tokenize",
+    "causal_mask",
+    "LogitScale.__init__",
+    "LogitScale.forward",
+    "LogitScale.clamp_",
+)
 def test_clip_smoke_train_matches_fresh_images_to_their_captions(student):
     got = student.probe(f"{PROBES}:smoke_train", 0, 60, timeout=90)
     losses = got["losses"]
     expect_true(len(losses) == 60, f"expected 60 recorded losses, got {len(losses)}")
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    expect_true(last < 0.75 * first,
-                f"the CLIP loss your model reported fell from {first:.3f} (mean of the first 5 "
-                f"steps) only to {last:.3f} (the last 5); expected below {0.75 * first:.3f}")  # fmt: skip
+    expect_true(
+        last < 0.75 * first,
+        f"the CLIP loss your model reported fell from {first:.3f} (mean of the first 5 "
+        f"steps) only to {last:.3f} (the last 5); expected below {0.75 * first:.3f}",
+    )
     # the grader also scores fresh image-caption pairs with the reference's towers and loss
     scores = with_reference(lambda: _heldout_matching(got["state_dict"]))
     if scores is not None:
         before, after = scores
-        expect_true(after["loss"] < 2.0,
-                    f"after 60 steps the CLIP loss on fresh image-caption pairs is {after['loss']:.3f} "
-                    f"(an untrained tiny CLIP: {before['loss']:.3f}); expected below 2.0")  # fmt: skip
-        expect_true(after["accuracy"] >= 0.6,
-                    f"after 60 steps only {after['accuracy']:.0%} of fresh images pick their own "
-                    "caption among 8 (chance 12.5%); expected at least 60%")  # fmt: skip
+        expect_true(
+            after["loss"] < 2.0,
+            f"after 60 steps the CLIP loss on fresh image-caption pairs is {after['loss']:.3f} "
+            f"(an untrained tiny CLIP: {before['loss']:.3f}); expected below 2.0",
+        )
+        expect_true(
+            after["accuracy"] >= 0.6,
+            f"after 60 steps only {after['accuracy']:.0%} of fresh images pick their own "
+            "caption among 8 (chance 12.5%); expected at least 60%",
+        )
 
 
 def _heldout_matching(state: dict) -> tuple[dict, dict]:

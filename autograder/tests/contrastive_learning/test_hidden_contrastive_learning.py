@@ -13,8 +13,10 @@ GRAD = "autograder.probes.common:call_with_grad"
 
 
 def _reference_grads(fn, inputs, grad_of):
-    inputs = [x.clone().requires_grad_(i in grad_of) if isinstance(x, torch.Tensor) else x
-              for i, x in enumerate(inputs)]  # fmt: skip
+    inputs = [
+        x.clone().requires_grad_(i in grad_of) if isinstance(x, torch.Tensor) else x
+        for i, x in enumerate(inputs)
+    ]
     out = fn(*inputs)
     out.backward()
     return out.detach(), [inputs[i].grad for i in grad_of]
@@ -36,7 +38,9 @@ def test_margin_loss_matches_reference_on_fresh_pairs(student):
     similar[:2] = torch.tensor([True, False])
     margin = float(torch.rand(1, generator=student.rng)) * 2 + 0.5
     got = student.probe(GRAD, "margin_contrastive_loss", [z1, z2, similar, margin], [0, 1])
-    value, grads = _reference_grads(reference(REF).margin_contrastive_loss, [z1, z2, similar, margin], [0, 1])  # fmt: skip
+    value, grads = _reference_grads(
+        reference(REF).margin_contrastive_loss, [z1, z2, similar, margin], [0, 1]
+    )
     expect_close(got["output"], float(value), rtol=1e-9, atol=1e-12, name="margin loss (float64)")
     for i, name in enumerate(("z1", "z2")):
         expect_tensor(got["grads"][i], grads[i], rtol=1e-7, atol=1e-10, name=f"d loss / d {name}")
@@ -56,7 +60,9 @@ def test_nt_xent_both_versions_match_reference_on_fresh_sizes(student):
         got = student.probe(GRAD, fn, [z1, z2, tau], [0, 1])
         expect_close(got["output"], float(value), rtol=1e-9, atol=1e-12, name=f"{fn} (float64)")
         for i, name in enumerate(("z1", "z2")):
-            expect_tensor(got["grads"][i], grads[i], rtol=1e-7, atol=1e-10, name=f"{fn}: d / d {name}")  # fmt: skip
+            expect_tensor(
+                got["grads"][i], grads[i], rtol=1e-7, atol=1e-10, name=f"{fn}: d / d {name}"
+            )
     z1[0] = 0.0  # an all-zero row: zero similarities, not NaN
     sims = student.call("cosine_similarity_matrix", z1)
     expect_tensor(
@@ -100,7 +106,9 @@ def test_moco_parts_on_fresh_sizes(student):
     for step, (batch, state) in enumerate(zip(batches, got["trace"])):
         keys[(ptr + torch.arange(len(batch))) % k_size] = batch
         ptr = (ptr + len(batch)) % k_size
-        expect_tensor(state["keys"], keys, rtol=0, atol=0, name=f"queue keys after enqueue #{step + 1}")  # fmt: skip
+        expect_tensor(
+            state["keys"], keys, rtol=0, atol=0, name=f"queue keys after enqueue #{step + 1}"
+        )
         expect_true(state["ptr"] == ptr, f"queue pointer after enqueue #{step + 1}")
     q = torch.randn(6, 4, generator=student.rng)
     k = torch.randn(6, 4, generator=student.rng)
@@ -128,14 +136,33 @@ def test_moco_and_byol_steps_match_reference_with_another_seed(student):
     got = student.probe(f"{PROBES}:moco_steps", seed, images, 3)
     want = probes.moco_steps(reference(REF), seed, images, 3)
     for i in range(3):
-        expect_close(got["losses"][i], want["losses"][i], rtol=1e-4, atol=1e-5, name=f"MoCo loss, step {i + 1}")  # fmt: skip
-    expect_tensor(got["queue"], want["queue"], rtol=1e-4, atol=1e-5, name="queue after 3 steps (wrapped)")  # fmt: skip
+        expect_close(
+            got["losses"][i],
+            want["losses"][i],
+            rtol=1e-4,
+            atol=1e-5,
+            name=f"MoCo loss, step {i + 1}",
+        )
+    expect_tensor(
+        got["queue"], want["queue"], rtol=1e-4, atol=1e-5, name="queue after 3 steps (wrapped)"
+    )
     got = student.probe(f"{PROBES}:byol_steps", seed, images, 3)
     want = probes.byol_steps(reference(REF), seed, images, 3)
     for i in range(3):
-        expect_close(got["losses"][i], want["losses"][i], rtol=1e-4, atol=1e-5, name=f"BYOL loss, step {i + 1}")  # fmt: skip
-    expect_tensor(got["target_weight"], want["target_weight"], rtol=1e-3, atol=1e-5,
-                  name="target projector after 3 steps")  # fmt: skip
+        expect_close(
+            got["losses"][i],
+            want["losses"][i],
+            rtol=1e-4,
+            atol=1e-5,
+            name=f"BYOL loss, step {i + 1}",
+        )
+    expect_tensor(
+        got["target_weight"],
+        want["target_weight"],
+        rtol=1e-3,
+        atol=1e-5,
+        name="target projector after 3 steps",
+    )
 
 
 @pytest.mark.weight(2)
@@ -152,13 +179,26 @@ def test_siamese_losses_and_simsiam_step_on_fresh_inputs(student):
     for stop in (True, False):
         got = student.probe(f"{PROBES}:simsiam_loss_grads", tensors, stop)
         want = probes.simsiam_loss_grads(reference(REF), tensors, stop)
-        expect_tensor(got["loss"], want["loss"], rtol=1e-9, atol=1e-12, name=f"simsiam_loss, stop_gradient={stop}")  # fmt: skip
+        expect_tensor(
+            got["loss"],
+            want["loss"],
+            rtol=1e-9,
+            atol=1e-12,
+            name=f"simsiam_loss, stop_gradient={stop}",
+        )
         for i in range(4):
-            expect_true((got["grads"][i] is None) == (want["grads"][i] is None),
-                        f"which inputs receive gradients, stop_gradient={stop}")  # fmt: skip
+            expect_true(
+                (got["grads"][i] is None) == (want["grads"][i] is None),
+                f"which inputs receive gradients, stop_gradient={stop}",
+            )
     z = torch.randn(50, 9, generator=student.rng) + 0.5 * torch.randn(1, 9, generator=student.rng)
-    expect_close(student.call("output_std", z), reference(REF).output_std(z), rtol=1e-4,
-                 atol=1e-6, name="output_std of shifted Gaussian outputs [50, 9]")  # fmt: skip
+    expect_close(
+        student.call("output_std", z),
+        reference(REF).output_std(z),
+        rtol=1e-4,
+        atol=1e-6,
+        name="output_std of shifted Gaussian outputs [50, 9]",
+    )
     seed = _seed(student)
     images = probes.probe_images(5, student.rng)
     for stop in (True, False):

@@ -41,8 +41,13 @@ def test_margin_contrastive_loss_value_and_gradient(student):
     similar = torch.tensor([True, False, True, False, False, True])
     got = student.probe(GRAD, "margin_contrastive_loss", [z1, z2, similar, 1.5], [0])
     want = expected("margin_loss", lambda: _margin_with_grad(z1, z2, similar, 1.5))
-    expect_close(got["output"], float(want["output"]), rtol=1e-5, atol=1e-6,
-                 name="margin loss of 6 pairs [6, 4], margin 1.5 (mean of d^2 / max(0, m - d)^2)")  # fmt: skip
+    expect_close(
+        got["output"],
+        float(want["output"]),
+        rtol=1e-5,
+        atol=1e-6,
+        name="margin loss of 6 pairs [6, 4], margin 1.5 (mean of d^2 / max(0, m - d)^2)",
+    )
     expect_tensor(got["grads"][0], want["grads"][0], rtol=1e-4, atol=1e-6, name="d loss / d z1")
     # identical embeddings: d = 0, where the derivative of a square root is infinite
     same = student.probe(GRAD, "margin_contrastive_loss", [z1, z1.clone(), similar, 1.5], [0])
@@ -58,8 +63,13 @@ def test_margin_contrastive_loss_value_and_gradient(student):
     )
     far = torch.tensor([[0.0, 0.0], [0.0, 0.0]]), torch.tensor([[3.0, 4.0], [0.6, 0.8]])
     value = student.call("margin_contrastive_loss", *far, torch.tensor([False, False]), 2.0)
-    expect_close(value, (2.0 - 1.0) ** 2 / 2, rtol=1e-5, atol=1e-6,
-                 name="dissimilar pairs at distances 5 and 1, margin 2: (0 + (2 - 1)^2) / 2")  # fmt: skip
+    expect_close(
+        value,
+        (2.0 - 1.0) ** 2 / 2,
+        rtol=1e-5,
+        atol=1e-6,
+        name="dissimilar pairs at distances 5 and 1, margin 2: (0 + (2 - 1)^2) / 2",
+    )
 
 
 def _margin_with_grad(z1, z2, similar, margin):
@@ -77,7 +87,7 @@ def _margin_with_grad(z1, z2, similar, margin):
 def test_cosine_similarity_matrix(student):
     z = 2.5 * torch.randn(5, 3, generator=student.rng)  # [M, D]
     got = student.call("cosine_similarity_matrix", z)
-    want = expected("cosine_similarity_matrix", lambda: reference(REF).cosine_similarity_matrix(z))  # fmt: skip
+    want = expected("cosine_similarity_matrix", lambda: reference(REF).cosine_similarity_matrix(z))
     expect_tensor(got, want, rtol=1e-5, atol=1e-6, name="cosine similarity matrix of z [5, 3]")
     zero_row = torch.cat([z[:2], torch.zeros(1, 3)])  # [3, 3] with an all-zero row
     got = student.call("cosine_similarity_matrix", zero_row)
@@ -95,14 +105,26 @@ def test_nt_xent_loss_loop_matches_the_lecture_formula(student):
     z2 = torch.randn(4, 5, generator=student.rng, dtype=torch.float64)
     got = student.probe(GRAD, "nt_xent_loss_loop", [z1, z2, 0.5], [0, 1])
     want = expected("nt_xent_loop", lambda: _nt_xent_with_grads(z1, z2, 0.5))
-    expect_close(got["output"], float(want["output"]), rtol=1e-9, atol=1e-12,
-                 name="NT-Xent of z1, z2 [4, 5] float64 at tau 0.5 (loop version)")  # fmt: skip
+    expect_close(
+        got["output"],
+        float(want["output"]),
+        rtol=1e-9,
+        atol=1e-12,
+        name="NT-Xent of z1, z2 [4, 5] float64 at tau 0.5 (loop version)",
+    )
     for i, name in enumerate(("z1", "z2")):
-        expect_tensor(got["grads"][i], want["grads"][i], rtol=1e-7, atol=1e-10, name=f"d loss / d {name}")  # fmt: skip
+        expect_tensor(
+            got["grads"][i], want["grads"][i], rtol=1e-7, atol=1e-10, name=f"d loss / d {name}"
+        )
     # the closed form of identical embeddings: every candidate alike, L = log(2N - 1)
     same = student.call("nt_xent_loss_loop", torch.ones(3, 2), torch.ones(3, 2), 0.2)
-    expect_close(same, math.log(5), rtol=1e-5, atol=1e-6,
-                 name="NT-Xent when all 6 views are identical: log(2N - 1) = log 5")  # fmt: skip
+    expect_close(
+        same,
+        math.log(5),
+        rtol=1e-5,
+        atol=1e-6,
+        name="NT-Xent when all 6 views are identical: log(2N - 1) = log 5",
+    )
 
 
 def _nt_xent_with_grads(z1, z2, tau):
@@ -119,13 +141,25 @@ def test_nt_xent_loss_vectorised(student):
     z2 = z1 + 0.5 * torch.randn(8, 6, generator=student.rng)  # positives close to their partner
     got = student.probe(GRAD, "nt_xent_loss", [z1, z2, 0.2], [0, 1])
     want = expected("nt_xent", lambda: _nt_xent_with_grads(z1, z2, 0.2))
-    expect_close(got["output"], float(want["output"]), rtol=1e-5, atol=1e-6,
-                 name="NT-Xent of z1, z2 [8, 6] at tau 0.2 (mean over all 2N = 16 views)")  # fmt: skip
+    expect_close(
+        got["output"],
+        float(want["output"]),
+        rtol=1e-5,
+        atol=1e-6,
+        name="NT-Xent of z1, z2 [8, 6] at tau 0.2 (mean over all 2N = 16 views)",
+    )
     for i, name in enumerate(("z1", "z2")):
-        expect_tensor(got["grads"][i], want["grads"][i], rtol=1e-4, atol=1e-6, name=f"d loss / d {name}")  # fmt: skip
+        expect_tensor(
+            got["grads"][i], want["grads"][i], rtol=1e-4, atol=1e-6, name=f"d loss / d {name}"
+        )
     single = student.call("nt_xent_loss", z1[:1], z2[:1], 0.2)
-    expect_close(single, 0.0, rtol=0, atol=1e-5,
-                 name="NT-Xent with N = 1 (the partner is the only candidate: loss 0)")  # fmt: skip
+    expect_close(
+        single,
+        0.0,
+        rtol=0,
+        atol=1e-5,
+        name="NT-Xent with N = 1 (the partner is the only candidate: loss 0)",
+    )
 
 
 @pytest.mark.weight(1)
@@ -139,7 +173,9 @@ def test_projection_head_layers(student):
         f"got {got['kinds']}",
         observed=got["kinds"],
     )
-    want = expected("projection_head", lambda: probes.projection_head(reference(REF), 8, 12, 6, 3, h))  # fmt: skip
+    want = expected(
+        "projection_head", lambda: probes.projection_head(reference(REF), 8, 12, 6, 3, h)
+    )
     expect_true(
         got["shapes"] == want["shapes"],
         f"layer shapes {got['shapes']} differ from {want['shapes']} "
@@ -154,16 +190,29 @@ def test_projection_head_layers(student):
 def test_simclr_step_one_forward_over_both_views(student):
     images = probes.probe_images(6, student.rng, uint8=True)  # [N, C, H, W] uint8
     got = student.probe(f"{PROBES}:simclr_step_value", 5, images, 0.3)
-    want = expected("simclr_step", lambda: probes.simclr_step_value(reference(REF), 5, images, 0.3))  # fmt: skip
-    expect_close(got["loss"], want["loss"], rtol=1e-4, atol=1e-5,
-                 name="simclr_step loss on uint8 images [6, 3, 8, 8] (view1 then view2 from the "
-                      "generator, ONE forward pass on the 2N views, nt_xent_loss)")  # fmt: skip
+    want = expected("simclr_step", lambda: probes.simclr_step_value(reference(REF), 5, images, 0.3))
+    expect_close(
+        got["loss"],
+        want["loss"],
+        rtol=1e-4,
+        atol=1e-5,
+        name="simclr_step loss on uint8 images [6, 3, 8, 8] (view1 then view2 from the "
+        "generator, ONE forward pass on the 2N views, nt_xent_loss)",
+    )
     expect_true(got["grad"] is not None, "the loss must backpropagate into the encoder")
-    expect_tensor(got["grad"], want["grad"], rtol=1e-3, atol=1e-5, name="gradient of the loss w.r.t. the first conv")  # fmt: skip
+    expect_tensor(
+        got["grad"],
+        want["grad"],
+        rtol=1e-3,
+        atol=1e-5,
+        name="gradient of the loss w.r.t. the first conv",
+    )
 
 
 @pytest.mark.weight(3)
-@pytest.mark.functions("simclr_step", "nt_xent_loss", "cosine_similarity_matrix", "ProjectionHead.__init__")  # fmt: skip
+@pytest.mark.functions(
+    "simclr_step", "nt_xent_loss", "cosine_similarity_matrix", "ProjectionHead.__init__"
+)
 def test_simclr_smoke_train_reduces_the_contrastive_loss(student):
     got = student.probe(f"{PROBES}:simclr_smoke_train", 0, 25, timeout=90)
     losses = got["losses"]
@@ -179,9 +228,11 @@ def test_simclr_smoke_train_reduces_the_contrastive_loss(student):
     scores = with_reference(lambda: _heldout_nt_xent(got["state_dict"]))
     if scores is not None:
         before, after = scores
-        expect_true(after < 0.85 * before,
-                    f"after 25 SimCLR steps the NT-Xent of fresh views fell from {before:.3f} only "
-                    f"to {after:.3f}; expected below {0.85 * before:.3f}")  # fmt: skip
+        expect_true(
+            after < 0.85 * before,
+            f"after 25 SimCLR steps the NT-Xent of fresh views fell from {before:.3f} only "
+            f"to {after:.3f}; expected below {0.85 * before:.3f}",
+        )
 
 
 def _heldout_nt_xent(state: dict, repeats: int = 4) -> tuple[float, float]:
@@ -198,7 +249,12 @@ def _heldout_nt_xent(state: dict, repeats: int = 4) -> tuple[float, float]:
         with torch.no_grad():
             total = 0.0
             for _ in range(repeats):
-                views = torch.cat([probes.probe_augment(images, generator), probes.probe_augment(images, generator)])  # fmt: skip
+                views = torch.cat(
+                    [
+                        probes.probe_augment(images, generator),
+                        probes.probe_augment(images, generator),
+                    ]
+                )
                 total += float(ref.nt_xent_loss(*model(views).chunk(2), 0.2))
         scores.append(total / repeats)
     return scores[0], scores[1]
@@ -211,16 +267,25 @@ def _heldout_nt_xent(state: dict, repeats: int = 4) -> tuple[float, float]:
 @pytest.mark.functions("momentum_update")
 def test_momentum_update_moves_parameters_and_copies_buffers(student):
     got = student.probe(f"{PROBES}:momentum_update_result", 4, 0.75)
-    want = expected("momentum_update", lambda: probes.momentum_update_result(reference(REF), 4, 0.75))  # fmt: skip
+    want = expected(
+        "momentum_update", lambda: probes.momentum_update_result(reference(REF), 4, 0.75)
+    )
     expect_true(got["returned"] is None, "momentum_update works in place and returns None")
     for name, target in want["target"].items():
         if name.endswith(("running_mean", "running_var", "num_batches_tracked")):
             what = "copied from online (buffers are not averaged)"
         else:
             what = "m * target + (1 - m) * online, m = 0.75"
-        expect_tensor(got["target"][name], target, rtol=1e-5, atol=1e-6, name=f"target {name}: {what}")  # fmt: skip
-        expect_tensor(got["online"][name], want["online"][name], rtol=1e-5, atol=1e-6,
-                      name=f"online {name} (unchanged)")  # fmt: skip
+        expect_tensor(
+            got["target"][name], target, rtol=1e-5, atol=1e-6, name=f"target {name}: {what}"
+        )
+        expect_tensor(
+            got["online"][name],
+            want["online"][name],
+            rtol=1e-5,
+            atol=1e-6,
+            name=f"online {name} (unchanged)",
+        )
 
 
 @pytest.mark.weight(2)
@@ -230,9 +295,14 @@ def test_key_queue_enqueue_wraps_around(student):
     got = student.probe(f"{PROBES}:queue_trace", 3, 5, batches)
     want = expected("queue_trace", lambda: probes.queue_trace(reference(REF), 3, 5, batches))
     for step, (keys, state, ref) in enumerate(zip(batches, got["trace"], want["trace"])):
-        expect_tensor(state["keys"], ref["keys"], rtol=0, atol=0,
-                      name=f"queue keys [5, 3] after enqueue #{step + 1} of {len(keys)} keys "
-                           "(row (ptr + i) mod K gets keys[i])")  # fmt: skip
+        expect_tensor(
+            state["keys"],
+            ref["keys"],
+            rtol=0,
+            atol=0,
+            name=f"queue keys [5, 3] after enqueue #{step + 1} of {len(keys)} keys "
+            "(row (ptr + i) mod K gets keys[i])",
+        )
         expect_true(
             state["ptr"] == ref["ptr"],
             f"ptr after enqueue #{step + 1}: got {state['ptr']}, expected {ref['ptr']}",
@@ -240,8 +310,10 @@ def test_key_queue_enqueue_wraps_around(student):
         )
         expect_true(state["requires_grad"] is False, "the queue must store detached keys")
     error = student.probe(f"{PROBES}:queue_too_large", 3, 5)
-    expect_true(error.startswith("ValueError"),
-                f"enqueuing 6 keys into a queue of 5 must raise ValueError, got: {error[:200]}")  # fmt: skip
+    expect_true(
+        error.startswith("ValueError"),
+        f"enqueuing 6 keys into a queue of 5 must raise ValueError, got: {error[:200]}",
+    )
 
 
 @pytest.mark.weight(2)
@@ -251,9 +323,16 @@ def test_moco_loss_positive_first_then_queue(student):
     k = q + 0.3 * torch.randn(4, 5, generator=student.rng)  # [N, D]
     queue = F.normalize(torch.randn(7, 5, generator=student.rng), dim=1)  # [K, D]
     got = student.probe(GRAD, "moco_loss", [q, k, queue, 0.2], [0, 1, 2])
-    want = expected("moco_loss", lambda: _with_grads(reference(REF).moco_loss, [q, k, queue, 0.2], [0]))  # fmt: skip
-    expect_close(got["output"], float(want["output"]), rtol=1e-5, atol=1e-6,
-                 name="MoCo loss for q, k [4, 5], queue [7, 5], tau 0.2 (the positive logit first)")  # fmt: skip
+    want = expected(
+        "moco_loss", lambda: _with_grads(reference(REF).moco_loss, [q, k, queue, 0.2], [0])
+    )
+    expect_close(
+        got["output"],
+        float(want["output"]),
+        rtol=1e-5,
+        atol=1e-6,
+        name="MoCo loss for q, k [4, 5], queue [7, 5], tau 0.2 (the positive logit first)",
+    )
     expect_tensor(got["grads"][0], want["grads"][0], rtol=1e-4, atol=1e-6, name="d loss / d q")
     expect_true(
         got["grads"][1] is None and got["grads"][2] is None,
@@ -263,8 +342,10 @@ def test_moco_loss_positive_first_then_queue(student):
 
 
 def _with_grads(fn, inputs, grad_of):
-    inputs = [x.clone().requires_grad_(i in grad_of) if isinstance(x, torch.Tensor) else x
-              for i, x in enumerate(inputs)]  # fmt: skip
+    inputs = [
+        x.clone().requires_grad_(i in grad_of) if isinstance(x, torch.Tensor) else x
+        for i, x in enumerate(inputs)
+    ]
     out = fn(*inputs)
     out.backward()
     return {"output": out.detach(), "grads": [inputs[i].grad for i in grad_of]}
@@ -276,14 +357,36 @@ def test_moco_step_matches_reference(student):
     images = probes.probe_images(4, student.rng)  # [N, C, H, W]
     got = student.probe(f"{PROBES}:moco_steps", 7, images, 2)
     want = expected("moco_steps", lambda: probes.moco_steps(reference(REF), 7, images, 2))
-    expect_true(got["num_trained"] == want["num_trained"],
-                "the optimiser sees the query encoder and projector only")  # fmt: skip
+    expect_true(
+        got["num_trained"] == want["num_trained"],
+        "the optimiser sees the query encoder and projector only",
+    )
     for i in range(2):
-        expect_close(got["losses"][i], want["losses"][i], rtol=1e-4, atol=1e-5,
-                     name=f"MoCo loss at step {i + 1} (momentum update, q from view 1, k from view 2)")  # fmt: skip
-    expect_true(got["ptr"] == want["ptr"], f"after 2 steps of 4 keys the queue received {want['ptr']} keys, got {got['ptr']}")  # fmt: skip
-    expect_tensor(got["queue"], want["queue"], rtol=1e-4, atol=1e-5, name="queue [10, 6] after 2 steps (enqueue k, after the loss)")  # fmt: skip
-    expect_tensor(got["key_weight"], want["key_weight"], rtol=1e-3, atol=1e-5, name="key encoder's first conv after 2 steps")  # fmt: skip
+        expect_close(
+            got["losses"][i],
+            want["losses"][i],
+            rtol=1e-4,
+            atol=1e-5,
+            name=f"MoCo loss at step {i + 1} (momentum update, q from view 1, k from view 2)",
+        )
+    expect_true(
+        got["ptr"] == want["ptr"],
+        f"after 2 steps of 4 keys the queue received {want['ptr']} keys, got {got['ptr']}",
+    )
+    expect_tensor(
+        got["queue"],
+        want["queue"],
+        rtol=1e-4,
+        atol=1e-5,
+        name="queue [10, 6] after 2 steps (enqueue k, after the loss)",
+    )
+    expect_tensor(
+        got["key_weight"],
+        want["key_weight"],
+        rtol=1e-3,
+        atol=1e-5,
+        name="key encoder's first conv after 2 steps",
+    )
 
 
 # ---- Part 4: BYOL ---------------------------------------------------------------------------
@@ -296,8 +399,13 @@ def test_byol_loss_is_two_minus_two_cosine(student):
     z = torch.randn(5, 4, generator=student.rng)
     got = student.probe(GRAD, "byol_loss", [p, z], [0, 1])
     want = expected("byol_loss", lambda: _with_grads(reference(REF).byol_loss, [p, z], [0]))
-    expect_close(got["output"], float(want["output"]), rtol=1e-5, atol=1e-6,
-                 name="BYOL loss of p, z [5, 4]: mean of 2 - 2 cos(p, z)")  # fmt: skip
+    expect_close(
+        got["output"],
+        float(want["output"]),
+        rtol=1e-5,
+        atol=1e-6,
+        name="BYOL loss of p, z [5, 4]: mean of 2 - 2 cos(p, z)",
+    )
     expect_tensor(got["grads"][0], want["grads"][0], rtol=1e-4, atol=1e-6, name="d loss / d p")
     expect_true(got["grads"][1] is None, "no gradient may flow into the target z (detach it)")
 
@@ -308,16 +416,33 @@ def test_byol_step_matches_reference(student):
     images = probes.probe_images(4, student.rng)  # [N, C, H, W]
     got = student.probe(f"{PROBES}:byol_steps", 8, images, 2)
     want = expected("byol_steps", lambda: probes.byol_steps(reference(REF), 8, images, 2))
-    expect_true(got["num_trained"] == want["num_trained"],
-                "the optimiser sees the online encoder, projector and predictor only")  # fmt: skip
+    expect_true(
+        got["num_trained"] == want["num_trained"],
+        "the optimiser sees the online encoder, projector and predictor only",
+    )
     for i in range(2):
-        expect_close(got["losses"][i], want["losses"][i], rtol=1e-4, atol=1e-5,
-                     name=f"symmetrised BYOL loss at step {i + 1}, (L(p1, z2) + L(p2, z1)) / 2")  # fmt: skip
+        expect_close(
+            got["losses"][i],
+            want["losses"][i],
+            rtol=1e-4,
+            atol=1e-5,
+            name=f"symmetrised BYOL loss at step {i + 1}, (L(p1, z2) + L(p2, z1)) / 2",
+        )
         expect_true(got["predictor_grads"][i] is not None, "the loss must reach the predictor")
-        expect_tensor(got["predictor_grads"][i], want["predictor_grads"][i], rtol=1e-3, atol=1e-5,
-                      name=f"predictor gradient at step {i + 1}")  # fmt: skip
-    expect_tensor(got["target_weight"], want["target_weight"], rtol=1e-3, atol=1e-5,
-                  name="target projector's first layer after 2 steps (momentum 0.5)")  # fmt: skip
+        expect_tensor(
+            got["predictor_grads"][i],
+            want["predictor_grads"][i],
+            rtol=1e-3,
+            atol=1e-5,
+            name=f"predictor gradient at step {i + 1}",
+        )
+    expect_tensor(
+        got["target_weight"],
+        want["target_weight"],
+        rtol=1e-3,
+        atol=1e-5,
+        name="target projector's first layer after 2 steps (momentum 0.5)",
+    )
 
 
 # ---- Part 5: SimSiam ------------------------------------------------------------------------
@@ -329,18 +454,35 @@ def test_simsiam_loss_and_its_stop_gradient(student):
     tensors = [torch.randn(5, 4, generator=student.rng) for _ in range(4)]  # p1, p2, z1, z2
     for stop in (True, False):
         got = student.probe(f"{PROBES}:simsiam_loss_grads", tensors, stop)
-        want = expected(f"simsiam_loss_{stop}", lambda stop=stop: probes.simsiam_loss_grads(reference(REF), tensors, stop))  # fmt: skip
-        expect_close(got["loss"], float(want["loss"]), rtol=1e-5, atol=1e-6,
-                     name=f"D(p1, z2)/2 + D(p2, z1)/2 with stop_gradient={stop}")  # fmt: skip
+        want = expected(
+            f"simsiam_loss_{stop}",
+            lambda stop=stop: probes.simsiam_loss_grads(reference(REF), tensors, stop),
+        )
+        expect_close(
+            got["loss"],
+            float(want["loss"]),
+            rtol=1e-5,
+            atol=1e-6,
+            name=f"D(p1, z2)/2 + D(p2, z1)/2 with stop_gradient={stop}",
+        )
         for i, name in enumerate(("p1", "p2", "z1", "z2")):
             if stop and name.startswith("z"):
-                expect_true(got["grads"][i] is None,
-                            f"with stop_gradient=True no gradient may reach {name} (detach it)")  # fmt: skip
+                expect_true(
+                    got["grads"][i] is None,
+                    f"with stop_gradient=True no gradient may reach {name} (detach it)",
+                )
             else:
-                expect_true(got["grads"][i] is not None,
-                            f"with stop_gradient={stop} the loss must reach {name}")  # fmt: skip
-                expect_tensor(got["grads"][i], want["grads"][i], rtol=1e-4, atol=1e-6,
-                              name=f"d loss / d {name}, stop_gradient={stop}")  # fmt: skip
+                expect_true(
+                    got["grads"][i] is not None,
+                    f"with stop_gradient={stop} the loss must reach {name}",
+                )
+                expect_tensor(
+                    got["grads"][i],
+                    want["grads"][i],
+                    rtol=1e-4,
+                    atol=1e-6,
+                    name=f"d loss / d {name}, stop_gradient={stop}",
+                )
 
 
 @pytest.mark.weight(1)
@@ -350,9 +492,13 @@ def test_output_std(student):
     got = student.call("output_std", z)
     want = expected("output_std", lambda: reference(REF).output_std(z))
     expect_close(got, want, rtol=1e-4, atol=1e-6, name="output_std of Gaussian z [2000, 16]")
-    expect_close(got, 0.25, rtol=0.05, atol=0, name="output_std of Gaussian z [2000, 16] ~ 1/sqrt(16)")  # fmt: skip
+    expect_close(
+        got, 0.25, rtol=0.05, atol=0, name="output_std of Gaussian z [2000, 16] ~ 1/sqrt(16)"
+    )
     constant = student.call("output_std", torch.ones(6, 5) * 2.0)
-    expect_close(constant, 0.0, rtol=0, atol=1e-6, name="output_std of a collapsed (constant) output")  # fmt: skip
+    expect_close(
+        constant, 0.0, rtol=0, atol=1e-6, name="output_std of a collapsed (constant) output"
+    )
 
 
 @pytest.mark.weight(2)
@@ -361,11 +507,26 @@ def test_simsiam_step_matches_reference(student):
     images = probes.probe_images(4, student.rng)  # [N, C, H, W]
     for stop in (True, False):
         got = student.probe(f"{PROBES}:simsiam_step_value", 9, images, stop)
-        want = expected(f"simsiam_step_{stop}", lambda stop=stop: probes.simsiam_step_value(reference(REF), 9, images, stop))  # fmt: skip
-        expect_close(got["loss"], want["loss"], rtol=1e-4, atol=1e-5,
-                     name=f"simsiam_step loss, stop_gradient={stop}")  # fmt: skip
+        want = expected(
+            f"simsiam_step_{stop}",
+            lambda stop=stop: probes.simsiam_step_value(reference(REF), 9, images, stop),
+        )
+        expect_close(
+            got["loss"],
+            want["loss"],
+            rtol=1e-4,
+            atol=1e-5,
+            name=f"simsiam_step loss, stop_gradient={stop}",
+        )
         expect_true(got["std"] is not None, "simsiam_step must return {'loss': ..., 'std': float}")
-        expect_close(got["std"], want["std"], rtol=1e-4, atol=1e-6, name="output_std(z1) of the step")  # fmt: skip
+        expect_close(
+            got["std"], want["std"], rtol=1e-4, atol=1e-6, name="output_std(z1) of the step"
+        )
         expect_true(got["grad"] is not None, "the loss must backpropagate into the encoder")
-        expect_tensor(got["grad"], want["grad"], rtol=1e-3, atol=1e-5,
-                      name=f"encoder gradient, stop_gradient={stop}")  # fmt: skip
+        expect_tensor(
+            got["grad"],
+            want["grad"],
+            rtol=1e-3,
+            atol=1e-5,
+            name=f"encoder gradient, stop_gradient={stop}",
+        )

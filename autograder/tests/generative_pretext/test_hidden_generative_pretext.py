@@ -20,7 +20,9 @@ def test_lab_parity_with_scikit_image_on_fresh_colours(student):
     lab = student.call("rgb_to_lab", rgb)
     want = torch.from_numpy(rgb2lab(rgb.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)
     expect_tensor(lab, want, rtol=0, atol=1e-4, name="rgb_to_lab vs skimage.color.rgb2lab")
-    expect_tensor(student.call("lab_to_rgb", want), rgb, rtol=0, atol=1e-4, name="lab_to_rgb(skimage Lab)")  # fmt: skip
+    expect_tensor(
+        student.call("lab_to_rgb", want), rgb, rtol=0, atol=1e-4, name="lab_to_rgb(skimage Lab)"
+    )
 
 
 @pytest.mark.weight(1)
@@ -32,8 +34,13 @@ def test_nmi_on_fresh_labellings(student):
     k = int(torch.randint(2, 12, (1,), generator=student.rng))
     a = torch.randint(0, 10, (200,), generator=student.rng)
     b = (a + torch.randint(0, k, (200,), generator=student.rng)) % 13
-    expect_close(student.call("normalized_mutual_info", a, b), sk_nmi(a.numpy(), b.numpy()),
-                 rtol=1e-6, atol=1e-9, name="NMI vs scikit-learn")  # fmt: skip
+    expect_close(
+        student.call("normalized_mutual_info", a, b),
+        sk_nmi(a.numpy(), b.numpy()),
+        rtol=1e-6,
+        atol=1e-9,
+        name="NMI vs scikit-learn",
+    )
 
 
 @pytest.mark.weight(1)
@@ -44,7 +51,10 @@ def test_masked_l2_and_random_masks_match_reference(student):
     got = student.probe(f"{PROBES}:region_masks", 5, 12, 5, seed)
     want = probes.region_masks(reference(REF), 5, 12, 5, seed)
     expect_tensor(got["random"], want["random"], rtol=0, atol=0, name="random masks")
-    pred, target = torch.rand(5, 3, 12, 12, generator=student.rng), torch.rand(5, 3, 12, 12, generator=student.rng)  # fmt: skip
+    pred, target = (
+        torch.rand(5, 3, 12, 12, generator=student.rng),
+        torch.rand(5, 3, 12, 12, generator=student.rng),
+    )
     got_loss = student.probe(f"{PROBES}:masked_l2", pred, target, want["random"])
     want_loss = probes.masked_l2(reference(REF), pred, target, want["random"])
     expect_close(got_loss["loss"], want_loss["loss"], rtol=1e-5, atol=1e-7, name="masked L2")
@@ -60,12 +70,22 @@ def test_soft_encoding_and_loss_on_the_gamut_bins(student):
     rgb = torch.rand(2, 3, 4, 4, generator=student.rng)
     ab = ref.rgb_to_lab(rgb)[:, 1:]  # [N, 2, H, W]
     soft = student.call("soft_encode_ab", ab, centres)
-    expect_tensor(soft, ref.soft_encode_ab(ab, centres), rtol=1e-4, atol=1e-6, name="soft targets over the gamut bins")  # fmt: skip
+    expect_tensor(
+        soft,
+        ref.soft_encode_ab(ab, centres),
+        rtol=1e-4,
+        atol=1e-6,
+        name="soft targets over the gamut bins",
+    )
     logits = torch.randn(2, len(centres), 4, 4, generator=student.rng)
     weights = torch.rand(len(centres), generator=student.rng) + 0.5
-    expect_close(float(student.call("colorization_loss", logits, soft, weights)),
-                 float(ref.colorization_loss(logits, soft, weights)), rtol=1e-5, atol=1e-6,
-                 name="rebalanced colorization loss")  # fmt: skip
+    expect_close(
+        float(student.call("colorization_loss", logits, soft, weights)),
+        float(ref.colorization_loss(logits, soft, weights)),
+        rtol=1e-5,
+        atol=1e-6,
+        name="rebalanced colorization loss",
+    )
 
 
 @pytest.mark.weight(1)
@@ -77,7 +97,10 @@ def test_kmeans_step_with_two_empty_clusters(student):
     seed = int(torch.randint(0, 10_000, (1,), generator=student.rng))
     got = student.probe(f"{PROBES}:kmeans_step_result", x, centroids, seed)
     want = probes.kmeans_step_result(reference(REF), x, centroids, seed)
-    expect_true(bool((torch.bincount(got["assignments"], minlength=5) > 0).all()), "no cluster may stay empty")  # fmt: skip
+    expect_true(
+        bool((torch.bincount(got["assignments"], minlength=5) > 0).all()),
+        "no cluster may stay empty",
+    )
     expect_tensor(got["centroids"], want["centroids"], rtol=1e-5, atol=1e-5, name="centroids")
     expect_tensor(got["assignments"], want["assignments"], rtol=0, atol=0, name="assignments")
 
@@ -110,21 +133,36 @@ def test_rebalancing_annealing_and_gamut_clipping(student):
     logits = torch.randn(2, 5, 2, 2, generator=student.rng) * 2  # [N, Q, H, W]
     centres = torch.randn(5, 2, generator=student.rng) * 20  # [Q, 2]
     got = student.call("annealed_mean_ab", logits, centres, 0.25)
-    expect_tensor(got, ref.annealed_mean_ab(logits, centres, 0.25), rtol=1e-4, atol=1e-4,
-                  name="annealed mean at T = 0.25")  # fmt: skip
+    expect_tensor(
+        got,
+        ref.annealed_mean_ab(logits, centres, 0.25),
+        rtol=1e-4,
+        atol=1e-4,
+        name="annealed mean at T = 0.25",
+    )
     vivid = torch.tensor([[50.0, 90.0, -90.0], [90.0, -80.0, 80.0]]).T.reshape(1, 3, 1, 2)
     got = student.call("lab_to_rgb", vivid.double())
-    expect_tensor(got, ref.lab_to_rgb(vivid.double()), rtol=0, atol=1e-6,
-                  name="out-of-gamut Lab colours, clipped to [0, 1]")  # fmt: skip
+    expect_tensor(
+        got,
+        ref.lab_to_rgb(vivid.double()),
+        rtol=0,
+        atol=1e-6,
+        name="out-of-gamut Lab colours, clipped to [0, 1]",
+    )
 
 
 @pytest.mark.weight(1)
 @pytest.mark.visibility("hidden")
 @pytest.mark.functions("split_brain_loss")
 def test_split_brain_loss_on_fresh_images(student):
-    lab = torch.stack([torch.rand(2, 16, 16, generator=student.rng) * 100,
-                       torch.rand(2, 16, 16, generator=student.rng) * 100 - 50,
-                       torch.rand(2, 16, 16, generator=student.rng) * 100 - 50], dim=1)  # fmt: skip
+    lab = torch.stack(
+        [
+            torch.rand(2, 16, 16, generator=student.rng) * 100,
+            torch.rand(2, 16, 16, generator=student.rng) * 100 - 50,
+            torch.rand(2, 16, 16, generator=student.rng) * 100 - 50,
+        ],
+        dim=1,
+    )
     centres = torch.randn(40, 2, generator=student.rng) * 30
     weights = torch.rand(40, generator=student.rng) + 0.5
     seed = int(torch.randint(0, 1000, (1,), generator=student.rng))

@@ -43,15 +43,27 @@ def test_region_mask_center_and_random_squares(student):
     got = student.probe(f"{PROBES}:region_masks", 4, 10, 4, 3)
     want_center = torch.zeros(4, 1, 10, 10, dtype=torch.bool)
     want_center[:, :, 3:7, 3:7] = True  # corner (10 - 4) // 2 = 3
-    expect_tensor(got["center"], want_center, rtol=0, atol=0,
-                  name="region_mask(4, 10, 4, 'center') [4, 1, 10, 10]: the square at (3, 3)")  # fmt: skip
+    expect_tensor(
+        got["center"],
+        want_center,
+        rtol=0,
+        atol=0,
+        name="region_mask(4, 10, 4, 'center') [4, 1, 10, 10]: the square at (3, 3)",
+    )
     masks = got["random"]
     for n in range(4):
         rows, cols = masks[n, 0].any(1).nonzero().flatten(), masks[n, 0].any(0).nonzero().flatten()
-        expect_true(int(masks[n].sum()) == 16 and len(rows) == 4 and len(cols) == 4,
-                    f"random mask {n} must be one 4x4 square of True")  # fmt: skip
-    expect_tensor(got["random_again"], masks, rtol=0, atol=0, name="two calls with generators seeded alike")  # fmt: skip
-    want = expected("region_mask_random_seed3", lambda: probes.region_masks(reference(REF), 4, 10, 4, 3)["random"])  # fmt: skip
+        expect_true(
+            int(masks[n].sum()) == 16 and len(rows) == 4 and len(cols) == 4,
+            f"random mask {n} must be one 4x4 square of True",
+        )
+    expect_tensor(
+        got["random_again"], masks, rtol=0, atol=0, name="two calls with generators seeded alike"
+    )
+    want = expected(
+        "region_mask_random_seed3",
+        lambda: probes.region_masks(reference(REF), 4, 10, 4, 3)["random"],
+    )
     expect_tensor(
         masks, want, rtol=0, atol=0, name="random masks with the documented order of draws"
     )
@@ -86,16 +98,31 @@ def test_adversarial_losses_values_and_detached_fakes(student):
     fake = torch.rand(4, 3, 4, 4, generator=student.rng)
     got = student.probe(f"{PROBES}:adversarial", 5, real, fake)
     want = expected("adversarial_seed5", lambda: probes.adversarial(reference(REF), 5, real, fake))
-    expect_close(got["d_loss"], want["d_loss"], rtol=1e-5, atol=1e-6,
-                 name="d_loss: mean of BCE(D(real), 1) and BCE(D(fake), 0)")  # fmt: skip
+    expect_close(
+        got["d_loss"],
+        want["d_loss"],
+        rtol=1e-5,
+        atol=1e-6,
+        name="d_loss: mean of BCE(D(real), 1) and BCE(D(fake), 0)",
+    )
     expect_close(
         got["g_loss"], want["g_loss"], rtol=1e-5, atol=1e-6, name="g_loss: BCE(D(fake), 1)"
     )
-    expect_true(not got["d_reaches_fake"], "the discriminator's loss must not reach the generator: detach the fakes")  # fmt: skip
-    expect_true(got["g_grad_fake"] is not None and float(got["g_grad_fake"].abs().sum()) > 0,
-                "the generator's loss must reach the fakes")  # fmt: skip
-    expect_tensor(got["d_grad_disc"], want["d_grad_disc"], rtol=1e-4, atol=1e-6,
-                  name="gradient of d_loss w.r.t. the discriminator's weights")  # fmt: skip
+    expect_true(
+        not got["d_reaches_fake"],
+        "the discriminator's loss must not reach the generator: detach the fakes",
+    )
+    expect_true(
+        got["g_grad_fake"] is not None and float(got["g_grad_fake"].abs().sum()) > 0,
+        "the generator's loss must reach the fakes",
+    )
+    expect_tensor(
+        got["d_grad_disc"],
+        want["d_grad_disc"],
+        rtol=1e-4,
+        atol=1e-6,
+        name="gradient of d_loss w.r.t. the discriminator's weights",
+    )
 
 
 # ---- Part 2: colorization ---------------------------------------------------------------------------
@@ -109,27 +136,58 @@ def test_lab_conversions_match_scikit_image(student):
         [[0.0, 1.0, 0.02], [0.0, 1.0, 0.03], [0.0, 1.0, 0.01]]
     )  # black, white, dark
     lab = student.call("rgb_to_lab", rgb)
-    expect_tensor(lab.double(), skimage_lab(rgb), rtol=0, atol=1e-3,
-                  name="rgb_to_lab vs skimage.color.rgb2lab (D65), float32 input")  # fmt: skip
+    expect_tensor(
+        lab.double(),
+        skimage_lab(rgb),
+        rtol=0,
+        atol=1e-3,
+        name="rgb_to_lab vs skimage.color.rgb2lab (D65), float32 input",
+    )
     lab64 = student.call("rgb_to_lab", rgb.double())
-    expect_tensor(lab64, skimage_lab(rgb), rtol=0, atol=1e-4, name="rgb_to_lab on float64 input vs scikit-image")  # fmt: skip
-    some_lab = torch.stack([torch.rand(2, 4, 4, generator=student.rng) * 100,
-                            torch.rand(2, 4, 4, generator=student.rng) * 160 - 80,
-                            torch.rand(2, 4, 4, generator=student.rng) * 160 - 80], dim=1).double()  # fmt: skip
+    expect_tensor(
+        lab64,
+        skimage_lab(rgb),
+        rtol=0,
+        atol=1e-4,
+        name="rgb_to_lab on float64 input vs scikit-image",
+    )
+    some_lab = torch.stack(
+        [
+            torch.rand(2, 4, 4, generator=student.rng) * 100,
+            torch.rand(2, 4, 4, generator=student.rng) * 160 - 80,
+            torch.rand(2, 4, 4, generator=student.rng) * 160 - 80,
+        ],
+        dim=1,
+    ).double()
     back = student.call("lab_to_rgb", some_lab)
-    expect_tensor(back, skimage_rgb(some_lab), rtol=0, atol=1e-4,
-                  name="lab_to_rgb vs skimage.color.lab2rgb (clipped to [0, 1])")  # fmt: skip
-    expect_tensor(student.call("lab_to_rgb", lab64), rgb.double(), rtol=0, atol=1e-4,
-                  name="lab_to_rgb(rgb_to_lab(x)) == x")  # fmt: skip
+    expect_tensor(
+        back,
+        skimage_rgb(some_lab),
+        rtol=0,
+        atol=1e-4,
+        name="lab_to_rgb vs skimage.color.lab2rgb (clipped to [0, 1])",
+    )
+    expect_tensor(
+        student.call("lab_to_rgb", lab64),
+        rgb.double(),
+        rtol=0,
+        atol=1e-4,
+        name="lab_to_rgb(rgb_to_lab(x)) == x",
+    )
 
 
 @pytest.mark.weight(2)
 @pytest.mark.functions("soft_encode_ab", "rebalancing_weights")
 def test_soft_encoding_and_rebalancing(student):
-    centres = torch.stack(torch.meshgrid(torch.arange(-30.0, 31, 10), torch.arange(-30.0, 31, 10), indexing="ij"), -1).reshape(-1, 2)  # [49, 2]  # fmt: skip
+    centres = torch.stack(
+        torch.meshgrid(torch.arange(-30.0, 31, 10), torch.arange(-30.0, 31, 10), indexing="ij"), -1
+    ).reshape(-1, 2)  # [49, 2]
     ab = torch.rand(2, 2, 3, 3, generator=student.rng) * 50 - 25  # [N, 2, H, W]
     soft = student.call("soft_encode_ab", ab, centres)
-    expect_true(tuple(soft.shape) == (2, 49, 3, 3), f"soft targets must be [N, Q, H, W] = [2, 49, 3, 3], got {tuple(soft.shape)}")  # fmt: skip
+    expect_true(
+        tuple(soft.shape) == (2, 49, 3, 3),
+        f"soft targets must be [N, Q, H, W] = [2, 49, 3, 3], got {tuple(soft.shape)}",
+    )
     expect_tensor(
         soft.sum(1), torch.ones(2, 3, 3), rtol=0, atol=1e-5, name="soft targets sum to 1 per pixel"
     )
@@ -137,7 +195,9 @@ def test_soft_encoding_and_rebalancing(student):
         bool(((soft > 0).sum(1) == 5).all()), "each pixel puts weight on its 5 nearest bins only"
     )
     want = expected("soft_encode_ab_grid", lambda: reference(REF).soft_encode_ab(ab, centres))
-    expect_tensor(soft, want, rtol=1e-4, atol=1e-6, name="Gaussian (sigma 5) weights of the 5 nearest bins")  # fmt: skip
+    expect_tensor(
+        soft, want, rtol=1e-4, atol=1e-6, name="Gaussian (sigma 5) weights of the 5 nearest bins"
+    )
     prior = torch.rand(49, generator=student.rng) ** 3
     prior = prior / prior.sum()
     w = student.call("rebalancing_weights", prior, 0.5)
@@ -145,8 +205,13 @@ def test_soft_encoding_and_rebalancing(student):
     expect_tensor(
         w, want, rtol=1e-4, atol=1e-6, name="w ~ ((1 - lambda) p + lambda / Q)^-1 with E_p[w] = 1"
     )
-    expect_tensor(student.call("rebalancing_weights", torch.full((49,), 1 / 49), 0.5), torch.ones(49),
-                  rtol=0, atol=1e-5, name="a uniform prior gives weights 1")  # fmt: skip
+    expect_tensor(
+        student.call("rebalancing_weights", torch.full((49,), 1 / 49), 0.5),
+        torch.ones(49),
+        rtol=0,
+        atol=1e-5,
+        name="a uniform prior gives weights 1",
+    )
     empty = prior.clone()
     empty[:5] = 0.0  # five colour bins that no training pixel falls in
     empty = empty / empty.sum()
@@ -211,13 +276,22 @@ def test_colorization_loss_and_annealed_mean(student):
 @pytest.mark.weight(2)
 @pytest.mark.functions("split_brain_loss", "soft_encode_ab", "colorization_loss")
 def test_split_brain_loss_matches_reference(student):
-    lab = torch.stack([torch.rand(3, 16, 16, generator=student.rng) * 100,
-                       torch.rand(3, 16, 16, generator=student.rng) * 100 - 50,
-                       torch.rand(3, 16, 16, generator=student.rng) * 100 - 50], dim=1)  # [N, 3, H, W]  # fmt: skip
-    centres = torch.stack(torch.meshgrid(torch.arange(-50.0, 51, 10), torch.arange(-50.0, 51, 10), indexing="ij"), -1).reshape(-1, 2)  # fmt: skip
+    lab = torch.stack(
+        [
+            torch.rand(3, 16, 16, generator=student.rng) * 100,
+            torch.rand(3, 16, 16, generator=student.rng) * 100 - 50,
+            torch.rand(3, 16, 16, generator=student.rng) * 100 - 50,
+        ],
+        dim=1,
+    )  # [N, 3, H, W]
+    centres = torch.stack(
+        torch.meshgrid(torch.arange(-50.0, 51, 10), torch.arange(-50.0, 51, 10), indexing="ij"), -1
+    ).reshape(-1, 2)
     weights = torch.rand(len(centres), generator=student.rng) + 0.5
     got = student.probe(f"{PROBES}:split_brain", 2, lab, centres, weights)
-    want = expected("split_brain_seed2", lambda: probes.split_brain(reference(REF), 2, lab, centres, weights))  # fmt: skip
+    want = expected(
+        "split_brain_seed2", lambda: probes.split_brain(reference(REF), 2, lab, centres, weights)
+    )
     expect_true(got["both_halves_learn"], "the loss must train both halves (L -> ab and ab -> L)")
     for key in ("ab_loss", "l_loss", "loss"):
         expect_close(got[key], want[key], rtol=1e-4, atol=1e-5, name=f"split-brain {key}")
@@ -231,11 +305,22 @@ def test_split_brain_loss_matches_reference(student):
 def test_kmeans_plusplus_is_deterministic_and_picks_data_points(student):
     x = torch.randn(40, 3, generator=student.rng)  # [N, D]
     got = student.probe(f"{PROBES}:kmeans_pp", x, 5, 11)
-    expect_tensor(got["second"], got["first"], rtol=0, atol=0, name="two seedings with generators seeded alike")  # fmt: skip
-    on_data = (torch.cdist(got["first"], x, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values < 1e-6).all()  # exact distances  # fmt: skip
+    expect_tensor(
+        got["second"],
+        got["first"],
+        rtol=0,
+        atol=0,
+        name="two seedings with generators seeded alike",
+    )
+    on_data = (
+        torch.cdist(got["first"], x, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
+        < 1e-6
+    ).all()  # exact distances
     expect_true(bool(on_data), "every k-means++ centre must be one of the data points")
     want = expected("kmeanspp_seed11", lambda: probes.kmeans_pp(reference(REF), x, 5, 11)["first"])
-    expect_tensor(got["first"], want, rtol=0, atol=1e-6, name="centres with the documented order of draws")  # fmt: skip
+    expect_tensor(
+        got["first"], want, rtol=0, atol=1e-6, name="centres with the documented order of draws"
+    )
     got = student.probe(f"{PROBES}:kmeans_pp", x, 12, 5)
     want = expected("kmeanspp_k12", lambda: probes.kmeans_pp(reference(REF), x, 12, 5)["first"])
     expect_tensor(
@@ -250,19 +335,31 @@ def test_kmeans_plusplus_is_deterministic_and_picks_data_points(student):
 @pytest.mark.weight(2)
 @pytest.mark.functions("kmeans_step")
 def test_kmeans_step_reseeds_an_empty_cluster(student):
-    x = torch.cat([torch.randn(20, 2, generator=student.rng) + 5, torch.randn(20, 2, generator=student.rng) - 5])  # fmt: skip
+    x = torch.cat(
+        [
+            torch.randn(20, 2, generator=student.rng) + 5,
+            torch.randn(20, 2, generator=student.rng) - 5,
+        ]
+    )
     centroids = torch.tensor([[5.0, 5.0], [-5.0, -5.0], [100.0, 100.0]])  # the third gets no point
     got = student.probe(f"{PROBES}:kmeans_step_result", x, centroids, 4)
     sizes = torch.bincount(got["assignments"], minlength=3)
     expect_true(
         bool((sizes > 0).all()), f"after the step no cluster may be empty; sizes {sizes.tolist()}"
     )
-    expect_true(float(got["centroids"][2].abs().max()) < 50, "the empty cluster's centroid must be re-seeded near a non-empty one")  # fmt: skip
+    expect_true(
+        float(got["centroids"][2].abs().max()) < 50,
+        "the empty cluster's centroid must be re-seeded near a non-empty one",
+    )
     want = expected(
         "kmeans_step_seed4", lambda: probes.kmeans_step_result(reference(REF), x, centroids, 4)
     )
-    expect_tensor(got["centroids"], want["centroids"], rtol=1e-5, atol=1e-5, name="centroids after the step")  # fmt: skip
-    expect_tensor(got["assignments"], want["assignments"], rtol=0, atol=0, name="assignments after the split")  # fmt: skip
+    expect_tensor(
+        got["centroids"], want["centroids"], rtol=1e-5, atol=1e-5, name="centroids after the step"
+    )
+    expect_tensor(
+        got["assignments"], want["assignments"], rtol=0, atol=0, name="assignments after the split"
+    )
 
 
 @pytest.mark.weight(2)
@@ -302,14 +399,34 @@ def test_nmi_matches_scikit_learn_and_uniform_cluster_weights(student):
 
     a = torch.randint(0, 4, (60,), generator=student.rng)
     b = torch.randint(0, 6, (60,), generator=student.rng)
-    expect_close(student.call("normalized_mutual_info", a, b), sk_nmi(a.numpy(), b.numpy()),
-                 rtol=1e-6, atol=1e-9, name="NMI of two random labellings")  # fmt: skip
-    expect_close(student.call("normalized_mutual_info", a, 7 - 2 * a), 1.0, rtol=0, atol=1e-9,
-                 name="NMI of a relabelled copy")  # fmt: skip
-    expect_close(student.call("normalized_mutual_info", a, torch.zeros(60, dtype=torch.long)), 0.0,
-                 rtol=0, atol=1e-9, name="NMI against one cluster")  # fmt: skip
+    expect_close(
+        student.call("normalized_mutual_info", a, b),
+        sk_nmi(a.numpy(), b.numpy()),
+        rtol=1e-6,
+        atol=1e-9,
+        name="NMI of two random labellings",
+    )
+    expect_close(
+        student.call("normalized_mutual_info", a, 7 - 2 * a),
+        1.0,
+        rtol=0,
+        atol=1e-9,
+        name="NMI of a relabelled copy",
+    )
+    expect_close(
+        student.call("normalized_mutual_info", a, torch.zeros(60, dtype=torch.long)),
+        0.0,
+        rtol=0,
+        atol=1e-9,
+        name="NMI against one cluster",
+    )
     assign = torch.tensor([0, 0, 0, 2, 2, 4, 4, 4, 4, 4])
     w = student.call("cluster_sample_weights", assign, 6)
     totals = torch.zeros(6).index_add_(0, assign, w.float())
-    expect_tensor(totals, torch.tensor([1 / 3, 0, 1 / 3, 0, 1 / 3, 0]), rtol=0, atol=1e-6,
-                  name="each non-empty cluster's total weight is 1 / (number of non-empty clusters)")  # fmt: skip
+    expect_tensor(
+        totals,
+        torch.tensor([1 / 3, 0, 1 / 3, 0, 1 / 3, 0]),
+        rtol=0,
+        atol=1e-6,
+        name="each non-empty cluster's total weight is 1 / (number of non-empty clusters)",
+    )

@@ -44,11 +44,15 @@ def test_random_masking_matches_reference_and_is_uniform(student):
         expect_tensor(got[key], want[key], rtol=0, atol=0, name=f"random_masking {key}")
     rates = student.probe(f"{PROBES}:mask_rates", seed, 3000, 16, 0.75)
     keep = int(16 * 0.25)
-    expect_true(bool((rates["masked_per_sample"] == 16 - keep).all()),
-                "every sample must have exactly L - L_keep masked tokens")  # fmt: skip
+    expect_true(
+        bool((rates["masked_per_sample"] == 16 - keep).all()),
+        "every sample must have exactly L - L_keep masked tokens",
+    )
     # binomial standard error sqrt(0.75 * 0.25 / 3000) = 0.0079: allow about 5 of them
-    expect_true(float((rates["rate"] - 0.75).abs().max()) < 0.04,
-                "every position must be masked with probability ~ mask_ratio (uniform masking)")  # fmt: skip
+    expect_true(
+        float((rates["rate"] - 0.75).abs().max()) < 0.04,
+        "every position must be masked with probability ~ mask_ratio (uniform masking)",
+    )
 
 
 @pytest.mark.weight(1)
@@ -78,8 +82,13 @@ def test_encoder_and_decoder_on_fresh_inputs(student):
     got = student.probe(f"{PROBES}:encoder_forward", seed, images, ratio)
     want = probes.encoder_forward(reference(REF), seed, images, ratio)
     expect_tensor(got["latent"], want["latent"], rtol=1e-4, atol=1e-5, name="encoder latent")
-    expect_tensor(got["scrambled_latent"], want["latent"], rtol=1e-4, atol=1e-5,
-                  name="encoder latent with the masked pixels replaced by noise")  # fmt: skip
+    expect_tensor(
+        got["scrambled_latent"],
+        want["latent"],
+        rtol=1e-4,
+        atol=1e-5,
+        name="encoder latent with the masked pixels replaced by noise",
+    )
     keep = int(16 * (1 - ratio))
     latent = torch.randn(3, 1 + keep, 16, generator=student.rng)
     ids_restore = torch.stack([torch.randperm(16, generator=student.rng) for _ in range(3)])
@@ -101,10 +110,20 @@ def test_mae_loss_on_fresh_inputs(student):
     for norm_pix in (False, True):
         got = student.probe(f"{PROBES}:loss_with_grad", images, pred, mask, p, norm_pix)
         want = probes.loss_with_grad(reference(REF), images, pred, mask, p, norm_pix)
-        expect_close(got["output"], float(want["output"]), rtol=1e-9, atol=1e-12,
-                     name=f"mae_loss (float64, norm_pix_loss={norm_pix})")  # fmt: skip
-        expect_tensor(got["grads"][0], want["grads"][0], rtol=1e-7, atol=1e-10,
-                      name=f"d mae_loss / d pred (norm_pix_loss={norm_pix})")  # fmt: skip
+        expect_close(
+            got["output"],
+            float(want["output"]),
+            rtol=1e-9,
+            atol=1e-12,
+            name=f"mae_loss (float64, norm_pix_loss={norm_pix})",
+        )
+        expect_tensor(
+            got["grads"][0],
+            want["grads"][0],
+            rtol=1e-7,
+            atol=1e-10,
+            name=f"d mae_loss / d pred (norm_pix_loss={norm_pix})",
+        )
 
 
 @pytest.mark.weight(1)

@@ -32,8 +32,13 @@ def test_rotation_loss_matches_reference(student):
     expect_close(got["loss"], want["loss"], rtol=1e-5, atol=1e-6, name="rotation loss")
     expect_close(got["acc"], want["acc"], rtol=0, atol=1e-6, name="rotation accuracy")
     expect_true(got["head_grad"] is not None, "the loss must backpropagate into the classifier")
-    expect_tensor(got["head_grad"], want["head_grad"], rtol=1e-4, atol=1e-6,
-                  name="gradient of the loss w.r.t. the head (mean over all R*N images)")  # fmt: skip
+    expect_tensor(
+        got["head_grad"],
+        want["head_grad"],
+        rtol=1e-4,
+        atol=1e-6,
+        name="gradient of the loss w.r.t. the head (mean over all R*N images)",
+    )
 
 
 @pytest.mark.weight(1)
@@ -69,11 +74,18 @@ def test_hamming_set_small_puzzles(student):
     four = student.probe(f"{PROBES}:hamming_set", 4, 4, seed)
     # four permutations of 4 tiles can differ in every position (the rows of a Latin square)
     expect_true(isinstance(four, torch.Tensor) and tuple(four.shape) == (4, 4), "shape [4, 4]")
-    expect_close(reference(REF).min_hamming_distance(four), 4.0, rtol=0, atol=0,
-                 name="minimum Hamming distance of 4 permutations of 4 tiles")  # fmt: skip
+    expect_close(
+        reference(REF).min_hamming_distance(four),
+        4.0,
+        rtol=0,
+        atol=0,
+        name="minimum Hamming distance of 4 permutations of 4 tiles",
+    )
     pooled = student.probe(f"{PROBES}:hamming_set", 12, 9, seed, 300)
     want = probes.hamming_set(reference(REF), 12, 9, seed, 300)
-    expect_tensor(pooled, want, rtol=0, atol=0, name="12 permutations chosen from a random pool of 300")  # fmt: skip
+    expect_tensor(
+        pooled, want, rtol=0, atol=0, name="12 permutations chosen from a random pool of 300"
+    )
 
 
 @pytest.mark.weight(1)

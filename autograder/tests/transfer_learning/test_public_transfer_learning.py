@@ -75,8 +75,17 @@ def test_softmax_regression_loss_and_gradients(student):
     W = torch.randn(4, 3, generator=student.rng) * 0.5  # [D, K]
     b = torch.randn(3, generator=student.rng) * 0.1  # [K]
     loss, dW, db = student.call("softmax_regression_loss", W, b, feats, labels, 0.1)
-    want = expected("softmax_regression_loss", lambda: reference(REF).softmax_regression_loss(W, b, feats, labels, 0.1))  # fmt: skip
-    expect_close(loss, float(want[0]), rtol=1e-5, atol=1e-6, name="loss (mean cross-entropy + reg / 2 * ||W||^2)")  # fmt: skip
+    want = expected(
+        "softmax_regression_loss",
+        lambda: reference(REF).softmax_regression_loss(W, b, feats, labels, 0.1),
+    )
+    expect_close(
+        loss,
+        float(want[0]),
+        rtol=1e-5,
+        atol=1e-6,
+        name="loss (mean cross-entropy + reg / 2 * ||W||^2)",
+    )
     expect_tensor(dW, want[1], rtol=1e-4, atol=1e-6, name="dW [4, 3]")
     expect_tensor(db, want[2], rtol=1e-4, atol=1e-6, name="db [3]")
     # logits in the hundreds: exp overflows to inf (and the loss to NaN) without the max-shift
