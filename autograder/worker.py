@@ -100,14 +100,14 @@ def zygote_main(sock_fd: int) -> None:
     from autograder import codec  # noqa: F401  (the worker cannot import it: it is hidden)
 
     torch.set_num_threads(1)
-    secret_roots = tuple(os.path.realpath(p) + os.sep for p in config["hide"])
+    secret_roots = [os.path.realpath(p) for p in config["hide"]]
     leaked = [
         m.__name__
         for m in list(sys.modules.values())
         if getattr(m, "__file__", None)
         and "probes" not in m.__name__
         and m.__name__.split(".")[0] != "autograder"
-        and os.path.realpath(m.__file__).startswith(secret_roots)
+        and _under(os.path.realpath(m.__file__), secret_roots)
     ]
     if leaked:  # a probe or pre-import dragged reference code into the zygote
         sock.sendall(json.dumps({"error": f"secret modules imported: {leaked}"}).encode())
