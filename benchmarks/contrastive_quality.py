@@ -1,8 +1,8 @@
 """Quality benchmark of Assignment 4 (contrastive and Siamese learning) on real CIFAR-10.
 
-Pretrains the shared ``SmallCNN`` with every method of the notebook (``METHODS`` of the
-reference ``solutions/contrastive_learning.py``: SimCLR, MoCo, BYOL, SimSiam with and without
-the stop-gradient, and the supervised baseline) for the notebook's wall-clock budgets
+Pretrains the shared ``SmallCNN`` with every method of the notebook (``METHOD_NAMES`` of
+``replearn.recipes.contrastive_learning``: SimCLR, MoCo, BYOL, SimSiam with and without the
+stop-gradient, and the supervised baseline) for the notebook's budgets
 (``ContrastiveConfig.from_preset``), the same way the notebook does (SimCLR and MoCo with the kNN
 monitor), and probes every encoder under one protocol on the frozen 256-d features:
 
@@ -199,7 +199,7 @@ def main(argv=None) -> dict:
     random_encoder = SmallCNN(in_channels=x_train.shape[1], widths=cfg.widths).to(device)
     probe("random init", random_encoder, {"train_s": 0.0})
     simsiam_cfg = replace(cfg, batch_size=min(cfg.batch_size, SIMSIAM_BATCH))
-    methods = recipe.METHODS if args.methods is None else tuple(args.methods)
+    methods = recipe.METHOD_NAMES if args.methods is None else tuple(args.methods)
     for method in methods:
         config = simsiam_cfg if method.startswith("simsiam") else cfg
         result, info = run(

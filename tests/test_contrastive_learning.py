@@ -418,7 +418,7 @@ def test_simsiam_without_stop_gradient_collapses_and_with_it_does_not(one_thread
 def test_config_presets_and_budgets():
     for name in PRESETS:
         cfg = recipe.ContrastiveConfig.from_preset(get_preset(name))
-        for method in recipe.METHODS:
+        for method in recipe.METHOD_NAMES:
             assert cfg.budget(method) > 0
         assert cfg.budget("simsiam-no-stopgrad") == cfg.simsiam_s
         assert cfg.augmentation in augment.PIPELINES
@@ -426,7 +426,7 @@ def test_config_presets_and_budgets():
         cfg.budget("swav")
 
 
-@pytest.mark.parametrize("method", recipe.METHODS)
+@pytest.mark.parametrize("method", recipe.METHOD_NAMES)
 def test_pretrain_runs_every_method_briefly(method):
     cfg = dataclasses.replace(
         recipe.ContrastiveConfig.from_preset(get_preset("smoke")),

@@ -33,7 +33,7 @@ from replearn.recipes.common import (
 from replearn.train import BudgetCosine, Hook, TensorLoader, TrainConfig, train
 
 __all__ = [
-    "METHODS",
+    "METHOD_NAMES",
     "PRETRAIN_METHODS",
     "Classifier",
     "ContrastiveConfig",
@@ -44,7 +44,7 @@ __all__ = [
     "supervised_augment",
 ]
 
-METHODS = ("simclr", "moco", "byol", "simsiam", "simsiam-no-stopgrad", "supervised")
+METHOD_NAMES = ("simclr", "moco", "byol", "simsiam", "simsiam-no-stopgrad", "supervised")
 
 # cpu-quick's runs in optimizer steps: what an idle 2-core machine does in each run's seconds
 # (benchmarks/README.md, "Budgets in steps")
@@ -158,7 +158,7 @@ class ContrastiveConfig:
         )
 
     def budget(self, method: str) -> float:
-        """The wall-clock budget of ``method`` (one of :data:`METHODS`)."""
+        """The wall-clock budget of ``method`` (one of :data:`METHOD_NAMES`)."""
         _check_method(method)
         return float(getattr(self, method.removesuffix("-no-stopgrad") + "_s"))
 
@@ -169,8 +169,8 @@ class ContrastiveConfig:
 
 
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if method not in METHOD_NAMES:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHOD_NAMES}")
 
 
 class Classifier(nn.Module):
@@ -265,7 +265,7 @@ def pretrain(
 
     Args:
         cl: the student's module.
-        method: one of :data:`METHODS`.
+        method: one of :data:`METHOD_NAMES`.
         images: uint8 ``[N, C, H, W]`` (the unlabelled training images).
         labels: int64 ``[N]``; used only by ``"supervised"`` (may be None otherwise).
         budget_s: seconds (default: ``cfg.budget(method)``).

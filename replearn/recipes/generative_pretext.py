@@ -25,7 +25,7 @@ from replearn.recipes.common import Run, counted_in_steps
 from replearn.train import BudgetClock, BudgetCosine, History, TensorLoader, TrainConfig, train
 
 __all__ = [
-    "METHODS",
+    "METHOD_NAMES",
     "RANDOM_BASELINE",
     "ClusterRound",
     "Discriminator",
@@ -198,7 +198,7 @@ class GenerativeConfig:
         )
 
 
-METHODS = ("inpainting", "inpainting+adv", "color-class", "color-reg", "split-brain")
+METHOD_NAMES = ("inpainting", "inpainting+adv", "color-class", "color-reg", "split-brain")
 
 # cpu-quick's runs in optimizer steps: what an idle 2-core machine does in each run's seconds
 # (benchmarks/README.md, "Budgets in steps")
@@ -266,8 +266,8 @@ def pretrain(
         :class:`LabFeatures`; ``extra`` holds what :func:`predict_pixels` needs (the fill colour,
         the ab bins and statistics) and the discriminator.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if method not in METHOD_NAMES:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHOD_NAMES}")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     device = torch.device(device)

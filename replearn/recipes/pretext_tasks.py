@@ -33,7 +33,7 @@ from replearn.recipes.common import (
 from replearn.train import BudgetCosine, TensorLoader, TrainConfig, train
 
 __all__ = [
-    "METHODS",
+    "METHOD_NAMES",
     "PRETRAIN_METHODS",
     "PretextConfig",
     "best_block",
@@ -48,7 +48,7 @@ __all__ = [
     "rotation_confusion",
 ]
 
-METHODS = ("rotation", "context", "jigsaw", "exemplar", "supervised")
+METHOD_NAMES = ("rotation", "context", "jigsaw", "exemplar", "supervised")
 
 # cpu-quick's runs in optimizer steps: what an idle 2-core machine does in each run's seconds
 # (benchmarks/README.md, "Budgets in steps")
@@ -221,7 +221,7 @@ def pretrain(
 
     Args:
         pt: the student's module (its models, losses and data builders).
-        method: the pretext task, one of :data:`METHODS`.
+        method: the pretext task, one of :data:`METHOD_NAMES`.
         images: uint8 ``[N, C, H, W]`` (the unlabelled training images).
         labels: int64 ``[N]``, only for ``"supervised"``.
         rotations: the rotation set of ``"rotation"`` (the ablation passes ``(0, 2)``).
@@ -231,8 +231,8 @@ def pretrain(
         A :class:`~replearn.recipes.Run` (``method`` is the task; ``extra``: the jigsaw's
         ``permutations``, the exemplar's ``seed_index`` and ``num_seeds``).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if method not in METHOD_NAMES:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHOD_NAMES}")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     device = torch.device(device)
