@@ -460,25 +460,11 @@ def package(
 
 def save_weights(weights, path: str | os.PathLike, *, max_bytes: int | None = None) -> Path:
     """Save a module's or a state dict's tensors as safetensors (never pickle) for submission,
-    atomically (``replearn.train.atomic_write``).
+    atomically: :func:`replearn.train.save_weights`, imported on first use so that
+    ``python -m replearn.submit`` starts without torch."""
+    from replearn.train import save_weights as save
 
-    Tensors are detached, moved to the CPU and made contiguous; ``max_bytes`` refuses a file
-    that the assignment's limit would refuse anyway.
-    """
-    import torch
-    from safetensors.torch import save_file
-
-    from replearn.train import atomic_write
-
-    state = weights.state_dict() if isinstance(weights, torch.nn.Module) else dict(weights)
-    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise TypeError(f"save_weights takes tensors only; not tensors: {', '.join(bad[:5])}")
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    size = sum(t.numel() * t.element_size() for t in tensors.values())
-    if max_bytes is not None and size > max_bytes:
-        raise ValueError(f"{size} bytes of weights is over the {max_bytes} byte limit")
-    return atomic_write(path, lambda temp_name: save_file(tensors, temp_name))
+    return save(weights, path, max_bytes=max_bytes)
 
 
 def main(argv: list[str] | None = None) -> int:

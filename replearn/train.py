@@ -1501,33 +1501,43 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _weights_nbytes(module: nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in module.state_dict().values())
-
-
 def save_weights(
-    module: nn.Module,
+    weights: nn.Module | Mapping[str, torch.Tensor],
     path: str | os.PathLike,
     *,
     max_bytes: int | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> Path:
-    """Save ``module``'s parameters and buffers to a safetensors file, atomically.
+    """Save a module's parameters and buffers (or a state dict's tensors) as safetensors,
+    atomically.
 
     safetensors stores raw tensors and a JSON header, so loading one runs no code (unlike a
-    pickled ``torch.save``): the format a grader can accept from students. Tied weights are
-    stored once. ``max_bytes`` refuses to write a file larger than a submission limit.
+    pickled ``torch.save``): the format a grader can accept from students. A module's tied
+    weights are stored once. ``max_bytes`` refuses to write a file larger than a submission
+    limit. ``replearn.submit`` exports this same function for students.
     """
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file, save_model
 
-    size = _weights_nbytes(module)
+    meta = dict(metadata) if metadata else None
+    if isinstance(weights, nn.Module):
+        tensors = weights.state_dict()
+        what = type(weights).__name__ + " weights"
+        write = lambda temp_name: save_model(weights, temp_name, metadata=meta)
+    else:
+        state = dict(weights)
+        bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise TypeError(f"save_weights takes tensors only; not tensors: {', '.join(bad[:5])}")
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        what = "the weights"
+        write = lambda temp_name: save_file(tensors, temp_name, metadata=meta)
+    size = sum(t.numel() * t.element_size() for t in tensors.values())
     if max_bytes is not None and size > max_bytes:
         raise ValueError(
-            f"{type(module).__name__} weights take {size / 2**20:.1f} MiB, over the "
-            f"{max_bytes / 2**20:.1f} MiB limit; submit a smaller model (or the encoder only)"
+            f"{what} take {size} bytes ({size / 2**20:.1f} MiB), over the {max_bytes} byte "
+            "limit; submit a smaller model (or the encoder only)"
         )
-    meta = dict(metadata) if metadata else None
-    return atomic_write(path, lambda temp_name: save_model(module, temp_name, metadata=meta))
+    return atomic_write(path, write)
 
 
 def load_weights(
