@@ -89,3 +89,25 @@ def test_mae_tables_cited_are_the_papers():
 
 def test_clip_notebook_says_same_class_captions_are_false_negatives():
     assert "**false negative**" in _text("clip_zero_shot")
+
+
+HEADER_WORDS = 360  # "about 350": goals, the preset table and one paragraph of expectations
+
+
+@pytest.mark.parametrize("notebook", sorted(NOTEBOOKS))
+def test_a_header_reads_in_two_minutes(notebook):
+    header = _markdown(notebook)[0]
+    words = [t for t in header.split() if re.search(r"[A-Za-z0-9]", t)]  # table rules aside
+    assert len(words) <= HEADER_WORDS, (
+        f"the header of {NOTEBOOKS[notebook].name} has {len(words)} words, over {HEADER_WORDS}: "
+        "keep the goals, the preset table and one paragraph; measurements go to benchmarks/"
+    )
+
+
+@pytest.mark.parametrize("notebook", sorted(NOTEBOOKS))
+def test_a_header_states_a_time_for_each_preset(notebook):
+    header = _markdown(notebook)[0]
+    quick = next(line for line in header.splitlines() if line.startswith("| `cpu-quick`"))
+    time_cell = quick.split("|")[3]
+    assert re.search(r"\d+(\.\d+)? min", time_cell), time_cell
+    assert "not" not in time_cell.split(), f"a time that was not measured: {time_cell!r}"
