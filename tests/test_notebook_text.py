@@ -105,7 +105,7 @@ def test_a_header_reads_in_two_minutes(notebook):
 
 
 @pytest.mark.parametrize("notebook", sorted(NOTEBOOKS))
-def test_a_header_states_a_time_for_each_preset(notebook):
+def test_a_header_states_a_measured_cpu_quick_time(notebook):
     header = _markdown(notebook)[0]
     quick = next(line for line in header.splitlines() if line.startswith("| `cpu-quick`"))
     time_cell = quick.split("|")[3]
