@@ -241,6 +241,10 @@ def run_batch(
             str(run_seed),
         ]
         start = time.monotonic()
+        # A grader stopped at the time limit is killed before it can remove its staging
+        # folder: give each its own temporary folder and remove that here, whatever happened.
+        scratch = Path(tempfile.mkdtemp(prefix="autograder-grade-"))
+        env = {**os.environ, lifeline.PARENT_ENV: str(os.getpid()), "TMPDIR": str(scratch)}
         try:
             with open(log, "w", encoding="utf-8") as fh:
                 proc = subprocess.run(
@@ -248,13 +252,15 @@ def run_batch(
                     stdout=fh,
                     stderr=subprocess.STDOUT,
                     timeout=limit,
-                    env={**os.environ, lifeline.PARENT_ENV: str(os.getpid())},  # dies with us
+                    env=env,  # the lifeline makes the grader die with us
                     cwd=REPO_ROOT,
                 )
             if proc.returncode != 0:
                 row["status"] = f"grader exited {proc.returncode} (see {log})"
         except subprocess.TimeoutExpired:
             row["status"] = f"stopped after {limit:.0f} s"
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         row["seconds"] = round(time.monotonic() - start, 1)
         try:
             data = json.loads(res.read_text())

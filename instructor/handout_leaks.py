@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import atexit
 import contextlib
 import copy
 import importlib
@@ -48,6 +49,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -767,6 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.root.resolve()
     if root.is_file() and zipfile.is_zipfile(root):  # a hand-out zip or a wheel: unpack it
         unpacked = Path(tempfile.mkdtemp(prefix="handout-leaks-"))
+        atexit.register(shutil.rmtree, unpacked, ignore_errors=True)  # imported from until exit
         with zipfile.ZipFile(root) as zf:
             zf.extractall(unpacked)
         tops = [p for p in unpacked.iterdir()]
@@ -783,6 +786,7 @@ def main(argv: list[str] | None = None) -> int:
         if not wheels:
             parser.error(f"{root} holds neither the course package nor a wheel of it")
         unpacked = Path(tempfile.mkdtemp(prefix="handout-wheel-"))
+        atexit.register(shutil.rmtree, unpacked, ignore_errors=True)
         for wheel in wheels:
             with zipfile.ZipFile(wheel) as zf:
                 zf.extractall(unpacked)

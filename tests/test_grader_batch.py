@@ -221,3 +221,26 @@ def test_a_submission_names_its_student_in_its_manifest(tmp_path):
     assert identity(tmp_path, Path("whatever.zip")) == 'HYPERLINK("x") Ada'
     (tmp_path / "MANIFEST.json").write_text("not json")
     assert identity(tmp_path, Path("dave.zip")) == "dave"
+
+
+def test_a_grader_stopped_at_the_time_limit_leaves_no_staging_folder(tmp_path):
+    """The batch kills a grader that runs past --timeout; the submission it had staged (a
+    student's code) is removed all the same, not left in the machine's temporary folder."""
+    subs = tmp_path / "submissions"
+    shutil.copytree(REPO / "tests" / "attacks" / "infinite_swallow", subs / "carol")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = tmp_path / "grades.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder", "batch", str(subs), "--out", str(out)]
+        + ["--timeout", "8"],
+        cwd=REPO,
+        env={**ENV, "TMPDIR": str(scratch)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = list(csv.DictReader(out.open()))
+    assert row["status"] == "stopped after 8 s"
+    assert list(scratch.iterdir()) == []

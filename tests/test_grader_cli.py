@@ -23,6 +23,14 @@ ENV = {
 FULL_MARKS = 14.0
 
 
+def _env_in(tmp_path: Path) -> dict:
+    """ENV with temporary files under ``tmp_path``: a grader killed with SIGKILL cannot remove
+    its staging folder, and the test should not leave it in the machine's /tmp."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir(exist_ok=True)
+    return {**ENV, "TMPDIR": str(scratch)}
+
+
 def make_reference_submission(folder: Path) -> Path:
     """The fixture reference plus the classifier artefact it trains (parent-side, trusted)."""
     from safetensors.torch import save_file
@@ -181,7 +189,7 @@ def test_killed_grader_leaves_valid_results(tmp_path):
             str(results),
         ],
         cwd=REPO,
-        env=ENV,
+        env=_env_in(tmp_path),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -266,7 +274,7 @@ def _kill_and_watch(command: list[str], depth: int, tmp_path: Path) -> list[int]
     proc = subprocess.Popen(
         command,
         cwd=REPO,
-        env=ENV,
+        env=_env_in(tmp_path),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
