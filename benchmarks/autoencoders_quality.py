@@ -8,7 +8,9 @@ strength chosen on a validation split), beside the baselines under the same prot
   ``colab``/``full``): raw pixels; the ConvAutoencoder's encoder at its random initialisation;
   a plain autoencoder, a denoising autoencoder (masking noise) and an L1 sparse autoencoder,
   each trained for the preset's CIFAR budget;
-* MNIST: raw pixels, random encoder, autoencoder, denoising autoencoder, the CD-1 RBM.
+* MNIST: raw pixels, random encoder, autoencoder, denoising autoencoder, the CD-1 RBM, and the
+  notebook's stacked autoencoder three ways: untrained, greedy layer-wise + fine-tuned, and end
+  to end from a random start for as many passes (Part 4's comparison).
 
 Run: ``python -m benchmarks.autoencoders_quality --preset cpu-quick`` (data from
 ``$REPLEARN_DATA_DIR``). Writes ``build/bench/autoencoders_quality.json`` and ``.md``.
@@ -38,7 +40,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--preset", default="cpu-quick")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--skip", nargs="*", default=[], help="models to leave out: ae dae sparse mnist rbm"
+        "--skip", nargs="*", default=[], help="models to leave out: ae dae sparse mnist rbm stack"
     )
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
@@ -180,6 +182,29 @@ def main(argv=None) -> dict:
                 flatten=True,
                 binary=True,
             )
+
+        if "stack" not in args.skip:  # epochs as in the notebook, so the rows repeat exactly
+            x_flat = recipe.flat_images(mnist.x_train).to(device)  # [N, 784]
+            passes = cfg.stack_epochs * len(cfg.stack_dims)  # greedy: one per layer + fine-tuning
+            for name in ("untrained", "greedy + fine-tuned", "end to end"):
+                torch.manual_seed(args.seed)
+                stack = aec.StackedAutoencoder(cfg.stack_dims).to(device)
+                run = {"batch_size": 64, "generator": torch.Generator().manual_seed(args.seed)}
+                t0 = time.perf_counter()
+                if name == "greedy + fine-tuned":
+                    aec.greedy_pretrain(stack, x_flat, epochs=cfg.stack_epochs, **run)
+                    run["generator"] = torch.Generator().manual_seed(args.seed)
+                    aec.finetune_stack(stack, x_flat, epochs=cfg.stack_epochs, **run)
+                elif name == "end to end":
+                    aec.finetune_stack(stack, x_flat, epochs=passes, **run)
+                score(
+                    "MNIST",
+                    f"stack {cfg.stack_dims}, {name}",
+                    stack,
+                    *split,
+                    train_s=time.perf_counter() - t0,
+                    flatten=True,
+                )
 
     report = {
         "preset": preset.name,
