@@ -151,6 +151,8 @@ def main(argv=None) -> dict:
             *split,
         )
         for kind in ("ae", "dae"):
+            if kind in args.skip:
+                continue
             model, history = trained(
                 kind, 1, 28, cfg.mnist_widths, cfg.mnist_code, mnist.x_train, cfg.mnist_budget_s
             )

@@ -592,9 +592,10 @@ def run(
                 "load_before": load_before,
             }
             runs.append(record)
+            spent = f"{trained.steps} steps in {train_s:.0f} s" if trained.steps else "untrained"
             say(
                 f"{method.name} (seed {seed}): kNN {scores['knn']:.3f}, linear "
-                f"{scores['linear']:.3f}, {trained.steps} steps in {train_s:.0f} s",
+                f"{scores['linear']:.3f}, {spent}",
                 flush=True,
             )
         rows[method.name] = {

@@ -228,7 +228,7 @@ class Session:
                 loaded = data.load_dataset(name, **kwargs)
             note = f"data: {loaded.name} ({len(loaded.y_train)} train / {len(loaded.y_test)} test) from {loaded.source}"
             print(note)
-            self.data_notes.append(note)
+            self._keep_data_note(note)
             self._data_cache[key] = loaded
         return self._data_cache[key]
 
@@ -312,7 +312,12 @@ class Session:
         """Say which data a result came from when it was not loaded with :meth:`load_data` (a
         saved benchmark, a run inside the course library)."""
         print(note)
-        self.data_notes.append(note)
+        self._keep_data_note(note)
+
+    def _keep_data_note(self, note: str) -> None:
+        """The summary lists each source once, however many cells used it."""
+        if note not in self.data_notes:
+            self.data_notes.append(note)
 
     def record(self, name: str, value, promised: str = "", *, at_least: float | None = None):
         """Note a headline number; ``at_least`` checks a promise such as "linear probe >= 0.75"."""
