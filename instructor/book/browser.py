@@ -239,7 +239,11 @@ def chromium(executable: str, timeout: float = 60.0):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        shutil.rmtree(profile, ignore_errors=True)
+        for _ in range(20):  # Chromium's helper processes can write to the profile a moment longer
+            shutil.rmtree(profile, ignore_errors=True)
+            if not profile.exists():
+                break
+            time.sleep(0.1)
 
 
 def _screenshot(client: DevTools, path: Path, y: float | None = None) -> None:
