@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_grader_cli import ENV, FIXTURE, FULL_MARKS, make_reference_submission
+from test_grader_cli import ENV, FIXTURE, FULL_MARKS, env_with_tmp, make_reference_submission
 
 from autograder.batch import code_fingerprint
 from replearn.contract.markers import SOLUTION_BEGIN
@@ -228,14 +228,13 @@ def test_a_grader_stopped_at_the_time_limit_leaves_no_staging_folder(tmp_path):
     student's code) is removed all the same, not left in the machine's temporary folder."""
     subs = tmp_path / "submissions"
     shutil.copytree(REPO / "tests" / "attacks" / "infinite_swallow", subs / "carol")
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
     out = tmp_path / "grades.csv"
+    env = env_with_tmp(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "autograder", "batch", str(subs), "--out", str(out)]
         + ["--timeout", "8"],
         cwd=REPO,
-        env={**ENV, "TMPDIR": str(scratch)},
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -243,4 +242,4 @@ def test_a_grader_stopped_at_the_time_limit_leaves_no_staging_folder(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (row,) = list(csv.DictReader(out.open()))
     assert row["status"] == "stopped after 8 s"
-    assert list(scratch.iterdir()) == []
+    assert list(Path(env["TMPDIR"]).iterdir()) == []

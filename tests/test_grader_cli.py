@@ -23,7 +23,7 @@ ENV = {
 FULL_MARKS = 14.0
 
 
-def _env_in(tmp_path: Path) -> dict:
+def env_with_tmp(tmp_path: Path) -> dict:
     """ENV with temporary files under ``tmp_path``: a grader killed with SIGKILL cannot remove
     its staging folder, and the test should not leave it in the machine's /tmp."""
     scratch = tmp_path / "tmp"
@@ -189,7 +189,7 @@ def test_killed_grader_leaves_valid_results(tmp_path):
             str(results),
         ],
         cwd=REPO,
-        env=_env_in(tmp_path),
+        env=env_with_tmp(tmp_path),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -274,7 +274,7 @@ def _kill_and_watch(command: list[str], depth: int, tmp_path: Path) -> list[int]
     proc = subprocess.Popen(
         command,
         cwd=REPO,
-        env=_env_in(tmp_path),
+        env=env_with_tmp(tmp_path),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
